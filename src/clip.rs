@@ -1,0 +1,345 @@
+//! The public API: load a checkpoint, embed images and texts, compare them. It ties the
+//! tokenizer, the preprocessor and one engine (CPU or GPU) together.
+
+use crate::cpu::{self, CpuBackend};
+use crate::error::{ClipError, Result};
+use crate::graph::{self, Backend, TextBatch};
+use crate::model::safetensors::TensorBytes;
+use crate::model::{ClipConfig, ClipModel, SafeTensors, Towers};
+use crate::preprocess::{ImageInput, PreprocessConfig, Preprocessor};
+use crate::tokenizer::ClipTokenizer;
+
+/// Which engine to run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// WebGPU when an adapter and device can be had, else the CPU engine.
+    #[default]
+    Auto,
+    Cpu,
+    /// WebGPU only: fails rather than falling back.
+    Gpu,
+}
+
+impl BackendChoice {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" | "webgpu" => Ok(BackendChoice::Gpu),
+            _ => Err(ClipError::Input(format!(
+                "backend must be auto, cpu or webgpu, not `{s}`"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ClipOptions {
+    pub backend: BackendChoice,
+    pub towers: Towers,
+    /// Images or texts per forward pass (bounds activation memory). 0 = default.
+    pub max_batch: usize,
+}
+
+/// The files of a Hugging Face CLIP repository, as bytes.
+pub struct ModelFiles<'a> {
+    pub config: &'a [u8],
+    /// `model.safetensors`: where its bytes come from, with its parsed header.
+    pub weights: &'a dyn TensorBytes,
+    pub weights_header: &'a SafeTensors,
+    /// `tokenizer.json`; required for the text tower's `text_features`.
+    pub tokenizer: Option<&'a [u8]>,
+    /// `preprocessor_config.json`; CLIP's defaults when absent.
+    pub preprocessor: Option<&'a [u8]>,
+}
+
+/// Which engine is active, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendInfo {
+    /// `"cpu"` or `"webgpu"`.
+    pub kind: &'static str,
+    /// The GPU adapter's name, when on the GPU.
+    pub adapter: Option<String>,
+    /// Why this engine was chosen (for `auto`: why the GPU was not taken).
+    pub reason: String,
+}
+
+/// Row-major `[rows, dim]` f32 results.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Embeddings {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Embeddings {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..][..self.dim]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[f32]> {
+        self.data.chunks(self.dim.max(1)).take(self.rows)
+    }
+
+    /// Each row divided by its L2 norm.
+    pub fn normalized(&self) -> Embeddings {
+        let mut out = self.clone();
+        for row in out.data.chunks_mut(self.dim.max(1)) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        out
+    }
+
+    fn extend(&mut self, other: Embeddings) {
+        self.dim = other.dim;
+        self.rows += other.rows;
+        self.data.extend(other.data);
+    }
+}
+
+/// `exp(logit_scale) * cos(image, text)`: `[images, texts]`.
+pub fn logits(
+    image_features: &Embeddings,
+    text_features: &Embeddings,
+    logit_scale: f32,
+) -> Embeddings {
+    let (a, b) = (image_features.normalized(), text_features.normalized());
+    let scale = logit_scale.exp();
+    let mut data = Vec::with_capacity(a.rows * b.rows);
+    for i in a.iter() {
+        for t in b.iter() {
+            data.push(scale * i.iter().zip(t).map(|(x, y)| x * y).sum::<f32>());
+        }
+    }
+    Embeddings {
+        rows: a.rows,
+        dim: b.rows,
+        data,
+    }
+}
+
+/// A model on one engine: the weights in the engine's storage and the engine itself.
+pub struct Encoder<B: Backend> {
+    pub model: ClipModel<B::Weight>,
+    pub backend: B,
+}
+
+impl<B: Backend> Encoder<B> {
+    /// Projected image features for `n` preprocessed images `[n, 3, S, S]`.
+    pub async fn pixel_features(&mut self, pixels: &[f32], n: usize) -> Result<Embeddings> {
+        let tower = self.model.vision()?;
+        let out = graph::vision_forward(&mut self.backend, tower, pixels, n, false)?;
+        let data = self.backend.read(&out.features).await?;
+        Ok(Embeddings {
+            rows: n,
+            dim: self.model.config.projection_dim,
+            data,
+        })
+    }
+
+    /// Projected text features for a batch of token ids.
+    pub async fn token_features(&mut self, batch: &TextBatch) -> Result<Embeddings> {
+        let tower = self.model.text()?;
+        let out = graph::text_forward(&mut self.backend, tower, batch, false)?;
+        let data = self.backend.read(&out.features).await?;
+        Ok(Embeddings {
+            rows: batch.len(),
+            dim: self.model.config.projection_dim,
+            data,
+        })
+    }
+}
+
+pub(crate) enum Engine {
+    Cpu(Encoder<CpuBackend>),
+}
+
+/// A loaded CLIP model.
+pub struct Clip {
+    pub config: ClipConfig,
+    engine: Engine,
+    tokenizer: Option<ClipTokenizer>,
+    preprocessor: Preprocessor,
+    backend_info: BackendInfo,
+    max_batch: usize,
+}
+
+impl Clip {
+    pub async fn load(files: ModelFiles<'_>, options: &ClipOptions) -> Result<Clip> {
+        let config = ClipConfig::from_json(files.config)?;
+        let image_size = config.vision_config.image_size;
+        let preprocessor = Preprocessor::new(match files.preprocessor {
+            Some(bytes) => PreprocessConfig::from_json(bytes, image_size)?,
+            None => PreprocessConfig::clip_default(image_size),
+        });
+        let tokenizer = match (options.towers.text(), files.tokenizer) {
+            (true, Some(bytes)) => Some(ClipTokenizer::from_json(
+                bytes,
+                config.text_config.max_position_embeddings,
+            )?),
+            _ => None,
+        };
+        let (engine, backend_info) = match options.backend {
+            BackendChoice::Cpu | BackendChoice::Auto => {
+                let model = ClipModel::load(
+                    &config,
+                    files.weights_header,
+                    files.weights,
+                    options.towers,
+                    &mut cpu::make_weight,
+                )?;
+                let info = BackendInfo {
+                    kind: "cpu",
+                    adapter: None,
+                    reason: match options.backend {
+                        BackendChoice::Cpu => "the CPU engine was requested".into(),
+                        _ => "this build has no GPU engine".into(),
+                    },
+                };
+                (
+                    Engine::Cpu(Encoder {
+                        model,
+                        backend: CpuBackend,
+                    }),
+                    info,
+                )
+            }
+            BackendChoice::Gpu => {
+                return Err(ClipError::Gpu("this build has no GPU engine".into()))
+            }
+        };
+        Ok(Clip {
+            config,
+            engine,
+            tokenizer,
+            preprocessor,
+            backend_info,
+            max_batch: if options.max_batch == 0 {
+                8
+            } else {
+                options.max_batch
+            },
+        })
+    }
+
+    pub fn backend(&self) -> &BackendInfo {
+        &self.backend_info
+    }
+
+    pub fn towers(&self) -> Towers {
+        match &self.engine {
+            Engine::Cpu(e) => e.model.towers(),
+        }
+    }
+
+    pub fn logit_scale(&self) -> f32 {
+        match &self.engine {
+            Engine::Cpu(e) => e.model.logit_scale,
+        }
+    }
+
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    pub fn tokenizer(&self) -> Result<&ClipTokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            if self.towers().text() {
+                ClipError::Tokenizer("no tokenizer.json was given with the model".into())
+            } else {
+                ClipError::TowerNotLoaded("text")
+            }
+        })
+    }
+
+    /// Projected features for preprocessed images `[n, 3, S, S]`.
+    pub async fn pixel_features(&mut self, pixels: &[f32], n: usize) -> Result<Embeddings> {
+        let per_image = 3 * self.config.vision_config.image_size.pow(2);
+        let mut out = Embeddings {
+            rows: 0,
+            dim: self.config.projection_dim,
+            data: Vec::new(),
+        };
+        if n == 0 {
+            return Ok(out);
+        }
+        if pixels.len() != n * per_image {
+            return Err(ClipError::Input(format!(
+                "pixel buffer holds {} values, expected {n} images of {per_image}",
+                pixels.len()
+            )));
+        }
+        for chunk in pixels.chunks(self.max_batch * per_image) {
+            let rows = chunk.len() / per_image;
+            out.extend(match &mut self.engine {
+                Engine::Cpu(e) => e.pixel_features(chunk, rows).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Projected features (before normalisation) for images, in order.
+    pub async fn image_features(&mut self, images: &[ImageInput<'_>]) -> Result<Embeddings> {
+        let mut out = Embeddings {
+            rows: 0,
+            dim: self.config.projection_dim,
+            data: Vec::new(),
+        };
+        for chunk in images.chunks(self.max_batch) {
+            let mut pixels = Vec::new();
+            for (i, img) in chunk.iter().enumerate() {
+                pixels.extend(self.preprocessor.pixel_values(img).map_err(|e| match e {
+                    ClipError::Image(m) if chunk.len() > 1 || images.len() > 1 => {
+                        ClipError::Image(format!("image {}: {m}", out.rows + i))
+                    }
+                    e => e,
+                })?);
+            }
+            out.extend(self.pixel_features(&pixels, chunk.len()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Projected features for token id sequences (`<|startoftext|> ... <|endoftext|>`).
+    pub async fn token_features(&mut self, texts: &[Vec<u32>]) -> Result<Embeddings> {
+        let mut out = Embeddings {
+            rows: 0,
+            dim: self.config.projection_dim,
+            data: Vec::new(),
+        };
+        let pad = self
+            .tokenizer
+            .as_ref()
+            .map_or(self.config.text_config.eos_token_id, |t| t.pad_id());
+        for chunk in texts.chunks(self.max_batch) {
+            let batch = TextBatch::from_tokens(chunk, &self.config.text_config, pad)?;
+            out.extend(match &mut self.engine {
+                Engine::Cpu(e) => e.token_features(&batch).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Projected features (before normalisation) for texts, in order.
+    pub async fn text_features(&mut self, texts: &[&str]) -> Result<Embeddings> {
+        if texts.is_empty() {
+            return Ok(Embeddings {
+                rows: 0,
+                dim: self.config.projection_dim,
+                data: Vec::new(),
+            });
+        }
+        let tok = self.tokenizer()?;
+        let ids = texts
+            .iter()
+            .map(|t| tok.encode(t))
+            .collect::<Result<Vec<_>>>()?;
+        self.token_features(&ids).await
+    }
+
+    /// `exp(logit_scale) * cosine`: `[images, texts]`.
+    pub fn logits(&self, image_features: &Embeddings, text_features: &Embeddings) -> Embeddings {
+        logits(image_features, text_features, self.logit_scale())
+    }
+}

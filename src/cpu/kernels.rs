@@ -1,0 +1,121 @@
+//! CPU kernels. Plain scalar versions for now; the SIMD matmul replaces `matmul_nt`.
+
+use crate::model::Activation;
+
+/// `out[m, n] = sum_k a[m, k] * b[n, k]`: activations times a `[out, in]` weight.
+pub fn matmul_nt(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
+    for i in 0..m {
+        let ar = &a[i * k..][..k];
+        for j in 0..n {
+            let br = &b[j * k..][..k];
+            out[i * n + j] = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+        }
+    }
+}
+
+/// Bias, activation, then residual, on rows of width `n`.
+pub fn epilogue(
+    out: &mut [f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    act: Option<Activation>,
+    residual: Option<&[f32]>,
+) {
+    for (r, row) in out.chunks_mut(n).enumerate() {
+        if let Some(b) = bias {
+            row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+        }
+        if let Some(a) = act {
+            row.iter_mut().for_each(|x| *x = activate(a, *x));
+        }
+        if let Some(res) = residual {
+            row.iter_mut()
+                .zip(&res[r * n..][..n])
+                .for_each(|(x, r)| *x += r);
+        }
+    }
+}
+
+pub fn activate(a: Activation, x: f32) -> f32 {
+    match a {
+        Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+        Activation::Gelu => 0.5 * x * (1.0 + erf(x / std::f32::consts::SQRT_2)),
+        Activation::GeluTanh => {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+        }
+    }
+}
+
+/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc, Chebyshev fit), in f64 for headroom.
+pub fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+            .exp();
+    (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
+}
+
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, dim: usize, out: &mut [f32]) {
+    for (row, o) in x.chunks(dim).zip(out.chunks_mut(dim)) {
+        let mean = row.iter().sum::<f32>() / dim as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for i in 0..dim {
+            o[i] = (row[i] - mean) * inv * w[i] + b[i];
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    width: usize,
+    seq_len: usize,
+    heads: usize,
+    causal: bool,
+    valid_lens: &[usize],
+) {
+    let hd = width / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut scores = vec![0f32; seq_len];
+    for (s, &valid) in valid_lens.iter().enumerate() {
+        let base = s * seq_len;
+        for h in 0..heads {
+            for i in 0..seq_len {
+                let qi = &q[(base + i) * width + h * hd..][..hd];
+                let keys = if causal { valid.min(i + 1) } else { valid }.max(1);
+                let mut max = f32::NEG_INFINITY;
+                for j in 0..keys {
+                    let kj = &k[(base + j) * width + h * hd..][..hd];
+                    scores[j] = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    max = max.max(scores[j]);
+                }
+                let mut sum = 0.0;
+                for sc in scores.iter_mut().take(keys) {
+                    *sc = (*sc - max).exp();
+                    sum += *sc;
+                }
+                let o = &mut out[(base + i) * width + h * hd..][..hd];
+                o.fill(0.0);
+                for j in 0..keys {
+                    let p = scores[j] / sum;
+                    let vj = &v[(base + j) * width + h * hd..][..hd];
+                    o.iter_mut().zip(vj).for_each(|(o, v)| *o += p * v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The CLIP graph, written once over the small set of operations in [`Backend`]; the CPU
+//! engine (`cpu/`) and the GPU engine (`gpu/`) implement those operations, never the graph.
+//! Follows `transformers/models/clip/modeling_clip.py` (CLIPVisionTransformer,
+//! CLIPTextTransformer, CLIPEncoderLayer) at transformers 5.24.
+
+use crate::error::{ClipError, Result};
+use crate::model::{Activation, EncoderLayer, LayerNorm, Linear, TextTower, VisionTower};
+use std::future::Future;
+
+/// The operations the graph needs. Activations are row-major matrices `[rows, cols]`
+/// that live wherever the engine keeps them; only [`Backend::read`] brings one back.
+pub trait Backend {
+    /// How the engine stores one weight tensor.
+    type Weight;
+    /// An activation matrix on the engine.
+    type Act;
+
+    /// Host data `[rows, cols]` onto the engine.
+    fn input(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Act>;
+
+    /// `act(x W^T + b) + residual`, with `W` `[out, in]` as stored by `Linear`.
+    fn linear(
+        &mut self,
+        x: &Self::Act,
+        linear: &Linear<Self::Weight>,
+        activation: Option<Activation>,
+        residual: Option<&Self::Act>,
+    ) -> Result<Self::Act>;
+
+    /// LayerNorm over each row.
+    fn layer_norm(&mut self, x: &Self::Act, ln: &LayerNorm<Self::Weight>) -> Result<Self::Act>;
+
+    /// Multi-head scaled dot-product attention. `q`, `k`, `v` are
+    /// `[valid_lens.len() * seq_len, heads * head_dim]`: sequence `s` holds rows
+    /// `s * seq_len ..`. Query `i` of sequence `s` sees key `j` when `j < valid_lens[s]`
+    /// and, if `causal`, `j <= i`. Scale `1/sqrt(head_dim)`. Returns the same shape.
+    fn attention(
+        &mut self,
+        q: &Self::Act,
+        k: &Self::Act,
+        v: &Self::Act,
+        seq_len: usize,
+        heads: usize,
+        causal: bool,
+        valid_lens: &[usize],
+    ) -> Result<Self::Act>;
+
+    /// Vision embeddings for `batch` images from patch embeddings `[batch * patches, hidden]`:
+    /// output row `b * (patches + 1)` is `class + pos[0]`, row `b * (patches + 1) + 1 + p`
+    /// is `patch_embeds[b * patches + p] + pos[1 + p]`.
+    fn vision_embed(
+        &mut self,
+        patch_embeds: &Self::Act,
+        class_embedding: &Self::Weight,
+        position_embedding: &Self::Weight,
+        batch: usize,
+    ) -> Result<Self::Act>;
+
+    /// Text embeddings: row `i` is `token_embedding[ids[i]] + position_embedding[i % seq_len]`.
+    /// Every id is already checked to be below the vocabulary size.
+    fn text_embed(
+        &mut self,
+        ids: &[u32],
+        seq_len: usize,
+        token_embedding: &Self::Weight,
+        position_embedding: &Self::Weight,
+    ) -> Result<Self::Act>;
+
+    /// The rows `rows` of `x`, in that order.
+    fn gather_rows(&mut self, x: &Self::Act, rows: &[usize]) -> Result<Self::Act>;
+
+    /// Bring an activation back as `[rows * cols]` f32.
+    fn read(&mut self, x: &Self::Act) -> impl Future<Output = Result<Vec<f32>>>;
+}
+
+/// One encoder layer (pre-LN transformer block), as CLIPEncoderLayer.
+fn encoder_layer<B: Backend>(
+    b: &mut B,
+    layer: &EncoderLayer<B::Weight>,
+    h: &B::Act,
+    seq_len: usize,
+    causal: bool,
+    valid_lens: &[usize],
+    activation: Activation,
+) -> Result<B::Act> {
+    let attn = &layer.self_attn;
+    let x = b.layer_norm(h, &layer.layer_norm1)?;
+    let q = b.linear(&x, &attn.q_proj, None, None)?;
+    let k = b.linear(&x, &attn.k_proj, None, None)?;
+    let v = b.linear(&x, &attn.v_proj, None, None)?;
+    let ctx = b.attention(&q, &k, &v, seq_len, attn.num_heads, causal, valid_lens)?;
+    let h = b.linear(&ctx, &attn.out_proj, None, Some(h))?;
+    let x = b.layer_norm(&h, &layer.layer_norm2)?;
+    let x = b.linear(&x, &layer.mlp.fc1, Some(activation), None)?;
+    b.linear(&x, &layer.mlp.fc2, None, Some(&h))
+}
+
+/// Flatten `[batch, C, S, S]` pixels into patch rows `[batch * grid^2, C * P * P]`, inner
+/// order (channel, y, x) to match the conv weight `[hidden, C, P, P]`. Pixels right of or
+/// below the last whole patch are dropped, as the stride-P conv does.
+pub fn patchify(
+    pixels: &[f32],
+    batch: usize,
+    channels: usize,
+    image_size: usize,
+    patch: usize,
+) -> Vec<f32> {
+    let grid = image_size / patch;
+    let mut out = Vec::with_capacity(batch * grid * grid * channels * patch * patch);
+    for b in 0..batch {
+        let img = &pixels[b * channels * image_size * image_size..];
+        for gy in 0..grid {
+            for gx in 0..grid {
+                for c in 0..channels {
+                    for py in 0..patch {
+                        let row = (c * image_size + gy * patch + py) * image_size + gx * patch;
+                        out.extend_from_slice(&img[row..row + patch]);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the vision tower returns: projected features and, on request, the hidden states
+/// (the input of every encoder layer, then the encoder output), as activations.
+pub struct Forward<A> {
+    /// `[batch, projection_dim]`, before L2 normalisation.
+    pub features: A,
+    /// `[batch * tokens, hidden]` each; empty unless asked for.
+    pub hidden_states: Vec<A>,
+}
+
+/// The vision tower on `batch` preprocessed images `[batch, C, S, S]`.
+pub fn vision_forward<B: Backend>(
+    b: &mut B,
+    tower: &VisionTower<B::Weight>,
+    pixels: &[f32],
+    batch: usize,
+    keep_hidden_states: bool,
+) -> Result<Forward<B::Act>> {
+    let c = &tower.config;
+    let per_image = c.num_channels * c.image_size * c.image_size;
+    if pixels.len() != batch * per_image {
+        return Err(ClipError::Input(format!(
+            "pixel buffer holds {} values, expected {batch} x {} x {} x {}",
+            pixels.len(),
+            c.num_channels,
+            c.image_size,
+            c.image_size
+        )));
+    }
+    let patches = patchify(pixels, batch, c.num_channels, c.image_size, c.patch_size);
+    let patch_rows = batch * c.grid() * c.grid();
+    let x = b.input(&patches, patch_rows, c.patch_dim())?;
+    let x = b.linear(&x, &tower.patch_embedding, None, None)?;
+    let x = b.vision_embed(&x, &tower.class_embedding, &tower.position_embedding, batch)?;
+    let mut h = b.layer_norm(&x, &tower.pre_layrnorm)?;
+
+    let tokens = c.num_positions();
+    let valid = vec![tokens; batch];
+    let mut hidden_states = Vec::new();
+    for layer in &tower.layers {
+        let next = encoder_layer(b, layer, &h, tokens, false, &valid, c.hidden_act)?;
+        if keep_hidden_states {
+            hidden_states.push(std::mem::replace(&mut h, next));
+        } else {
+            h = next;
+        }
+    }
+    // Pool the class token of each image, then post-LN and project.
+    let class_rows: Vec<usize> = (0..batch).map(|i| i * tokens).collect();
+    let pooled = b.gather_rows(&h, &class_rows)?;
+    if keep_hidden_states {
+        hidden_states.push(h);
+    }
+    let pooled = b.layer_norm(&pooled, &tower.post_layernorm)?;
+    let features = b.linear(&pooled, &tower.visual_projection, None, None)?;
+    Ok(Forward {
+        features,
+        hidden_states,
+    })
+}
+
+/// Token ids for the text tower: `batch` sequences of `seq_len`, the row of each sequence
+/// that is pooled, and how many leading tokens of each are real (the attention mask).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextBatch {
+    pub ids: Vec<u32>,
+    pub seq_len: usize,
+    pub pool_positions: Vec<usize>,
+    pub valid_lens: Vec<usize>,
+}
+
+impl TextBatch {
+    /// Build a batch from tokenised texts (each `<|startoftext|> ... <|endoftext|>`, no
+    /// padding). The text encoder is causal and only the pooled row is read, so every
+    /// sequence stops right after its end token: the batch is as long as its longest text,
+    /// not the full context, with the same result at a fraction of the cost.
+    pub fn from_tokens(
+        texts: &[Vec<u32>],
+        tower: &crate::model::TextConfig,
+        pad_id: u32,
+    ) -> Result<Self> {
+        let context = tower.max_position_embeddings;
+        let mut pool_positions = Vec::with_capacity(texts.len());
+        for (i, t) in texts.iter().enumerate() {
+            if t.is_empty() || t.len() > context {
+                return Err(ClipError::Input(format!(
+                    "text {i} has {} tokens; expected 1..={context}",
+                    t.len()
+                )));
+            }
+            pool_positions.push(pool_position(t, tower.eos_token_id));
+        }
+        let seq_len = pool_positions.iter().map(|p| p + 1).max().unwrap_or(1);
+        let mut ids = Vec::with_capacity(texts.len() * seq_len);
+        for t in texts {
+            let n = t.len().min(seq_len);
+            ids.extend_from_slice(&t[..n]);
+            ids.extend(std::iter::repeat_n(pad_id, seq_len - n));
+        }
+        let valid_lens = pool_positions.iter().map(|p| p + 1).collect();
+        let batch = TextBatch {
+            ids,
+            seq_len,
+            pool_positions,
+            valid_lens,
+        };
+        batch.check_vocab(tower.vocab_size)?;
+        Ok(batch)
+    }
+
+    /// A batch exactly as given: `ids` `[batch, seq_len]` with an attention mask (1 = real
+    /// token), as the reference's tokenizer outputs it. Used by parity tests to run the full
+    /// context and compare every hidden state row.
+    pub fn full(
+        ids: Vec<u32>,
+        mask: &[u32],
+        seq_len: usize,
+        tower: &crate::model::TextConfig,
+    ) -> Result<Self> {
+        if seq_len == 0
+            || ids.len() % seq_len != 0
+            || mask.len() != ids.len()
+            || seq_len > tower.max_position_embeddings
+        {
+            return Err(ClipError::Input(
+                "token ids and mask must both be [batch, seq_len <= context]".into(),
+            ));
+        }
+        let pool_positions = ids
+            .chunks(seq_len)
+            .map(|t| pool_position(t, tower.eos_token_id))
+            .collect();
+        let valid_lens = mask
+            .chunks(seq_len)
+            .map(|m| m.iter().filter(|&&v| v != 0).count().max(1))
+            .collect();
+        let batch = TextBatch {
+            ids,
+            seq_len,
+            pool_positions,
+            valid_lens,
+        };
+        batch.check_vocab(tower.vocab_size)?;
+        Ok(batch)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pool_positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pool_positions.is_empty()
+    }
+
+    fn check_vocab(&self, vocab: usize) -> Result<()> {
+        match self.ids.iter().find(|&&id| id as usize >= vocab) {
+            Some(id) => Err(ClipError::Input(format!(
+                "token id {id} is outside the vocabulary of {vocab}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The pooled position, as transformers picks it: with the legacy `eos_token_id == 2`
+/// the argmax of the ids (the first `<|endoftext|>`, the highest id); otherwise the first
+/// occurrence of `eos_token_id` (the last position when there is none).
+fn pool_position(ids: &[u32], eos_token_id: u32) -> usize {
+    if eos_token_id == 2 {
+        let max = ids.iter().copied().max().unwrap_or(0);
+        ids.iter().position(|&t| t == max).unwrap_or(0)
+    } else {
+        ids.iter()
+            .position(|&t| t == eos_token_id)
+            .unwrap_or(ids.len().saturating_sub(1))
+    }
+}
+
+/// The text tower on a batch of token ids.
+pub fn text_forward<B: Backend>(
+    b: &mut B,
+    tower: &TextTower<B::Weight>,
+    batch: &TextBatch,
+    keep_hidden_states: bool,
+) -> Result<Forward<B::Act>> {
+    let c = &tower.config;
+    let mut h = b.text_embed(
+        &batch.ids,
+        batch.seq_len,
+        &tower.token_embedding,
+        &tower.position_embedding,
+    )?;
+    let mut hidden_states = Vec::new();
+    for layer in &tower.layers {
+        let next = encoder_layer(
+            b,
+            layer,
+            &h,
+            batch.seq_len,
+            true,
+            &batch.valid_lens,
+            c.hidden_act,
+        )?;
+        if keep_hidden_states {
+            hidden_states.push(std::mem::replace(&mut h, next));
+        } else {
+            h = next;
+        }
+    }
+    // LayerNorm is per row, so pooling first and normalising only the pooled rows gives
+    // the same result as transformers' normalise-everything-then-pool.
+    let rows: Vec<usize> = batch
+        .pool_positions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| i * batch.seq_len + p)
+        .collect();
+    let pooled = b.gather_rows(&h, &rows)?;
+    if keep_hidden_states {
+        hidden_states.push(h);
+    }
+    let pooled = b.layer_norm(&pooled, &tower.final_layer_norm)?;
+    let features = b.linear(&pooled, &tower.text_projection, None, None)?;
+    Ok(Forward {
+        features,
+        hidden_states,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patchify_orders_channel_then_rows() {
+        // One 2-channel 4x4 image, patch 2: patch (gy=0, gx=1) channel 1 is rows 0..2, cols 2..4.
+        let px: Vec<f32> = (0..32).map(|v| v as f32).collect();
+        let p = patchify(&px, 1, 2, 4, 2);
+        assert_eq!(p.len(), 4 * 8);
+        assert_eq!(&p[8..16], &[2.0, 3.0, 6.0, 7.0, 18.0, 19.0, 22.0, 23.0]);
+    }
+
+    #[test]
+    fn text_batch_stops_after_the_longest_end_token() {
+        let cfg = crate::model::ClipConfig::preset("vit-b-32")
+            .unwrap()
+            .text_config;
+        let b = TextBatch::from_tokens(&[vec![49406, 320, 49407], vec![49406, 49407]], &cfg, 49407)
+            .unwrap();
+        assert_eq!(b.seq_len, 3);
+        assert_eq!(b.pool_positions, vec![2, 1]);
+        assert_eq!(b.ids, vec![49406, 320, 49407, 49406, 49407, 49407]);
+        assert!(TextBatch::from_tokens(&[vec![49406, 60000]], &cfg, 49407).is_err());
+    }
+}

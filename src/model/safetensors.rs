@@ -1,0 +1,441 @@
+//! The safetensors container (<https://github.com/huggingface/safetensors>, format v0):
+//! `u64` little-endian header length, a JSON header `{name: {dtype, shape, data_offsets}}`,
+//! then the raw little-endian tensor bytes. Parsed by hand so every inconsistency gets a
+//! precise error, and so the header can be read before the data is there (range downloads).
+
+use crate::error::{ClipError, Result};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+/// Headers of real checkpoints are tens of KiB; refuse absurd ones before allocating.
+const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F16,
+    BF16,
+    /// Parsed so that integer tensors (golden token ids) can be read; not valid as weights.
+    I32,
+    I64,
+    Other(&'static str),
+}
+
+impl Dtype {
+    fn parse(s: &str) -> Dtype {
+        match s {
+            "F32" => Dtype::F32,
+            "F16" => Dtype::F16,
+            "BF16" => Dtype::BF16,
+            "I32" => Dtype::I32,
+            "I64" => Dtype::I64,
+            "F64" => Dtype::Other("F64"),
+            "I8" => Dtype::Other("I8"),
+            "U8" => Dtype::Other("U8"),
+            "I16" => Dtype::Other("I16"),
+            "U16" => Dtype::Other("U16"),
+            "U32" => Dtype::Other("U32"),
+            "U64" => Dtype::Other("U64"),
+            "BOOL" => Dtype::Other("BOOL"),
+            "F8_E4M3" => Dtype::Other("F8_E4M3"),
+            "F8_E5M2" => Dtype::Other("F8_E5M2"),
+            _ => Dtype::Other("unknown"),
+        }
+    }
+
+    pub fn size(self) -> Option<usize> {
+        match self {
+            Dtype::F32 | Dtype::I32 => Some(4),
+            Dtype::F16 | Dtype::BF16 => Some(2),
+            Dtype::I64 => Some(8),
+            Dtype::Other("F64") | Dtype::Other("U64") => Some(8),
+            Dtype::Other("U32") => Some(4),
+            Dtype::Other("I16") | Dtype::Other("U16") => Some(2),
+            Dtype::Other(_) => Some(1),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "F32",
+            Dtype::F16 => "F16",
+            Dtype::BF16 => "BF16",
+            Dtype::I32 => "I32",
+            Dtype::I64 => "I64",
+            Dtype::Other(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Absolute byte range in the file (header included).
+    pub start: usize,
+    pub end: usize,
+}
+
+impl TensorInfo {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Where the tensor bytes come from: a slice in memory, or (on the web) a JS buffer or
+/// a ranged download, copied one tensor at a time so the whole file never sits in wasm
+/// memory twice.
+pub trait TensorBytes {
+    /// Bytes `[start, end)` of the safetensors file.
+    fn read_range(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>>;
+}
+
+impl TensorBytes for [u8] {
+    fn read_range(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>> {
+        self.get(start..end).map(Cow::Borrowed).ok_or_else(|| {
+            ClipError::SafeTensors(format!(
+                "file is truncated: tensor data [{start}, {end}) lies beyond its {} bytes",
+                self.len()
+            ))
+        })
+    }
+}
+
+impl TensorBytes for Vec<u8> {
+    fn read_range(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>> {
+        self.as_slice().read_range(start, end)
+    }
+}
+
+/// A parsed header: tensor names, dtypes, shapes and byte ranges.
+#[derive(Debug, Clone)]
+pub struct SafeTensors {
+    tensors: BTreeMap<String, TensorInfo>,
+    /// Length of the header prefix: 8 + JSON length.
+    pub data_start: usize,
+    /// End of the last tensor's bytes: the least a complete file holds.
+    pub data_end: usize,
+}
+
+#[derive(serde::Deserialize)]
+struct RawEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [usize; 2],
+}
+
+impl SafeTensors {
+    /// How many bytes of the file to read for [`SafeTensors::parse_header`], from its first 8.
+    pub fn header_len(first8: &[u8]) -> Result<usize> {
+        let b: [u8; 8] = first8
+            .get(..8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| {
+                ClipError::SafeTensors(format!(
+                    "file is {} bytes, too short for a header",
+                    first8.len()
+                ))
+            })?;
+        let n = u64::from_le_bytes(b);
+        if n > MAX_HEADER_BYTES {
+            return Err(ClipError::SafeTensors(format!(
+                "header length {n} is implausible (over {MAX_HEADER_BYTES} bytes): not a safetensors file?"
+            )));
+        }
+        Ok(8 + n as usize)
+    }
+
+    /// Parse the header from the start of the file (at least `header_len` bytes of it).
+    pub fn parse_header(prefix: &[u8]) -> Result<Self> {
+        let data_start = Self::header_len(prefix)?;
+        let json = prefix.get(8..data_start).ok_or_else(|| {
+            ClipError::SafeTensors(format!(
+                "file is truncated inside its header ({} of {data_start} bytes)",
+                prefix.len()
+            ))
+        })?;
+        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(json)
+            .map_err(|e| ClipError::SafeTensors(format!("header is not valid JSON: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        let mut ranges = Vec::new();
+        for (name, value) in raw {
+            if name == "__metadata__" {
+                continue;
+            }
+            let e: RawEntry = serde_json::from_value(value)
+                .map_err(|err| ClipError::SafeTensors(format!("header entry `{name}`: {err}")))?;
+            let dtype = Dtype::parse(&e.dtype);
+            let [begin, end] = e.data_offsets;
+            let numel = e
+                .shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| {
+                    ClipError::SafeTensors(format!("`{name}`: shape {:?} overflows", e.shape))
+                })?;
+            let bytes = dtype.size().and_then(|s| numel.checked_mul(s));
+            if end < begin || Some(end - begin) != bytes {
+                return Err(ClipError::SafeTensors(format!(
+                    "`{name}`: data_offsets [{begin}, {end}] do not match {} {:?} ({} bytes)",
+                    e.dtype,
+                    e.shape,
+                    bytes.map_or("overflowing".to_string(), |b| b.to_string())
+                )));
+            }
+            let (start, stop) = (data_start.checked_add(begin), data_start.checked_add(end));
+            let (Some(start), Some(stop)) = (start, stop) else {
+                return Err(ClipError::SafeTensors(format!(
+                    "`{name}`: offsets overflow"
+                )));
+            };
+            ranges.push((begin, end, name.clone()));
+            tensors.insert(
+                name.clone(),
+                TensorInfo {
+                    name,
+                    dtype,
+                    shape: e.shape,
+                    start,
+                    end: stop,
+                },
+            );
+        }
+        // Tensors must not overlap (the format requires them to tile the data exactly).
+        ranges.sort();
+        for w in ranges.windows(2) {
+            if w[1].0 < w[0].1 {
+                return Err(ClipError::SafeTensors(format!(
+                    "tensors `{}` and `{}` overlap in the data section",
+                    w[0].2, w[1].2
+                )));
+            }
+        }
+        let data_end = data_start + ranges.last().map_or(0, |r| r.1);
+        Ok(SafeTensors {
+            tensors,
+            data_start,
+            data_end,
+        })
+    }
+
+    /// Parse a whole file in memory and check it is long enough for every tensor.
+    pub fn parse(file: &[u8]) -> Result<Self> {
+        let st = Self::parse_header(file)?;
+        st.check_len(file.len())?;
+        Ok(st)
+    }
+
+    pub fn check_len(&self, file_len: usize) -> Result<()> {
+        if file_len < self.data_end {
+            return Err(ClipError::SafeTensors(format!(
+                "file is truncated: {file_len} bytes, but its header describes {} bytes",
+                self.data_end
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.get(name)
+    }
+
+    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.get(name).ok_or_else(|| ClipError::MissingTensor {
+            name: name.to_string(),
+        })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    pub fn tensors(&self) -> impl Iterator<Item = &TensorInfo> {
+        self.tensors.values()
+    }
+
+    /// Read one tensor as f32 (converting F16/BF16), whatever its shape.
+    pub fn read_f32<S: TensorBytes + ?Sized>(&self, src: &S, name: &str) -> Result<Vec<f32>> {
+        let info = self.info(name)?;
+        let bytes = src.read_range(info.start, info.end)?;
+        to_f32(info, &bytes)
+    }
+
+    /// Read an integer tensor (I32 or I64) as i64: golden token ids and masks.
+    pub fn read_i64<S: TensorBytes + ?Sized>(&self, src: &S, name: &str) -> Result<Vec<i64>> {
+        let info = self.info(name)?;
+        let bytes = src.read_range(info.start, info.end)?;
+        match info.dtype {
+            Dtype::I32 => Ok(bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect()),
+            Dtype::I64 => Ok(bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+                .collect()),
+            d => Err(ClipError::UnsupportedDtype {
+                name: name.into(),
+                dtype: d.name().into(),
+            }),
+        }
+    }
+}
+
+/// Convert a tensor's little-endian bytes to f32.
+pub fn to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
+    let out = match info.dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        d => {
+            return Err(ClipError::UnsupportedDtype {
+                name: info.name.clone(),
+                dtype: d.name().into(),
+            })
+        }
+    };
+    Ok(out)
+}
+
+/// Write a safetensors file, streaming: the header is computed from `(name, shape)`
+/// up front, then `fill(i, &mut buf)` produces tensor `i`'s values one at a time, so
+/// a multi-GiB checkpoint never has to exist in memory whole.
+pub fn write_f32<W: Write>(
+    mut out: W,
+    tensors: &[(String, Vec<usize>)],
+    dtype: Dtype,
+    mut fill: impl FnMut(usize, &mut Vec<f32>) -> Result<()>,
+) -> Result<()> {
+    let elem = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        d => {
+            return Err(ClipError::UnsupportedDtype {
+                name: "<output>".into(),
+                dtype: d.name().into(),
+            })
+        }
+    };
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in tensors {
+        let n: usize = shape.iter().product::<usize>() * elem;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, offset + n]}),
+        );
+        offset += n;
+    }
+    let mut json = serde_json::Value::Object(header).to_string().into_bytes();
+    // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
+    while (json.len() + 8) % 8 != 0 {
+        json.push(b' ');
+    }
+    out.write_all(&(json.len() as u64).to_le_bytes())?;
+    out.write_all(&json)?;
+    let mut buf = Vec::new();
+    let mut bytes = Vec::new();
+    for (i, (name, shape)) in tensors.iter().enumerate() {
+        buf.clear();
+        fill(i, &mut buf)?;
+        let n: usize = shape.iter().product();
+        if buf.len() != n {
+            return Err(ClipError::Input(format!(
+                "`{name}`: produced {} values for shape {shape:?}",
+                buf.len()
+            )));
+        }
+        bytes.clear();
+        match dtype {
+            Dtype::F32 => buf
+                .iter()
+                .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
+            Dtype::F16 => buf
+                .iter()
+                .for_each(|v| bytes.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
+            _ => buf
+                .iter()
+                .for_each(|v| bytes.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
+        }
+        out.write_all(&bytes)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(tensors: &[(&str, Vec<usize>, Vec<f32>)], dtype: Dtype) -> Vec<u8> {
+        let spec: Vec<_> = tensors
+            .iter()
+            .map(|(n, s, _)| (n.to_string(), s.clone()))
+            .collect();
+        let mut out = Vec::new();
+        write_f32(&mut out, &spec, dtype, |i, buf| {
+            buf.extend_from_slice(&tensors[i].2);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn roundtrip_all_float_dtypes() {
+        for dtype in [Dtype::F32, Dtype::F16, Dtype::BF16] {
+            let f = file(
+                &[
+                    ("a", vec![2, 2], vec![1.0, -2.0, 0.5, 3.0]),
+                    ("b", vec![], vec![7.0]),
+                ],
+                dtype,
+            );
+            let st = SafeTensors::parse(&f).unwrap();
+            assert_eq!(
+                st.read_f32(f.as_slice(), "a").unwrap(),
+                vec![1.0, -2.0, 0.5, 3.0]
+            );
+            assert_eq!(st.read_f32(f.as_slice(), "b").unwrap(), vec![7.0]);
+        }
+    }
+
+    #[test]
+    fn truncation_and_lies_are_errors() {
+        let f = file(&[("a", vec![4], vec![1.0; 4])], Dtype::F32);
+        for cut in [0, 4, 8, 20, f.len() - 1] {
+            let err = SafeTensors::parse(&f[..cut]).unwrap_err();
+            assert!(
+                err.to_string().contains("trunc") || err.to_string().contains("short"),
+                "{cut}: {err}"
+            );
+        }
+        let lie = String::from_utf8(f.clone())
+            .unwrap()
+            .replacen("[0,16]", "[0,12]", 1);
+        let err = SafeTensors::parse(lie.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("data_offsets"), "{err}");
+        let mut huge = f.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(SafeTensors::parse(&huge)
+            .unwrap_err()
+            .to_string()
+            .contains("implausible"));
+        let not_json = [&16u64.to_le_bytes()[..], b"this is not json"].concat();
+        assert!(SafeTensors::parse(&not_json)
+            .unwrap_err()
+            .to_string()
+            .contains("JSON"));
+    }
+}
