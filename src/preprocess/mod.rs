@@ -1,7 +1,17 @@
-//! Image preprocessing as `transformers.CLIPImageProcessor` (with PIL) does it: decode,
-//! to RGB over white, bicubic shortest-side resize, centre crop, rescale, normalise.
+//! Image preprocessing as `transformers.CLIPImageProcessor` (the PIL-based one) does it:
+//! decode, to RGB over white, bicubic shortest-side resize, centre crop, rescale, normalise.
+//!
+//! Follows `transformers/image_transforms.py` (`get_resize_output_image_size`, `resize`,
+//! `center_crop`, `rescale`, `normalize`) and, for the resampling, Pillow's `Resample.c`
+//! (see `resize.rs`), so PNG inputs give the reference's `pixel_values` bit for bit.
+
+mod decode;
+pub mod resize;
+
+pub use decode::{over_white, Pixels};
 
 use crate::error::{ClipError, Result};
+use resize::Window;
 use serde::Deserialize;
 
 /// An image to embed.
@@ -26,7 +36,8 @@ pub struct PreprocessConfig {
     pub do_center_crop: bool,
     pub do_rescale: bool,
     pub do_normalize: bool,
-    pub rescale_factor: f32,
+    /// f64 as in Python: `rescale` multiplies in float64 before casting to float32.
+    pub rescale_factor: f64,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
 }
@@ -69,7 +80,7 @@ impl PreprocessConfig {
             do_center_crop: Option<bool>,
             do_rescale: Option<bool>,
             do_normalize: Option<bool>,
-            rescale_factor: Option<f32>,
+            rescale_factor: Option<f64>,
             image_mean: Option<[f32; 3]>,
             image_std: Option<[f32; 3]>,
         }
@@ -129,10 +140,118 @@ impl Preprocessor {
         }
     }
 
+    /// Side of the square model input, `S`.
+    pub fn output_size(&self) -> usize {
+        self.config.crop_size
+    }
+
     /// Model input `[3, S, S]` for one image.
-    pub fn pixel_values(&self, _input: &ImageInput) -> Result<Vec<f32>> {
-        Err(ClipError::Image(
-            "preprocessing is not implemented yet".into(),
-        ))
+    pub fn pixel_values(&self, input: &ImageInput) -> Result<Vec<f32>> {
+        let px = decode::pixels(input, self.max_pixels)?;
+        self.pixel_values_from(&px)
+    }
+
+    /// Decoded pixels (gray or RGB, alpha already composited), `[height, width, channels]`.
+    pub fn decode(&self, input: &ImageInput) -> Result<Pixels> {
+        decode::pixels(input, self.max_pixels)
+    }
+
+    /// Resize, crop, rescale and normalise decoded pixels into `[3, S, S]`.
+    pub fn pixel_values_from(&self, px: &Pixels) -> Result<Vec<f32>> {
+        let cfg = &self.config;
+        let (w, h) = (px.width as u64, px.height as u64);
+        // `get_resize_output_image_size(size=shortest_edge, default_to_square=False)`: the
+        // short side becomes S, the long one `int(S * long / short)` (f64 division, truncated).
+        let (rw, rh) = if cfg.do_resize {
+            let s = cfg.shortest_edge as u64;
+            let (short, long) = if w <= h { (w, h) } else { (h, w) };
+            let new_long = ((s * long) as f64 / short as f64) as u64;
+            if new_long == 0 || s == 0 {
+                return Err(ClipError::Image(format!(
+                    "a {w}x{h} image resizes to nothing at shortest edge {s}"
+                )));
+            }
+            if w <= h {
+                (s, new_long)
+            } else {
+                (new_long, s)
+            }
+        } else {
+            (w, h)
+        };
+        let (out_w, out_h) = if cfg.do_center_crop {
+            (cfg.crop_size as u64, cfg.crop_size as u64)
+        } else {
+            (rw, rh)
+        };
+        let side = self.output_size() as u64;
+        if (out_w, out_h) != (side, side) {
+            return Err(ClipError::Image(format!(
+                "a {w}x{h} image becomes {out_w}x{out_h} without a centre crop; the model takes \
+                 {side}x{side}"
+            )));
+        }
+        // `center_crop`: offset (resized - crop) // 2 when the image is large enough, else the
+        // image is zero-padded, centred with ceil((crop - resized) / 2) before it.
+        let (ox, oy) = (crop_offset(rw, out_w), crop_offset(rh, out_h));
+        // The part of the resized image the crop keeps.
+        let (x0, x1) = (ox.max(0) as u64, (ox + out_w as i64).min(rw as i64) as u64);
+        let (y0, y1) = (oy.max(0) as u64, (oy + out_h as i64).min(rh as i64) as u64);
+        let window = Window {
+            x0,
+            y0,
+            width: (x1 - x0) as usize,
+            height: (y1 - y0) as usize,
+        };
+        // Unchanged sizes skip their pass (PIL copies), so `do_resize = false` works too.
+        let kept =
+            resize::bicubic_window(&px.data, px.width, px.height, px.channels, rw, rh, window)?;
+
+        // `rescale` (uint8 * scale in f64, cast to f32), then `normalize` in f32; zero padding
+        // is a pixel value of 0 as in `center_crop`.
+        let value = |v: u8, c: usize| -> f32 {
+            let x = if cfg.do_rescale {
+                (v as f64 * cfg.rescale_factor) as f32
+            } else {
+                v as f32
+            };
+            if cfg.do_normalize {
+                (x - cfg.image_mean[c]) / cfg.image_std[c]
+            } else {
+                x
+            }
+        };
+        let (sw, sh) = (out_w as usize, out_h as usize);
+        let mut out = vec![0f32; 3 * sh * sw];
+        let ch = px.channels;
+        for (c, plane) in out.chunks_exact_mut(sh * sw).enumerate() {
+            // Gray is replicated into the three channels here.
+            let src_c = if ch == 1 { 0 } else { c };
+            let pad = value(0, c);
+            for (y, row) in plane.chunks_exact_mut(sw).enumerate() {
+                let ry = oy + y as i64;
+                for (x, o) in row.iter_mut().enumerate() {
+                    let rx = ox + x as i64;
+                    *o = if (y0 as i64..y1 as i64).contains(&ry)
+                        && (x0 as i64..x1 as i64).contains(&rx)
+                    {
+                        let (wy, wx) = ((ry - y0 as i64) as usize, (rx - x0 as i64) as usize);
+                        value(kept[(wy * window.width + wx) * ch + src_c], c)
+                    } else {
+                        pad
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where `center_crop` starts, in resized-image coordinates (negative: zero padding first).
+fn crop_offset(size: u64, crop: u64) -> i64 {
+    if size >= crop {
+        ((size - crop) / 2) as i64
+    } else {
+        -((crop - size).div_ceil(2) as i64)
     }
 }
