@@ -62,7 +62,7 @@ fn from_rgba(width: u32, height: u32, data: &[u8], max_pixels: u64) -> Result<Pi
         width: width as usize,
         height: height as usize,
         channels: 3,
-        data: rgba_over_white(data),
+        data: rgba_over_white(data.to_vec()),
     })
 }
 
@@ -116,19 +116,19 @@ fn to_pixels(img: DynamicImage) -> Pixels {
     let (channels, data) = match img {
         DynamicImage::ImageLuma8(b) => (1, b.into_raw()),
         DynamicImage::ImageRgb8(b) => (3, b.into_raw()),
-        DynamicImage::ImageLumaA8(b) => (1, gray_alpha_over_white(b.as_raw())),
-        DynamicImage::ImageRgba8(b) => (3, rgba_over_white(b.as_raw())),
+        DynamicImage::ImageLumaA8(b) => (1, gray_alpha_over_white(b.into_raw())),
+        DynamicImage::ImageRgba8(b) => (3, rgba_over_white(b.into_raw())),
         DynamicImage::ImageLuma16(b) => (1, b.as_raw().iter().map(|&v| (v >> 8) as u8).collect()),
         DynamicImage::ImageRgb16(b) => (3, b.as_raw().iter().map(|&v| (v >> 8) as u8).collect()),
         DynamicImage::ImageLumaA16(b) => {
             let hi: Vec<u8> = b.as_raw().iter().map(|&v| (v >> 8) as u8).collect();
-            (1, gray_alpha_over_white(&hi))
+            (1, gray_alpha_over_white(hi))
         }
         DynamicImage::ImageRgba16(b) => {
             let hi: Vec<u8> = b.as_raw().iter().map(|&v| (v >> 8) as u8).collect();
-            (3, rgba_over_white(&hi))
+            (3, rgba_over_white(hi))
         }
-        other => (3, rgba_over_white(other.to_rgba8().as_raw())),
+        other => (3, rgba_over_white(other.to_rgba8().into_raw())),
     };
     Pixels {
         width,
@@ -156,21 +156,28 @@ pub fn over_white(v: u8, alpha: u8) -> u8 {
     ((((t >> 8) + t) >> 8) >> BITS) as u8
 }
 
-fn rgba_over_white(rgba: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rgba.len() / 4 * 3);
-    for px in rgba.chunks_exact(4) {
-        let a = px[3];
-        out.extend([
-            over_white(px[0], a),
-            over_white(px[1], a),
-            over_white(px[2], a),
-        ]);
+/// RGBA to RGB over white, in place (a big photo is not held twice).
+fn rgba_over_white(mut px: Vec<u8>) -> Vec<u8> {
+    let n = px.len() / 4;
+    for i in 0..n {
+        let a = px[4 * i + 3];
+        // Writes at 3i.. never overtake the reads at 4i..
+        for c in 0..3 {
+            px[3 * i + c] = over_white(px[4 * i + c], a);
+        }
     }
-    out
+    px.truncate(3 * n);
+    px
 }
 
-fn gray_alpha_over_white(la: &[u8]) -> Vec<u8> {
-    la.chunks_exact(2).map(|p| over_white(p[0], p[1])).collect()
+/// Gray + alpha to gray over white, in place.
+fn gray_alpha_over_white(mut px: Vec<u8>) -> Vec<u8> {
+    let n = px.len() / 2;
+    for i in 0..n {
+        px[i] = over_white(px[2 * i], px[2 * i + 1]);
+    }
+    px.truncate(n);
+    px
 }
 
 #[cfg(test)]

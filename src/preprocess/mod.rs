@@ -11,6 +11,7 @@ pub mod resize;
 pub use decode::{over_white, Pixels};
 
 use crate::error::{ClipError, Result};
+pub use resize::Filter;
 use resize::Window;
 use serde::Deserialize;
 
@@ -33,6 +34,8 @@ pub struct PreprocessConfig {
     pub shortest_edge: usize,
     pub crop_size: usize,
     pub do_resize: bool,
+    /// PIL filter of the resize (`resample`, 3 = bicubic for CLIP).
+    pub resample: Filter,
     pub do_center_crop: bool,
     pub do_rescale: bool,
     pub do_normalize: bool,
@@ -52,6 +55,7 @@ impl PreprocessConfig {
             shortest_edge: image_size,
             crop_size: image_size,
             do_resize: true,
+            resample: Filter::Bicubic,
             do_center_crop: true,
             do_rescale: true,
             do_normalize: true,
@@ -77,6 +81,7 @@ impl PreprocessConfig {
             size: Option<Size>,
             crop_size: Option<Size>,
             do_resize: Option<bool>,
+            resample: Option<u32>,
             do_center_crop: Option<bool>,
             do_rescale: Option<bool>,
             do_normalize: Option<bool>,
@@ -100,6 +105,15 @@ impl PreprocessConfig {
             shortest_edge: edge(&raw.size, d.shortest_edge),
             crop_size: edge(&raw.crop_size, d.crop_size),
             do_resize: raw.do_resize.unwrap_or(true),
+            resample: match raw.resample {
+                None => d.resample,
+                Some(v) => Filter::from_pil(v).ok_or_else(|| {
+                    ClipError::Config(format!(
+                        "preprocessor_config.json: resample = {v} is not supported (1 lanczos, \
+                         2 bilinear, 3 bicubic, 4 box, 5 hamming)"
+                    ))
+                })?,
+            },
             do_center_crop: raw.do_center_crop.unwrap_or(true),
             do_rescale: raw.do_rescale.unwrap_or(true),
             do_normalize: raw.do_normalize.unwrap_or(true),
@@ -204,8 +218,16 @@ impl Preprocessor {
             height: (y1 - y0) as usize,
         };
         // Unchanged sizes skip their pass (PIL copies), so `do_resize = false` works too.
-        let kept =
-            resize::bicubic_window(&px.data, px.width, px.height, px.channels, rw, rh, window)?;
+        let kept = resize::resize_window(
+            cfg.resample,
+            &px.data,
+            px.width,
+            px.height,
+            px.channels,
+            rw,
+            rh,
+            window,
+        )?;
 
         // `rescale` (uint8 * scale in f64, cast to f32), then `normalize` in f32; zero padding
         // is a pixel value of 0 as in `center_crop`.
@@ -253,5 +275,67 @@ fn crop_offset(size: u64, crop: u64) -> i64 {
         ((size - crop) / 2) as i64
     } else {
         -((crop - size).div_ceil(2) as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_resample() {
+        let cfg = |json: &str| PreprocessConfig::from_json(json.as_bytes(), 224);
+        assert_eq!(cfg("{}").unwrap(), PreprocessConfig::clip_default(224));
+        assert_eq!(cfg(r#"{"resample": 3}"#).unwrap().resample, Filter::Bicubic);
+        assert_eq!(
+            cfg(r#"{"resample": 2}"#).unwrap().resample,
+            Filter::Bilinear
+        );
+        assert!(matches!(
+            cfg(r#"{"resample": 0}"#),
+            Err(ClipError::Config(_))
+        ));
+        assert!(matches!(
+            cfg(r#"{"resample": 9}"#),
+            Err(ClipError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn crop_offsets_follow_transformers() {
+        // (size - crop) // 2 when it fits; ceil((crop - size) / 2) of zero padding otherwise.
+        assert_eq!(crop_offset(286, 224), 31);
+        assert_eq!(crop_offset(225, 224), 0);
+        assert_eq!(crop_offset(224, 224), 0);
+        assert_eq!(crop_offset(221, 224), -2);
+        assert_eq!(crop_offset(222, 224), -1);
+    }
+
+    #[test]
+    fn small_shortest_edge_pads_with_zero_pixels() {
+        // shortest_edge 200 < crop 224: transformers' center_crop pads with 0 (before
+        // rescale), i.e. (0 - mean) / std after normalisation.
+        let mut cfg = PreprocessConfig::clip_default(224);
+        cfg.shortest_edge = 200;
+        let pre = Preprocessor::new(cfg.clone());
+        let white = vec![255u8; 8 * 8 * 4];
+        let px = pre
+            .pixel_values(&ImageInput::Rgba {
+                width: 8,
+                height: 8,
+                data: &white,
+            })
+            .unwrap();
+        let (s, pad) = (224, 12);
+        for c in 0..3 {
+            let plane = &px[c * s * s..][..s * s];
+            let zero = (0.0 - cfg.image_mean[c]) / cfg.image_std[c];
+            let one = (1.0 - cfg.image_mean[c]) / cfg.image_std[c];
+            assert_eq!(plane[0], zero);
+            assert_eq!(plane[(pad - 1) * s + pad], zero);
+            assert_eq!(plane[pad * s + pad], one);
+            assert_eq!(plane[(s - pad - 1) * s + s - pad - 1], one);
+            assert_eq!(plane[(s - pad) * s + s - pad - 1], zero);
+        }
     }
 }

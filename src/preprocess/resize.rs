@@ -1,5 +1,6 @@
-//! Bicubic resampling, bit-exact with Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit
-//! images, which is what `transformers.CLIPImageProcessor` calls.
+//! Resampling bit-exact with Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit images,
+//! which is what `transformers.CLIPImageProcessor` calls (and Pillow's other convolution
+//! filters, for preprocessor configs that ask for them).
 //!
 //! Follows Pillow `src/libImaging/Resample.c` (`precompute_coeffs`, `normalize_coeffs_8bpc`,
 //! `ImagingResampleHorizontal_8bpc` / `Vertical_8bpc`, `ImagingResampleInner`):
@@ -20,17 +21,103 @@ use crate::error::{ClipError, Result};
 /// Fixed-point fraction bits of the taps, as in Pillow (8 bits of result, 2 of headroom).
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
-/// Pillow's `bicubic_filter`: Keys' cubic convolution kernel with a = -0.5, support 2.
-/// Written as Pillow writes it, so the f64 rounding is the same.
-fn bicubic(x: f64) -> f64 {
-    const A: f64 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
+/// Pillow's resampling filters (`Image.Resampling`, the numbers `preprocessor_config.json`
+/// stores as `resample`). CLIP uses bicubic; the others share the same machinery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `resample = 1`: truncated sinc, support 3.
+    Lanczos,
+    /// `resample = 2`: triangle, support 1.
+    Bilinear,
+    /// `resample = 3`: Keys' cubic with a = -0.5, support 2.
+    Bicubic,
+    /// `resample = 4`: box, support 0.5.
+    Box,
+    /// `resample = 5`: Hamming-windowed sinc, support 1.
+    Hamming,
+}
+
+impl Filter {
+    /// From PIL's `Image.Resampling` value; 0 (nearest) takes another code path in Pillow
+    /// and is not supported.
+    pub fn from_pil(value: u32) -> Option<Filter> {
+        Some(match value {
+            1 => Filter::Lanczos,
+            2 => Filter::Bilinear,
+            3 => Filter::Bicubic,
+            4 => Filter::Box,
+            5 => Filter::Hamming,
+            _ => return None,
+        })
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Filter::Box => 0.5,
+            Filter::Bilinear | Filter::Hamming => 1.0,
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    /// The filter functions as Pillow writes them, so the f64 rounding is the same
+    /// (`sin`/`cos` of Hamming and Lanczos come from the platform's libm and may differ
+    /// from Pillow's in the last bit; bicubic, bilinear and box are exact).
+    fn eval(self, x: f64) -> f64 {
+        fn sinc(x: f64) -> f64 {
+            if x == 0.0 {
+                return 1.0;
+            }
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+        match self {
+            Filter::Box => {
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bilinear => {
+                let x = x.abs();
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            Filter::Hamming => {
+                let x = x.abs();
+                if x == 0.0 {
+                    1.0
+                } else if x >= 1.0 {
+                    0.0
+                } else {
+                    let x = x * std::f64::consts::PI;
+                    // `0.54f + 0.46f * cos(x)`: C float constants promoted to double.
+                    x.sin() / x * (0.54f32 as f64 + 0.46f32 as f64 * x.cos())
+                }
+            }
+            Filter::Lanczos => {
+                if (-3.0..3.0).contains(&x) {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
     }
 }
 
@@ -48,11 +135,11 @@ struct Taps {
 impl Taps {
     /// Taps of output samples `first..first + count` for `in_size -> out_size`
     /// (Pillow's `precompute_coeffs` with box `(0, in_size)`, then `normalize_coeffs_8bpc`).
-    fn new(in_size: usize, out_size: u64, first: u64, count: usize) -> Taps {
+    fn new(filter: Filter, in_size: usize, out_size: u64, first: u64, count: usize) -> Taps {
         // `(double)(in1 - in0) / outSize` where in0, in1 are C floats.
         let scale = (in_size as f32) as f64 / out_size as f64;
         let filterscale = scale.max(1.0);
-        let support = 2.0 * filterscale;
+        let support = filter.support() * filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
         let inv = 1.0 / filterscale;
         let mut taps = Taps {
@@ -70,7 +157,7 @@ impl Taps {
             let n = xmax.saturating_sub(xmin).min(ksize);
             let mut total = 0.0;
             for (x, wx) in w[..n].iter_mut().enumerate() {
-                *wx = bicubic(((x + xmin) as f64 - center + 0.5) * inv);
+                *wx = filter.eval(((x + xmin) as f64 - center + 0.5) * inv);
                 total += *wx;
             }
             let row = &mut taps.weights[i * ksize..][..n];
@@ -118,9 +205,11 @@ pub struct Window {
 }
 
 /// Resizes an interleaved 8-bit image (`channels` bytes a pixel, row-major `[height, width,
-/// channels]`) to `out_width x out_height` with Pillow's bicubic filter and returns the
-/// `window` of the result, `[window.height, window.width, channels]`.
-pub fn bicubic_window(
+/// channels]`) to `out_width x out_height` with Pillow's `filter` and returns the `window` of
+/// the result, `[window.height, window.width, channels]`.
+#[allow(clippy::too_many_arguments)]
+pub fn resize_window(
+    filter: Filter,
     src: &[u8],
     width: usize,
     height: usize,
@@ -155,7 +244,7 @@ pub fn bicubic_window(
 
     // Horizontal pass over the source rows the vertical pass reads: [rows, window.width, c].
     let vert = (out_height != height as u64)
-        .then(|| Taps::new(height, out_height, window.y0, window.height));
+        .then(|| Taps::new(filter, height, out_height, window.y0, window.height));
     let (row0, rows) = match &vert {
         Some(t) if window.height > 0 => {
             let first = t.start.iter().copied().min().unwrap_or(0);
@@ -171,7 +260,7 @@ pub fn bicubic_window(
     };
     let mut tmp = vec![0u8; rows * window.width * c];
     if out_width != width as u64 {
-        let horiz = Taps::new(width, out_width, window.x0, window.width);
+        let horiz = Taps::new(filter, width, out_width, window.x0, window.width);
         for (r, out_row) in tmp.chunks_exact_mut(window.width * c).enumerate() {
             let in_row = &src[(row0 + r) * width * c..][..width * c];
             for (x, out_px) in out_row.chunks_exact_mut(c).enumerate() {
@@ -224,7 +313,7 @@ mod tests {
             width: ow as usize,
             height: oh as usize,
         };
-        bicubic_window(src, w, h, c, ow, oh, win).unwrap()
+        resize_window(Filter::Bicubic, src, w, h, c, ow, oh, win).unwrap()
     }
 
     fn noise(n: usize, seed: u32) -> Vec<u8> {
@@ -240,7 +329,7 @@ mod tests {
     #[test]
     fn taps_sum_to_one_in_fixed_point() {
         for (inp, out) in [(7, 224), (224, 224), (900, 3360), (4000, 224), (60, 224)] {
-            let t = Taps::new(inp, out, 0, out as usize);
+            let t = Taps::new(Filter::Bicubic, inp, out, 0, out as usize);
             for i in 0..out as usize {
                 let s: i64 = t.row(i).1.iter().map(|&w| w as i64).sum();
                 // Rounding each tap moves the sum by at most 0.5 a tap.
@@ -258,15 +347,52 @@ mod tests {
         assert_eq!(full(&src, 13, 9, 3, 13, 9), src);
     }
 
+    const FILTERS: [Filter; 5] = [
+        Filter::Lanczos,
+        Filter::Bilinear,
+        Filter::Bicubic,
+        Filter::Box,
+        Filter::Hamming,
+    ];
+
     #[test]
     fn constant_image_stays_constant() {
-        for v in [0u8, 1, 128, 254, 255] {
-            let src = vec![v; 37 * 23];
-            for (ow, oh) in [(224, 139), (5, 3), (300, 23), (37, 500)] {
-                let out = full(&src, 37, 23, 1, ow, oh);
-                assert!(out.iter().all(|&o| o == v), "{v} -> {ow}x{oh}");
+        for f in FILTERS {
+            for v in [0u8, 1, 128, 254, 255] {
+                let src = vec![v; 37 * 23];
+                for (ow, oh) in [(224, 139), (5, 3), (300, 23), (37, 500)] {
+                    let win = Window {
+                        x0: 0,
+                        y0: 0,
+                        width: ow as usize,
+                        height: oh as usize,
+                    };
+                    let out = resize_window(f, &src, 37, 23, 1, ow, oh, win).unwrap();
+                    assert!(out.iter().all(|&o| o == v), "{f:?} {v} -> {ow}x{oh}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn box_and_bilinear_match_hand_computed_pillow() {
+        let one_row = |f, src: &[u8], ow| {
+            let win = Window {
+                x0: 0,
+                y0: 0,
+                width: ow,
+                height: 1,
+            };
+            resize_window(f, src, src.len(), 1, 1, ow as u64, 1, win).unwrap()
+        };
+        // Box halving: the mean of each pair, half rounded up.
+        assert_eq!(one_row(Filter::Box, &[10, 21, 0, 255], 2), vec![16, 128]);
+        // Bilinear 2 -> 4: output 0 reads only input 0 (its other tap is outside);
+        // output 1 is 0.75 * p0 + 0.25 * p1.
+        assert_eq!(
+            one_row(Filter::Bilinear, &[0, 200], 4),
+            vec![0, 50, 150, 200]
+        );
     }
 
     #[test]
@@ -281,7 +407,7 @@ mod tests {
                 width: (ow / 2) as usize,
                 height: (oh / 2) as usize,
             };
-            let part = bicubic_window(&src, w, h, c, ow, oh, win).unwrap();
+            let part = resize_window(Filter::Bicubic, &src, w, h, c, ow, oh, win).unwrap();
             for y in 0..win.height {
                 let a = &all[((win.y0 as usize + y) * ow as usize + win.x0 as usize) * c..]
                     [..win.width * c];
@@ -312,8 +438,8 @@ mod tests {
             width: 4,
             height: 4,
         };
-        assert!(bicubic_window(&[0; 5], 2, 2, 1, 4, 4, win).is_err());
-        assert!(bicubic_window(&[], 0, 0, 1, 4, 4, win).is_err());
-        assert!(bicubic_window(&[0; 4], 2, 2, 1, 3, 3, win).is_err());
+        assert!(resize_window(Filter::Bicubic, &[0; 5], 2, 2, 1, 4, 4, win).is_err());
+        assert!(resize_window(Filter::Bicubic, &[], 0, 0, 1, 4, 4, win).is_err());
+        assert!(resize_window(Filter::Bicubic, &[0; 4], 2, 2, 1, 3, 3, win).is_err());
     }
 }
