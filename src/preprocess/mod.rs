@@ -192,7 +192,7 @@ impl Preprocessor {
                 .map_or(0, |p| (p as f64 / short as f64) as u64);
             if new_long == 0 || s == 0 {
                 return Err(ClipError::Image(format!(
-                    "a {w}x{h} image resizes to nothing at shortest edge {s}"
+                    "cannot resize a {w}x{h} image to shortest edge {s}"
                 )));
             }
             if w <= h {
