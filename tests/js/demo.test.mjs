@@ -99,12 +99,15 @@ const upload = async (path, mimeType) =>
 
 const stats = (page) => page.evaluate(() => ({ ...document.querySelector('webclip-tagger').stats }));
 
-async function waitTagged(page, n) {
-  await page.waitForFunction((n) => {
-    const cards = document.querySelector('webclip-tagger')?.shadowRoot.querySelectorAll('.card') ?? [];
-    return cards.length === n && [...cards].every((c) => c.querySelectorAll('.tags li').length > 0);
-  }, n, { timeout: TIMEOUT });
+/** Adds photos through the file input; resolves to the summary message once they are done. */
+async function addPhotos(page, files) {
+  await clearMessages(page);
+  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles(files);
+  return waitMessage(page, /\d+ photos? indexed/, TIMEOUT);
 }
+
+const clearMessages = (page) =>
+  page.evaluate(() => document.querySelector('webclip-tagger').shadowRoot.querySelector('.messages').replaceChildren());
 
 test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEOUT }, async () => {
   const page = await openPage(demoUrl());
@@ -114,10 +117,8 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
 
   // Photos through the file input, plus a file that is not an image.
   const files = await Promise.all(PHOTOS.map((p) => upload(join(fixturesDir, 'images', p))));
-  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles([
-    ...files, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') }]);
-  await waitTagged(page, PHOTOS.length);
-  await waitMessage(page, /5 photos indexed/);
+  const summary = await addPhotos(page, [...files, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') }]);
+  assert.match(summary, /^5 photos indexed, 1 skipped: notes\.txt \(not an image/);
   assert.deepEqual(await cardNames(page), PHOTOS, 'grid in the order added');
   assert.match(await page.locator('webclip-tagger [data-ref=skipped]').textContent(), /notes\.txt: not an image \(text\/plain\)/);
   const s1 = await stats(page);
@@ -155,19 +156,20 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   assert.ok(Math.min(...gaps) > 1e-4, 'the fixture ranking has no near-ties, so the order is a real check');
 
   // "More like this" puts the photo itself first (cosine 1 with itself).
+  const firstCard = (name) => page.waitForFunction((name) =>
+    document.querySelector('webclip-tagger').shadowRoot.querySelector('.card')?.dataset.name === name, name);
   await page.locator('webclip-tagger .card[data-name="rocket.png"] button').click();
-  assert.equal((await cardNames(page))[0], 'rocket.png');
+  await firstCard('rocket.png');
   await page.locator('webclip-tagger [data-ref=clearSearch]').click();
+  await firstCard(PHOTOS[0]);
   assert.deepEqual(await cardNames(page), PHOTOS);
 
   // Reload: photos and tags come from IndexedDB; no image or text is embedded again.
   await page.reload();
-  await waitTagged(page, PHOTOS.length);
   await waitMessage(page, /Restored 5 photos/);
   assert.deepEqual(await cardTags(page), tags, 'the same tags after a reload');
   await waitMessage(page, /Model .* ready/, TIMEOUT);
-  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles(files);
-  await waitMessage(page, /0 photos indexed, 5 already known/);
+  assert.match(await addPhotos(page, files), /^0 photos indexed, 5 already known/);
   const s2 = await stats(page);
   assert.equal(s2.imagesComputed, 0, 'no image embedded after the reload');
   assert.equal(s2.imagesCached, PHOTOS.length);
@@ -231,13 +233,17 @@ test('demo page: bad input gives specific messages and the page keeps working', 
   await page.waitForFunction(() =>
     document.querySelector('webclip-tagger').vocab.labels.join() === 'cat,dog,rocket');
 
-  // A huge-but-tiny photo and a corrupt one: the corrupt one is skipped and named, the other tagged.
-  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles([
+  // A corrupt photo is skipped and named; a photo over the pixel limit (lowered to 50,000 for the
+  // test by max-pixels) is tagged from a downscaled copy.
+  await page.evaluate(() => document.querySelector('webclip-tagger').setAttribute('max-pixels', '50000'));
+  const summary = await addPhotos(page, [
     await upload(join(fixturesDir, 'images', 'panorama-900x60.png')),
     { name: 'broken.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('this is no jpeg') },
   ]);
-  await waitTagged(page, 1);
+  assert.match(summary, /^1 photo indexed, 1 skipped: broken\.jpg \(the browser could not decode it/);
   assert.match(await page.locator('webclip-tagger [data-ref=skipped]').textContent(), /broken\.jpg: the browser could not decode it/);
+  // Over the (lowered) pixel limit: tagged from a smaller copy, and the card says so.
+  assert.match(await page.locator('webclip-tagger .card .note').textContent(), /900×60 .* is over .*; tagged from a 866×58 copy/);
   const tags = await page.locator('webclip-tagger .card .tags li').evaluateAll((lis) => lis.map((li) => li.dataset.label));
   assert.equal(tags.length, 3);
   for (const t of tags) assert.ok(['cat', 'dog', 'rocket'].includes(t), t);
