@@ -39,7 +39,53 @@ install_deps() {
   fi
 }
 
+# Only what building pkg/ needs (no browser): the wasm target, wasm-bindgen, wasm-opt.
+build_tools() {
+  rustup target list --installed | grep -q wasm32-unknown-unknown || { log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+    log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked ||
+      cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  fi
+  # wasm-opt from the npm `binaryen` package pinned in tests/js (Debian's is too old for
+  # the wasm features Rust emits by default).
+  if [ ! -x tests/js/node_modules/.bin/wasm-opt ]; then
+    log "npm ci (build and test tools)"
+    (cd tests/js && npm ci --no-audit --no-fund)
+  fi
+}
+
+# The features Rust's wasm32 target enables by default, plus simd128 (our RUSTFLAGS).
+WASM_OPT_FEATURES=(--enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue)
+
+build_pkg() {
+  build_tools
+  local target_dir=${WEBCLIP_WASM_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
+  log "cargo build --release --target wasm32-unknown-unknown (simd128)"
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" CARGO_TARGET_DIR="$target_dir" \
+    cargo build --release --lib --target wasm32-unknown-unknown
+  rm -rf pkg && mkdir -p pkg
+  log "wasm-bindgen --target web"
+  wasm-bindgen --target web --no-typescript --out-dir pkg --out-name webclip \
+    "$target_dir/wasm32-unknown-unknown/release/webclip.wasm"
+  log "wasm-opt ${WASM_OPT_LEVEL:--O3}"
+  tests/js/node_modules/.bin/wasm-opt "${WASM_OPT_LEVEL:--O3}" "${WASM_OPT_FEATURES[@]}" \
+    pkg/webclip_bg.wasm -o pkg/webclip_bg.opt.wasm
+  mv pkg/webclip_bg.opt.wasm pkg/webclip_bg.wasm
+  cp js/index.js js/engine.js js/sources.js js/worker.js js/index.d.ts pkg/
+  cp js/README.md pkg/README.md
+  local version
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+  sed "s/@VERSION@/$version/" js/package.json > pkg/package.json
+  local raw gz
+  raw=$(stat -c %s pkg/webclip_bg.wasm)
+  gz=$(gzip -9c pkg/webclip_bg.wasm | wc -c)
+  log "pkg/ ready: webclip_bg.wasm $raw bytes, $gz gzipped"
+}
+
 case "${1:-pkg}" in
   deps) install_deps ;;
+  pkg) build_pkg ;;
   *) echo "unknown command: $1" >&2; exit 2 ;;
 esac
