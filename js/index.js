@@ -180,10 +180,10 @@ export class Clip {
 
   /** Run `fn` after every earlier call on this instance has settled. */
   _run(fn) {
-    const run = () => {
-      if (!this._engine) throw new Error('webclip: this Clip was disposed; load the model again to use it');
-      return fn(this._engine);
-    };
+    // The engine is taken now: a call made before dispose() still runs.
+    const engine = this._engine;
+    if (!engine) return Promise.reject(new Error('webclip: this Clip was disposed; load the model again to use it'));
+    const run = () => fn(engine);
     const p = this._queue.then(run, run);
     this._queue = p.catch(() => {});
     return p;
@@ -282,14 +282,15 @@ export class Clip {
     return ab / (Math.sqrt(aa * bb) || 1);
   }
 
-  /** Free the model (and the worker). Later calls reject; calls in flight finish. */
+  /**
+   * Free the model (and its worker) once the calls already made have settled; calls
+   * made after this reject.
+   */
   dispose() {
     const engine = this._engine;
     this._engine = null;
     this._labels.clear();
-    if (!engine) return;
-    if (engine instanceof WorkerEngine) engine.dispose();
-    else this._queue.then(() => engine.dispose()); // after the call in flight, if any
+    if (engine) this._queue.then(() => engine.dispose());
   }
 }
 
