@@ -33,8 +33,14 @@ install_deps() {
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked ||
       cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
   fi
-  if [ ! -d tests/js/node_modules ]; then
-    log "npm ci (test tools)"
+  npm_tools
+}
+
+# tests/js/package-lock.json pins playwright-core (drives Debian's chromium; it downloads
+# no browser), binaryen (wasm-opt) and typescript (checks index.d.ts).
+npm_tools() {
+  if [ ! -f tests/js/node_modules/.package-lock.json ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+    log "npm ci (build and test tools)"
     (cd tests/js && npm ci --no-audit --no-fund)
   fi
 }
@@ -47,12 +53,9 @@ build_tools() {
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked ||
       cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
   fi
-  # wasm-opt from the npm `binaryen` package pinned in tests/js (Debian's is too old for
-  # the wasm features Rust emits by default).
-  if [ ! -x tests/js/node_modules/.bin/wasm-opt ]; then
-    log "npm ci (build and test tools)"
-    (cd tests/js && npm ci --no-audit --no-fund)
-  fi
+  # wasm-opt from the npm `binaryen` package pinned in tests/js (Debian's binaryen 108 is
+  # too old for the wasm features Rust emits by default).
+  npm_tools
 }
 
 # The features Rust's wasm32 target enables by default, plus simd128 (our RUSTFLAGS).
@@ -84,8 +87,27 @@ build_pkg() {
   log "pkg/ ready: webclip_bg.wasm $raw bytes, $gz gzipped"
 }
 
+run_tests() {
+  install_deps
+  log "cargo test (native; GPU tests on lavapipe)"
+  WEBCLIP_REQUIRE_GPU=1 cargo test
+  build_pkg
+  log "node --test: Node.js 20 and headless Chromium against pkg/"
+  node --test --test-concurrency=1 tests/js/node/ tests/js/browser/
+}
+
+serve_demo() {
+  build_pkg
+  [ -d www ] || echo "note: www/ (the demo page) is not there yet; serving pkg/ and the fixtures only" >&2
+  echo "demo: http://127.0.0.1:${PORT:-8080}/   (Ctrl-C stops it)" >&2
+  exec node tests/js/server.js --port "${PORT:-8080}" --log $([ -d www ] && echo --www www)
+}
+
 case "${1:-pkg}" in
   deps) install_deps ;;
   pkg) build_pkg ;;
+  test) run_tests ;;
+  demo) serve_demo ;;
+  bench) shift; cargo run --release --bin webclip -- bench "$@" ;;
   *) echo "unknown command: $1" >&2; exit 2 ;;
 esac

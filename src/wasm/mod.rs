@@ -52,7 +52,9 @@ impl WeightBytes {
         if !(offset >= 0.0 && offset <= usize::MAX as f64 && offset.fract() == 0.0) {
             return Err(JsError::new(&format!("invalid segment offset {offset}")));
         }
-        let at = self.segments.partition_point(|(o, _)| *o <= offset as usize);
+        let at = self
+            .segments
+            .partition_point(|(o, _)| *o <= offset as usize);
         self.segments.insert(at, (offset as usize, bytes));
         Ok(())
     }
@@ -146,7 +148,11 @@ pub struct ImageBatch {
 
 enum Item {
     Encoded(Vec<u8>),
-    Rgba { width: u32, height: u32, data: Vec<u8> },
+    Rgba {
+        width: u32,
+        height: u32,
+        data: Vec<u8>,
+    },
 }
 
 #[wasm_bindgen]
@@ -287,15 +293,6 @@ impl WasmClip {
             let emb = if normalize { emb.normalized() } else { emb };
             Ok(Float32Array::from(emb.data.as_slice()).into())
         })
-    }
-
-    /// Token ids the tokenizer gives `text` (`<|startoftext|> ... <|endoftext|>`).
-    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsError> {
-        let clip = self
-            .inner
-            .try_borrow()
-            .map_err(|_| JsError::new("the model is busy with another call"))?;
-        clip.tokenizer().and_then(|t| t.encode(text)).map_err(js_err)
     }
 
     /// Length of one embedding (`projection_dim`).

@@ -39,4 +39,35 @@ test('npm pack installs into a fresh project and works there', (t) => {
   const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: app, encoding: 'utf8' }));
   assert.equal(out.backend, 'cpu');
   assert.ok(cosine(out.e, g.textEmbeds[0]) > 0.9999);
+
+  // The declarations type-check a typical use, and reject a wrong one.
+  writeFileSync(
+    path.join(app, 'use.ts'),
+    `import { Clip, type Progress, type Label } from 'webclip';
+     const seen: Progress[] = [];
+     const clip: Clip = await Clip.load({ model: '/m/', backend: 'auto', towers: 'vision', worker: true, cache: true, onProgress: (p) => seen.push(p) });
+     const kind: 'webgpu' | 'cpu' = clip.backendInfo.kind;
+     const images: Float32Array[] = await clip.embedImages([new Uint8Array(4), new Blob([])], { normalize: false });
+     const texts: Float32Array[] = await clip.embedTexts(['a cat']);
+     const top: Label[] = await clip.classify(new Uint8Array(4), ['cat', 'dog'], { template: 'a photo of a {}' });
+     const ranked: number = clip.rank(texts[0], images)[0].index + Clip.cosine(texts[0], images[0]) + clip.logitScale;
+     // @ts-expect-error: not a backend
+     await Clip.load({ model: '/m/', backend: 'tpu' });
+     clip.dispose();
+     export { kind, top, ranked };`,
+  );
+  const tsc = path.join(pkgDir, '..', 'tests', 'js', 'node_modules', 'typescript', 'bin', 'tsc');
+  writeFileSync(
+    path.join(app, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { noEmit: true, strict: true, target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', lib: ['es2022', 'dom'], types: [] },
+      files: ['use.ts'],
+    }),
+  );
+  const args = ['-p', '.'];
+  try {
+    execFileSync('node', [tsc, ...args], { cwd: app, encoding: 'utf8' });
+  } catch (e) {
+    assert.fail(`tsc: ${e.stdout}${e.stderr}`);
+  }
 });
