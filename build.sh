@@ -39,7 +39,8 @@ install_deps() {
 # tests/js/package-lock.json pins playwright-core (drives Debian's chromium; it downloads
 # no browser), binaryen (wasm-opt) and typescript (checks index.d.ts).
 npm_tools() {
-  if [ ! -f tests/js/node_modules/.package-lock.json ] || [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+  if [ ! -x tests/js/node_modules/.bin/wasm-opt ] || [ ! -d tests/js/node_modules/playwright-core ] ||
+    [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
     log "npm ci (build and test tools)"
     (cd tests/js && npm ci --no-audit --no-fund)
   fi

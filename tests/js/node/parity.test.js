@@ -20,14 +20,14 @@ const imageBytes = (name) => new Uint8Array(readFileSync(path.join(fixturesDir, 
 for (const model of MODELS) {
   const g = golden(model);
 
-  test(`${model}: texts and images from file paths match the reference`, async () => {
+  test(`${model}: texts and images from file paths match the reference`, async (t) => {
     const t0 = performance.now();
     const clip = await Clip.load({ model: g.dir, backend: 'auto' });
     assert.equal(clip.backend, 'cpu');
     assert.match(clip.backendInfo.reason, /WebGPU is not available/);
     assert.ok(Math.abs(clip.logitScale - 100) < 1e-3, `logitScale ${clip.logitScale}`);
     const texts = await clip.embedTexts(g.texts);
-    console.log(`# ${model}: Clip.load to first embedding ${(performance.now() - t0).toFixed(0)} ms (Node, CPU)`);
+    t.diagnostic(`${model}: Clip.load to first embedding ${(performance.now() - t0).toFixed(0)} ms (Node, CPU)`);
     assertParity(assert, texts, g.textEmbeds, g.texts);
     texts.forEach((e) => assert.ok(Math.abs(Math.hypot(...e) - 1) < 1e-5, 'L2-normalised'));
     // Text has no slack: features before normalisation within 1e-3.
