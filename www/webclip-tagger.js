@@ -671,6 +671,7 @@ export class WebclipTagger extends HTMLElement {
     }
     const source = { config, weights, tokenizer: byName.get('tokenizer.json') };
     if (byName.has('preprocessor_config.json')) source.preprocessor = byName.get('preprocessor_config.json');
+    this.$.url.value = ''; // the URL field no longer names the model in use
     this._switchModel({ id, label: `${folder} (${weights.name}, on this device)`, source, host: null });
   }
 
@@ -927,7 +928,7 @@ export class WebclipTagger extends HTMLElement {
       li.dataset.label = label;
       li.append(label);
       const b = document.createElement('b');
-      b.textContent = `${Math.round(score * 100)}%`;
+      b.textContent = score < 0.005 ? '<1%' : `${Math.round(score * 100)}%`;
       li.append(b);
       return li;
     }));

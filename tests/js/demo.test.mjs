@@ -18,9 +18,9 @@ import { mkdtemp, mkdir, readFile, rm, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startDemoServer, fixturesDir, repoRoot } from './demo-server.mjs';
+import { startServer, fixturesDir, repoRoot } from './server.js';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic'];
 const PHOTOS = ['astronaut.png', 'coffee.png', 'chelsea.png', 'rocket.png', 'camera.png'];
@@ -36,7 +36,8 @@ before(async () => {
   await access(join(repoRoot, 'pkg', 'index.js')).catch(() => {
     throw new Error('pkg/index.js is missing: build the package first (./build.sh)');
   });
-  server = await startDemoServer();
+  server = await startServer({ www: join(repoRoot, 'www') });
+  server.port = new URL(server.url).port;
   userDir = await mkdtemp(join(tmpdir(), 'webclip-demo-'));
   context = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM, headless: true, args: ARGS, acceptDownloads: true,
@@ -55,9 +56,9 @@ after(async () => {
   if (userDir) await rm(userDir, { recursive: true, force: true });
 });
 
-const modelUrl = () => `${server.url}fixtures/tiny-quickgelu/`;
+const modelUrl = () => `${server.url}/fixtures/tiny-quickgelu/`;
 const demoUrl = (model = modelUrl(), extra = '') =>
-  `${server.url}index.html?model=${encodeURIComponent(model)}&backend=cpu${extra}`;
+  `${server.url}/index.html?model=${encodeURIComponent(model)}&backend=cpu${extra}`;
 
 async function openPage(url) {
   const page = await context.newPage();
@@ -193,6 +194,16 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
     assert.ok(Number(cells[3]) >= Number(cells[5]), 'scores descend');
   }
 
+  // JSON export: the same tags, with the vocabulary they come from.
+  const [jsonDownload] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('webclip-tagger [data-ref=exportJson]').click(),
+  ]);
+  const json = JSON.parse(await readFile(await jsonDownload.path(), 'utf8'));
+  assert.equal(json.labels.length, 105);
+  assert.deepEqual(json.photos.map((p) => p.file), PHOTOS);
+  for (const p of json.photos) assert.deepEqual(p.tags.map((t) => t.label), tags[p.file]);
+
   await page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: join(ARTIFACTS, 'demo-phone.png'), fullPage: true });
@@ -204,7 +215,7 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
 
 test('demo page: bad input gives specific messages and the page keeps working', { timeout: 2 * TIMEOUT }, async () => {
   // A model URL that 404s.
-  const page = await openPage(demoUrl(`${server.url}fixtures/no-such-model/`));
+  const page = await openPage(demoUrl(`${server.url}/fixtures/no-such-model/`));
   const msg = await waitMessage(page, /Could not load the model/, TIMEOUT);
   assert.match(msg, /no-such-model/);
   assert.match(msg, /not found|404/);
@@ -247,6 +258,20 @@ test('demo page: bad input gives specific messages and the page keeps working', 
   const tags = await page.locator('webclip-tagger .card .tags li').evaluateAll((lis) => lis.map((li) => li.dataset.label));
   assert.equal(tags.length, 3);
   for (const t of tags) assert.ok(['cat', 'dog', 'rocket'].includes(t), t);
+
+  // Dropped files: a photo and a non-image; the non-image is listed, the photo tagged.
+  await clearMessages(page);
+  const coffee = (await readFile(join(fixturesDir, 'images', 'coffee.jpg'))).toString('base64');
+  await page.evaluate((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'coffee.jpg', { type: 'image/jpeg' }));
+    dt.items.add(new File(['{}'], 'data.json', { type: 'application/json' }));
+    const drop = document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=drop]');
+    drop.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, coffee);
+  assert.match(await waitMessage(page, /photos? indexed/, TIMEOUT), /^1 photo indexed, 1 skipped: data\.json \(not an image/);
+  assert.deepEqual(await cardNames(page), ['panorama-900x60.png', 'coffee.jpg']);
   await page.screenshot({ path: join(ARTIFACTS, 'demo-errors.png'), fullPage: true });
   await page.close();
   assert.deepEqual(foreign, []);
