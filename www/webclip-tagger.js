@@ -984,6 +984,15 @@ export class WebclipTagger extends HTMLElement {
   }
 
   async _index(files) {
+    try {
+      await this._indexFiles(files);
+    } finally {
+      this._progressDone();
+      this._updateEmpty();
+    }
+  }
+
+  async _indexFiles(files) {
     const gen = this.generation;
     const spec = this.modelSpec;
     const total = files.length;
@@ -997,8 +1006,15 @@ export class WebclipTagger extends HTMLElement {
     const flush = async () => {
       if (!pending.length) return;
       const batch = pending.splice(0);
-      const clip = await this._loadModel();
-      const labelEmbeddings = await this._labelEmbeddings();
+      let clip;
+      let labelEmbeddings;
+      try {
+        clip = await this._loadModel();
+        labelEmbeddings = await this._labelEmbeddings();
+      } catch (e) {
+        // The model's own message is already shown; say what it means for these photos.
+        throw new Error(`${total - done} photo${total - done === 1 ? ' was' : 's were'} not indexed because the model is not loaded (${errMessage(e)}). Load a model, then add them again.`);
+      }
       if (gen !== this.generation) return;
       step(`embedding ${batch.length} photo${batch.length > 1 ? 's' : ''}…`);
       let embeddings;
@@ -1082,8 +1098,6 @@ export class WebclipTagger extends HTMLElement {
     }
     await flush();
     if (gen !== this.generation) return;
-    this._progressDone();
-    this._updateEmpty();
     const parts = [`${computed} photo${computed === 1 ? '' : 's'} indexed`];
     if (cached) parts.push(`${cached} already known (from cache)`);
     if (skipped) {
@@ -1130,6 +1144,9 @@ export class WebclipTagger extends HTMLElement {
     if (q.kind === 'image') {
       target = this.items.get(q.hash)?.record.embedding;
       $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}`;
+    } else if (!this.items.size) {
+      $.searchInfo.textContent = 'No photos to search yet: add some first.';
+      return;
     } else {
       this.textCache ??= new Map();
       const key = `${this.modelSpec.id}\n${q.text}`;

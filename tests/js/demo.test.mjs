@@ -219,6 +219,10 @@ test('demo page: bad input gives specific messages and the page keeps working', 
   const msg = await waitMessage(page, /Could not load the model/, TIMEOUT);
   assert.match(msg, /no-such-model/);
   assert.match(msg, /not found|404/);
+  // Photos added without a model are not lost silently.
+  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles([await upload(join(fixturesDir, 'images', 'coffee.png'))]);
+  assert.match(await waitMessage(page, /not indexed/, TIMEOUT), /^1 photo was not indexed because the model is not loaded/);
+  assert.equal(await page.locator('webclip-tagger [data-ref=indexBox]').isHidden(), true, 'no progress bar left behind');
 
   // A model folder missing its tokenizer: named, and nothing is loaded.
   const dir = join(fixturesDir, 'tiny-quickgelu');
