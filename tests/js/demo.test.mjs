@@ -280,3 +280,17 @@ test('demo page: bad input gives specific messages and the page keeps working', 
   await page.close();
   assert.deepEqual(foreign, []);
 });
+
+test('demo page: backend auto says which engine runs, and why when it is the CPU', { timeout: 2 * TIMEOUT }, async () => {
+  const page = await openPage(`${server.url}/index.html?model=${encodeURIComponent(modelUrl())}`);
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  const backend = await page.locator('webclip-tagger [data-ref=backend]').textContent();
+  if (/CPU/.test(backend)) {
+    // Headless Chromium without GPU flags usually has no adapter: the page must say so.
+    assert.match((await messages(page)).join('\n'), /no usable WebGPU .*so the model runs on the CPU/);
+  } else {
+    assert.match(backend, /^WebGPU/);
+  }
+  await page.close();
+  assert.deepEqual(foreign, []);
+});
