@@ -513,7 +513,8 @@ export class WebclipTagger extends HTMLElement {
       return;
     }
     await this._restoreLibrary();
-    if (this.hasAttribute('autoload')) await this._loadModel();
+    // A failed load has already said why; the page stays usable (another URL, local files).
+    if (this.hasAttribute('autoload')) await this._loadModel().catch(() => {});
   }
 
   async _initVocab() {
@@ -683,7 +684,7 @@ export class WebclipTagger extends HTMLElement {
 
   async _switchModel(spec) {
     if (this.modelSpec && spec.id === this.modelSpec.id && (this.clip || this.clipPromise)) {
-      await this._loadModel();
+      await this._loadModel().catch(() => {}); // failures are reported by _loadModel
       return;
     }
     this.generation++;
@@ -693,7 +694,7 @@ export class WebclipTagger extends HTMLElement {
     this.labelMatrix = null;
     this._setModelSpec(spec);
     await this._restoreLibrary();
-    await this._loadModel();
+    await this._loadModel().catch(() => {});
   }
 
   /** The loaded model, loading it on first use. Throws with a message already shown. */

@@ -219,6 +219,7 @@ test('demo page: bad input gives specific messages and the page keeps working', 
   const msg = await waitMessage(page, /Could not load the model/, TIMEOUT);
   assert.match(msg, /no-such-model/);
   assert.match(msg, /not found|404/);
+  assert.ok(!(await messages(page)).some((m) => /Could not start/.test(m)), 'one message, not a start-up failure');
   // Photos added without a model are not lost silently.
   await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles([await upload(join(fixturesDir, 'images', 'coffee.png'))]);
   assert.match(await waitMessage(page, /not indexed/, TIMEOUT), /^1 photo was not indexed because the model is not loaded/);
@@ -277,6 +278,7 @@ test('demo page: bad input gives specific messages and the page keeps working', 
   assert.match(await waitMessage(page, /photos? indexed/, TIMEOUT), /^1 photo indexed, 1 skipped: data\.json \(not an image/);
   assert.deepEqual(await cardNames(page), ['panorama-900x60.png', 'coffee.jpg']);
   await page.screenshot({ path: join(ARTIFACTS, 'demo-errors.png'), fullPage: true });
+  assert.deepEqual(page.logs.filter((l) => l.startsWith('[pageerror]')), [], 'errors are handled, none escapes');
   await page.close();
   assert.deepEqual(foreign, []);
 });
