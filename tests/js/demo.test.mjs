@@ -296,3 +296,17 @@ test('demo page: backend auto says which engine runs, and why when it is the CPU
   await page.close();
   assert.deepEqual(foreign, []);
 });
+
+test('embed-example.html: the drop-in element takes its attributes and downloads nothing before use', { timeout: TIMEOUT }, async () => {
+  const page = await openPage(`${server.url}/embed-example.html`);
+  const summary = page.locator('webclip-tagger [data-ref=labelsSummary]');
+  await page.waitForFunction(() =>
+    document.querySelector('webclip-tagger')?.shadowRoot.querySelector('[data-ref=labelsSummary]').textContent !== '');
+  assert.equal(await summary.textContent(), '(8 labels × 2 templates)');
+  assert.equal(await page.locator('webclip-tagger input[data-ref=url]').inputValue(),
+    'https://huggingface.co/openai/clip-vit-base-patch32/resolve/main/');
+  assert.match(await page.locator('webclip-tagger .privacy').textContent(), /model download \(from huggingface\.co\)/);
+  await page.waitForTimeout(500);
+  await page.close();
+  assert.deepEqual(foreign, [], 'no model download until the user asks for one');
+});
