@@ -14,8 +14,9 @@
 // backend (auto | webgpu | cpu), top (tags shown per photo), autoload (load the model at once),
 // max-pixels (larger photos are downscaled before embedding; default 50e6),
 // package (URL of the webclip package's index.js; default ../pkg/index.js beside this file).
-// Events: webclip-ready {backend, backendInfo}, webclip-indexed {count, computed, cached},
-// webclip-error {message}. Property `stats` counts computed and cached embeddings.
+// Events: webclip-progress {phase, file, loaded, total, text} while the model loads,
+// webclip-ready {backend, backendInfo}, webclip-indexed {count, computed, cached, skipped},
+// webclip-search {query, ranking}, webclip-error {message}. Property `stats` counts computed and cached embeddings.
 //
 // Sections: defaults · small helpers · storage (IndexedDB) · input files · ranking maths · element.
 
@@ -719,6 +720,7 @@ export class WebclipTagger extends HTMLElement {
         $.modelProgress.removeAttribute('value');
         $.modelProgressText.textContent = `${what}${Number.isFinite(loaded) && loaded ? `: ${fmtBytes(loaded)}` : '…'}`;
       }
+      this.dispatchEvent(new CustomEvent('webclip-progress', { bubbles: true, detail: { phase, file, loaded, total, text: $.modelProgressText.textContent } }));
     };
     const t0 = performance.now();
     const promise = (async () => {

@@ -43,6 +43,11 @@ before(async () => {
     executablePath: CHROMIUM, headless: true, args: ARGS, acceptDownloads: true,
     viewport: { width: 1100, height: 900 },
   });
+  // What the model progress line said, as each progress event was shown.
+  await context.addInitScript(() => {
+    window.progressShown = [];
+    document.addEventListener('webclip-progress', (e) => window.progressShown.push(e.detail.text));
+  });
   context.on('request', (req) => {
     const url = new URL(req.url());
     if (!['data:', 'blob:'].includes(url.protocol) && url.host !== `127.0.0.1:${server.port}`) foreign.push(req.url());
@@ -114,6 +119,9 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   const page = await openPage(demoUrl());
   await waitMessage(page, /Model .* ready/, TIMEOUT);
   assert.match(await page.locator('webclip-tagger [data-ref=backend]').textContent(), /CPU/);
+  const progressLines = await page.evaluate(() => window.progressShown);
+  assert.ok(progressLines.some((l) => /^Loading model\.safetensors: [\d.]+ [KM]?B of 14 MB \(\d+ %\)$/.test(l)),
+    `bytes and percent shown while the weights download: ${progressLines.slice(-5).join(' | ')}`);
   assert.match(await page.locator('webclip-tagger .privacy').textContent(), /never leave this device/);
 
   // Photos through the file input, plus a file that is not an image.
