@@ -16,7 +16,8 @@
 // package (URL of the webclip package's index.js; default ../pkg/index.js beside this file).
 // Events: webclip-progress {phase, file, loaded, total, text} while the model loads,
 // webclip-ready {backend, backendInfo}, webclip-indexed {count, computed, cached, skipped},
-// webclip-search {query, ranking}, webclip-error {message}. Property `stats` counts computed and cached embeddings.
+// webclip-search {query, ranking}, webclip-error {message}.
+// Property `stats` counts computed and cached embeddings.
 //
 // Sections: defaults · small helpers · storage (IndexedDB) · input files · ranking maths · element.
 
@@ -658,7 +659,8 @@ export class WebclipTagger extends HTMLElement {
     if (missing.length) {
       const folder = files[0]?.webkitRelativePath?.split('/')[0];
       this._error(`The model ${folder ? `folder "${folder}"` : 'files'} lack${missing.length > 1 || !folder ? '' : 's'} ${missing.join(', ')}. ` +
-        'A CLIP model needs config.json, model.safetensors and tokenizer.json (preprocessor_config.json is optional), as in a Hugging Face repository.');
+        'A CLIP model needs config.json, model.safetensors and tokenizer.json ' +
+        '(preprocessor_config.json is optional), as in a Hugging Face repository.');
       return;
     }
     const config = byName.get('config.json');
@@ -720,7 +722,8 @@ export class WebclipTagger extends HTMLElement {
         $.modelProgress.removeAttribute('value');
         $.modelProgressText.textContent = `${what}${Number.isFinite(loaded) && loaded ? `: ${fmtBytes(loaded)}` : '…'}`;
       }
-      this.dispatchEvent(new CustomEvent('webclip-progress', { bubbles: true, detail: { phase, file, loaded, total, text: $.modelProgressText.textContent } }));
+      const detail = { phase, file, loaded, total, text: $.modelProgressText.textContent };
+      this.dispatchEvent(new CustomEvent('webclip-progress', { bubbles: true, detail }));
     };
     const t0 = performance.now();
     const promise = (async () => {
@@ -738,7 +741,8 @@ export class WebclipTagger extends HTMLElement {
         const kind = clip.backend || info.kind;
         $.backend.textContent = kind === 'webgpu' ? `WebGPU${info.adapter ? ` (${info.adapter})` : ''}` : 'CPU (WebAssembly)';
         if (kind !== 'webgpu' && this.backend !== 'cpu') {
-          this._warn(`This browser offers no usable WebGPU${info.reason ? ` (${info.reason})` : ''}, so the model runs on the CPU: it works the same, only slower.`);
+          const why = info.reason ? ` (${info.reason})` : '';
+          this._warn(`This browser offers no usable WebGPU${why}, so the model runs on the CPU: it works the same, only slower.`);
         }
         this._info(`Model ${spec.label} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${kind === 'webgpu' ? 'WebGPU' : 'the CPU'}.`);
         this.dispatchEvent(new CustomEvent('webclip-ready', { detail: { backend: kind, backendInfo: info } }));
@@ -752,7 +756,9 @@ export class WebclipTagger extends HTMLElement {
           $.modelName.textContent = `${spec.label} (failed to load)`;
           const where = typeof spec.source === 'string' ? `from ${spec.source}` : 'from the chosen files';
           const hint = typeof spec.source === 'string'
-            ? ' The address must be a folder holding config.json, model.safetensors and tokenizer.json (on the Hugging Face hub: https://huggingface.co/ORG/NAME/resolve/main/), and the server must allow cross-origin requests.'
+            ? ' The address must be a folder holding config.json, model.safetensors and tokenizer.json' +
+              ' (on the Hugging Face hub: https://huggingface.co/ORG/NAME/resolve/main/),' +
+              ' and the server must allow cross-origin requests.'
             : '';
           this._error(`Could not load the model ${where}: ${errMessage(e)}.${hint}`);
         }
@@ -1016,7 +1022,9 @@ export class WebclipTagger extends HTMLElement {
         labelEmbeddings = await this._labelEmbeddings();
       } catch (e) {
         // The model's own message is already shown; say what it means for these photos.
-        throw new Error(`${total - done} photo${total - done === 1 ? ' was' : 's were'} not indexed because the model is not loaded (${errMessage(e)}). Load a model, then add them again.`);
+        const n = total - done;
+        throw new Error(`${n} photo${n === 1 ? ' was' : 's were'} not indexed because the model is not loaded ` +
+          `(${errMessage(e)}). Load a model, then add them again.`);
       }
       if (gen !== this.generation) return;
       step(`embedding ${batch.length} photo${batch.length > 1 ? 's' : ''}…`);
