@@ -64,6 +64,18 @@ function modelSources(model, towers) {
   };
 }
 
+/** What the browser tells of its adapter (wgpu on the web leaves the name empty). */
+async function adapterName() {
+  try {
+    const a = await navigator.gpu.requestAdapter();
+    const i = a?.info ?? (await a?.requestAdapterInfo?.());
+    const name = [i?.vendor, i?.architecture, i?.device, i?.description].filter(Boolean).join(' ');
+    return name || 'WebGPU adapter';
+  } catch {
+    return 'WebGPU adapter';
+  }
+}
+
 const hasWebGpu = () => typeof navigator !== 'undefined' && !!navigator.gpu;
 
 export class LocalEngine {
@@ -108,13 +120,15 @@ export class LocalEngine {
       const where = srcs.weights.url ?? srcs.weights.path;
       throw new Error(`webclip: could not load the model${where ? ` (${where})` : ''}: ${e?.message ?? e}`, { cause: e });
     }
+    let adapter = clip.backendAdapter || null;
+    if (clip.backendKind === 'webgpu' && !adapter) adapter = await adapterName();
     const reason =
       rustBackend !== backend
         ? `WebGPU is not available here (no navigator.gpu${isNode ? ' in Node.js' : ''}), so the CPU engine runs`
         : clip.backendReason;
     return new LocalEngine(clip, {
       backend: clip.backendKind,
-      backendInfo: { kind: clip.backendKind, adapter: clip.backendAdapter ?? null, reason },
+      backendInfo: { kind: clip.backendKind, adapter, reason },
       dim: clip.dim,
       imageSize: clip.imageSize,
       logitScale: clip.logitScale,

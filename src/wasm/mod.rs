@@ -224,6 +224,7 @@ impl WasmClip {
             backend: BackendChoice::parse(&backend).map_err(js_err)?,
             towers: Towers::parse(&towers).map_err(js_err)?,
             max_batch,
+            ..ClipOptions::default()
         };
         let first8 = weights.read_range(0, 8).map_err(|_| {
             js_err(ClipError::SafeTensors(
