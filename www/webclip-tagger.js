@@ -741,7 +741,9 @@ export class WebclipTagger extends HTMLElement {
         const kind = clip.backend || info.kind;
         $.backend.textContent = kind === 'webgpu' ? `WebGPU${info.adapter ? ` (${info.adapter})` : ''}` : 'CPU (WebAssembly)';
         if (kind !== 'webgpu' && this.backend !== 'cpu') {
-          const why = info.reason ? ` (${info.reason})` : '';
+          // The first line of the reason says enough (a shader log can follow it).
+          const reason = String(info.reason || '').split('\n')[0].slice(0, 240);
+          const why = reason ? ` (${reason})` : '';
           this._warn(`This browser offers no usable WebGPU${why}, so the model runs on the CPU: it works the same, only slower.`);
         }
         this._info(`Model ${spec.label} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${kind === 'webgpu' ? 'WebGPU' : 'the CPU'}.`);
