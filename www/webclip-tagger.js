@@ -53,7 +53,9 @@ export const DEFAULT_LABELS = [
 ];
 
 const MAX_FILE_BYTES = 256 * 2 ** 20; // larger files are refused before reading them
-const HUGE_PIXELS = 50e6; // above this, decode once and hand the model a smaller copy
+// Above this, decode once and hand the model a smaller copy: keeps the worker's memory low and
+// stays under the package's own decode limit (100 MP), which would refuse the photo.
+const HUGE_PIXELS = 50e6;
 const DOWNSCALED_SHORT_SIDE = 1024; // >= 4x the CLIP input, so the model's own resize still decides
 const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screens at 160 CSS px)
 const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
@@ -375,7 +377,8 @@ const TEMPLATE = `
   <h2 id="wct-model-h">Model</h2>
   <form class="row" data-ref="urlForm">
     <label class="grow"><span class="muted">Model folder URL (Hugging Face layout)</span>
-      <input type="url" data-ref="url" required spellcheck="false" autocomplete="url"></label>
+      <input type="url" data-ref="url" required spellcheck="false" autocomplete="url"
+        placeholder="https://huggingface.co/ORG/NAME/resolve/main/"></label>
     <button type="submit" data-ref="loadBtn">Load model</button>
   </form>
   <div class="row" style="margin-top:8px">
