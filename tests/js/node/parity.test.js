@@ -36,7 +36,6 @@ for (const model of MODELS) {
 
     const images = await clip.embedImages(g.images.map(imageBytes));
     assertParity(assert, images, g.imageEmbeds, g.images);
-    // RGBA pixels ({ width, height, data }) take the same path as decoded files.
     clip.dispose();
   });
 }
