@@ -360,3 +360,36 @@ fn extreme_aspect_ratios_work() {
         assert!(px.iter().all(|v| v.is_finite()));
     }
 }
+
+#[test]
+fn exif_orientation_is_applied() {
+    // A 64x32 JPEG with an EXIF orientation of 6 ("rotate 90 clockwise to display"), as phone
+    // cameras write: decoded upright it is 32x64, as browsers and `load_image` show it.
+    let (_, pre) = first_golden();
+    let img = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 32, |x, _| {
+        image::Rgb([if x < 32 { 0 } else { 255 }; 3])
+    }));
+    let jpg = encode(&img, image::ImageFormat::Jpeg);
+    // APP1 "Exif\0\0", little-endian TIFF header, one IFD entry: 0x0112 SHORT 1 = 6.
+    let mut tiff = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
+    tiff.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend(&tiff);
+    let mut with_exif = jpg[..2].to_vec();
+    with_exif.extend([0xff, 0xe1]);
+    with_exif.extend(((app1.len() + 2) as u16).to_be_bytes());
+    with_exif.extend(&app1);
+    with_exif.extend(&jpg[2..]);
+    let plain = pre.decode(&ImageInput::Encoded(&jpg)).unwrap();
+    assert_eq!((plain.width, plain.height), (64, 32));
+    let rotated = pre.decode(&ImageInput::Encoded(&with_exif)).unwrap();
+    assert_eq!((rotated.width, rotated.height), (32, 64));
+    // Rotated clockwise, the left (black) half is now on top.
+    let at = |x: usize, y: usize| rotated.data[(y * 32 + x) * rotated.channels];
+    assert!(
+        at(16, 8) < 30 && at(16, 56) > 225,
+        "{} {}",
+        at(16, 8),
+        at(16, 56)
+    );
+}

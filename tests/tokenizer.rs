@@ -113,3 +113,26 @@ fn bad_tokenizer_json_is_an_error() {
     let g = Golden::load(&model_dirs()[0]);
     assert!(ClipTokenizer::from_json(&g.file("tokenizer.json"), 1).is_err());
 }
+
+#[test]
+fn shipped_tokenizer_gives_reference_ids() {
+    // `src/tokenizer/clip-tokenizer.json` is what `webclip gen-weights` writes into new model
+    // folders: it must tokenize like the reference.
+    let shipped = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tokenizer/clip-tokenizer.json"),
+    )
+    .unwrap();
+    for dir in model_dirs() {
+        let g = Golden::load(&dir);
+        let ctx = g.shape("input_ids")[1];
+        let tok = ClipTokenizer::from_json(&shipped, ctx).unwrap();
+        for (text, want) in g.texts.iter().zip(g.ids("input_ids").chunks(ctx)) {
+            assert_eq!(
+                tok.encode_padded(text).unwrap(),
+                want,
+                "{}: {text:?}",
+                g.name
+            );
+        }
+    }
+}

@@ -114,7 +114,12 @@ impl Kernels {
     pub async fn new(ctx: &Context) -> Result<Kernels> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mm = |label, (x, y): (u32, u32)| {
-            pipeline(ctx, label, MATMUL, &[("WG_X", x as f64), ("WG_Y", y as f64)])
+            pipeline(
+                ctx,
+                label,
+                MATMUL,
+                &[("WG_X", x as f64), ("WG_Y", y as f64)],
+            )
         };
         let wg = |n: u32| [("WG", n as f64)];
         let layer_norm = if ctx.subgroups {

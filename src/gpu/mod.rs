@@ -160,7 +160,8 @@ impl GpuBackend {
             )));
         }
         let bytes: &[u8] = bytemuck::cast_slice(&t.data);
-        self.ctx.check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
+        self.ctx
+            .check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
         let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&t.name),
@@ -578,8 +579,7 @@ impl Backend for GpuBackend {
         let width = q.cols;
         let seqs = valid_lens.len();
         let same = |a: &GpuAct| a.rows == q.rows && a.cols == width;
-        if !same(k) || !same(v) || heads == 0 || width % heads != 0 || q.rows != seqs * seq_len
-        {
+        if !same(k) || !same(v) || heads == 0 || width % heads != 0 || q.rows != seqs * seq_len {
             return Err(ClipError::Input(format!(
                 "attention over [{}, {width}] with {seqs} sequences of {seq_len} and {heads} heads",
                 q.rows

@@ -62,7 +62,7 @@ fn from_rgba(width: u32, height: u32, data: &[u8], max_pixels: u64) -> Result<Pi
         width: width as usize,
         height: height as usize,
         channels: 3,
-        data: rgba_over_white(data.to_vec()),
+        data: rgba_over_white_copy(data),
     })
 }
 
@@ -140,20 +140,39 @@ fn to_pixels(img: DynamicImage) -> Pixels {
 
 /// One channel of `Image.alpha_composite(white, src)`: Pillow's integer path with 7 extra
 /// bits of precision (`PRECISION_BITS 7`) and its shift-based division by 255.
+///
+/// Over an opaque white destination Pillow's `coef1 = a * 255 * 255 * 128 / outa255` has
+/// `outa255 = 255 * 255`, so it is exactly `a * 128`: no division per pixel (the unit test
+/// checks every (value, alpha) pair against the general formula).
 #[inline]
 pub fn over_white(v: u8, alpha: u8) -> u8 {
     const BITS: u32 = 7;
-    if alpha == 0 {
-        return 255;
+    match alpha {
+        0 => return 255,
+        // The formula gives `v` back (tested); most canvas pixels are opaque.
+        255 => return v,
+        _ => {}
     }
     let a = alpha as u32;
-    // The destination is opaque white: blend = 255 * (255 - a), outa255 = 255 * 255.
-    let outa255 = a * 255 + 255 * (255 - a);
-    let coef1 = a * 255 * 255 * (1 << BITS) / outa255;
-    let coef2 = 255 * (1 << BITS) - coef1;
+    let coef1 = a << BITS;
+    let coef2 = (255 - a) << BITS;
     let t = v as u32 * coef1 + 255 * coef2 + (0x80 << BITS);
     // SHIFTFORDIV255(t) = ((t >> 8) + t) >> 8
     ((((t >> 8) + t) >> 8) >> BITS) as u8
+}
+
+/// RGBA to RGB over white, from a borrowed buffer (a canvas' pixels).
+fn rgba_over_white_copy(rgba: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rgba.len() / 4 * 3);
+    for px in rgba.chunks_exact(4) {
+        let a = px[3];
+        out.extend([
+            over_white(px[0], a),
+            over_white(px[1], a),
+            over_white(px[2], a),
+        ]);
+    }
+    out
 }
 
 /// RGBA to RGB over white, in place (a big photo is not held twice).
@@ -189,6 +208,36 @@ mod tests {
         for v in 0..=255u8 {
             assert_eq!(over_white(v, 255), v);
             assert_eq!(over_white(v, 0), 255);
+        }
+    }
+
+    /// `ImagingAlphaComposite`'s scalar path for any destination, transcribed.
+    fn pillow_alpha_composite(src: [u8; 4], dst: [u8; 4]) -> [u8; 4] {
+        const BITS: u32 = 7;
+        let shiftdiv255 = |a: u32| ((a >> 8) + a) >> 8;
+        if src[3] == 0 {
+            return dst;
+        }
+        let (sa, da) = (src[3] as u32, dst[3] as u32);
+        let blend = da * (255 - sa);
+        let outa255 = sa * 255 + blend;
+        let coef1 = sa * 255 * 255 * (1 << BITS) / outa255;
+        let coef2 = 255 * (1 << BITS) - coef1;
+        let ch = |i: usize| {
+            let t = src[i] as u32 * coef1 + dst[i] as u32 * coef2;
+            (shiftdiv255(t + (0x80 << BITS)) >> BITS) as u8
+        };
+        [ch(0), ch(1), ch(2), shiftdiv255(outa255 + 0x80) as u8]
+    }
+
+    #[test]
+    fn over_white_equals_pillow_for_every_value_and_alpha() {
+        for a in 0..=255u8 {
+            for v in 0..=255u8 {
+                let want = pillow_alpha_composite([v, v, v, a], [255; 4]);
+                assert_eq!(over_white(v, a), want[0], "v {v} a {a}");
+                assert_eq!(want[3], 255);
+            }
         }
     }
 

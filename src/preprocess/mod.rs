@@ -173,16 +173,26 @@ impl Preprocessor {
     /// Resize, crop, rescale and normalise decoded pixels into `[3, S, S]`.
     pub fn pixel_values_from(&self, px: &Pixels) -> Result<Vec<f32>> {
         let cfg = &self.config;
+        if px.channels != 1 && px.channels != 3 {
+            return Err(ClipError::Image(format!(
+                "pixels must have 1 (gray) or 3 (RGB) channels, not {}",
+                px.channels
+            )));
+        }
         let (w, h) = (px.width as u64, px.height as u64);
         // `get_resize_output_image_size(size=shortest_edge, default_to_square=False)`: the
         // short side becomes S, the long one `int(S * long / short)` (f64 division, truncated).
         let (rw, rh) = if cfg.do_resize {
             let s = cfg.shortest_edge as u64;
             let (short, long) = if w <= h { (w, h) } else { (h, w) };
-            let new_long = ((s * long) as f64 / short as f64) as u64;
+            // Python divides the exact integer product; so does f64 below 2^53.
+            let new_long = s
+                .checked_mul(long)
+                .filter(|p| *p < 1 << 53)
+                .map_or(0, |p| (p as f64 / short as f64) as u64);
             if new_long == 0 || s == 0 {
                 return Err(ClipError::Image(format!(
-                    "a {w}x{h} image resizes to nothing at shortest edge {s}"
+                    "cannot resize a {w}x{h} image to shortest edge {s}"
                 )));
             }
             if w <= h {

@@ -263,14 +263,21 @@ pub fn resize_window(
         let horiz = Taps::new(filter, width, out_width, window.x0, window.width);
         for (r, out_row) in tmp.chunks_exact_mut(window.width * c).enumerate() {
             let in_row = &src[(row0 + r) * width * c..][..width * c];
-            for (x, out_px) in out_row.chunks_exact_mut(c).enumerate() {
-                let (start, k) = horiz.row(x);
-                for (ch, out) in out_px.iter_mut().enumerate() {
-                    let mut acc = HALF;
-                    for (i, &w) in k.iter().enumerate() {
-                        acc += in_row[(start + i) * c + ch] as i32 * w;
+            match c {
+                1 => horizontal_row::<1>(in_row, out_row, &horiz),
+                3 => horizontal_row::<3>(in_row, out_row, &horiz),
+                4 => horizontal_row::<4>(in_row, out_row, &horiz),
+                _ => {
+                    for (x, out_px) in out_row.chunks_exact_mut(c).enumerate() {
+                        let (start, k) = horiz.row(x);
+                        for (ch, out) in out_px.iter_mut().enumerate() {
+                            let mut acc = HALF;
+                            for (i, &w) in k.iter().enumerate() {
+                                acc += in_row[(start + i) * c + ch] as i32 * w;
+                            }
+                            *out = clip8(acc);
+                        }
                     }
-                    *out = clip8(acc);
                 }
             }
         }
@@ -288,18 +295,42 @@ pub fn resize_window(
     // Vertical pass: [window.height, window.width, c].
     let stride = window.width * c;
     let mut out = vec![0u8; window.height * stride];
+    // Row at a time: `acc[i] += row[i] * w` runs over contiguous memory and vectorises.
+    // Integer sums do not depend on their order, so this equals Pillow's per-pixel loop.
+    let mut acc = vec![0i32; stride];
     for (y, out_row) in out.chunks_exact_mut(stride.max(1)).enumerate() {
         let (start, k) = vert.row(y);
         let start = start - row0;
-        for (i, out) in out_row.iter_mut().enumerate() {
-            let mut acc = HALF;
-            for (j, &w) in k.iter().enumerate() {
-                acc += tmp[(start + j) * stride + i] as i32 * w;
+        acc.fill(HALF);
+        for (j, &w) in k.iter().enumerate() {
+            let row = &tmp[(start + j) * stride..][..stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += p as i32 * w;
             }
-            *out = clip8(acc);
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
     Ok(out)
+}
+
+/// One row of the horizontal pass for `C` interleaved channels: `[width, C]` source to
+/// `[window.width, C]` output, all channels of a pixel summed together as Pillow does.
+fn horizontal_row<const C: usize>(in_row: &[u8], out_row: &mut [u8], taps: &Taps) {
+    for (x, out_px) in out_row.chunks_exact_mut(C).enumerate() {
+        let (start, k) = taps.row(x);
+        let px = &in_row[start * C..(start + k.len()) * C];
+        let mut acc = [HALF; C];
+        for (p, &w) in px.chunks_exact(C).zip(k) {
+            for ch in 0..C {
+                acc[ch] += p[ch] as i32 * w;
+            }
+        }
+        for ch in 0..C {
+            out_px[ch] = clip8(acc[ch]);
+        }
+    }
 }
 
 #[cfg(test)]
