@@ -97,7 +97,7 @@ run_tests() {
   WEBCLIP_REQUIRE_GPU=1 cargo test --no-fail-fast || failed+=("cargo test")
   build_pkg
   log "node --test: Node.js 20 and headless Chromium against pkg/"
-  node --test --test-concurrency=1 tests/js/node/ tests/js/browser/ || failed+=("node --test")
+  node --test --test-concurrency=1 tests/js/node/ tests/js/browser/ tests/js/demo.test.mjs || failed+=("node --test")
   if [ ${#failed[@]} -gt 0 ]; then
     log "FAILED: ${failed[*]}"
     return 1

@@ -269,7 +269,14 @@ test('worker: true gives the same numbers without blocking the main thread', asy
     local.dispose();
     const events = [];
     const clip = await h.Clip.load({ model: h.model('small-gelu'), worker: true, backend: 'cpu', onProgress: (e) => events.push(e) });
-    const run = await h.whileTicking(() => clip.embedTexts(texts));
+    // Repeat for at least 400 ms, however fast the engine gets, so the ticks mean something.
+    const run = await h.whileTicking(async () => {
+      const t0 = performance.now();
+      let out;
+      do out = await clip.embedTexts(texts);
+      while (performance.now() - t0 < 400);
+      return out;
+    });
     let images = null;
     try {
       const [img, bmp] = [await h.imageElement('astronaut.png'), await createImageBitmap(await h.imageBlob('coffee.png'))];
@@ -284,11 +291,10 @@ test('worker: true gives the same numbers without blocking the main thread', asy
     return { want, got: h.plain(run.result), ms: run.ms, ticks: run.ticks, maxGap: run.maxGap, worker: clip.worker, progress: events.length, images, bad, after, disposed };
   });
   await p.close();
-  t.diagnostic(`worker: 128 texts in ${r.ms.toFixed(0)} ms, ${r.ticks} ticks, longest gap ${r.maxGap.toFixed(0)} ms`);
+  t.diagnostic(`worker: batches of 128 texts for ${r.ms.toFixed(0)} ms, ${r.ticks} ticks, longest gap ${r.maxGap.toFixed(0)} ms`);
   assert.equal(r.worker, true);
   assert.ok(r.progress > 0, 'progress events cross from the worker');
   assert.deepEqual(r.got, r.want, 'bit-identical to the main thread');
-  assert.ok(r.ms > 200, `the call took ${r.ms} ms`);
   assert.ok(r.ticks >= r.ms / 10 / 3, `${r.ticks} ticks in ${r.ms} ms`);
   // On the main thread the CPU engine would block for the whole call (r.ms).
   assert.ok(r.maxGap < Math.max(200, r.ms / 2), `main thread blocked for ${r.maxGap} ms of ${r.ms}`);
