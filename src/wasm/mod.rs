@@ -260,6 +260,9 @@ impl WasmClip {
 
     /// Projected image features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = imageFeatures)]
+    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
+    // gets an error, instead of two passes sharing the engine's buffers.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -288,6 +291,9 @@ impl WasmClip {
 
     /// Projected text features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = textFeatures)]
+    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
+    // gets an error, instead of two passes sharing the engine's buffers.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn text_features(&self, texts: Vec<String>, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
