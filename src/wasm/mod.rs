@@ -62,6 +62,9 @@ impl WeightBytes {
 
 impl TensorBytes for WeightBytes {
     fn read_range(&self, start: usize, end: usize) -> crate::Result<Cow<'_, [u8]>> {
+        if start == end {
+            return Ok(Cow::Borrowed(&[]));
+        }
         // The last segment starting at or before `start` is the only one that can hold it.
         let at = self.segments.partition_point(|(o, _)| *o <= start);
         let seg = at.checked_sub(1).map(|i| &self.segments[i]);
@@ -100,7 +103,7 @@ impl WeightPlan {
         let st = SafeTensors::parse_header(header).map_err(js_err)?;
         let mut wanted: Vec<(usize, usize)> = st
             .tensors()
-            .filter(|t| towers.wants(&t.name))
+            .filter(|t| towers.wants(&t.name) && t.end > t.start)
             .map(|t| (t.start, t.end))
             .collect();
         wanted.sort_unstable();
@@ -257,6 +260,9 @@ impl WasmClip {
 
     /// Projected image features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = imageFeatures)]
+    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
+    // gets an error, instead of two passes sharing the engine's buffers.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -285,6 +291,9 @@ impl WasmClip {
 
     /// Projected text features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = textFeatures)]
+    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
+    // gets an error, instead of two passes sharing the engine's buffers.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn text_features(&self, texts: Vec<String>, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
