@@ -12,8 +12,7 @@
 //!
 //! The weight `W` `[N, K]` is packed once at load time ([`PackedMatrix`]) into panels of
 //! `NR = 16` output columns, K-major, so each micro-kernel step reads NR contiguous floats.
-//! The layout is the same for every ISA; the micro-kernel shape is per ISA (AVX2: 6 x 16
-//! in 12 ymm accumulators; SSE2 / wasm simd128: 4 x 8... see `MR`/`NV` in `matmul`).
+//! The layout is the same for every ISA; the micro-kernel height MR is per ISA (`MR_*`).
 
 use super::ops::{epilogue_block, unavailable, RawEpilogue};
 use super::simd::{Isa, Scalar, Simd};
@@ -29,6 +28,14 @@ const KC: usize = 256;
 const MC: usize = 96;
 /// Columns per outer block: a KC x NC slice of the weight is 512 KiB, about half an L2.
 const NC: usize = 512;
+
+// Micro-kernel rows per ISA; each row is NR / lanes vectors. AVX2: 6 x 2 ymm = 12
+// accumulators + 2 B + 1 broadcast of 16 registers (the classic 6x16 shape). 128-bit
+// (SSE2, wasm, whose engines map v128 onto the same 16 xmm on x86): 2 x 4 = 8 + 4 B + 1;
+// 3 x 4 spills and measured a third slower. Scalar: 4 x 16 floats, vectorised by LLVM.
+const MR_AVX2: usize = 6;
+const MR_128: usize = 2;
+const MR_SCALAR: usize = 4;
 
 /// A `[n, k]` (`[out, in]`) weight packed for the micro-kernel. K is cut into slices of
 /// `kc` (the last may be shorter); each slice holds `ceil(n / NR)` panels `[kc, NR]`
@@ -138,18 +145,22 @@ unsafe fn tile<S: Simd, const MR: usize, const R: usize, const NV: usize>(
     accumulate: bool,
 ) {
     debug_assert!(NV * S::LANES == NR && R <= MR);
+    // Plain index loops over const bounds: LLVM unrolls them fully and keeps `acc` and
+    // `bv` in registers (iterator adapters here left them in stack slots).
     let mut acc = [[S::zero(); NV]; R];
     for p in 0..kc {
         let bp = b.add(p * NR);
-        let mut bv = [S::zero(); NV];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = S::load(bp.add(v * S::LANES));
-        }
         let ap = a.add(p * MR);
-        for (r, row) in acc.iter_mut().enumerate() {
+        let mut bv = [S::zero(); NV];
+        #[allow(clippy::needless_range_loop)]
+        for v in 0..NV {
+            bv[v] = S::load(bp.add(v * S::LANES));
+        }
+        #[allow(clippy::needless_range_loop)]
+        for r in 0..R {
             let av = S::splat(*ap.add(r));
-            for (x, bx) in row.iter_mut().zip(bv) {
-                *x = S::fma(av, bx, *x);
+            for v in 0..NV {
+                acc[r][v] = S::fma(av, bv[v], acc[r][v]);
             }
         }
     }
@@ -325,13 +336,10 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    // Micro-kernel rows per ISA (NV = NR / lanes vectors per row). AVX2: 6 x 2 ymm = 12
-    // accumulators + 2 B + 1 broadcast of 16 registers. SSE2 / wasm: 3 x 4 xmm = 12
-    // accumulators, B re-read from L1 as memory operands. Scalar: 4 x 16, left to LLVM.
     let mr = match isa {
-        Isa::Avx2Fma => 6,
-        Isa::Sse2 | Isa::Simd128 => 3,
-        Isa::Scalar => 4,
+        Isa::Avx2Fma => MR_AVX2,
+        Isa::Sse2 | Isa::Simd128 => MR_128,
+        Isa::Scalar => MR_SCALAR,
     };
     // The K slices are the packed weight's; M blocks are even (no thin remainder).
     let kc_max = w.kc;
@@ -358,7 +366,7 @@ pub fn matmul(
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(g: &Gemm) {
-        gemm_impl::<super::simd::Avx2Fma, 6, 2>(g)
+        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2>(g)
     }
     // SAFETY: the ISA is available; every length was checked against m, k, n above and
     // `apack` holds mc_max x kc_max.
@@ -367,10 +375,10 @@ pub fn matmul(
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => avx2(&g),
             #[cfg(target_arch = "x86_64")]
-            Isa::Sse2 => gemm_impl::<super::simd::Sse2, 3, 4>(&g),
+            Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4>(&g),
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::Simd128 => gemm_impl::<super::simd::Simd128, 3, 4>(&g),
-            _ => gemm_impl::<Scalar, 4, 16>(&g),
+            Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4>(&g),
+            _ => gemm_impl::<Scalar, MR_SCALAR, 16>(&g),
         }
     }
     Ok(())
