@@ -47,11 +47,10 @@ pub fn make_weight(role: WeightRole, t: HostTensor) -> Result<CpuWeight> {
             shape: t.shape,
             data: Vec::new(),
         }),
-        (WeightRole::Matrix, shape) => Err(ClipError::TensorShape {
-            name: t.name.clone(),
-            expected: vec![0, 0],
-            found: shape.to_vec(),
-        }),
+        (WeightRole::Matrix, shape) => Err(ClipError::Input(format!(
+            "tensor `{}` is used as a matrix but has shape {shape:?}",
+            t.name
+        ))),
         _ => Ok(CpuWeight {
             shape: t.shape,
             data: t.data,

@@ -52,7 +52,10 @@ impl Isa {
 
     /// The fastest available instruction set (`std` caches the CPUID probe).
     pub fn best() -> Isa {
-        Isa::available().first().copied().unwrap_or(Isa::Scalar)
+        [Isa::Avx2Fma, Isa::Simd128, Isa::Sse2]
+            .into_iter()
+            .find(|i| i.is_available())
+            .unwrap_or(Isa::Scalar)
     }
 
     pub fn name(self) -> &'static str {
