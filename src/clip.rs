@@ -3,6 +3,7 @@
 
 use crate::cpu::{self, CpuBackend};
 use crate::error::{ClipError, Result};
+use crate::gpu::{GpuBackend, GpuOptions};
 use crate::graph::{self, Backend, TextBatch};
 use crate::model::safetensors::TensorBytes;
 use crate::model::{ClipConfig, ClipModel, SafeTensors, Towers};
@@ -12,11 +13,13 @@ use crate::tokenizer::ClipTokenizer;
 /// Which engine to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// WebGPU when an adapter and device can be had, else the CPU engine.
+    /// WebGPU when an adapter and device can be had and the adapter is real hardware
+    /// (software rasterisers are ~100x slower than the CPU engine), else the CPU engine.
     #[default]
     Auto,
     Cpu,
-    /// WebGPU only: fails rather than falling back.
+    /// WebGPU only, on any adapter (software ones included): fails rather than falling
+    /// back.
     Gpu,
 }
 
@@ -39,6 +42,8 @@ pub struct ClipOptions {
     pub towers: Towers,
     /// Images or texts per forward pass (bounds activation memory). 0 = default.
     pub max_batch: usize,
+    /// Adapter choice and limits for the WebGPU engine.
+    pub gpu: GpuOptions,
 }
 
 /// The files of a Hugging Face CLIP repository, as bytes.
@@ -153,6 +158,100 @@ impl<B: Backend> Encoder<B> {
 
 pub(crate) enum Engine {
     Cpu(Encoder<CpuBackend>),
+    Gpu(Encoder<GpuBackend>),
+}
+
+fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Result<Engine> {
+    let model = ClipModel::load(
+        config,
+        files.weights_header,
+        files.weights,
+        towers,
+        &mut cpu::make_weight,
+    )?;
+    Ok(Engine::Cpu(Encoder {
+        model,
+        backend: CpuBackend,
+    }))
+}
+
+fn load_gpu(
+    files: &ModelFiles<'_>,
+    config: &ClipConfig,
+    towers: Towers,
+    gpu: GpuBackend,
+) -> Result<Engine> {
+    let model = ClipModel::load(
+        config,
+        files.weights_header,
+        files.weights,
+        towers,
+        &mut |role, t| gpu.make_weight(role, t),
+    )?;
+    Ok(Engine::Gpu(Encoder {
+        model,
+        backend: gpu,
+    }))
+}
+
+fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
+    BackendInfo {
+        kind: "webgpu",
+        adapter: Some(gpu.adapter_info().name.clone()),
+        reason,
+    }
+}
+
+fn cpu_info(reason: String) -> BackendInfo {
+    BackendInfo {
+        kind: "cpu",
+        adapter: None,
+        reason,
+    }
+}
+
+/// Pick and load the engine as `choice` asks: `Gpu` never falls back; `Auto` takes a
+/// hardware WebGPU adapter when one can hold the model, else the CPU engine, and says
+/// why.
+async fn load_engine(
+    files: &ModelFiles<'_>,
+    config: &ClipConfig,
+    options: &ClipOptions,
+) -> Result<(Engine, BackendInfo)> {
+    let towers = options.towers;
+    match options.backend {
+        BackendChoice::Cpu => Ok((
+            load_cpu(files, config, towers)?,
+            cpu_info("the CPU engine was requested".into()),
+        )),
+        BackendChoice::Gpu => {
+            let gpu = GpuBackend::new(&options.gpu).await?;
+            let info = gpu_info(&gpu, "the WebGPU engine was requested".into());
+            Ok((load_gpu(files, config, towers, gpu)?, info))
+        }
+        BackendChoice::Auto => {
+            let reason = match GpuBackend::new(&options.gpu).await {
+                Ok(gpu) if gpu.is_software() => format!(
+                    "the WebGPU adapter `{}` is a software rasteriser, slower than the CPU engine",
+                    gpu.adapter_info().name
+                ),
+                Ok(gpu) => {
+                    let name = gpu.adapter_info().name.clone();
+                    let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}`"));
+                    match load_gpu(files, config, towers, gpu) {
+                        Ok(engine) => return Ok((engine, info)),
+                        // A bad checkpoint fails the same way on the CPU: report it as is.
+                        Err(e @ ClipError::Gpu(_)) => {
+                            format!("the WebGPU adapter `{name}` cannot hold the model: {e}")
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => format!("WebGPU is unavailable: {e}"),
+            };
+            Ok((load_cpu(files, config, towers)?, cpu_info(reason)))
+        }
+    }
 }
 
 /// A loaded CLIP model.
@@ -180,35 +279,7 @@ impl Clip {
             )?),
             _ => None,
         };
-        let (engine, backend_info) = match options.backend {
-            BackendChoice::Cpu | BackendChoice::Auto => {
-                let model = ClipModel::load(
-                    &config,
-                    files.weights_header,
-                    files.weights,
-                    options.towers,
-                    &mut cpu::make_weight,
-                )?;
-                let info = BackendInfo {
-                    kind: "cpu",
-                    adapter: None,
-                    reason: match options.backend {
-                        BackendChoice::Cpu => "the CPU engine was requested".into(),
-                        _ => "this build has no GPU engine".into(),
-                    },
-                };
-                (
-                    Engine::Cpu(Encoder {
-                        model,
-                        backend: CpuBackend,
-                    }),
-                    info,
-                )
-            }
-            BackendChoice::Gpu => {
-                return Err(ClipError::Gpu("this build has no GPU engine".into()))
-            }
-        };
+        let (engine, backend_info) = load_engine(&files, &config, options).await?;
         Ok(Clip {
             config,
             engine,
@@ -230,12 +301,14 @@ impl Clip {
     pub fn towers(&self) -> Towers {
         match &self.engine {
             Engine::Cpu(e) => e.model.towers(),
+            Engine::Gpu(e) => e.model.towers(),
         }
     }
 
     pub fn logit_scale(&self) -> f32 {
         match &self.engine {
             Engine::Cpu(e) => e.model.logit_scale,
+            Engine::Gpu(e) => e.model.logit_scale,
         }
     }
 
@@ -274,6 +347,7 @@ impl Clip {
             let rows = chunk.len() / per_image;
             out.extend(match &mut self.engine {
                 Engine::Cpu(e) => e.pixel_features(chunk, rows).await?,
+                Engine::Gpu(e) => e.pixel_features(chunk, rows).await?,
             });
         }
         Ok(out)
@@ -316,6 +390,7 @@ impl Clip {
             let batch = TextBatch::from_tokens(chunk, &self.config.text_config, pad)?;
             out.extend(match &mut self.engine {
                 Engine::Cpu(e) => e.token_features(&batch).await?,
+                Engine::Gpu(e) => e.token_features(&batch).await?,
             });
         }
         Ok(out)

@@ -34,6 +34,7 @@ pub trait Backend {
     /// `[valid_lens.len() * seq_len, heads * head_dim]`: sequence `s` holds rows
     /// `s * seq_len ..`. Query `i` of sequence `s` sees key `j` when `j < valid_lens[s]`
     /// and, if `causal`, `j <= i`. Scale `1/sqrt(head_dim)`. Returns the same shape.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &mut self,
         q: &Self::Act,
@@ -242,7 +243,7 @@ impl TextBatch {
         tower: &crate::model::TextConfig,
     ) -> Result<Self> {
         if seq_len == 0
-            || ids.len() % seq_len != 0
+            || !ids.len().is_multiple_of(seq_len)
             || mask.len() != ids.len()
             || seq_len > tower.max_position_embeddings
         {

@@ -1,1 +1,395 @@
+//! `webclip`: the native command. Embeds images and texts into a safetensors file,
+//! classifies images against labels, writes random checkpoints of real shapes, and runs
+//! the benchmarks. Errors go to stderr with exit status 1 (2 for usage errors).
+
+#[cfg(target_arch = "wasm32")]
 fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    std::process::exit(cli::main());
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::path::{Path, PathBuf};
+    use std::time::Instant;
+    use webclip::clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFiles};
+    use webclip::model::safetensors::{write_f32, Dtype};
+    use webclip::model::{random, ClipConfig, SafeTensors, Towers};
+    use webclip::{ClipError, ImageInput};
+
+    const USAGE: &str = "\
+usage:
+  webclip embed --model DIR [--weights FILE] [--backend cpu|gpu|auto] [--image FILE]... [--text STRING]... --out FILE.safetensors
+      image_features [images, proj] and text_features [texts, proj] (float32, projected, before
+      L2 normalisation, in argument order) into a safetensors file
+  webclip classify --model DIR --labels \"cat,dog,...\" [--template \"a photo of a {}\"] [--top N] [--backend ...] IMAGE...
+      the top labels with their probabilities, per image
+  webclip gen-weights (--preset NAME | --config config.json) --out DIR [--seed N] [--dtype f32|f16|bf16]
+      a checkpoint folder in the Hugging Face layout with random weights of real shapes
+      (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336)
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32]
+      latency and matmul GFLOP/s on random weights of a real shape
+
+DIR is a Hugging Face CLIP repository folder: config.json, model.safetensors, tokenizer.json,
+preprocessor_config.json (CLIP defaults when absent).";
+
+    /// A usage mistake (exit 2) or a failure (exit 1).
+    enum Failure {
+        Usage(String),
+        Run(ClipError),
+    }
+
+    impl From<ClipError> for Failure {
+        fn from(e: ClipError) -> Self {
+            Failure::Run(e)
+        }
+    }
+
+    type CliResult<T> = Result<T, Failure>;
+
+    pub fn main() -> i32 {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let result = match args.first().map(String::as_str) {
+            Some("embed") => embed(&args[1..]),
+            Some("classify") => classify(&args[1..]),
+            Some("gen-weights") => gen_weights(&args[1..]),
+            Some("bench") => bench(&args[1..]),
+            Some("-h" | "--help" | "help") => {
+                println!("{USAGE}");
+                Ok(())
+            }
+            Some(other) => Err(Failure::Usage(format!("unknown command `{other}`"))),
+            None => Err(Failure::Usage("no command given".into())),
+        };
+        match result {
+            Ok(()) => 0,
+            Err(Failure::Usage(msg)) => {
+                eprintln!("webclip: {msg}\n\n{USAGE}");
+                2
+            }
+            Err(Failure::Run(e)) => {
+                eprintln!("webclip: error: {e}");
+                1
+            }
+        }
+    }
+
+    /// `--flag value` pairs (repeatable) and positional arguments.
+    struct Args {
+        flags: Vec<(String, String)>,
+        positional: Vec<String>,
+    }
+
+    impl Args {
+        fn parse(args: &[String], known: &[&str]) -> CliResult<Args> {
+            let mut flags = Vec::new();
+            let mut positional = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                if let Some(name) = a.strip_prefix("--") {
+                    if !known.contains(&name) {
+                        return Err(Failure::Usage(format!("unknown option `{a}`")));
+                    }
+                    let v = it
+                        .next()
+                        .ok_or_else(|| Failure::Usage(format!("`{a}` needs a value")))?;
+                    flags.push((name.to_string(), v.clone()));
+                } else {
+                    positional.push(a.clone());
+                }
+            }
+            Ok(Args { flags, positional })
+        }
+        fn all(&self, name: &str) -> Vec<&str> {
+            self.flags
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        }
+        fn get(&self, name: &str) -> Option<&str> {
+            self.all(name).last().copied()
+        }
+        fn need(&self, name: &str) -> CliResult<&str> {
+            self.get(name)
+                .ok_or_else(|| Failure::Usage(format!("--{name} is required")))
+        }
+    }
+
+    fn read(path: &Path) -> Result<Vec<u8>, ClipError> {
+        std::fs::read(path)
+            .map_err(|e| ClipError::Io(format!("cannot read {}: {e}", path.display())))
+    }
+
+    fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ClipError> {
+        if path.exists() {
+            read(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Load a model folder with the towers the command needs.
+    fn load_model(args: &Args, towers: Towers) -> CliResult<Clip> {
+        let dir = PathBuf::from(args.need("model")?);
+        let weights_path = args
+            .get("weights")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("model.safetensors"));
+        let backend = BackendChoice::parse(args.get("backend").unwrap_or("cpu"))?;
+        let config = read(&dir.join("config.json"))?;
+        let weights = read(&weights_path)?;
+        let header = SafeTensors::parse(&weights)
+            .map_err(|e| ClipError::SafeTensors(format!("{}: {e}", weights_path.display())))?;
+        let tokenizer = read_optional(&dir.join("tokenizer.json"))?;
+        let preprocessor = read_optional(&dir.join("preprocessor_config.json"))?;
+        let files = ModelFiles {
+            config: &config,
+            weights: &weights,
+            weights_header: &header,
+            tokenizer: tokenizer.as_deref(),
+            preprocessor: preprocessor.as_deref(),
+        };
+        let options = ClipOptions {
+            backend,
+            towers,
+            ..Default::default()
+        };
+        Ok(pollster::block_on(Clip::load(files, &options))?)
+    }
+
+    fn engine_summary(clip: &Clip) -> String {
+        let b = clip.backend();
+        match &b.adapter {
+            Some(adapter) => format!("{} ({adapter})", b.kind),
+            None => b.kind.to_string(),
+        }
+    }
+
+    fn embed(raw: &[String]) -> CliResult<()> {
+        let args = Args::parse(
+            raw,
+            &["model", "weights", "backend", "image", "text", "out"],
+        )?;
+        let out = PathBuf::from(args.need("out")?);
+        if !args.positional.is_empty() {
+            return Err(Failure::Usage(format!(
+                "unexpected argument `{}`",
+                args.positional[0]
+            )));
+        }
+        let images: Vec<&str> = args.all("image");
+        let texts: Vec<&str> = args.all("text");
+        let towers = match (images.is_empty(), texts.is_empty()) {
+            (false, true) => Towers::Vision,
+            (true, false) => Towers::Text,
+            _ => Towers::Both,
+        };
+        let start = Instant::now();
+        let mut clip = load_model(&args, towers)?;
+        let loaded = start.elapsed();
+        let image_bytes = images
+            .iter()
+            .map(|p| read(Path::new(p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let inputs: Vec<ImageInput> = image_bytes.iter().map(|b| ImageInput::Encoded(b)).collect();
+        let t0 = Instant::now();
+        let image_features = if towers.vision() {
+            pollster::block_on(clip.image_features(&inputs)).map_err(|e| name_image(e, &images))?
+        } else {
+            Embeddings {
+                rows: 0,
+                dim: clip.config.projection_dim,
+                data: vec![],
+            }
+        };
+        let text_features = if towers.text() {
+            pollster::block_on(clip.text_features(&texts))?
+        } else {
+            Embeddings {
+                rows: 0,
+                dim: clip.config.projection_dim,
+                data: vec![],
+            }
+        };
+        let compute = t0.elapsed();
+        let dim = clip.config.projection_dim;
+        let spec = vec![
+            ("image_features".to_string(), vec![image_features.rows, dim]),
+            ("text_features".to_string(), vec![text_features.rows, dim]),
+        ];
+        let file = std::fs::File::create(&out)
+            .map_err(|e| ClipError::Io(format!("cannot create {}: {e}", out.display())))?;
+        write_f32(
+            std::io::BufWriter::new(file),
+            &spec,
+            Dtype::F32,
+            |i, buf| {
+                buf.extend_from_slice(if i == 0 {
+                    &image_features.data
+                } else {
+                    &text_features.data
+                });
+                Ok(())
+            },
+        )?;
+        println!(
+            "embedded {} images and {} texts (dim {dim}) on {} in {:.3} s (model load {:.3} s) -> {}",
+            image_features.rows,
+            text_features.rows,
+            engine_summary(&clip),
+            compute.as_secs_f64(),
+            loaded.as_secs_f64(),
+            out.display()
+        );
+        Ok(())
+    }
+
+    /// Turn "image 3: ..." into "photo.jpg: ..." for the command's user.
+    fn name_image(e: ClipError, paths: &[&str]) -> ClipError {
+        if let ClipError::Image(msg) = &e {
+            if let Some(rest) = msg.strip_prefix("image ") {
+                if let Some((idx, tail)) = rest.split_once(": ") {
+                    if let Some(p) = idx.parse::<usize>().ok().and_then(|i| paths.get(i)) {
+                        return ClipError::Image(format!("{p}: {tail}"));
+                    }
+                }
+            } else if paths.len() == 1 {
+                return ClipError::Image(format!("{}: {msg}", paths[0]));
+            }
+        }
+        e
+    }
+
+    fn classify(raw: &[String]) -> CliResult<()> {
+        let args = Args::parse(
+            raw,
+            &["model", "weights", "backend", "labels", "template", "top"],
+        )?;
+        let labels: Vec<String> = args
+            .need("labels")?
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if labels.is_empty() {
+            return Err(Failure::Usage("--labels holds no label".into()));
+        }
+        let template = args.get("template").unwrap_or("a photo of a {}");
+        let top: usize = match args.get("top") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| Failure::Usage(format!("--top expects a number, not `{v}`")))?,
+            None => 5,
+        };
+        if args.positional.is_empty() {
+            return Err(Failure::Usage("no image given".into()));
+        }
+        let mut clip = load_model(&args, Towers::Both)?;
+        let prompts: Vec<String> = labels.iter().map(|l| template.replace("{}", l)).collect();
+        let prompt_refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let text = pollster::block_on(clip.text_features(&prompt_refs))?;
+        let paths: Vec<&str> = args.positional.iter().map(String::as_str).collect();
+        for path in &paths {
+            let bytes = read(Path::new(path))?;
+            let image = pollster::block_on(clip.image_features(&[ImageInput::Encoded(&bytes)]))
+                .map_err(|e| name_image(e, &[path]))?;
+            let logits = clip.logits(&image, &text);
+            let probs = softmax(logits.row(0));
+            let mut order: Vec<usize> = (0..labels.len()).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let shown: Vec<String> = order
+                .iter()
+                .take(top)
+                .map(|&i| format!("{} {:.3}", labels[i], probs[i]))
+                .collect();
+            println!("{path}: {}", shown.join(", "));
+        }
+        Ok(())
+    }
+
+    fn softmax(x: &[f32]) -> Vec<f32> {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
+        let sum: f32 = e.iter().sum();
+        e.iter().map(|v| v / sum).collect()
+    }
+
+    /// The CLIP tokenizer (data, as in every CLIP repository), so generated folders are complete.
+    const CLIP_TOKENIZER: &[u8] = include_bytes!("../tokenizer/clip-tokenizer.json");
+
+    fn gen_weights(raw: &[String]) -> CliResult<()> {
+        let args = Args::parse(raw, &["preset", "config", "out", "seed", "dtype"])?;
+        let config = match (args.get("preset"), args.get("config")) {
+            (Some(p), None) => ClipConfig::preset(p)?,
+            (None, Some(path)) => ClipConfig::from_json(&read(Path::new(path))?)?,
+            _ => {
+                return Err(Failure::Usage(
+                    "give exactly one of --preset or --config".into(),
+                ))
+            }
+        };
+        let seed: u64 = match args.get("seed") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| Failure::Usage(format!("--seed expects a number, not `{v}`")))?,
+            None => 0,
+        };
+        let dtype = match args.get("dtype").unwrap_or("f32") {
+            "f32" => Dtype::F32,
+            "f16" => Dtype::F16,
+            "bf16" => Dtype::BF16,
+            other => {
+                return Err(Failure::Usage(format!(
+                    "--dtype must be f32, f16 or bf16, not `{other}`"
+                )))
+            }
+        };
+        let out = PathBuf::from(args.need("out")?);
+        std::fs::create_dir_all(&out)
+            .map_err(|e| ClipError::Io(format!("cannot create {}: {e}", out.display())))?;
+        let write = |name: &str, bytes: &[u8]| -> Result<(), ClipError> {
+            std::fs::write(out.join(name), bytes).map_err(|e| {
+                ClipError::Io(format!("cannot write {}: {e}", out.join(name).display()))
+            })
+        };
+        write("config.json", config.to_json().as_bytes())?;
+        write("tokenizer.json", CLIP_TOKENIZER)?;
+        let s = config.vision_config.image_size;
+        let preprocessor = serde_json::json!({
+            "crop_size": {"height": s, "width": s}, "do_center_crop": true, "do_convert_rgb": true,
+            "do_normalize": true, "do_rescale": true, "do_resize": true,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_processor_type": "CLIPImageProcessor",
+            "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3,
+            "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": s}
+        });
+        write(
+            "preprocessor_config.json",
+            preprocessor.to_string().as_bytes(),
+        )?;
+        let path = out.join("model.safetensors");
+        let file = std::fs::File::create(&path)
+            .map_err(|e| ClipError::Io(format!("cannot create {}: {e}", path.display())))?;
+        let start = Instant::now();
+        random::write_random_weights(std::io::BufWriter::new(file), &config, seed, dtype)?;
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "wrote {} ({:.1} MiB, {}, seed {seed}) in {:.1} s",
+            out.display(),
+            size as f64 / (1 << 20) as f64,
+            dtype.name(),
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    fn bench(raw: &[String]) -> CliResult<()> {
+        let args = Args::parse(raw, &["backend", "preset"])?;
+        let _config = ClipConfig::preset(args.get("preset").unwrap_or("vit-b-32"))?;
+        Err(Failure::Run(ClipError::Input(
+            "the benchmarks are not wired in yet".into(),
+        )))
+    }
+}

@@ -249,13 +249,13 @@ impl ClipConfig {
         check_range("vision_config.image_size", v.image_size, MAX_IMAGE)?;
         check_range("vision_config.patch_size", v.patch_size, v.image_size)?;
         check_range("vision_config.num_channels", v.num_channels, 4)?;
-        if t.hidden_size % t.num_attention_heads != 0 {
+        if !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(ClipError::Config(format!(
                 "text_config.hidden_size {} is not divisible by num_attention_heads {}",
                 t.hidden_size, t.num_attention_heads
             )));
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return Err(ClipError::Config(format!(
                 "vision_config.hidden_size {} is not divisible by num_attention_heads {}",
                 v.hidden_size, v.num_attention_heads

@@ -339,7 +339,7 @@ pub fn write_f32<W: Write>(
     }
     let mut json = serde_json::Value::Object(header).to_string().into_bytes();
     // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
-    while (json.len() + 8) % 8 != 0 {
+    while !(json.len() + 8).is_multiple_of(8) {
         json.push(b' ');
     }
     out.write_all(&(json.len() as u64).to_le_bytes())?;

@@ -1,0 +1,179 @@
+//! `webclip bench --backend gpu`: the GPU engine on whatever adapter wgpu finds, with
+//! ViT-B/32-shaped random weights (no download). Prints the adapter, image latency and
+//! throughput per batch size, text latency, and the GFLOP/s of each of the model's
+//! matrix products. Native only (it blocks on the device).
+
+use super::{GpuBackend, GpuOptions, GpuWeight};
+use crate::clip::Encoder;
+use crate::error::Result;
+use crate::graph::{Backend, TextBatch};
+use crate::model::random::{write_random_weights, Rng};
+use crate::model::{
+    ClipConfig, ClipModel, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole,
+};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A [`ClipConfig::preset`] name.
+    pub preset: String,
+    /// Image batch sizes to time.
+    pub image_batches: Vec<usize>,
+    /// Texts per text batch.
+    pub text_batch: usize,
+    /// Timed runs per figure, after one warm-up run.
+    pub iterations: usize,
+    pub gpu: GpuOptions,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            preset: "vit-b-32".into(),
+            image_batches: vec![1, 32],
+            text_batch: 8,
+            // Software adapters (lavapipe in CI) take seconds per pass: one run by default.
+            iterations: 1,
+            gpu: GpuOptions::default(),
+        }
+    }
+}
+
+/// Mean seconds of `iterations` runs of `f`, after one warm-up run.
+fn time<F: FnMut() -> Result<()>>(iterations: usize, mut f: F) -> Result<f64> {
+    f()?;
+    let start = Instant::now();
+    for _ in 0..iterations.max(1) {
+        f()?;
+    }
+    Ok(start.elapsed().as_secs_f64() / iterations.max(1) as f64)
+}
+
+/// Run the benchmark and print its figures to stdout.
+pub fn run_bench(opts: &BenchOptions) -> Result<()> {
+    let config = ClipConfig::preset(&opts.preset)?;
+    let gpu = pollster::block_on(GpuBackend::new(&opts.gpu))?;
+    let info = gpu.adapter_info().clone();
+    println!(
+        "adapter: {} ({:?}, {:?}){}{}",
+        info.name,
+        info.device_type,
+        info.backend,
+        if gpu.uses_subgroups() {
+            ", subgroups"
+        } else {
+            ""
+        },
+        if gpu.is_software() {
+            " -- a software rasteriser: expect CPU-bound figures"
+        } else {
+            ""
+        }
+    );
+    println!("model: {} (random weights)", opts.preset);
+
+    let mut bytes = Vec::new();
+    write_random_weights(&mut bytes, &config, 0, Dtype::F32)?;
+    let st = SafeTensors::parse(&bytes)?;
+    let t0 = Instant::now();
+    let model = ClipModel::load(&config, &st, bytes.as_slice(), Towers::Both, &mut |r, t| {
+        gpu.make_weight(r, t)
+    })?;
+    drop(bytes);
+    println!("upload: {:.2} s", t0.elapsed().as_secs_f64());
+    let mut enc = Encoder {
+        model,
+        backend: gpu,
+    };
+
+    let v = &config.vision_config;
+    let per_image = v.num_channels * v.image_size * v.image_size;
+    let mut rng = Rng::new(1);
+    for &batch in &opts.image_batches {
+        let px = rng.fill_uniform(batch * per_image, 1.0);
+        let s = time(opts.iterations, || {
+            pollster::block_on(enc.pixel_features(&px, batch)).map(|_| ())
+        })?;
+        println!(
+            "image batch {batch:>3}: {:8.1} ms  ({:.1} images/s)",
+            s * 1e3,
+            batch as f64 / s
+        );
+    }
+
+    let t = &config.text_config;
+    let texts: Vec<Vec<u32>> = (0..opts.text_batch)
+        .map(|i| {
+            let mut ids = vec![t.bos_token_id];
+            ids.extend((0..10 + i % 8).map(|j| 320 + j as u32));
+            ids.push(49407);
+            ids
+        })
+        .collect();
+    if !texts.is_empty() {
+        let batch = TextBatch::from_tokens(&texts, t, 49407)?;
+        let s = time(opts.iterations, || {
+            pollster::block_on(enc.token_features(&batch)).map(|_| ())
+        })?;
+        println!(
+            "text batch {:>3} ({} tokens): {:8.1} ms  ({:.1} texts/s)",
+            texts.len(),
+            batch.seq_len,
+            s * 1e3,
+            texts.len() as f64 / s
+        );
+    }
+
+    // The model's matrix products, alone: [rows, in] x [out, in]^T.
+    let b = &mut enc.backend;
+    let (vh, vi) = (v.hidden_size, v.intermediate_size);
+    let (th, ti) = (t.hidden_size, t.intermediate_size);
+    let mut shapes = vec![];
+    for &batch in &opts.image_batches {
+        let rows = batch * v.num_positions();
+        shapes.push((format!("vision b{batch} qkv/out"), rows, vh, vh));
+        shapes.push((format!("vision b{batch} fc1"), rows, vh, vi));
+        shapes.push((format!("vision b{batch} fc2"), rows, vi, vh));
+    }
+    let trows = opts.text_batch.max(1) * 16;
+    shapes.push((format!("text {trows} rows qkv/out"), trows, th, th));
+    shapes.push((format!("text {trows} rows fc1"), trows, th, ti));
+    shapes.push((format!("text {trows} rows fc2"), trows, ti, th));
+    println!("matmul (rows x in -> out):");
+    for (name, m, k, n) in shapes {
+        let w = host(&mut rng, "w", vec![n, k]);
+        let bias = host(&mut rng, "b", vec![n]);
+        let linear: Linear<GpuWeight> = Linear {
+            weight: b.make_weight(WeightRole::Matrix, w)?,
+            bias: Some(b.make_weight(WeightRole::Vector, bias)?),
+            in_features: k,
+            out_features: n,
+        };
+        let x = b.input(&rng.fill_uniform(m * k, 1.0), m, k)?;
+        // Ten products per submission, so launch and readback costs do not dominate.
+        let reps = 10;
+        let s = time(opts.iterations, || {
+            let mut y = b.linear(&x, &linear, None, None)?;
+            for _ in 1..reps {
+                y = b.linear(&x, &linear, None, None)?;
+            }
+            pollster::block_on(b.read(&y)).map(|_| ())
+        })? / reps as f64;
+        let gflops = 2.0 * (m * k * n) as f64 / s / 1e9;
+        println!(
+            "  {name:<24} {m:>5} x {k:>4} -> {n:>4}: {:8.3} ms  {gflops:8.1} GFLOP/s",
+            s * 1e3
+        );
+    }
+    Ok(())
+}
+
+fn host(rng: &mut Rng, name: &str, shape: Vec<usize>) -> HostTensor {
+    let n = shape.iter().product();
+    let scale = 1.0 / (*shape.last().unwrap_or(&1) as f32).sqrt();
+    HostTensor {
+        name: name.into(),
+        shape,
+        data: rng.fill_uniform(n, scale),
+    }
+}

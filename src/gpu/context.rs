@@ -1,0 +1,160 @@
+//! The wgpu device: adapter choice, limits, and error capture. wgpu's default handler
+//! for errors outside an error scope panics, and a lost device would otherwise surface
+//! as a hang or a panic later; both are recorded here and turned into `ClipError::Gpu`
+//! at the next operation.
+
+use crate::error::{ClipError, Result};
+use std::sync::{Arc, Mutex};
+
+/// How to pick and set up the GPU.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Which wgpu backends to try; `None` = every backend compiled in (Vulkan, Metal,
+    /// DX12 natively, the browser's WebGPU on wasm32).
+    pub backends: Option<wgpu::Backends>,
+    /// Prefer the integrated GPU (battery) over the discrete one.
+    pub low_power: bool,
+    /// Never use subgroup operations, even where the adapter offers them.
+    pub disable_subgroups: bool,
+    /// Cap the largest buffer below what the adapter allows (to test the limits check,
+    /// or to keep a browser tab's footprint down). `None` = the adapter's limits.
+    pub max_buffer_size: Option<u64>,
+}
+
+/// Errors recorded by wgpu's callbacks, read by the engine before each operation.
+#[derive(Default)]
+pub struct ErrorSink {
+    /// The device is gone: every later call fails until a new device is made.
+    lost: Mutex<Option<String>>,
+    /// The first error that escaped an error scope (validation, out of memory).
+    uncaptured: Mutex<Option<String>>,
+}
+
+impl ErrorSink {
+    /// `Err` when the device was lost or an operation failed since the last check.
+    pub fn check(&self) -> Result<()> {
+        if let Some(m) = self.lost.lock().ok().and_then(|g| g.clone()) {
+            return Err(ClipError::Gpu(format!(
+                "the GPU device was lost ({m}); load the model again to get a new device"
+            )));
+        }
+        if let Some(m) = self.uncaptured.lock().ok().and_then(|mut g| g.take()) {
+            return Err(ClipError::Gpu(m));
+        }
+        Ok(())
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.lock().map_or(true, |g| g.is_some())
+    }
+}
+
+/// An open device with the facts the engine needs about it.
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub subgroups: bool,
+    pub errors: Arc<ErrorSink>,
+}
+
+impl Context {
+    pub async fn new(opts: &GpuOptions) -> Result<Context> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        if let Some(b) = opts.backends {
+            desc.backends = b;
+        }
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: if opts.low_power {
+                    wgpu::PowerPreference::LowPower
+                } else {
+                    wgpu::PowerPreference::HighPerformance
+                },
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| ClipError::Gpu(format!("no WebGPU adapter: {e}")))?;
+        let info = adapter.get_info();
+
+        // Ask for everything the adapter has: the defaults (128 MiB bindings, 256 MiB
+        // buffers) are too small for the token embedding of the larger checkpoints.
+        let mut limits = adapter.limits();
+        if let Some(cap) = opts.max_buffer_size {
+            limits.max_buffer_size = limits.max_buffer_size.min(cap);
+            limits.max_storage_buffer_binding_size =
+                limits.max_storage_buffer_binding_size.min(cap);
+        }
+        let subgroups =
+            !opts.disable_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        let features = if subgroups {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("webclip"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::default(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| ClipError::Gpu(format!("cannot open a device on {}: {e}", info.name)))?;
+
+        let errors = Arc::new(ErrorSink::default());
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let msg = match &e {
+                wgpu::Error::OutOfMemory { .. } => "out of GPU memory".to_string(),
+                other => format!("GPU operation failed: {other}"),
+            };
+            if let Ok(mut g) = sink.uncaptured.lock() {
+                g.get_or_insert(msg);
+            }
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut g) = sink.lost.lock() {
+                g.get_or_insert(format!("{reason:?}: {msg}"));
+            }
+        });
+        Ok(Context {
+            device,
+            queue,
+            info,
+            limits,
+            subgroups,
+            errors,
+        })
+    }
+
+    /// Software rasterisers (SwiftShader, llvmpipe/lavapipe, WARP) run compute at a
+    /// hundredth of the CPU engine's speed: `auto` skips them.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Fail with a clear message when one buffer of `bytes` cannot exist on this device.
+    pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let max = self
+            .limits
+            .max_buffer_size
+            .min(self.limits.max_storage_buffer_binding_size);
+        if bytes > max {
+            return Err(ClipError::Gpu(format!(
+                "{what} needs a {:.1} MiB buffer, but {} allows at most {:.1} MiB per buffer",
+                bytes as f64 / (1 << 20) as f64,
+                self.info.name,
+                max as f64 / (1 << 20) as f64
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! The native command, end to end: its outputs match the reference and its errors are clear.
+mod common;
+
+use common::*;
+use std::process::Command;
+use webclip::model::SafeTensors;
+
+fn webclip(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_webclip"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn embed_writes_reference_text_features() {
+    let out_dir = std::env::temp_dir().join(format!("webclip-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for dir in model_dirs() {
+        let g = Golden::load(&dir);
+        let out = out_dir.join(format!("{}.safetensors", g.name));
+        let mut args = vec![
+            "embed",
+            "--model",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        for t in &g.texts[..4] {
+            args.extend(["--text", t.as_str()]);
+        }
+        let run = webclip(&args);
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            stdout.contains("4 texts") && stdout.contains("cpu"),
+            "{stdout}"
+        );
+        let bytes = std::fs::read(&out).unwrap();
+        let st = SafeTensors::parse(&bytes).unwrap();
+        assert_eq!(
+            st.info("text_features").unwrap().shape,
+            vec![4, g.config.projection_dim]
+        );
+        assert_eq!(
+            st.info("image_features").unwrap().shape,
+            vec![0, g.config.projection_dim]
+        );
+        let got = st.read_f32(bytes.as_slice(), "text_features").unwrap();
+        let want = g.f32("text_features");
+        let err = max_abs_diff(&got, &want[..got.len()]);
+        assert!(err < 1e-3, "{}: text_features max abs error {err}", g.name);
+    }
+    std::fs::remove_dir_all(&out_dir).ok();
+}
+
+#[test]
+fn errors_go_to_stderr_with_a_nonzero_status() {
+    let run = webclip(&[
+        "embed",
+        "--model",
+        "no-such-model-dir",
+        "--text",
+        "x",
+        "--out",
+        "x.safetensors",
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("no-such-model-dir") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(run.stdout.is_empty());
+
+    let run = webclip(&["classify", "--model", "m"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--labels"));
+
+    let run = webclip(&["frobnicate"]);
+    assert_eq!(run.status.code(), Some(2));
+}
+
+#[test]
+fn gen_weights_writes_a_loadable_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("webclip-gen-{}", std::process::id()));
+    let tiny = model_dirs()[0].join("config.json");
+    let run = webclip(&[
+        "gen-weights",
+        "--config",
+        tiny.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--dtype",
+        "f16",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let out = dir.join("out.safetensors");
+    let run = webclip(&[
+        "embed",
+        "--model",
+        dir.to_str().unwrap(),
+        "--text",
+        "a dog",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let st = SafeTensors::parse(&bytes).unwrap();
+    let feats = st.read_f32(bytes.as_slice(), "text_features").unwrap();
+    assert!(feats.iter().all(|v| v.is_finite()) && feats.iter().any(|v| *v != 0.0));
+    std::fs::remove_dir_all(&dir).ok();
+}

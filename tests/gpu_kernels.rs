@@ -1,0 +1,320 @@
+//! Every GPU kernel against the CPU engine, through the `Backend` trait, on shapes that
+//! are not multiples of the tile sizes. Natively this runs on whatever adapter wgpu
+//! finds (Mesa lavapipe in CI). Without one the tests print a note and pass, unless
+//! `WEBCLIP_REQUIRE_GPU=1`, where they fail.
+
+use webclip::cpu::{self, CpuBackend};
+use webclip::gpu::{GpuBackend, GpuOptions};
+use webclip::graph::Backend;
+use webclip::model::random::Rng;
+use webclip::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
+use webclip::ClipError;
+
+/// A GPU backend, or `None` (with a note) when there is no adapter and none is required.
+fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {
+    match pollster::block_on(GpuBackend::new(opts)) {
+        Ok(g) => Some(g),
+        Err(e) if std::env::var("WEBCLIP_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("WEBCLIP_REQUIRE_GPU=1 but no GPU backend: {e}")
+        }
+        Err(e) => {
+            eprintln!("note: skipping GPU kernel test, no GPU backend: {e}");
+            None
+        }
+    }
+}
+
+fn gpu() -> Option<GpuBackend> {
+    gpu_with(&GpuOptions::default())
+}
+
+/// Weight construction for both engines from the same host data.
+trait Engine: Backend {
+    fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight;
+}
+
+fn host(shape: &[usize], data: &[f32]) -> HostTensor {
+    HostTensor {
+        name: "test".into(),
+        shape: shape.to_vec(),
+        data: data.to_vec(),
+    }
+}
+
+impl Engine for CpuBackend {
+    fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
+        cpu::make_weight(role, host(shape, data)).unwrap()
+    }
+}
+
+impl Engine for GpuBackend {
+    fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
+        self.make_weight(role, host(shape, data)).unwrap()
+    }
+}
+
+fn read<B: Backend>(b: &mut B, a: &B::Act) -> Vec<f32> {
+    pollster::block_on(b.read(a)).unwrap()
+}
+
+/// Run `$body` (an expression over the backend `$b`, giving an activation) on the CPU
+/// and on the GPU, and compare: max abs error within `$tol` times the output's scale.
+macro_rules! compare {
+    ($gpu:expr, $tol:expr, $what:expr, |$b:ident| $body:expr) => {{
+        let want = {
+            let $b = &mut CpuBackend;
+            let a = $body;
+            read($b, &a)
+        };
+        let got = {
+            let $b = &mut *$gpu;
+            let a = $body;
+            read($b, &a)
+        };
+        assert_eq!(got.len(), want.len(), "{}: length", $what);
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| {
+                if g.is_nan() {
+                    f32::INFINITY
+                } else {
+                    (g - w).abs()
+                }
+            })
+            .fold(0f32, f32::max);
+        assert!(
+            err <= $tol * scale,
+            "{}: max abs error {err} (scale {scale})",
+            $what
+        );
+    }};
+}
+
+fn linear<E: Engine>(
+    b: &E,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    n: usize,
+) -> Linear<E::Weight> {
+    Linear {
+        weight: b.weight(WeightRole::Matrix, &[n, k], w),
+        bias: bias.map(|v| b.weight(WeightRole::Vector, &[n], v)),
+        in_features: k,
+        out_features: n,
+    }
+}
+
+#[test]
+fn matmul_with_every_epilogue_matches_cpu() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(7);
+    let acts = [
+        None,
+        Some(Activation::QuickGelu),
+        Some(Activation::Gelu),
+        Some(Activation::GeluTanh),
+    ];
+    // (M, K, N): rows of ViT-B/32 batch 1 (50), text (7, 77), ViT-B/16 (197), one row;
+    // widths that are not tile multiples; the last one takes the large-tile path.
+    let shapes = [
+        (1, 64, 80),
+        (7, 80, 64),
+        (50, 768, 112),
+        (77, 112, 768),
+        (197, 80, 112),
+        (50, 64, 768),
+        (7, 768, 80),
+        (197, 64, 2304),
+    ];
+    let mut case = 0;
+    for &(m, k, n) in &shapes {
+        for act in acts {
+            for (use_bias, use_res) in [(true, false), (false, true), (true, true)] {
+                case += 1;
+                // Every combination on the small shapes; a rotating subset on the rest.
+                if m * n > 4000 && case % 3 != 0 {
+                    continue;
+                }
+                let x = rng.fill_uniform(m * k, 2.0);
+                let w = rng.fill_uniform(n * k, (3.0 / k as f32).sqrt());
+                let bias = rng.fill_uniform(n, 0.5);
+                let res = rng.fill_uniform(m * n, 1.0);
+                let what = format!("matmul {m}x{k}x{n} {act:?} bias={use_bias} res={use_res}");
+                compare!(&mut g, 1e-5, what, |b| {
+                    let l = linear(b, &w, use_bias.then_some(&bias[..]), k, n);
+                    let xa = b.input(&x, m, k).unwrap();
+                    let r = use_res.then(|| b.input(&res, m, n).unwrap());
+                    b.linear(&xa, &l, act, r.as_ref()).unwrap()
+                });
+            }
+        }
+    }
+}
+
+fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
+    let mut rng = Rng::new(11);
+    for &(rows, dim) in &[(1, 64), (7, 80), (50, 768), (3, 1000), (197, 112)] {
+        // A large common offset: a one-pass E[x^2] - E[x]^2 would lose it.
+        let x: Vec<f32> = rng
+            .fill_uniform(rows * dim, 1.0)
+            .into_iter()
+            .map(|v| v + 50.0)
+            .collect();
+        let w: Vec<f32> = rng.fill_uniform(dim, 0.2).iter().map(|v| 1.0 + v).collect();
+        let bias = rng.fill_uniform(dim, 0.1);
+        compare!(g, 1e-4, format!("{label} layer_norm {rows}x{dim}"), |b| {
+            let ln = LayerNorm {
+                weight: b.weight(WeightRole::Vector, &[dim], &w),
+                bias: b.weight(WeightRole::Vector, &[dim], &bias),
+                eps: 1e-5,
+                dim,
+            };
+            let xa = b.input(&x, rows, dim).unwrap();
+            b.layer_norm(&xa, &ln).unwrap()
+        });
+    }
+}
+
+#[test]
+fn layer_norm_matches_cpu_with_and_without_subgroups() {
+    let Some(mut g) = gpu() else { return };
+    let label = if g.uses_subgroups() {
+        "subgroup"
+    } else {
+        "shared-memory"
+    };
+    layer_norm_cases(&mut g, label);
+    if g.uses_subgroups() {
+        let mut plain = gpu_with(&GpuOptions {
+            disable_subgroups: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!plain.uses_subgroups());
+        layer_norm_cases(&mut plain, "shared-memory");
+    } else {
+        eprintln!("note: this adapter has no subgroups; only the shared-memory LayerNorm ran");
+    }
+}
+
+#[test]
+fn attention_matches_cpu_with_causal_and_padding_masks() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(13);
+    // (sequences, seq_len, heads, head_dim, causal, valid lengths)
+    let cases: &[(usize, usize, usize, bool, &[usize])] = &[
+        (1, 1, 16, false, &[1]),
+        (7, 4, 16, true, &[7, 3]),
+        (50, 12, 64, false, &[50]),
+        (77, 8, 64, true, &[77, 5, 1]),
+        (197, 4, 64, false, &[197, 197]),
+        (23, 6, 80, true, &[20, 23]),
+        (13, 2, 256, false, &[13]),
+    ];
+    for &(seq, heads, hd, causal, lens) in cases {
+        let rows = lens.len() * seq;
+        let width = heads * hd;
+        let q = rng.fill_uniform(rows * width, 1.0);
+        let k = rng.fill_uniform(rows * width, 1.0);
+        let v = rng.fill_uniform(rows * width, 1.0);
+        let what = format!("attention seq {seq} heads {heads}x{hd} causal={causal} lens {lens:?}");
+        compare!(&mut g, 1e-5, what, |b| {
+            let (qa, ka, va) = (
+                b.input(&q, rows, width).unwrap(),
+                b.input(&k, rows, width).unwrap(),
+                b.input(&v, rows, width).unwrap(),
+            );
+            b.attention(&qa, &ka, &va, seq, heads, causal, lens)
+                .unwrap()
+        });
+    }
+}
+
+#[test]
+fn embeddings_and_gather_match_cpu() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(17);
+    for &(batch, patches, d) in &[(1, 49, 64), (3, 7, 80)] {
+        let pe = rng.fill_uniform(batch * patches * d, 1.0);
+        let class = rng.fill_uniform(d, 1.0);
+        let pos = rng.fill_uniform((patches + 1) * d, 1.0);
+        compare!(
+            &mut g,
+            0.0,
+            format!("vision_embed {batch}x{patches}x{d}"),
+            |b| {
+                let x = b.input(&pe, batch * patches, d).unwrap();
+                let c = b.weight(WeightRole::Vector, &[d], &class);
+                let p = b.weight(WeightRole::Table, &[patches + 1, d], &pos);
+                b.vision_embed(&x, &c, &p, batch).unwrap()
+            }
+        );
+    }
+    let (vocab, ctx, d) = (1000, 77, 80);
+    let tok = rng.fill_uniform(vocab * d, 1.0);
+    let pos = rng.fill_uniform(ctx * d, 1.0);
+    for &(batch, seq) in &[(1, 77), (3, 7)] {
+        let ids: Vec<u32> = (0..batch * seq)
+            .map(|_| (rng.next_u64() % vocab as u64) as u32)
+            .collect();
+        compare!(&mut g, 0.0, format!("text_embed {batch}x{seq}"), |b| {
+            let t = b.weight(WeightRole::Table, &[vocab, d], &tok);
+            let p = b.weight(WeightRole::Table, &[ctx, d], &pos);
+            b.text_embed(&ids, seq, &t, &p).unwrap()
+        });
+    }
+    let x = rng.fill_uniform(50 * 80, 1.0);
+    for rows in [vec![0], vec![49, 0, 17, 17], vec![]] {
+        compare!(&mut g, 0.0, format!("gather_rows {rows:?}"), |b| {
+            let xa = b.input(&x, 50, 80).unwrap();
+            b.gather_rows(&xa, &rows).unwrap()
+        });
+    }
+}
+
+#[test]
+fn a_whole_chain_in_one_encoder_reuses_pooled_buffers_correctly() {
+    // Many ops recorded before one readback, with activations dropped (and their
+    // buffers reused) mid-recording: the result must still equal the CPU's.
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(19);
+    let (m, d) = (50, 64);
+    let x = rng.fill_uniform(m * d, 1.0);
+    let ws: Vec<Vec<f32>> = (0..20).map(|_| rng.fill_uniform(d * d, 0.2)).collect();
+    compare!(&mut g, 1e-4, "chain of 20 linears", |b| {
+        let layers: Vec<_> = ws.iter().map(|w| linear(b, w, None, d, d)).collect();
+        let mut h = b.input(&x, m, d).unwrap();
+        for l in &layers {
+            let y = b
+                .linear(&h, l, Some(Activation::QuickGelu), Some(&h))
+                .unwrap();
+            h = y;
+        }
+        h
+    });
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() {
+    let Some(mut g) = gpu() else { return };
+    let x = g.input(&[0.0; 12], 3, 4).unwrap();
+    assert!(matches!(g.input(&[0.0; 5], 3, 4), Err(ClipError::Input(_))));
+    let l = linear(&g, &[0.0; 40], None, 8, 5);
+    assert!(matches!(
+        g.linear(&x, &l, None, None),
+        Err(ClipError::Input(_))
+    ));
+    assert!(matches!(g.gather_rows(&x, &[3]), Err(ClipError::Input(_))));
+    let q = g.input(&[0.0; 8 * 6], 8, 6).unwrap();
+    // head_dim 3 is not a multiple of 4
+    assert!(g.attention(&q, &q, &q, 8, 2, false, &[8]).is_err());
+    // A weight with in_features not divisible by 4 is refused at upload.
+    let odd = g.make_weight(WeightRole::Matrix, host(&[2, 3], &[0.0; 6]));
+    assert!(matches!(odd, Err(ClipError::Gpu(_))));
+    // The backend still works afterwards.
+    let y = g.gather_rows(&x, &[2]).unwrap();
+    assert_eq!(read(&mut g, &y).len(), 4);
+}

@@ -1,0 +1,209 @@
+//! Bad checkpoints and bad calls give typed errors that name the problem, never a panic.
+mod common;
+
+use common::*;
+use webclip::clip::{Clip, ClipOptions, ModelFiles};
+use webclip::cpu;
+use webclip::model::safetensors::{write_f32, Dtype};
+use webclip::model::{ClipConfig, ClipModel, SafeTensors, Towers};
+use webclip::ClipError;
+
+fn tiny() -> std::path::PathBuf {
+    model_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("tiny-quickgelu"))
+        .unwrap_or_else(|| model_dirs().remove(0))
+}
+
+/// The fixture checkpoint rewritten through `edit(name, shape, data)`; `None` drops a tensor.
+fn rewrite(
+    edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(String, Vec<usize>, Vec<f32>)>,
+) -> Vec<u8> {
+    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    let st = SafeTensors::parse(&bytes).unwrap();
+    let mut tensors = Vec::new();
+    for info in st.tensors() {
+        let data = st.read_f32(bytes.as_slice(), &info.name).unwrap();
+        if let Some(t) = edit(&info.name, info.shape.clone(), data) {
+            tensors.push(t);
+        }
+    }
+    let spec: Vec<_> = tensors
+        .iter()
+        .map(|(n, s, _)| (n.clone(), s.clone()))
+        .collect();
+    let mut out = Vec::new();
+    write_f32(&mut out, &spec, Dtype::F32, |i, buf| {
+        buf.extend_from_slice(&tensors[i].2);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn config() -> ClipConfig {
+    ClipConfig::from_json(&std::fs::read(tiny().join("config.json")).unwrap()).unwrap()
+}
+
+fn load(
+    bytes: &[u8],
+    config: &ClipConfig,
+    towers: Towers,
+) -> Result<ClipModel<cpu::CpuWeight>, ClipError> {
+    let st = SafeTensors::parse(bytes)?;
+    ClipModel::load(config, &st, bytes, towers, &mut cpu::make_weight)
+}
+
+#[test]
+fn truncated_files_are_reported_as_truncated() {
+    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    for cut in [0, 7, 100, bytes.len() / 2, bytes.len() - 1] {
+        let err = load(&bytes[..cut], &config(), Towers::Both).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, ClipError::SafeTensors(_)), "cut {cut}: {msg}");
+        assert!(
+            msg.contains("truncated") || msg.contains("too short"),
+            "cut {cut}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_header_that_lies_about_offsets_is_rejected() {
+    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    let n = SafeTensors::header_len(&bytes).unwrap();
+    let header = String::from_utf8(bytes[8..n].to_vec()).unwrap();
+    // Shift the first tensor's end offset by one element: size no longer matches its shape.
+    let at = header.find("\"data_offsets\":[").unwrap() + "\"data_offsets\":[".len();
+    let close = at + header[at..].find(']').unwrap();
+    let (begin, end) = header[at..close].split_once(',').unwrap();
+    let end: usize = end.trim().parse().unwrap();
+    let lie = format!("{}{},{}{}", &header[..at], begin, end + 4, &header[close..]);
+    let mut file = (lie.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(lie.as_bytes());
+    file.extend_from_slice(&bytes[n..]);
+    let err = load(&file, &config(), Towers::Both).unwrap_err();
+    assert!(err.to_string().contains("data_offsets"), "{err}");
+}
+
+#[test]
+fn missing_and_misshaped_tensors_are_named() {
+    let name = "vision_model.encoder.layers.1.mlp.fc2.weight";
+    let bytes = rewrite(|n, s, d| (n != name).then(|| (n.to_string(), s, d)));
+    match load(&bytes, &config(), Towers::Both).unwrap_err() {
+        ClipError::MissingTensor { name: missing } => assert_eq!(missing, name),
+        e => panic!("expected MissingTensor, got {e}"),
+    }
+    // A tower that is not loaded does not need its tensors.
+    assert!(load(&bytes, &config(), Towers::Text).is_ok());
+
+    let bytes = rewrite(|n, s, d| {
+        if n == "text_projection.weight" {
+            let cut = d[..s[0] / 2 * s[1]].to_vec();
+            Some((n.to_string(), vec![s[0] / 2, s[1]], cut))
+        } else {
+            Some((n.to_string(), s, d))
+        }
+    });
+    let err = load(&bytes, &config(), Towers::Both).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ClipError::TensorShape { .. }), "{msg}");
+    assert!(
+        msg.contains("text_projection.weight") && msg.contains("expected"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_is_reported() {
+    let mut cfg = config();
+    cfg.vision_config.intermediate_size += 8;
+    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    let msg = load(&bytes, &cfg, Towers::Vision).unwrap_err().to_string();
+    assert!(msg.contains("fc1.weight") && msg.contains("shape"), "{msg}");
+}
+
+#[test]
+fn unsupported_dtypes_and_non_finite_weights_are_rejected() {
+    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    let n = SafeTensors::header_len(&bytes).unwrap();
+    let header = String::from_utf8(bytes[8..n].to_vec()).unwrap();
+    // Relabel every F32 tensor as I32: same byte size, wrong type for weights.
+    let relabeled = header.replace("\"F32\"", "\"I32\"");
+    let mut file = (relabeled.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(relabeled.as_bytes());
+    file.extend_from_slice(&bytes[n..]);
+    let err = load(&file, &config(), Towers::Both).unwrap_err();
+    assert!(matches!(err, ClipError::UnsupportedDtype { .. }), "{err}");
+
+    let bytes = rewrite(|n, s, mut d| {
+        if n == "text_model.final_layer_norm.weight" {
+            d[3] = f32::NAN;
+        }
+        Some((n.to_string(), s, d))
+    });
+    let msg = load(&bytes, &config(), Towers::Both)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("final_layer_norm.weight") && msg.contains("non-finite"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_configs_are_rejected_with_reasons() {
+    for (json, needle) in [
+        (r#"{"text_config": {"hidden_act": "relu6"}}"#, "relu6"),
+        (
+            r#"{"vision_config": {"hidden_size": 100, "num_attention_heads": 12}}"#,
+            "divisible",
+        ),
+        (
+            r#"{"vision_config": {"num_hidden_layers": 0}}"#,
+            "num_hidden_layers",
+        ),
+        (r#"{"model_type": "siglip"}"#, "siglip"),
+        (r#"not json"#, "JSON"),
+    ] {
+        let msg = ClipConfig::from_json(json.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(needle), "{json}: {msg}");
+    }
+}
+
+#[test]
+fn calls_on_missing_towers_and_bad_tokens_are_errors_and_empty_lists_are_empty() {
+    let dir = tiny();
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let header = SafeTensors::parse(&weights).unwrap();
+    let files = || ModelFiles {
+        config: &config,
+        weights: &weights,
+        weights_header: &header,
+        tokenizer: Some(&tokenizer),
+        preprocessor: None,
+    };
+    let opts = ClipOptions {
+        towers: Towers::Vision,
+        ..Default::default()
+    };
+    let mut clip = pollster::block_on(Clip::load(files(), &opts)).unwrap();
+    let err = pollster::block_on(clip.text_features(&["a cat"])).unwrap_err();
+    assert!(matches!(err, ClipError::TowerNotLoaded("text")), "{err}");
+    assert_eq!(
+        pollster::block_on(clip.image_features(&[])).unwrap().rows,
+        0
+    );
+
+    let mut clip = pollster::block_on(Clip::load(files(), &ClipOptions::default())).unwrap();
+    assert_eq!(pollster::block_on(clip.text_features(&[])).unwrap().rows, 0);
+    let err =
+        pollster::block_on(clip.token_features(&[vec![49406, 1_000_000, 49407]])).unwrap_err();
+    assert!(err.to_string().contains("vocabulary"), "{err}");
+    let err = pollster::block_on(clip.pixel_features(&[0.0; 10], 1)).unwrap_err();
+    assert!(matches!(err, ClipError::Input(_)), "{err}");
+}
