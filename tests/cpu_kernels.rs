@@ -153,6 +153,15 @@ fn packing_round_trips_and_bad_lengths_are_errors() {
         assert!(gemm::matmul(isa, &[1.0; 6], 2, &p, &mut out, &bad_bias).is_err());
         gemm::matmul(isa, &[1.0; 6], 2, &p, &mut out, &none).unwrap();
         assert_eq!(out, [3.0; 4]);
+        // K = 0: the product is zero, the epilogue still applies.
+        let empty_k = PackedMatrix::pack(&[], 3, 0).unwrap();
+        let mut o = [f32::NAN; 6];
+        let ep = Epilogue {
+            bias: Some(&[1.0, 2.0, 3.0]),
+            ..none
+        };
+        gemm::matmul(isa, &[], 2, &empty_k, &mut o, &ep).unwrap();
+        assert_eq!(o, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
         // Empty shapes are fine and touch nothing.
         gemm::matmul(isa, &[], 0, &p, &mut [], &none).unwrap();
     }

@@ -188,6 +188,15 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
         isa.name()
     )
     .map_err(io)?;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        writeln!(
+            out,
+            "(this CPU also has AVX-512F, unused: its intrinsics need Rust 1.89, above the \
+             crate's MSRV; ratios below are against the AVX2 peak)"
+        )
+        .map_err(io)?;
+    }
     if isa != Isa::Sse2 && Isa::Sse2.is_available() {
         writeln!(
             out,

@@ -199,6 +199,8 @@ unsafe fn strip<S: Simd, const MR: usize, const NV: usize>(
     ncols: usize,
     acc: bool,
 ) {
+    // Heights 1..=5 below plus MR itself: MR may not exceed 6.
+    const { assert!(MR >= 1 && MR <= 6) };
     macro_rules! heights {
         ($($h:literal)*) => {
             match rows {
