@@ -29,8 +29,9 @@ usage:
   webclip gen-weights (--preset NAME | --config config.json) --out DIR [--seed N] [--dtype f32|f16|bf16]
       a checkpoint folder in the Hugging Face layout with random weights of real shapes
       (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336)
-  webclip bench [--backend cpu|gpu] [--preset vit-b-32]
-      latency and matmul GFLOP/s on random weights of a real shape
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32] [--batches 1,32] [--iterations N]
+      latency and matmul GFLOP/s on random weights of a real shape (one thread on the CPU;
+      --batches and --iterations for the GPU)
 
 DIR is a Hugging Face CLIP repository folder: config.json, model.safetensors, tokenizer.json,
 preprocessor_config.json (CLIP defaults when absent).";
@@ -386,10 +387,32 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn bench(raw: &[String]) -> CliResult<()> {
-        let args = Args::parse(raw, &["backend", "preset"])?;
-        let _config = ClipConfig::preset(args.get("preset").unwrap_or("vit-b-32"))?;
-        Err(Failure::Run(ClipError::Input(
-            "the benchmarks are not wired in yet".into(),
-        )))
+        let args = Args::parse(raw, &["backend", "preset", "batches", "iterations"])?;
+        let preset = args.get("preset").unwrap_or("vit-b-32").to_string();
+        ClipConfig::preset(&preset)?;
+        let number = |flag: &str, v: &str| -> CliResult<usize> {
+            v.trim()
+                .parse()
+                .map_err(|_| Failure::Usage(format!("--{flag} expects numbers, not `{v}`")))
+        };
+        match args.get("backend").unwrap_or("cpu") {
+            "cpu" => {
+                if args.get("batches").is_some() || args.get("iterations").is_some() {
+                    return Err(Failure::Usage("--batches and --iterations are for --backend gpu".into()));
+                }
+                Ok(webclip::cpu::bench::run_bench(&preset, &mut std::io::stdout())?)
+            }
+            "gpu" | "webgpu" => {
+                let mut opts = webclip::gpu::bench::BenchOptions { preset, ..Default::default() };
+                if let Some(b) = args.get("batches") {
+                    opts.image_batches = b.split(',').map(|v| number("batches", v)).collect::<CliResult<_>>()?;
+                }
+                if let Some(n) = args.get("iterations") {
+                    opts.iterations = number("iterations", n)?;
+                }
+                Ok(webclip::gpu::bench::run_bench(&opts)?)
+            }
+            other => Err(Failure::Usage(format!("--backend must be cpu or gpu, not `{other}`"))),
+        }
     }
 }
