@@ -157,8 +157,9 @@ impl<B: Backend> Encoder<B> {
 }
 
 pub(crate) enum Engine {
-    Cpu(Encoder<CpuBackend>),
-    Gpu(Encoder<GpuBackend>),
+    // Boxed: the model struct (configs, layer vectors) is large; a Clip moves cheaply.
+    Cpu(Box<Encoder<CpuBackend>>),
+    Gpu(Box<Encoder<GpuBackend>>),
 }
 
 fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Result<Engine> {
@@ -169,10 +170,10 @@ fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Resu
         towers,
         &mut cpu::make_weight,
     )?;
-    Ok(Engine::Cpu(Encoder {
+    Ok(Engine::Cpu(Box::new(Encoder {
         model,
         backend: CpuBackend,
-    }))
+    })))
 }
 
 fn load_gpu(
@@ -188,10 +189,10 @@ fn load_gpu(
         towers,
         &mut |role, t| gpu.make_weight(role, t),
     )?;
-    Ok(Engine::Gpu(Encoder {
+    Ok(Engine::Gpu(Box::new(Encoder {
         model,
         backend: gpu,
-    }))
+    })))
 }
 
 fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {

@@ -76,7 +76,13 @@ macro_rules! compare {
         let err = got
             .iter()
             .zip(&want)
-            .map(|(g, w)| if g.is_nan() { f32::INFINITY } else { (g - w).abs() })
+            .map(|(g, w)| {
+                if g.is_nan() {
+                    f32::INFINITY
+                } else {
+                    (g - w).abs()
+                }
+            })
             .fold(0f32, f32::max);
         assert!(
             err <= $tol * scale,
@@ -86,7 +92,13 @@ macro_rules! compare {
     }};
 }
 
-fn linear<E: Engine>(b: &E, w: &[f32], bias: Option<&[f32]>, k: usize, n: usize) -> Linear<E::Weight> {
+fn linear<E: Engine>(
+    b: &E,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    k: usize,
+    n: usize,
+) -> Linear<E::Weight> {
     Linear {
         weight: b.weight(WeightRole::Matrix, &[n, k], w),
         bias: bias.map(|v| b.weight(WeightRole::Vector, &[n], v)),
@@ -169,7 +181,11 @@ fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
 #[test]
 fn layer_norm_matches_cpu_with_and_without_subgroups() {
     let Some(mut g) = gpu() else { return };
-    let label = if g.uses_subgroups() { "subgroup" } else { "shared-memory" };
+    let label = if g.uses_subgroups() {
+        "subgroup"
+    } else {
+        "shared-memory"
+    };
     layer_norm_cases(&mut g, label);
     if g.uses_subgroups() {
         let mut plain = gpu_with(&GpuOptions {
@@ -211,7 +227,8 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
                 b.input(&k, rows, width).unwrap(),
                 b.input(&v, rows, width).unwrap(),
             );
-            b.attention(&qa, &ka, &va, seq, heads, causal, lens).unwrap()
+            b.attention(&qa, &ka, &va, seq, heads, causal, lens)
+                .unwrap()
         });
     }
 }
@@ -224,12 +241,17 @@ fn embeddings_and_gather_match_cpu() {
         let pe = rng.fill_uniform(batch * patches * d, 1.0);
         let class = rng.fill_uniform(d, 1.0);
         let pos = rng.fill_uniform((patches + 1) * d, 1.0);
-        compare!(&mut g, 0.0, format!("vision_embed {batch}x{patches}x{d}"), |b| {
-            let x = b.input(&pe, batch * patches, d).unwrap();
-            let c = b.weight(WeightRole::Vector, &[d], &class);
-            let p = b.weight(WeightRole::Table, &[patches + 1, d], &pos);
-            b.vision_embed(&x, &c, &p, batch).unwrap()
-        });
+        compare!(
+            &mut g,
+            0.0,
+            format!("vision_embed {batch}x{patches}x{d}"),
+            |b| {
+                let x = b.input(&pe, batch * patches, d).unwrap();
+                let c = b.weight(WeightRole::Vector, &[d], &class);
+                let p = b.weight(WeightRole::Table, &[patches + 1, d], &pos);
+                b.vision_embed(&x, &c, &p, batch).unwrap()
+            }
+        );
     }
     let (vocab, ctx, d) = (1000, 77, 80);
     let tok = rng.fill_uniform(vocab * d, 1.0);
@@ -266,7 +288,9 @@ fn a_whole_chain_in_one_encoder_reuses_pooled_buffers_correctly() {
         let layers: Vec<_> = ws.iter().map(|w| linear(b, w, None, d, d)).collect();
         let mut h = b.input(&x, m, d).unwrap();
         for l in &layers {
-            let y = b.linear(&h, l, Some(Activation::QuickGelu), Some(&h)).unwrap();
+            let y = b
+                .linear(&h, l, Some(Activation::QuickGelu), Some(&h))
+                .unwrap();
             h = y;
         }
         h
@@ -279,7 +303,10 @@ fn bad_shapes_are_errors_not_panics() {
     let x = g.input(&[0.0; 12], 3, 4).unwrap();
     assert!(matches!(g.input(&[0.0; 5], 3, 4), Err(ClipError::Input(_))));
     let l = linear(&g, &[0.0; 40], None, 8, 5);
-    assert!(matches!(g.linear(&x, &l, None, None), Err(ClipError::Input(_))));
+    assert!(matches!(
+        g.linear(&x, &l, None, None),
+        Err(ClipError::Input(_))
+    ));
     assert!(matches!(g.gather_rows(&x, &[3]), Err(ClipError::Input(_))));
     let q = g.input(&[0.0; 8 * 6], 8, 6).unwrap();
     // head_dim 3 is not a multiple of 4

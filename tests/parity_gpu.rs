@@ -121,7 +121,11 @@ fn text_hidden_states_and_features_match_reference() {
         let full = TextBatch::full(ids.clone(), &mask, ctx, &cfg).unwrap();
         let feats = pollster::block_on(enc.token_features(&full)).unwrap();
         let err = max_abs_diff(&feats.data, &g.f32("text_features"));
-        assert!(err < 1e-3, "{} padded text_features: max abs error {err}", g.name);
+        assert!(
+            err < 1e-3,
+            "{} padded text_features: max abs error {err}",
+            g.name
+        );
         // And cut after their end token (the fast path).
         let (cut, _) = texts(&g);
         let batch = TextBatch::from_tokens(&cut, &cfg, 49407).unwrap();
@@ -269,7 +273,11 @@ fn no_adapter_is_an_error_for_gpu_and_a_fallback_for_auto() {
     )
     .unwrap();
     assert_eq!(clip.backend().kind, "cpu");
-    assert!(clip.backend().reason.contains("unavailable"), "{:?}", clip.backend());
+    assert!(
+        clip.backend().reason.contains("unavailable"),
+        "{:?}",
+        clip.backend()
+    );
 }
 
 #[test]

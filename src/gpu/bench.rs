@@ -8,7 +8,9 @@ use crate::clip::Encoder;
 use crate::error::Result;
 use crate::graph::{Backend, TextBatch};
 use crate::model::random::{write_random_weights, Rng};
-use crate::model::{ClipConfig, ClipModel, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole};
+use crate::model::{
+    ClipConfig, ClipModel, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole,
+};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -57,7 +59,11 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
         info.name,
         info.device_type,
         info.backend,
-        if gpu.uses_subgroups() { ", subgroups" } else { "" },
+        if gpu.uses_subgroups() {
+            ", subgroups"
+        } else {
+            ""
+        },
         if gpu.is_software() {
             " -- a software rasteriser: expect CPU-bound figures"
         } else {
@@ -154,7 +160,10 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
             pollster::block_on(b.read(&y)).map(|_| ())
         })? / reps as f64;
         let gflops = 2.0 * (m * k * n) as f64 / s / 1e9;
-        println!("  {name:<24} {m:>5} x {k:>4} -> {n:>4}: {:8.3} ms  {gflops:8.1} GFLOP/s", s * 1e3);
+        println!(
+            "  {name:<24} {m:>5} x {k:>4} -> {n:>4}: {:8.3} ms  {gflops:8.1} GFLOP/s",
+            s * 1e3
+        );
     }
     Ok(())
 }
@@ -168,4 +177,3 @@ fn host(rng: &mut Rng, name: &str, shape: Vec<usize>) -> HostTensor {
         data: rng.fill_uniform(n, scale),
     }
 }
-

@@ -114,16 +114,23 @@ impl Kernels {
     pub async fn new(ctx: &Context) -> Result<Kernels> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mm = |label, (x, y): (u32, u32)| {
-            pipeline(ctx, label, MATMUL, &[("WG_X", x as f64), ("WG_Y", y as f64)])
+            pipeline(
+                ctx,
+                label,
+                MATMUL,
+                &[("WG_X", x as f64), ("WG_Y", y as f64)],
+            )
         };
         let wg = |n: u32| [("WG", n as f64)];
         let layer_norm = if ctx.subgroups {
             // Browsers require the `enable` directive that naga does not know yet.
             #[cfg(target_arch = "wasm32")]
-            let src = format!("enable subgroups;\n{LAYER_NORM_SUBGROUP}");
+            let owned = format!("enable subgroups;\n{LAYER_NORM_SUBGROUP}");
+            #[cfg(target_arch = "wasm32")]
+            let src = owned.as_str();
             #[cfg(not(target_arch = "wasm32"))]
             let src = LAYER_NORM_SUBGROUP;
-            pipeline(ctx, "layer_norm_subgroup", &src, &wg(LAYER_NORM_WG))
+            pipeline(ctx, "layer_norm_subgroup", src, &wg(LAYER_NORM_WG))
         } else {
             pipeline(ctx, "layer_norm", LAYER_NORM, &wg(LAYER_NORM_WG))
         };

@@ -152,7 +152,7 @@ impl GpuBackend {
     /// GPU engine's `make` function for [`crate::model::ClipModel::load`].
     pub fn make_weight(&self, role: WeightRole, t: HostTensor) -> Result<GpuWeight> {
         self.ctx.errors.check()?;
-        if role == WeightRole::Matrix && t.shape.get(1).is_some_and(|k| k % 4 != 0) {
+        if role == WeightRole::Matrix && t.shape.get(1).is_some_and(|k| !k.is_multiple_of(4)) {
             // The matmul reads rows as vec4; every CLIP checkpoint has such widths.
             return Err(ClipError::Gpu(format!(
                 "`{}` has shape {:?}: the GPU engine needs in_features divisible by 4",
@@ -160,7 +160,8 @@ impl GpuBackend {
             )));
         }
         let bytes: &[u8] = bytemuck::cast_slice(&t.data);
-        self.ctx.check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
+        self.ctx
+            .check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
         let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(&t.name),
@@ -469,7 +470,7 @@ impl Backend for GpuBackend {
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
         let (m, n, k) = (x.rows, linear.out_features, linear.in_features);
-        if x.cols != k || k % 4 != 0 {
+        if x.cols != k || !k.is_multiple_of(4) {
             return Err(ClipError::Input(format!(
                 "linear layer [{n}, {k}] applied to a [{m}, {}] activation",
                 x.cols
@@ -578,7 +579,11 @@ impl Backend for GpuBackend {
         let width = q.cols;
         let seqs = valid_lens.len();
         let same = |a: &GpuAct| a.rows == q.rows && a.cols == width;
-        if !same(k) || !same(v) || heads == 0 || width % heads != 0 || q.rows != seqs * seq_len
+        if !same(k)
+            || !same(v)
+            || heads == 0
+            || !width.is_multiple_of(heads)
+            || q.rows != seqs * seq_len
         {
             return Err(ClipError::Input(format!(
                 "attention over [{}, {width}] with {seqs} sequences of {seq_len} and {heads} heads",
@@ -586,7 +591,7 @@ impl Backend for GpuBackend {
             )));
         }
         let head_dim = width / heads;
-        if head_dim % 4 != 0
+        if !head_dim.is_multiple_of(4)
             || head_dim > kernels::ATTENTION_MAX_HEAD_DIM
             || seq_len > kernels::ATTENTION_MAX_SEQ
         {
@@ -642,7 +647,7 @@ impl Backend for GpuBackend {
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
         let d = patch_embeds.cols;
-        if batch == 0 || patch_embeds.rows % batch != 0 {
+        if batch == 0 || !patch_embeds.rows.is_multiple_of(batch) {
             return Err(ClipError::Input(format!(
                 "{} patch rows do not split into {batch} images",
                 patch_embeds.rows
@@ -693,7 +698,7 @@ impl Backend for GpuBackend {
             _ => return Err(ClipError::Input("token embedding must be 2-d".into())),
         };
         if seq_len == 0
-            || ids.len() % seq_len != 0
+            || !ids.len().is_multiple_of(seq_len)
             || position_embedding.shape[..] != [position_embedding.shape[0], d]
             || position_embedding.shape[0] < seq_len
         {
