@@ -299,6 +299,13 @@ impl Clip {
         &self.backend_info
     }
 
+    /// The GPU device was lost (driver reset, the browser reclaimed it): every call now
+    /// fails with `ClipError::Gpu`; load the model again (a new device, or the CPU engine
+    /// with `BackendChoice::Cpu`) to continue.
+    pub fn is_device_lost(&self) -> bool {
+        matches!(&self.engine, Engine::Gpu(e) if e.backend.is_lost())
+    }
+
     pub fn towers(&self) -> Towers {
         match &self.engine {
             Engine::Cpu(e) => e.model.towers(),

@@ -178,31 +178,31 @@ fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
     }
 }
 
-#[test]
-fn layer_norm_matches_cpu_with_and_without_subgroups() {
-    let Some(mut g) = gpu() else { return };
-    let label = if g.uses_subgroups() {
-        "subgroup"
-    } else {
-        "shared-memory"
-    };
-    layer_norm_cases(&mut g, label);
+/// Run `cases` on `g`, and when `g` uses subgroups, on a backend without them too, so
+/// that both variants of the reduction kernels are checked.
+fn each_reduction_variant(g: &mut GpuBackend, cases: fn(&mut GpuBackend, &str)) {
     if g.uses_subgroups() {
+        cases(g, "subgroup");
         let mut plain = gpu_with(&GpuOptions {
             disable_subgroups: true,
             ..Default::default()
         })
         .unwrap();
         assert!(!plain.uses_subgroups());
-        layer_norm_cases(&mut plain, "shared-memory");
+        cases(&mut plain, "shared-memory");
     } else {
-        eprintln!("note: this adapter has no subgroups; only the shared-memory LayerNorm ran");
+        eprintln!("note: this adapter has no subgroups; only the shared-memory variants ran");
+        cases(g, "shared-memory");
     }
 }
 
 #[test]
-fn attention_matches_cpu_with_causal_and_padding_masks() {
+fn layer_norm_matches_cpu_with_and_without_subgroups() {
     let Some(mut g) = gpu() else { return };
+    each_reduction_variant(&mut g, layer_norm_cases);
+}
+
+fn attention_cases(g: &mut GpuBackend, label: &str) {
     let mut rng = Rng::new(13);
     // (sequences, seq_len, heads, head_dim, causal, valid lengths)
     let cases: &[(usize, usize, usize, bool, &[usize])] = &[
@@ -220,8 +220,9 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
         let q = rng.fill_uniform(rows * width, 1.0);
         let k = rng.fill_uniform(rows * width, 1.0);
         let v = rng.fill_uniform(rows * width, 1.0);
-        let what = format!("attention seq {seq} heads {heads}x{hd} causal={causal} lens {lens:?}");
-        compare!(&mut g, 1e-5, what, |b| {
+        let what =
+            format!("{label} attention seq {seq} heads {heads}x{hd} causal={causal} lens {lens:?}");
+        compare!(g, 1e-5, what, |b| {
             let (qa, ka, va) = (
                 b.input(&q, rows, width).unwrap(),
                 b.input(&k, rows, width).unwrap(),
@@ -231,6 +232,12 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
                 .unwrap()
         });
     }
+}
+
+#[test]
+fn attention_matches_cpu_with_causal_and_padding_masks() {
+    let Some(mut g) = gpu() else { return };
+    each_reduction_variant(&mut g, attention_cases);
 }
 
 #[test]
@@ -317,4 +324,32 @@ fn bad_shapes_are_errors_not_panics() {
     // The backend still works afterwards.
     let y = g.gather_rows(&x, &[2]).unwrap();
     assert_eq!(read(&mut g, &y).len(), 4);
+}
+
+#[test]
+fn a_lost_device_is_an_error_and_a_new_backend_recovers() {
+    let Some(mut g) = gpu() else { return };
+    let x = g.input(&[1.0; 16], 4, 4).unwrap();
+    g.lose_device();
+    assert!(g.is_lost());
+    let err = g
+        .gather_rows(&x, &[0])
+        .err()
+        .expect("ops on a lost device must fail");
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("lost")),
+        "{err}"
+    );
+    let err = pollster::block_on(g.read(&x)).expect_err("reads on a lost device must fail");
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("lost")),
+        "{err}"
+    );
+    assert!(g
+        .make_weight(WeightRole::Vector, host(&[4], &[0.0; 4]))
+        .is_err());
+    // A new backend gets a new device.
+    let mut g2 = gpu().unwrap();
+    let y = g2.input(&[2.0; 8], 2, 4).unwrap();
+    assert_eq!(read(&mut g2, &y), vec![2.0; 8]);
 }

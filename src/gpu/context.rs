@@ -49,6 +49,22 @@ impl ErrorSink {
     }
 }
 
+/// wgpu panics when the JS global is neither a window nor a worker (Node, a shared or
+/// service worker): check first, the same way it does, and fail with an error instead.
+#[cfg(target_arch = "wasm32")]
+fn browser_gpu_reachable() -> Result<()> {
+    let global = js_sys::global();
+    let defined =
+        |name: &str| js_sys::Reflect::get(&global, &name.into()).is_ok_and(|v| !v.is_undefined());
+    if defined("Window") || defined("WorkerGlobalScope") {
+        Ok(())
+    } else {
+        Err(ClipError::Gpu(
+            "WebGPU is reachable only from a window or a dedicated worker".into(),
+        ))
+    }
+}
+
 /// An open device with the facts the engine needs about it.
 pub struct Context {
     pub device: wgpu::Device,
@@ -61,6 +77,8 @@ pub struct Context {
 
 impl Context {
     pub async fn new(opts: &GpuOptions) -> Result<Context> {
+        #[cfg(target_arch = "wasm32")]
+        browser_gpu_reachable()?;
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         if let Some(b) = opts.backends {
             desc.backends = b;

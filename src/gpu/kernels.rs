@@ -10,6 +10,7 @@ const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const LAYER_NORM_SUBGROUP: &str = include_str!("../../shaders/layer_norm_subgroup.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
+const ATTENTION_SUBGROUP: &str = include_str!("../../shaders/attention_subgroup.wgsl");
 const VISION_EMBED: &str = include_str!("../../shaders/vision_embed.wgsl");
 const TEXT_EMBED: &str = include_str!("../../shaders/text_embed.wgsl");
 const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
@@ -108,6 +109,26 @@ fn pipeline(
         })
 }
 
+/// A kernel with a reduction: its subgroup variant where the device has subgroups, else
+/// the workgroup-memory one.
+fn reduction(
+    ctx: &Context,
+    label: &str,
+    plain: &str,
+    subgroup: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    if !ctx.subgroups {
+        return pipeline(ctx, label, plain, constants);
+    }
+    // Browsers require the `enable` directive, which naga does not parse yet.
+    #[cfg(target_arch = "wasm32")]
+    let owned = format!("enable subgroups;\n{subgroup}");
+    #[cfg(target_arch = "wasm32")]
+    let subgroup = owned.as_str();
+    pipeline(ctx, &format!("{label}_subgroup"), subgroup, constants)
+}
+
 impl Kernels {
     /// Compile every kernel. Shader or pipeline errors come back as `ClipError::Gpu`
     /// through an error scope instead of wgpu's panicking default handler.
@@ -122,23 +143,15 @@ impl Kernels {
             )
         };
         let wg = |n: u32| [("WG", n as f64)];
-        let layer_norm = if ctx.subgroups {
-            // Browsers require the `enable` directive that naga does not know yet.
-            #[cfg(target_arch = "wasm32")]
-            let owned = format!("enable subgroups;\n{LAYER_NORM_SUBGROUP}");
-            #[cfg(target_arch = "wasm32")]
-            let src = owned.as_str();
-            #[cfg(not(target_arch = "wasm32"))]
-            let src = LAYER_NORM_SUBGROUP;
-            pipeline(ctx, "layer_norm_subgroup", src, &wg(LAYER_NORM_WG))
-        } else {
-            pipeline(ctx, "layer_norm", LAYER_NORM, &wg(LAYER_NORM_WG))
-        };
+        let ln_wg = wg(LAYER_NORM_WG);
+        let att_wg = wg(ATTENTION_WG);
+        let layer_norm = reduction(ctx, "layer_norm", LAYER_NORM, LAYER_NORM_SUBGROUP, &ln_wg);
+        let attention = reduction(ctx, "attention", ATTENTION, ATTENTION_SUBGROUP, &att_wg);
         let kernels = Kernels {
             matmul_large: mm("matmul_large", MATMUL_LARGE),
             matmul_small: mm("matmul_small", MATMUL_SMALL),
             layer_norm,
-            attention: pipeline(ctx, "attention", ATTENTION, &wg(ATTENTION_WG)),
+            attention,
             vision_embed: pipeline(ctx, "vision_embed", VISION_EMBED, &wg(ELEMENTWISE_WG)),
             text_embed: pipeline(ctx, "text_embed", TEXT_EMBED, &wg(ELEMENTWISE_WG)),
             gather_rows: pipeline(ctx, "gather_rows", GATHER_ROWS, &wg(ELEMENTWISE_WG)),

@@ -143,6 +143,16 @@ impl GpuBackend {
         self.ctx.errors.is_lost()
     }
 
+    /// Destroy the device, as a driver reset or a browser reclaiming the GPU would: every
+    /// later call fails with `ClipError::Gpu`. For exercising that path in tests.
+    #[doc(hidden)]
+    pub fn lose_device(&self) {
+        self.ctx.device.destroy();
+        // wgpu-core reports the loss on the next maintenance pass.
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+    }
+
     /// Bytes held by idle pooled activation buffers.
     pub fn pooled_bytes(&self) -> u64 {
         self.pool.free_bytes()
