@@ -154,6 +154,42 @@ fn matmul_with_every_epilogue_matches_cpu() {
     }
 }
 
+#[test]
+fn matmul_with_f16_weights_matches_cpu_on_the_rounded_weights() {
+    let Some(mut g) = gpu_with(&GpuOptions {
+        f16_weights: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let mut rng = Rng::new(23);
+    for &(m, k, n) in &[(1, 64, 80), (50, 768, 112), (77, 112, 768), (197, 64, 2304)] {
+        let x = rng.fill_uniform(m * k, 2.0);
+        // The CPU gets the weights the GPU stores: f16-rounded.
+        let w: Vec<f32> = rng
+            .fill_uniform(n * k, (3.0 / k as f32).sqrt())
+            .into_iter()
+            .map(|v| half::f16::from_f32(v).to_f32())
+            .collect();
+        let bias = rng.fill_uniform(n, 0.5);
+        let res = rng.fill_uniform(m * n, 1.0);
+        let what = format!("f16 matmul {m}x{k}x{n}");
+        compare!(&mut g, 1e-5, what, |b| {
+            let l = linear(b, &w, Some(&bias[..]), k, n);
+            let xa = b.input(&x, m, k).unwrap();
+            let r = b.input(&res, m, n).unwrap();
+            b.linear(&xa, &l, Some(Activation::Gelu), Some(&r)).unwrap()
+        });
+    }
+    let l = linear(&g, &[0.5; 64], None, 16, 4);
+    assert!(l.weight.f16, "matrices are stored as f16");
+    assert!(
+        !g.make_weight(WeightRole::Vector, host(&[4], &[0.0; 4]))
+            .unwrap()
+            .f16
+    );
+}
+
 fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
     let mut rng = Rng::new(11);
     for &(rows, dim) in &[(1, 64), (7, 80), (50, 768), (3, 1000), (197, 112)] {

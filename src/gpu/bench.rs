@@ -70,7 +70,11 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
             ""
         }
     );
-    println!("model: {} (random weights)", opts.preset);
+    println!(
+        "model: {} (random weights, stored as {})",
+        opts.preset,
+        if opts.gpu.f16_weights { "f16" } else { "f32" }
+    );
 
     let mut bytes = Vec::new();
     write_random_weights(&mut bytes, &config, 0, Dtype::F32)?;

@@ -7,6 +7,7 @@ use crate::error::{ClipError, Result};
 use bytemuck::{Pod, Zeroable};
 
 const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
+const MATMUL_F16: &str = include_str!("../../shaders/matmul_f16.wgsl");
 const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
 const LAYER_NORM_SUBGROUP: &str = include_str!("../../shaders/layer_norm_subgroup.wgsl");
 const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
@@ -76,6 +77,9 @@ pub struct Params3 {
 pub struct Kernels {
     pub matmul_large: wgpu::ComputePipeline,
     pub matmul_small: wgpu::ComputePipeline,
+    /// The same with f16 weights.
+    pub matmul_f16_large: wgpu::ComputePipeline,
+    pub matmul_f16_small: wgpu::ComputePipeline,
     pub layer_norm: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
     pub vision_embed: wgpu::ComputePipeline,
@@ -134,13 +138,8 @@ impl Kernels {
     /// through an error scope instead of wgpu's panicking default handler.
     pub async fn new(ctx: &Context) -> Result<Kernels> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mm = |label, (x, y): (u32, u32)| {
-            pipeline(
-                ctx,
-                label,
-                MATMUL,
-                &[("WG_X", x as f64), ("WG_Y", y as f64)],
-            )
+        let mm = |label, src, (x, y): (u32, u32)| {
+            pipeline(ctx, label, src, &[("WG_X", x as f64), ("WG_Y", y as f64)])
         };
         let wg = |n: u32| [("WG", n as f64)];
         let ln_wg = wg(LAYER_NORM_WG);
@@ -148,8 +147,10 @@ impl Kernels {
         let layer_norm = reduction(ctx, "layer_norm", LAYER_NORM, LAYER_NORM_SUBGROUP, &ln_wg);
         let attention = reduction(ctx, "attention", ATTENTION, ATTENTION_SUBGROUP, &att_wg);
         let kernels = Kernels {
-            matmul_large: mm("matmul_large", MATMUL_LARGE),
-            matmul_small: mm("matmul_small", MATMUL_SMALL),
+            matmul_large: mm("matmul_large", MATMUL, MATMUL_LARGE),
+            matmul_small: mm("matmul_small", MATMUL, MATMUL_SMALL),
+            matmul_f16_large: mm("matmul_f16_large", MATMUL_F16, MATMUL_LARGE),
+            matmul_f16_small: mm("matmul_f16_small", MATMUL_F16, MATMUL_SMALL),
             layer_norm,
             attention,
             vision_embed: pipeline(ctx, "vision_embed", VISION_EMBED, &wg(ELEMENTWISE_WG)),

@@ -35,6 +35,8 @@ use std::task::{Context as TaskContext, Poll, Waker};
 pub struct GpuWeight {
     buffer: wgpu::Buffer,
     pub shape: Vec<usize>,
+    /// Stored as f16 (a linear layer's matrix with `f16_weights`), else f32.
+    pub f16: bool,
 }
 
 /// An activation `[rows, cols]` f32 in a pooled GPU buffer.
@@ -169,7 +171,18 @@ impl GpuBackend {
                 t.name, t.shape
             )));
         }
-        let bytes: &[u8] = bytemuck::cast_slice(&t.data);
+        let f16 = self.ctx.f16_weights && role == WeightRole::Matrix;
+        let halves: Vec<u16>;
+        let bytes: &[u8] = if f16 {
+            halves = t
+                .data
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect();
+            bytemuck::cast_slice(&halves)
+        } else {
+            bytemuck::cast_slice(&t.data)
+        };
         self.ctx
             .check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
         let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
@@ -191,6 +204,7 @@ impl GpuBackend {
         Ok(GpuWeight {
             buffer,
             shape: t.shape,
+            f16,
         })
     }
 
@@ -525,10 +539,11 @@ impl Backend for GpuBackend {
         let bias = linear.bias.as_ref().map_or(&dummy, |b| &b.buffer);
         let res = residual.map_or(&dummy, |r| r.buffer());
         self.launch(
-            if large {
-                |k| &k.matmul_large
-            } else {
-                |k| &k.matmul_small
+            match (linear.weight.f16, large) {
+                (false, true) => |k| &k.matmul_large,
+                (false, false) => |k| &k.matmul_small,
+                (true, true) => |k| &k.matmul_f16_large,
+                (true, false) => |k| &k.matmul_f16_small,
             },
             bytemuck::bytes_of(&params),
             None,
