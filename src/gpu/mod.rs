@@ -10,6 +10,10 @@
 //! - a forward pass is recorded as compute passes into one command encoder, with every
 //!   kernel's uniforms (and small index arrays) packed into one arena buffer, and is
 //!   submitted only when a result is read back (one copy of the final rows).
+//!
+//! Shared state is `Arc`/`Mutex` so that natively, where wgpu handles are `Send`, the
+//! engine (and a `Clip` on it) can move between threads; on wasm32 there is one thread.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
@@ -192,6 +196,11 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
+        // Natively a failed allocation (out of memory) is reported right here.
+        self.ctx.errors.check().map_err(|e| match e {
+            ClipError::Gpu(m) => ClipError::Gpu(format!("uploading `{}`: {m}", t.name)),
+            e => e,
+        })?;
         {
             let mut view = buffer
                 .get_mapped_range_mut(..)
@@ -454,6 +463,14 @@ impl Future for Receiver {
         }
     }
 }
+
+// Natively the engine can move to another thread (a server's worker pool).
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<GpuBackend>();
+    send::<crate::Clip>();
+};
 
 fn activation_code(a: Option<Activation>) -> u32 {
     match a {
