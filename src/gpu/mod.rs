@@ -11,6 +11,12 @@
 //!   kernel's uniforms (and small index arrays) packed into one arena buffer, and is
 //!   submitted only when a result is read back (one copy of the final rows).
 //!
+//! To add a kernel: write `shaders/NAME.wgsl` (a uniform `Params` struct at binding 0,
+//! inputs next, the output last, workgroup size as an `override`, every thread
+//! bounds-checked), add its pipeline and `Params` twin to `kernels.rs`, call it through
+//! `GpuBackend::launch` from the `Backend` method, and add a case comparing it with the
+//! CPU engine to `tests/gpu_kernels.rs`.
+//!
 //! Shared state is `Arc`/`Mutex` so that natively, where wgpu handles are `Send`, the
 //! engine (and a `Clip` on it) can move between threads; on wasm32 there is one thread.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
