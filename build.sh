@@ -33,13 +33,82 @@ install_deps() {
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked ||
       cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
   fi
-  if [ ! -d tests/js/node_modules ]; then
-    log "npm ci (test tools)"
+  npm_tools
+}
+
+# tests/js/package-lock.json pins playwright-core (drives Debian's chromium; it downloads
+# no browser), binaryen (wasm-opt) and typescript (checks index.d.ts).
+npm_tools() {
+  if [ ! -x tests/js/node_modules/.bin/wasm-opt ] || [ ! -d tests/js/node_modules/playwright-core ] ||
+    [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+    log "npm ci (build and test tools)"
     (cd tests/js && npm ci --no-audit --no-fund)
   fi
 }
 
+# Only what building pkg/ needs (no browser): the wasm target, wasm-bindgen, wasm-opt.
+build_tools() {
+  rustup target list --installed | grep -q wasm32-unknown-unknown || { log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+    log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked ||
+      cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  fi
+  # wasm-opt from the npm `binaryen` package pinned in tests/js (Debian's binaryen 108 is
+  # too old for the wasm features Rust emits by default).
+  npm_tools
+}
+
+# The features Rust's wasm32 target enables by default, plus simd128 (our RUSTFLAGS).
+WASM_OPT_FEATURES=(--enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue)
+
+build_pkg() {
+  build_tools
+  local target_dir=${WEBCLIP_WASM_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
+  log "cargo build --release --target wasm32-unknown-unknown (simd128)"
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" CARGO_TARGET_DIR="$target_dir" \
+    cargo build --release --lib --target wasm32-unknown-unknown
+  rm -rf pkg && mkdir -p pkg
+  log "wasm-bindgen --target web"
+  wasm-bindgen --target web --no-typescript --out-dir pkg --out-name webclip \
+    "$target_dir/wasm32-unknown-unknown/release/webclip.wasm"
+  log "wasm-opt ${WASM_OPT_LEVEL:--O3}"
+  tests/js/node_modules/.bin/wasm-opt "${WASM_OPT_LEVEL:--O3}" "${WASM_OPT_FEATURES[@]}" \
+    pkg/webclip_bg.wasm -o pkg/webclip_bg.opt.wasm
+  mv pkg/webclip_bg.opt.wasm pkg/webclip_bg.wasm
+  cp js/index.js js/engine.js js/sources.js js/worker.js js/index.d.ts pkg/
+  cp js/README.md pkg/README.md
+  local version
+  version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+  sed "s/@VERSION@/$version/" js/package.json > pkg/package.json
+  local raw gz
+  raw=$(stat -c %s pkg/webclip_bg.wasm)
+  gz=$(gzip -9c pkg/webclip_bg.wasm | wc -c)
+  log "pkg/ ready: webclip_bg.wasm $raw bytes, $gz gzipped"
+}
+
+run_tests() {
+  install_deps
+  log "cargo test (native; GPU tests on lavapipe)"
+  WEBCLIP_REQUIRE_GPU=1 cargo test
+  build_pkg
+  log "node --test: Node.js 20 and headless Chromium against pkg/"
+  node --test --test-concurrency=1 tests/js/node/ tests/js/browser/
+}
+
+serve_demo() {
+  build_pkg
+  [ -d www ] || echo "note: www/ (the demo page) is not there yet; serving pkg/ and the fixtures only" >&2
+  echo "demo: http://127.0.0.1:${PORT:-8080}/   (Ctrl-C stops it)" >&2
+  exec node tests/js/server.js --port "${PORT:-8080}" --log $([ -d www ] && echo --www www)
+}
+
 case "${1:-pkg}" in
   deps) install_deps ;;
+  pkg) build_pkg ;;
+  test) run_tests ;;
+  demo) serve_demo ;;
+  bench) shift; cargo run --release --bin webclip -- bench "$@" ;;
   *) echo "unknown command: $1" >&2; exit 2 ;;
 esac

@@ -1,7 +1,18 @@
-//! Image preprocessing as `transformers.CLIPImageProcessor` (with PIL) does it: decode,
-//! to RGB over white, bicubic shortest-side resize, centre crop, rescale, normalise.
+//! Image preprocessing as `transformers.CLIPImageProcessor` (the PIL-based one) does it:
+//! decode, to RGB over white, bicubic shortest-side resize, centre crop, rescale, normalise.
+//!
+//! Follows `transformers/image_transforms.py` (`get_resize_output_image_size`, `resize`,
+//! `center_crop`, `rescale`, `normalize`) and, for the resampling, Pillow's `Resample.c`
+//! (see `resize.rs`), so PNG inputs give the reference's `pixel_values` bit for bit.
+
+mod decode;
+pub mod resize;
+
+pub use decode::{over_white, Pixels};
 
 use crate::error::{ClipError, Result};
+pub use resize::Filter;
+use resize::Window;
 use serde::Deserialize;
 
 /// An image to embed.
@@ -23,10 +34,13 @@ pub struct PreprocessConfig {
     pub shortest_edge: usize,
     pub crop_size: usize,
     pub do_resize: bool,
+    /// PIL filter of the resize (`resample`, 3 = bicubic for CLIP).
+    pub resample: Filter,
     pub do_center_crop: bool,
     pub do_rescale: bool,
     pub do_normalize: bool,
-    pub rescale_factor: f32,
+    /// f64 as in Python: `rescale` multiplies in float64 before casting to float32.
+    pub rescale_factor: f64,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
 }
@@ -41,6 +55,7 @@ impl PreprocessConfig {
             shortest_edge: image_size,
             crop_size: image_size,
             do_resize: true,
+            resample: Filter::Bicubic,
             do_center_crop: true,
             do_rescale: true,
             do_normalize: true,
@@ -66,10 +81,11 @@ impl PreprocessConfig {
             size: Option<Size>,
             crop_size: Option<Size>,
             do_resize: Option<bool>,
+            resample: Option<u32>,
             do_center_crop: Option<bool>,
             do_rescale: Option<bool>,
             do_normalize: Option<bool>,
-            rescale_factor: Option<f32>,
+            rescale_factor: Option<f64>,
             image_mean: Option<[f32; 3]>,
             image_std: Option<[f32; 3]>,
         }
@@ -89,6 +105,15 @@ impl PreprocessConfig {
             shortest_edge: edge(&raw.size, d.shortest_edge),
             crop_size: edge(&raw.crop_size, d.crop_size),
             do_resize: raw.do_resize.unwrap_or(true),
+            resample: match raw.resample {
+                None => d.resample,
+                Some(v) => Filter::from_pil(v).ok_or_else(|| {
+                    ClipError::Config(format!(
+                        "preprocessor_config.json: resample = {v} is not supported (1 lanczos, \
+                         2 bilinear, 3 bicubic, 4 box, 5 hamming)"
+                    ))
+                })?,
+            },
             do_center_crop: raw.do_center_crop.unwrap_or(true),
             do_rescale: raw.do_rescale.unwrap_or(true),
             do_normalize: raw.do_normalize.unwrap_or(true),
@@ -129,10 +154,198 @@ impl Preprocessor {
         }
     }
 
+    /// Side of the square model input, `S`.
+    pub fn output_size(&self) -> usize {
+        self.config.crop_size
+    }
+
     /// Model input `[3, S, S]` for one image.
-    pub fn pixel_values(&self, _input: &ImageInput) -> Result<Vec<f32>> {
-        Err(ClipError::Image(
-            "preprocessing is not implemented yet".into(),
-        ))
+    pub fn pixel_values(&self, input: &ImageInput) -> Result<Vec<f32>> {
+        let px = decode::pixels(input, self.max_pixels)?;
+        self.pixel_values_from(&px)
+    }
+
+    /// Decoded pixels (gray or RGB, alpha already composited), `[height, width, channels]`.
+    pub fn decode(&self, input: &ImageInput) -> Result<Pixels> {
+        decode::pixels(input, self.max_pixels)
+    }
+
+    /// Resize, crop, rescale and normalise decoded pixels into `[3, S, S]`.
+    pub fn pixel_values_from(&self, px: &Pixels) -> Result<Vec<f32>> {
+        let cfg = &self.config;
+        if px.channels != 1 && px.channels != 3 {
+            return Err(ClipError::Image(format!(
+                "pixels must have 1 (gray) or 3 (RGB) channels, not {}",
+                px.channels
+            )));
+        }
+        let (w, h) = (px.width as u64, px.height as u64);
+        // `get_resize_output_image_size(size=shortest_edge, default_to_square=False)`: the
+        // short side becomes S, the long one `int(S * long / short)` (f64 division, truncated).
+        let (rw, rh) = if cfg.do_resize {
+            let s = cfg.shortest_edge as u64;
+            let (short, long) = if w <= h { (w, h) } else { (h, w) };
+            // Python divides the exact integer product; so does f64 below 2^53.
+            let new_long = s
+                .checked_mul(long)
+                .filter(|p| *p < 1 << 53)
+                .map_or(0, |p| (p as f64 / short as f64) as u64);
+            if new_long == 0 || s == 0 {
+                return Err(ClipError::Image(format!(
+                    "cannot resize a {w}x{h} image to shortest edge {s}"
+                )));
+            }
+            if w <= h {
+                (s, new_long)
+            } else {
+                (new_long, s)
+            }
+        } else {
+            (w, h)
+        };
+        let (out_w, out_h) = if cfg.do_center_crop {
+            (cfg.crop_size as u64, cfg.crop_size as u64)
+        } else {
+            (rw, rh)
+        };
+        let side = self.output_size() as u64;
+        if (out_w, out_h) != (side, side) {
+            return Err(ClipError::Image(format!(
+                "a {w}x{h} image becomes {out_w}x{out_h} without a centre crop; the model takes \
+                 {side}x{side}"
+            )));
+        }
+        // `center_crop`: offset (resized - crop) // 2 when the image is large enough, else the
+        // image is zero-padded, centred with ceil((crop - resized) / 2) before it.
+        let (ox, oy) = (crop_offset(rw, out_w), crop_offset(rh, out_h));
+        // The part of the resized image the crop keeps.
+        let (x0, x1) = (ox.max(0) as u64, (ox + out_w as i64).min(rw as i64) as u64);
+        let (y0, y1) = (oy.max(0) as u64, (oy + out_h as i64).min(rh as i64) as u64);
+        let window = Window {
+            x0,
+            y0,
+            width: (x1 - x0) as usize,
+            height: (y1 - y0) as usize,
+        };
+        // Unchanged sizes skip their pass (PIL copies), so `do_resize = false` works too.
+        let kept = resize::resize_window(
+            cfg.resample,
+            &px.data,
+            px.width,
+            px.height,
+            px.channels,
+            rw,
+            rh,
+            window,
+        )?;
+
+        // `rescale` (uint8 * scale in f64, cast to f32), then `normalize` in f32; zero padding
+        // is a pixel value of 0 as in `center_crop`.
+        let value = |v: u8, c: usize| -> f32 {
+            let x = if cfg.do_rescale {
+                (v as f64 * cfg.rescale_factor) as f32
+            } else {
+                v as f32
+            };
+            if cfg.do_normalize {
+                (x - cfg.image_mean[c]) / cfg.image_std[c]
+            } else {
+                x
+            }
+        };
+        let (sw, sh) = (out_w as usize, out_h as usize);
+        let mut out = vec![0f32; 3 * sh * sw];
+        let ch = px.channels;
+        for (c, plane) in out.chunks_exact_mut(sh * sw).enumerate() {
+            // Gray is replicated into the three channels here.
+            let src_c = if ch == 1 { 0 } else { c };
+            let pad = value(0, c);
+            for (y, row) in plane.chunks_exact_mut(sw).enumerate() {
+                let ry = oy + y as i64;
+                for (x, o) in row.iter_mut().enumerate() {
+                    let rx = ox + x as i64;
+                    *o = if (y0 as i64..y1 as i64).contains(&ry)
+                        && (x0 as i64..x1 as i64).contains(&rx)
+                    {
+                        let (wy, wx) = ((ry - y0 as i64) as usize, (rx - x0 as i64) as usize);
+                        value(kept[(wy * window.width + wx) * ch + src_c], c)
+                    } else {
+                        pad
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where `center_crop` starts, in resized-image coordinates (negative: zero padding first).
+fn crop_offset(size: u64, crop: u64) -> i64 {
+    if size >= crop {
+        ((size - crop) / 2) as i64
+    } else {
+        -((crop - size).div_ceil(2) as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_resample() {
+        let cfg = |json: &str| PreprocessConfig::from_json(json.as_bytes(), 224);
+        assert_eq!(cfg("{}").unwrap(), PreprocessConfig::clip_default(224));
+        assert_eq!(cfg(r#"{"resample": 3}"#).unwrap().resample, Filter::Bicubic);
+        assert_eq!(
+            cfg(r#"{"resample": 2}"#).unwrap().resample,
+            Filter::Bilinear
+        );
+        assert!(matches!(
+            cfg(r#"{"resample": 0}"#),
+            Err(ClipError::Config(_))
+        ));
+        assert!(matches!(
+            cfg(r#"{"resample": 9}"#),
+            Err(ClipError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn crop_offsets_follow_transformers() {
+        // (size - crop) // 2 when it fits; ceil((crop - size) / 2) of zero padding otherwise.
+        assert_eq!(crop_offset(286, 224), 31);
+        assert_eq!(crop_offset(225, 224), 0);
+        assert_eq!(crop_offset(224, 224), 0);
+        assert_eq!(crop_offset(221, 224), -2);
+        assert_eq!(crop_offset(222, 224), -1);
+    }
+
+    #[test]
+    fn small_shortest_edge_pads_with_zero_pixels() {
+        // shortest_edge 200 < crop 224: transformers' center_crop pads with 0 (before
+        // rescale), i.e. (0 - mean) / std after normalisation.
+        let mut cfg = PreprocessConfig::clip_default(224);
+        cfg.shortest_edge = 200;
+        let pre = Preprocessor::new(cfg.clone());
+        let white = vec![255u8; 8 * 8 * 4];
+        let px = pre
+            .pixel_values(&ImageInput::Rgba {
+                width: 8,
+                height: 8,
+                data: &white,
+            })
+            .unwrap();
+        let (s, pad) = (224, 12);
+        for c in 0..3 {
+            let plane = &px[c * s * s..][..s * s];
+            let zero = (0.0 - cfg.image_mean[c]) / cfg.image_std[c];
+            let one = (1.0 - cfg.image_mean[c]) / cfg.image_std[c];
+            assert_eq!(plane[0], zero);
+            assert_eq!(plane[(pad - 1) * s + pad], zero);
+            assert_eq!(plane[pad * s + pad], one);
+            assert_eq!(plane[(s - pad - 1) * s + s - pad - 1], one);
+            assert_eq!(plane[(s - pad) * s + s - pad - 1], zero);
+        }
     }
 }

@@ -1,6 +1,18 @@
 //! CLIP's byte-level BPE via the `tokenizers` crate, from `tokenizer.json` bytes.
+//!
+//! Follows `transformers.CLIPTokenizer` (fast) with `padding="max_length"`, `truncation=True`,
+//! `max_length=77`: `<|startoftext|> tokens <|endoftext|>`, the content cut so that the end
+//! token stays last, then padded with the pad token (`<|endoftext|>` for CLIP).
+//!
+//! The text normalisation the reference applies (NFC, runs of whitespace to one space, lower
+//! case) lives in `tokenizer.json`'s normalizer; when a file's normalizer does not do it,
+//! [`ClipTokenizer::from_json`] installs CLIP's own, as the vocabulary only holds lower-case
+//! words and an upper-case word would silently split into other tokens.
 
 use crate::error::{ClipError, Result};
+use tokenizers::normalizers::replace::ReplacePattern;
+use tokenizers::normalizers::{Lowercase, NormalizerWrapper, Replace, Sequence, NFC};
+use tokenizers::{NormalizedString, Normalizer};
 
 pub struct ClipTokenizer {
     inner: tokenizers::Tokenizer,
@@ -10,11 +22,37 @@ pub struct ClipTokenizer {
     pad_id: u32,
 }
 
+impl std::fmt::Debug for ClipTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipTokenizer")
+            .field("vocab_size", &self.inner.get_vocab_size(true))
+            .field("context_length", &self.context_length)
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .field("pad_id", &self.pad_id)
+            .finish()
+    }
+}
+
 impl ClipTokenizer {
     /// `tokenizer.json` bytes; `context_length` is the text tower's `max_position_embeddings`.
     pub fn from_json(bytes: &[u8], context_length: usize) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+        if context_length < 2 {
+            return Err(ClipError::Tokenizer(format!(
+                "context length {context_length} leaves no room for the start and end tokens"
+            )));
+        }
+        let mut inner = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| ClipError::Tokenizer(format!("cannot read tokenizer.json: {e}")))?;
+        // Some tokenizer.json files carry their own padding/truncation (77, `LongestFirst`);
+        // we pad and truncate here, the same way whatever the file says.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| ClipError::Tokenizer(format!("tokenizer.json: {e}")))?;
+        if !normalizes_like_clip(inner.get_normalizer()) {
+            inner.with_normalizer(Some(clip_normalizer()?));
+        }
         let id = |tok: &str| {
             inner.token_to_id(tok).ok_or_else(|| {
                 ClipError::Tokenizer(format!(
@@ -36,21 +74,18 @@ impl ClipTokenizer {
     /// `<|startoftext|> ... <|endoftext|>`, truncated to the context length with the end
     /// token kept last; not padded.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        // Without the post-processor: the start/end tokens are added here, so a
+        // tokenizer.json with or without a `RobertaProcessing` step gives the same ids.
         let enc = self
             .inner
-            .encode(text, true)
+            .encode(text, false)
             .map_err(|e| ClipError::Tokenizer(format!("cannot tokenize {text:?}: {e}")))?;
-        let mut ids = enc.get_ids().to_vec();
-        if ids.first() != Some(&self.bos_id) {
-            ids.insert(0, self.bos_id);
-        }
-        if ids.last() != Some(&self.eos_id) || ids.len() == 1 {
-            ids.push(self.eos_id);
-        }
-        if ids.len() > self.context_length {
-            ids.truncate(self.context_length);
-            ids[self.context_length - 1] = self.eos_id;
-        }
+        let body = enc.get_ids();
+        let keep = body.len().min(self.context_length - 2);
+        let mut ids = Vec::with_capacity(keep + 2);
+        ids.push(self.bos_id);
+        ids.extend_from_slice(&body[..keep]);
+        ids.push(self.eos_id);
         Ok(ids)
     }
 
@@ -73,4 +108,24 @@ impl ClipTokenizer {
     pub fn context_length(&self) -> usize {
         self.context_length
     }
+}
+
+/// Whether `tokenizer.json`'s normalizer does what the reference does before BPE: NFC,
+/// runs of whitespace to one space, lower case. Tested on a probe string rather than by
+/// reading the JSON, so any spelling of the same steps is accepted.
+fn normalizes_like_clip(normalizer: Option<&NormalizerWrapper>) -> bool {
+    let Some(n) = normalizer else {
+        return false;
+    };
+    // "E" + combining acute (NFC: "é"), a tab and a newline, an upper-case "X".
+    let mut probe = NormalizedString::from("E\u{301}\t\n X");
+    n.normalize(&mut probe).is_ok() && probe.get() == "\u{e9} x"
+}
+
+/// NFC, `\s+` to one space, lower case: the normalizer of `openai/clip-vit-base-patch32`'s
+/// tokenizer.json, for files that lack it (the vocabulary holds lower-case words only).
+fn clip_normalizer() -> Result<NormalizerWrapper> {
+    let ws = Replace::new(ReplacePattern::Regex(r"\s+".into()), " ")
+        .map_err(|e| ClipError::Tokenizer(format!("whitespace normalizer: {e}")))?;
+    Ok(Sequence::new(vec![NFC.into(), ws.into(), Lowercase.into()]).into())
 }

@@ -1,1 +1,349 @@
-//! The JavaScript-facing API (wasm-bindgen).
+//! The JavaScript-facing API (wasm-bindgen), kept thin: bytes in, `Float32Array` out,
+//! every failure a `JsError` carrying the `ClipError` message. Fetching, caching, image
+//! decoding in the browser and the worker live in the JS layer (`js/`), which is the
+//! public API; this module is its engine room.
+//!
+//! Memory: the weights stay in JS (`WeightBytes` holds `Uint8Array` handles, no copy) and
+//! are copied into wasm one tensor at a time while the engine converts them, so a 600 MB
+//! checkpoint never sits in wasm memory twice. Calls on one model are serialised by the JS
+//! layer; the `RefCell` here turns a second concurrent call into an error, never a panic.
+
+use crate::clip::{BackendChoice, Clip, ClipOptions, ModelFiles};
+use crate::error::ClipError;
+use crate::model::safetensors::TensorBytes;
+use crate::model::{SafeTensors, Towers};
+use crate::preprocess::ImageInput;
+use js_sys::{Float32Array, Promise, Uint8Array};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+fn js_err(e: ClipError) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Panics are bugs, not input errors (the library returns `ClipError` for those); the
+/// hook only makes one readable in the console before the module aborts.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The bytes of `model.safetensors` that JS has: whole, or only the ranges a tower needs.
+/// Segments are JS-owned `Uint8Array`s; `read_range` copies one tensor's slice into wasm.
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct WeightBytes {
+    /// `(file offset, bytes)`, sorted by offset.
+    segments: Vec<(usize, Uint8Array)>,
+}
+
+#[wasm_bindgen]
+impl WeightBytes {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> WeightBytes {
+        WeightBytes::default()
+    }
+
+    /// Bytes of the file starting at `offset` (the whole file: offset 0).
+    pub fn add(&mut self, offset: f64, bytes: Uint8Array) -> Result<(), JsError> {
+        if !(offset >= 0.0 && offset <= usize::MAX as f64 && offset.fract() == 0.0) {
+            return Err(JsError::new(&format!("invalid segment offset {offset}")));
+        }
+        let at = self
+            .segments
+            .partition_point(|(o, _)| *o <= offset as usize);
+        self.segments.insert(at, (offset as usize, bytes));
+        Ok(())
+    }
+}
+
+impl TensorBytes for WeightBytes {
+    fn read_range(&self, start: usize, end: usize) -> crate::Result<Cow<'_, [u8]>> {
+        // The last segment starting at or before `start` is the only one that can hold it.
+        let at = self.segments.partition_point(|(o, _)| *o <= start);
+        let seg = at.checked_sub(1).map(|i| &self.segments[i]);
+        match seg {
+            Some((offset, bytes)) if end <= offset + bytes.length() as usize => {
+                let (a, b) = (start - offset, end - offset);
+                Ok(Cow::Owned(bytes.subarray(a as u32, b as u32).to_vec()))
+            }
+            _ => Err(ClipError::SafeTensors(format!(
+                "file is truncated or was not fully downloaded: bytes [{start}, {end}) are missing"
+            ))),
+        }
+    }
+}
+
+/// What a download of `model.safetensors` needs, from the start of the file.
+#[wasm_bindgen]
+pub struct WeightPlan {
+    header_len: usize,
+    data_end: usize,
+    ranges: Vec<f64>,
+}
+
+#[wasm_bindgen]
+impl WeightPlan {
+    /// How many bytes the header occupies (8 + JSON), from the file's first 8 bytes.
+    #[wasm_bindgen(js_name = headerLength)]
+    pub fn header_length(first8: &[u8]) -> Result<f64, JsError> {
+        Ok(SafeTensors::header_len(first8).map_err(js_err)? as f64)
+    }
+
+    /// Parse the header (the file's first `headerLength` bytes) and list the byte ranges
+    /// of the tensors the requested towers use, adjacent ones merged.
+    pub fn parse(header: &[u8], towers: &str) -> Result<WeightPlan, JsError> {
+        let towers = Towers::parse(towers).map_err(js_err)?;
+        let st = SafeTensors::parse_header(header).map_err(js_err)?;
+        let mut wanted: Vec<(usize, usize)> = st
+            .tensors()
+            .filter(|t| towers.wants(&t.name))
+            .map(|t| (t.start, t.end))
+            .collect();
+        wanted.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (s, e) in wanted {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        Ok(WeightPlan {
+            header_len: st.data_start,
+            data_end: st.data_end,
+            ranges: merged
+                .into_iter()
+                .flat_map(|(s, e)| [s as f64, e as f64])
+                .collect(),
+        })
+    }
+
+    #[wasm_bindgen(getter, js_name = headerLen)]
+    pub fn header_len(&self) -> f64 {
+        self.header_len as f64
+    }
+
+    /// The least number of bytes a complete file holds.
+    #[wasm_bindgen(getter, js_name = dataEnd)]
+    pub fn data_end(&self) -> f64 {
+        self.data_end as f64
+    }
+
+    /// `[start0, end0, start1, end1, ...]`, end exclusive.
+    #[wasm_bindgen(getter)]
+    pub fn ranges(&self) -> Vec<f64> {
+        self.ranges.clone()
+    }
+}
+
+/// Images for one call: encoded files (decoded in Rust) or raw RGBA pixels.
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct ImageBatch {
+    items: Vec<Item>,
+}
+
+enum Item {
+    Encoded(Vec<u8>),
+    Rgba {
+        width: u32,
+        height: u32,
+        data: Vec<u8>,
+    },
+}
+
+#[wasm_bindgen]
+impl ImageBatch {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> ImageBatch {
+        ImageBatch::default()
+    }
+
+    /// PNG, JPEG, WebP or GIF bytes.
+    #[wasm_bindgen(js_name = pushEncoded)]
+    pub fn push_encoded(&mut self, bytes: Vec<u8>) {
+        self.items.push(Item::Encoded(bytes));
+    }
+
+    /// `width * height * 4` bytes of RGBA8, row-major (an `ImageData`'s `data`).
+    #[wasm_bindgen(js_name = pushRgba)]
+    pub fn push_rgba(&mut self, width: u32, height: u32, data: Vec<u8>) -> Result<(), JsError> {
+        let expected = width as u64 * height as u64 * 4;
+        if data.len() as u64 != expected {
+            return Err(JsError::new(&format!(
+                "invalid input: RGBA data of a {width}x{height} image must hold {expected} bytes, not {}",
+                data.len()
+            )));
+        }
+        self.items.push(Item::Rgba {
+            width,
+            height,
+            data,
+        });
+        Ok(())
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// A loaded model. Methods return promises of flat `Float32Array`s `[n * dim]`.
+#[wasm_bindgen]
+pub struct WasmClip {
+    inner: Rc<RefCell<Clip>>,
+    // Fixed at load, so the getters never need to borrow the (maybe busy) model.
+    dim: usize,
+    image_size: usize,
+    logit_scale: f32,
+    towers: Towers,
+    backend_kind: String,
+    backend_adapter: Option<String>,
+    backend_reason: String,
+}
+
+#[wasm_bindgen]
+impl WasmClip {
+    /// `backend`: auto | cpu | webgpu; `towers`: both | vision | text; `max_batch`: images
+    /// or texts per forward pass (0: default).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn load(
+        config: Vec<u8>,
+        weights: WeightBytes,
+        tokenizer: Option<Vec<u8>>,
+        preprocessor: Option<Vec<u8>>,
+        backend: String,
+        towers: String,
+        max_batch: usize,
+    ) -> Result<WasmClip, JsError> {
+        let options = ClipOptions {
+            backend: BackendChoice::parse(&backend).map_err(js_err)?,
+            towers: Towers::parse(&towers).map_err(js_err)?,
+            max_batch,
+            ..ClipOptions::default()
+        };
+        let first8 = weights.read_range(0, 8).map_err(|_| {
+            js_err(ClipError::SafeTensors(
+                "file is too short for a header".into(),
+            ))
+        })?;
+        let header_len = SafeTensors::header_len(&first8).map_err(js_err)?;
+        let prefix = weights.read_range(0, header_len).map_err(js_err)?;
+        let header = SafeTensors::parse_header(&prefix).map_err(js_err)?;
+        let files = ModelFiles {
+            config: &config,
+            weights: &weights,
+            weights_header: &header,
+            tokenizer: tokenizer.as_deref(),
+            preprocessor: preprocessor.as_deref(),
+        };
+        let clip = Clip::load(files, &options).await.map_err(js_err)?;
+        let info = clip.backend().clone();
+        Ok(WasmClip {
+            dim: clip.config.projection_dim,
+            image_size: clip.config.vision_config.image_size,
+            logit_scale: clip.logit_scale(),
+            towers: clip.towers(),
+            backend_kind: info.kind.to_string(),
+            backend_adapter: info.adapter,
+            backend_reason: info.reason,
+            inner: Rc::new(RefCell::new(clip)),
+        })
+    }
+
+    /// Projected image features `[n * dim]`, L2-normalised when `normalize`.
+    #[wasm_bindgen(js_name = imageFeatures)]
+    pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut clip = borrow(&inner)?;
+            let inputs: Vec<ImageInput> = images
+                .items
+                .iter()
+                .map(|it| match it {
+                    Item::Encoded(b) => ImageInput::Encoded(b),
+                    Item::Rgba {
+                        width,
+                        height,
+                        data,
+                    } => ImageInput::Rgba {
+                        width: *width,
+                        height: *height,
+                        data,
+                    },
+                })
+                .collect();
+            let emb = clip.image_features(&inputs).await.map_err(js_err)?;
+            let emb = if normalize { emb.normalized() } else { emb };
+            Ok(Float32Array::from(emb.data.as_slice()).into())
+        })
+    }
+
+    /// Projected text features `[n * dim]`, L2-normalised when `normalize`.
+    #[wasm_bindgen(js_name = textFeatures)]
+    pub fn text_features(&self, texts: Vec<String>, normalize: bool) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut clip = borrow(&inner)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let emb = clip.text_features(&refs).await.map_err(js_err)?;
+            let emb = if normalize { emb.normalized() } else { emb };
+            Ok(Float32Array::from(emb.data.as_slice()).into())
+        })
+    }
+
+    /// Length of one embedding (`projection_dim`).
+    #[wasm_bindgen(getter)]
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Side of the square model input, in pixels.
+    #[wasm_bindgen(getter, js_name = imageSize)]
+    pub fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    /// `exp(logit_scale)`: the factor from cosine similarity to logits (100 for OpenAI CLIP).
+    #[wasm_bindgen(getter, js_name = logitScale)]
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale.exp()
+    }
+
+    /// `both`, `vision` or `text`.
+    #[wasm_bindgen(getter)]
+    pub fn towers(&self) -> String {
+        match self.towers {
+            Towers::Both => "both",
+            Towers::Vision => "vision",
+            Towers::Text => "text",
+        }
+        .into()
+    }
+
+    /// `cpu` or `webgpu`.
+    #[wasm_bindgen(getter, js_name = backendKind)]
+    pub fn backend_kind(&self) -> String {
+        self.backend_kind.clone()
+    }
+
+    #[wasm_bindgen(getter, js_name = backendAdapter)]
+    pub fn backend_adapter(&self) -> Option<String> {
+        self.backend_adapter.clone()
+    }
+
+    #[wasm_bindgen(getter, js_name = backendReason)]
+    pub fn backend_reason(&self) -> String {
+        self.backend_reason.clone()
+    }
+}
+
+fn borrow(inner: &Rc<RefCell<Clip>>) -> Result<std::cell::RefMut<'_, Clip>, JsValue> {
+    inner.try_borrow_mut().map_err(|_| {
+        JsError::new("the model is busy with another call; await it before the next").into()
+    })
+}

@@ -1,0 +1,257 @@
+// The model in this thread: initialises the wasm module, gathers the model files and
+// hands them to `WasmClip`, turns images into what Rust takes. `index.js` uses it
+// directly or, with `worker: true`, through `worker.js`.
+
+import init, { ImageBatch, WasmClip, WeightBytes } from './webclip.js';
+import { ByteCache, isNode, readWeights, readWhole, toSource } from './sources.js';
+
+let wasmReady = null;
+
+/** Load and instantiate the .wasm once per thread. */
+export function initWasm(wasmUrl) {
+  wasmReady ??= (async () => {
+    if (isNode && !wasmUrl) {
+      const fs = await import(/* webpackIgnore: true */ 'node:fs/promises');
+      const bytes = await fs.readFile(new URL('./webclip_bg.wasm', import.meta.url));
+      await init({ module_or_path: bytes });
+    } else {
+      await init({ module_or_path: wasmUrl ?? new URL('./webclip_bg.wasm', import.meta.url) });
+    }
+  })().catch((e) => {
+    wasmReady = null; // let a later call try again
+    throw new Error(`webclip: could not load webclip_bg.wasm: ${e?.message ?? e}`, { cause: e });
+  });
+  return wasmReady;
+}
+
+const MODEL_FILES = {
+  config: 'config.json',
+  weights: 'model.safetensors',
+  tokenizer: 'tokenizer.json',
+  preprocessor: 'preprocessor_config.json',
+};
+
+/** `{ config, weights, tokenizer, preprocessor }` sources from a folder or an object. */
+function modelSources(model, towers) {
+  let spec;
+  let optionalPreprocessor = false;
+  if (typeof model === 'string' || model instanceof URL) {
+    const base = String(model).endsWith('/') ? String(model) : `${model}/`;
+    spec = {};
+    for (const [k, name] of Object.entries(MODEL_FILES)) spec[k] = base + name;
+    // Not every repository has one; CLIP's defaults apply then.
+    optionalPreprocessor = true;
+  } else if (model && typeof model === 'object') {
+    spec = model;
+  } else {
+    throw new Error(
+      "webclip: `model` must be a folder URL (or path in Node.js) or { config, weights, tokenizer, preprocessor }",
+    );
+  }
+  for (const k of ['config', 'weights']) {
+    if (spec[k] == null) throw new Error(`webclip: model.${k} (${MODEL_FILES[k]}) is required`);
+  }
+  if (towers !== 'vision' && spec.tokenizer == null) {
+    throw new Error("webclip: model.tokenizer (tokenizer.json) is required for the text tower; pass towers: 'vision' to load only the image encoder");
+  }
+  const src = (k) => toSource(spec[k], MODEL_FILES[k]);
+  return {
+    config: src('config'),
+    weights: src('weights'),
+    tokenizer: towers === 'vision' ? null : src('tokenizer'),
+    preprocessor: towers === 'text' ? null : src('preprocessor'),
+    optionalPreprocessor,
+  };
+}
+
+/** What the browser tells of its adapter (wgpu on the web leaves the name empty). */
+async function adapterName() {
+  try {
+    const a = await navigator.gpu.requestAdapter();
+    const i = a?.info ?? (await a?.requestAdapterInfo?.());
+    const name = [i?.vendor, i?.architecture, i?.device, i?.description].filter(Boolean).join(' ');
+    return name || 'WebGPU adapter';
+  } catch {
+    return 'WebGPU adapter';
+  }
+}
+
+const hasWebGpu = () => typeof navigator !== 'undefined' && !!navigator.gpu;
+
+export class LocalEngine {
+  /** `options` as `Clip.load` takes them, already validated by index.js. */
+  static async load(options) {
+    const { towers, backend } = options;
+    const onProgress = options.onProgress ?? (() => {});
+    const srcs = modelSources(options.model, towers);
+    if (backend === 'webgpu' && !hasWebGpu()) {
+      throw new Error(
+        "webclip: backend 'webgpu' was requested but WebGPU is not available here (no navigator.gpu); use backend: 'auto' or 'cpu'",
+      );
+    }
+    const cache = await ByteCache.open(options.cache);
+    await initWasm(options.wasmUrl);
+    const progress = (phase, src) => (loaded, total) =>
+      onProgress({ phase, loaded, total, file: src.what, url: src.url ?? src.path ?? null });
+
+    const small = (phase, optional) => {
+      const src = srcs[phase];
+      if (!src) return null;
+      return readWhole(src, progress(phase, src), cache).catch((e) => {
+        if (optional && / not found at /.test(e.message)) return null;
+        throw e;
+      });
+    };
+    const [config, tokenizer, preprocessor, weights] = await Promise.all([
+      small('config'),
+      small('tokenizer'),
+      small('preprocessor', srcs.optionalPreprocessor),
+      readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache),
+    ]);
+
+    const bytes = new WeightBytes();
+    for (const [offset, seg] of weights.segments) bytes.add(offset, seg);
+    // Without navigator.gpu 'auto' cannot find a GPU: say so, rather than let wgpu fail.
+    const rustBackend = backend === 'auto' && !hasWebGpu() ? 'cpu' : backend;
+    let clip;
+    try {
+      clip = await WasmClip.load(config, bytes, tokenizer, preprocessor, rustBackend, towers, options.maxBatch ?? 0);
+    } catch (e) {
+      const where = srcs.weights.url ?? srcs.weights.path;
+      throw new Error(`webclip: could not load the model${where ? ` (${where})` : ''}: ${e?.message ?? e}`, { cause: e });
+    }
+    let adapter = clip.backendAdapter || null;
+    if (clip.backendKind === 'webgpu' && !adapter) adapter = await adapterName();
+    const reason =
+      rustBackend !== backend
+        ? `WebGPU is not available here (no navigator.gpu${isNode ? ' in Node.js' : ''}), so the CPU engine runs`
+        : clip.backendReason;
+    return new LocalEngine(clip, {
+      backend: clip.backendKind,
+      backendInfo: { kind: clip.backendKind, adapter, reason },
+      dim: clip.dim,
+      imageSize: clip.imageSize,
+      logitScale: clip.logitScale,
+      towers: clip.towers,
+    });
+  }
+
+  constructor(clip, info) {
+    this.clip = clip;
+    this.info = info;
+  }
+
+  /** One `Float32Array(dim)` per image. */
+  async embedImages(images, normalize) {
+    const batch = new ImageBatch();
+    try {
+      for (let i = 0; i < images.length; i++) {
+        const img = await toPixels(images[i], images.length > 1 ? `image ${i}` : 'image');
+        if (img.encoded) batch.pushEncoded(img.encoded);
+        else batch.pushRgba(img.width, img.height, img.data);
+      }
+    } catch (e) {
+      batch.free();
+      throw e;
+    }
+    return this.split(await this.clip.imageFeatures(batch, normalize));
+  }
+
+  async embedTexts(texts, normalize) {
+    return this.split(await this.clip.textFeatures(texts, normalize));
+  }
+
+  split(flat) {
+    const out = [];
+    for (let at = 0; at < flat.length; at += this.info.dim) out.push(flat.slice(at, at + this.info.dim));
+    return out;
+  }
+
+  dispose() {
+    this.clip?.free();
+    this.clip = null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Images: file bytes go to Rust as they are (the `image` crate decodes PNG, JPEG, WebP and
+// GIF); pixels the browser already decoded (ImageData, ImageBitmap, <img>, canvases,
+// video) are drawn onto a canvas and read back as RGBA.
+
+const RUST_TYPES = /^image\/(png|jpeg|jpg|webp|gif)$/i;
+
+function bytesOf(v) {
+  if (v instanceof ArrayBuffer) return new Uint8Array(v);
+  if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  return null;
+}
+
+const is = (v, name) => typeof globalThis[name] !== 'undefined' && v instanceof globalThis[name];
+
+/** `{ encoded }` or `{ width, height, data }` for one image input. */
+export async function toPixels(img, what = 'image') {
+  const bytes = bytesOf(img);
+  if (bytes) return { encoded: bytes };
+  if (is(img, 'Blob')) {
+    // Types the browser decodes but Rust does not (AVIF, BMP, SVG, ...) go via a bitmap.
+    if (!img.type || RUST_TYPES.test(img.type) || typeof createImageBitmap === 'undefined') {
+      return { encoded: new Uint8Array(await img.arrayBuffer()) };
+    }
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(img);
+    } catch (e) {
+      throw new Error(`webclip: ${what}: unsupported image type ${img.type} (use PNG, JPEG, WebP or GIF)`, { cause: e });
+    }
+    try {
+      return draw(bitmap, bitmap.width, bitmap.height, what);
+    } finally {
+      bitmap.close();
+    }
+  }
+  if (is(img, 'ImageData') || (img && typeof img === 'object' && 'data' in img && 'width' in img && 'height' in img)) {
+    const data = bytesOf(img.data);
+    if (!data) throw new Error(`webclip: ${what}: { width, height, data } needs data as a Uint8Array or Uint8ClampedArray of RGBA`);
+    return { width: img.width, height: img.height, data };
+  }
+  if (is(img, 'HTMLImageElement')) {
+    if (!img.complete || !img.naturalWidth) {
+      try {
+        await img.decode();
+      } catch (e) {
+        throw new Error(`webclip: ${what}: the <img> (${img.currentSrc || img.src}) could not be loaded or decoded`, { cause: e });
+      }
+    }
+    return draw(img, img.naturalWidth, img.naturalHeight, what);
+  }
+  if (is(img, 'HTMLVideoElement')) return draw(img, img.videoWidth, img.videoHeight, what);
+  if (is(img, 'VideoFrame')) return draw(img, img.displayWidth, img.displayHeight, what);
+  if (is(img, 'ImageBitmap') || is(img, 'HTMLCanvasElement') || is(img, 'OffscreenCanvas')) {
+    return draw(img, img.width, img.height, what);
+  }
+  throw new Error(
+    `webclip: ${what}: unsupported input ${img === null ? 'null' : typeof img === 'object' ? img.constructor?.name ?? 'object' : typeof img}; pass a Blob, bytes, ImageData, ImageBitmap, <img>, <canvas> or OffscreenCanvas`,
+  );
+}
+
+function draw(source, width, height, what) {
+  if (!width || !height) throw new Error(`webclip: ${what} has no pixels (${width}x${height}); is it loaded?`);
+  let canvas;
+  if (typeof OffscreenCanvas !== 'undefined') canvas = new OffscreenCanvas(width, height);
+  else if (typeof document !== 'undefined') {
+    canvas = document.createElement('canvas');
+    canvas.width = width;
+    canvas.height = height;
+  } else throw new Error(`webclip: ${what}: no canvas here to read its pixels; pass the file bytes instead`);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(source, 0, 0);
+  try {
+    const data = ctx.getImageData(0, 0, width, height).data;
+    return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  } catch (e) {
+    throw new Error(
+      `webclip: ${what} is cross-origin without CORS, so its pixels cannot be read; serve it with CORS and set crossOrigin = 'anonymous', or pass the file as a Blob`,
+      { cause: e },
+    );
+  }
+}

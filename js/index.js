@@ -1,0 +1,303 @@
+// webclip: CLIP image and text embeddings in the browser (WebGPU or a SIMD CPU engine in
+// WebAssembly) and in Node.js. `Clip.load` downloads a Hugging Face CLIP checkpoint and
+// returns a model whose calls run one at a time, here or in a dedicated Worker.
+
+import { LocalEngine, initWasm } from './engine.js';
+import { isNode } from './sources.js';
+
+const BACKENDS = ['auto', 'webgpu', 'cpu'];
+const TOWERS = ['both', 'vision', 'text'];
+
+function validate(options) {
+  if (!options || typeof options !== 'object') throw new Error('webclip: Clip.load needs an options object with a `model`');
+  const o = {
+    model: options.model,
+    backend: options.backend ?? 'auto',
+    towers: options.towers ?? 'both',
+    worker: options.worker ?? false,
+    cache: options.cache ?? true,
+    maxBatch: options.maxBatch ?? 0,
+    wasmUrl: options.wasmUrl,
+    onProgress: options.onProgress,
+  };
+  if (o.backend === 'gpu') o.backend = 'webgpu';
+  if (!BACKENDS.includes(o.backend)) throw new Error(`webclip: backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(options.backend)}`);
+  if (!TOWERS.includes(o.towers)) throw new Error(`webclip: towers must be one of ${TOWERS.join(', ')}, not ${JSON.stringify(options.towers)}`);
+  if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw new Error('webclip: maxBatch must be a non-negative integer');
+  if (o.onProgress != null && typeof o.onProgress !== 'function') throw new Error('webclip: onProgress must be a function');
+  if (o.model == null) throw new Error('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer, preprocessor }');
+  return o;
+}
+
+/** Make relative URLs absolute against the page, so a worker resolves them the same way. */
+function absolute(model) {
+  if (isNode || typeof location === 'undefined') return model;
+  const abs = (v) => (typeof v === 'string' || v instanceof URL ? new URL(String(v), location.href).href : v);
+  if (typeof model === 'string' || model instanceof URL) return abs(model);
+  const out = {};
+  for (const [k, v] of Object.entries(model)) out[k] = abs(v);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker mode: the same engine in a dedicated module Worker, driven by messages.
+
+class WorkerEngine {
+  static async load(options) {
+    if (typeof Worker === 'undefined') {
+      throw new Error('webclip: worker: true needs Web Workers (a browser); in Node.js use worker: false');
+    }
+    const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'webclip' });
+    const engine = new WorkerEngine(worker);
+    const { onProgress, ...rest } = options;
+    try {
+      engine.info = await engine.call('load', [{ ...rest, onProgress: undefined }], onProgress);
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
+    return engine;
+  }
+
+  constructor(worker) {
+    this.worker = worker;
+    this.pending = new Map();
+    this.next = 1;
+    worker.onmessage = ({ data }) => {
+      const p = this.pending.get(data.id);
+      if (!p) return;
+      if (data.progress) return p.onProgress?.(data.progress);
+      this.pending.delete(data.id);
+      if (data.ok) p.resolve(data.result);
+      else p.reject(new Error(data.error));
+    };
+    const fail = (message) => {
+      for (const p of this.pending.values()) p.reject(new Error(message));
+      this.pending.clear();
+      this.dead = message;
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      fail(`webclip: the worker failed: ${e.message || 'it could not be started (is worker.js served next to index.js?)'}`);
+    };
+    worker.onmessageerror = () => fail('webclip: a message from the worker could not be read');
+  }
+
+  call(method, args, onProgress, transfer = []) {
+    if (this.dead) return Promise.reject(new Error(this.dead));
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, method, args }, transfer);
+    });
+  }
+
+  async embedImages(images, normalize) {
+    // DOM elements cannot cross to a worker; bitmaps of them can.
+    const items = [];
+    for (let i = 0; i < images.length; i++) items.push(await cloneable(images[i], i));
+    return this.call('embedImages', [items, normalize]);
+  }
+
+  embedTexts(texts, normalize) {
+    return this.call('embedTexts', [texts, normalize]);
+  }
+
+  dispose() {
+    this.worker.terminate();
+    const err = new Error('webclip: this Clip was disposed');
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.dead = err.message;
+  }
+}
+
+async function cloneable(img, i) {
+  const dom = ['HTMLImageElement', 'HTMLCanvasElement', 'HTMLVideoElement', 'SVGImageElement'].some(
+    (n) => typeof globalThis[n] !== 'undefined' && img instanceof globalThis[n],
+  );
+  if (!dom) return img;
+  if (img instanceof HTMLImageElement && (!img.complete || !img.naturalWidth)) {
+    try {
+      await img.decode();
+    } catch (e) {
+      throw new Error(`webclip: image ${i}: the <img> (${img.currentSrc || img.src}) could not be loaded or decoded`, { cause: e });
+    }
+  }
+  try {
+    return await createImageBitmap(img);
+  } catch (e) {
+    throw new Error(`webclip: image ${i}: cannot read its pixels: ${e?.message ?? e}`, { cause: e });
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+/** A loaded CLIP model. Calls on one instance run one after another, in call order. */
+export class Clip {
+  /**
+   * Download (or read) a model and set up its engine; see index.d.ts for the options.
+   * @returns {Promise<Clip>}
+   */
+  static async load(options) {
+    const o = validate(options);
+    o.model = absolute(o.model);
+    const engine = o.worker ? await WorkerEngine.load(o) : await LocalEngine.load(o);
+    return new Clip(engine);
+  }
+
+  /** Instantiate the wasm module ahead of `load` (optional; `load` does it too). */
+  static init(wasmUrl) {
+    return initWasm(wasmUrl);
+  }
+
+  constructor(engine) {
+    if (!(engine instanceof LocalEngine || engine instanceof WorkerEngine)) {
+      throw new Error('webclip: use `await Clip.load({ model })` to make a Clip');
+    }
+    this._engine = engine;
+    this._queue = Promise.resolve();
+    this._labels = new Map();
+    const info = engine.info;
+    /** `'webgpu'` or `'cpu'`. */
+    this.backend = info.backend;
+    /** `{ kind, adapter, reason }`: which engine runs and why. */
+    this.backendInfo = info.backendInfo;
+    /** Length of each embedding. */
+    this.dim = info.dim;
+    /** Input side of the vision tower in pixels. */
+    this.imageSize = info.imageSize;
+    /** `exp(logit_scale)`: logits = logitScale * cosine. */
+    this.logitScale = info.logitScale;
+    /** Which encoders are loaded: `'both'`, `'vision'` or `'text'`. */
+    this.towers = info.towers;
+    this.worker = engine instanceof WorkerEngine;
+  }
+
+  get disposed() {
+    return this._engine === null;
+  }
+
+  /** Run `fn` after every earlier call on this instance has settled. */
+  _run(fn) {
+    // The engine is taken now: a call made before dispose() still runs.
+    const engine = this._engine;
+    if (!engine) return Promise.reject(new Error('webclip: this Clip was disposed; load the model again to use it'));
+    const run = () => fn(engine);
+    const p = this._queue.then(run, run);
+    this._queue = p.catch(() => {});
+    return p;
+  }
+
+  /**
+   * One embedding per image, L2-normalised unless `{ normalize: false }`.
+   * @returns {Promise<Float32Array[]>}
+   */
+  embedImages(images, { normalize = true } = {}) {
+    if (!Array.isArray(images)) return Promise.reject(new TypeError('webclip: embedImages takes an array of images'));
+    if (this.towers === 'text') return Promise.reject(new Error("webclip: the vision tower is not loaded (towers: 'text')"));
+    if (images.length === 0) return Promise.resolve([]);
+    return this._run((e) => e.embedImages(images, !!normalize));
+  }
+
+  /** @returns {Promise<Float32Array>} */
+  async embedImage(image, options) {
+    return (await this.embedImages([image], options))[0];
+  }
+
+  /**
+   * One embedding per text, L2-normalised unless `{ normalize: false }`.
+   * @returns {Promise<Float32Array[]>}
+   */
+  embedTexts(texts, { normalize = true } = {}) {
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
+      return Promise.reject(new TypeError('webclip: embedTexts takes an array of strings'));
+    }
+    if (this.towers === 'vision') return Promise.reject(new Error("webclip: the text tower is not loaded (towers: 'vision')"));
+    if (texts.length === 0) return Promise.resolve([]);
+    return this._run((e) => e.embedTexts(texts, !!normalize));
+  }
+
+  /** @returns {Promise<Float32Array>} */
+  async embedText(text, options) {
+    return (await this.embedTexts([text], options))[0];
+  }
+
+  /**
+   * Zero-shot classification: softmax over `logitScale * cosine(image, prompt)` for each
+   * label, sorted by score. `template` turns a label into a prompt (`{}` = the label).
+   * @returns {Promise<{label: string, score: number, logit: number}[]>}
+   */
+  async classify(image, labels, { template = '{}' } = {}) {
+    if (!Array.isArray(labels) || labels.length === 0 || labels.some((l) => typeof l !== 'string')) {
+      throw new TypeError('webclip: classify takes a non-empty array of label strings');
+    }
+    if (typeof template !== 'string' || !template.includes('{}')) {
+      throw new TypeError("webclip: template must be a string with a {} where the label goes, e.g. 'a photo of a {}'");
+    }
+    const prompts = labels.map((l) => template.replaceAll('{}', l));
+    const known = new Map(prompts.filter((p) => this._labels.has(p)).map((p) => [p, this._labels.get(p)]));
+    const missing = [...new Set(prompts.filter((p) => !known.has(p)))];
+    const [imageEmb, textEmbs] = await Promise.all([this.embedImage(image), this.embedTexts(missing)]);
+    // Prompt embeddings are kept for the next call (labels repeat); bounded, not an LRU.
+    if (this._labels.size + missing.length > 4096) this._labels.clear();
+    missing.forEach((p, i) => {
+      known.set(p, textEmbs[i]);
+      this._labels.set(p, textEmbs[i]);
+    });
+    const logits = prompts.map((p) => this.logitScale * dot(imageEmb, known.get(p)));
+    const max = Math.max(...logits);
+    const exps = logits.map((l) => Math.exp(l - max));
+    const sum = exps.reduce((a, b) => a + b, 0);
+    return labels
+      .map((label, i) => ({ label, score: exps[i] / sum, logit: logits[i] }))
+      .sort((a, b) => b.score - a.score);
+  }
+
+  /**
+   * Rank `embeddings` by cosine similarity to `query` (an image or text embedding).
+   * @returns {{index: number, score: number}[]} best first, at most `topK`
+   */
+  rank(query, embeddings, { topK = Infinity } = {}) {
+    return Clip.rank(query, embeddings, { topK });
+  }
+
+  static rank(query, embeddings, { topK = Infinity } = {}) {
+    const scored = embeddings.map((e, index) => ({ index, score: Clip.cosine(query, e) }));
+    scored.sort((a, b) => b.score - a.score);
+    return scored.slice(0, topK);
+  }
+
+  /** Cosine similarity of two vectors of the same length. */
+  static cosine(a, b) {
+    if (a.length !== b.length) throw new Error(`webclip: cosine of vectors of lengths ${a.length} and ${b.length}`);
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let i = 0; i < a.length; i++) {
+      ab += a[i] * b[i];
+      aa += a[i] * a[i];
+      bb += b[i] * b[i];
+    }
+    return ab / (Math.sqrt(aa * bb) || 1);
+  }
+
+  /**
+   * Free the model (and its worker) once the calls already made have settled; calls
+   * made after this reject.
+   */
+  dispose() {
+    const engine = this._engine;
+    this._engine = null;
+    this._labels.clear();
+    if (engine) this._queue.then(() => engine.dispose());
+  }
+}
+
+function dot(a, b) {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+export default Clip;

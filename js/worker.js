@@ -1,0 +1,46 @@
+// The Worker side of `Clip.load({ worker: true })`: one model per worker, driven by
+// `{ id, method, args }` messages from index.js; replies `{ id, ok, result | error }`,
+// and `{ id, progress }` while loading.
+
+import { LocalEngine } from './engine.js';
+
+let engine = null;
+
+const methods = {
+  async load(options, id) {
+    if (engine) throw new Error('webclip: this worker already holds a model');
+    engine = await LocalEngine.load({
+      ...options,
+      onProgress: (progress) => self.postMessage({ id, progress }),
+    });
+    return [engine.info, []];
+  },
+  async embedImages(images, normalize) {
+    const out = await loaded().embedImages(images, normalize);
+    return [out, out.map((e) => e.buffer)];
+  },
+  async embedTexts(texts, normalize) {
+    const out = await loaded().embedTexts(texts, normalize);
+    return [out, out.map((e) => e.buffer)];
+  },
+};
+
+function loaded() {
+  if (!engine) throw new Error('webclip: the worker has no model loaded');
+  return engine;
+}
+
+// Messages are handled one at a time, in order (index.js queues calls too).
+let queue = Promise.resolve();
+self.onmessage = ({ data: { id, method, args } }) => {
+  queue = queue.then(async () => {
+    try {
+      const fn = methods[method];
+      if (!fn) throw new Error(`webclip: unknown worker method ${method}`);
+      const [result, transfer] = await fn(...args, id);
+      self.postMessage({ id, ok: true, result }, transfer);
+    } catch (e) {
+      self.postMessage({ id, ok: false, error: e?.message ?? String(e) });
+    }
+  });
+};

@@ -1,0 +1,476 @@
+//! Resampling bit-exact with Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit images,
+//! which is what `transformers.CLIPImageProcessor` calls (and Pillow's other convolution
+//! filters, for preprocessor configs that ask for them).
+//!
+//! Follows Pillow `src/libImaging/Resample.c` (`precompute_coeffs`, `normalize_coeffs_8bpc`,
+//! `ImagingResampleHorizontal_8bpc` / `Vertical_8bpc`, `ImagingResampleInner`):
+//! - the filter is Keys' cubic with a = -0.5, support 2; when shrinking, the support is
+//!   stretched by the scale factor (antialiasing) and the taps by 1 / scale;
+//! - each output sample's taps are normalised to sum 1 in f64, then rounded half away from
+//!   zero to fixed point with 22 fractional bits (`PRECISION_BITS = 32 - 8 - 2`);
+//! - sums start at 0.5 (`1 << 21`), are shifted right by 22 (floor) and clamped to 0..=255;
+//! - horizontal pass first, into an 8-bit intermediate, then the vertical pass; a pass is
+//!   skipped when its size does not change.
+//!
+//! Each output sample depends only on its own taps, so computing a window of the output (the
+//! centre crop) gives the same bytes as resizing everything and cropping afterwards, without
+//! the cost, and without allocating the full resized image of a very long panorama.
+
+use crate::error::{ClipError, Result};
+
+/// Fixed-point fraction bits of the taps, as in Pillow (8 bits of result, 2 of headroom).
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// Pillow's resampling filters (`Image.Resampling`, the numbers `preprocessor_config.json`
+/// stores as `resample`). CLIP uses bicubic; the others share the same machinery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// `resample = 1`: truncated sinc, support 3.
+    Lanczos,
+    /// `resample = 2`: triangle, support 1.
+    Bilinear,
+    /// `resample = 3`: Keys' cubic with a = -0.5, support 2.
+    Bicubic,
+    /// `resample = 4`: box, support 0.5.
+    Box,
+    /// `resample = 5`: Hamming-windowed sinc, support 1.
+    Hamming,
+}
+
+impl Filter {
+    /// From PIL's `Image.Resampling` value; 0 (nearest) takes another code path in Pillow
+    /// and is not supported.
+    pub fn from_pil(value: u32) -> Option<Filter> {
+        Some(match value {
+            1 => Filter::Lanczos,
+            2 => Filter::Bilinear,
+            3 => Filter::Bicubic,
+            4 => Filter::Box,
+            5 => Filter::Hamming,
+            _ => return None,
+        })
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Filter::Box => 0.5,
+            Filter::Bilinear | Filter::Hamming => 1.0,
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    /// The filter functions as Pillow writes them, so the f64 rounding is the same
+    /// (`sin`/`cos` of Hamming and Lanczos come from the platform's libm and may differ
+    /// from Pillow's in the last bit; bicubic, bilinear and box are exact).
+    fn eval(self, x: f64) -> f64 {
+        fn sinc(x: f64) -> f64 {
+            if x == 0.0 {
+                return 1.0;
+            }
+            let x = x * std::f64::consts::PI;
+            x.sin() / x
+        }
+        match self {
+            Filter::Box => {
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bilinear => {
+                let x = x.abs();
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            Filter::Hamming => {
+                let x = x.abs();
+                if x == 0.0 {
+                    1.0
+                } else if x >= 1.0 {
+                    0.0
+                } else {
+                    let x = x * std::f64::consts::PI;
+                    // `0.54f + 0.46f * cos(x)`: C float constants promoted to double.
+                    x.sin() / x * (0.54f32 as f64 + 0.46f32 as f64 * x.cos())
+                }
+            }
+            Filter::Lanczos => {
+                if (-3.0..3.0).contains(&x) {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// The fixed-point taps of `count` consecutive output samples along one axis.
+struct Taps {
+    /// First input index of each output sample.
+    start: Vec<usize>,
+    /// Number of input samples each output sample reads.
+    len: Vec<usize>,
+    /// `[count, ksize]` fixed-point weights (row `i` holds `len[i]` used entries).
+    weights: Vec<i32>,
+    ksize: usize,
+}
+
+impl Taps {
+    /// Taps of output samples `first..first + count` for `in_size -> out_size`
+    /// (Pillow's `precompute_coeffs` with box `(0, in_size)`, then `normalize_coeffs_8bpc`).
+    fn new(filter: Filter, in_size: usize, out_size: u64, first: u64, count: usize) -> Taps {
+        // `(double)(in1 - in0) / outSize` where in0, in1 are C floats.
+        let scale = (in_size as f32) as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = filter.support() * filterscale;
+        let ksize = support.ceil() as usize * 2 + 1;
+        let inv = 1.0 / filterscale;
+        let mut taps = Taps {
+            start: Vec::with_capacity(count),
+            len: Vec::with_capacity(count),
+            weights: vec![0; count * ksize],
+            ksize,
+        };
+        let mut w = vec![0f64; ksize];
+        for (i, xx) in (first..first + count as u64).enumerate() {
+            let center = (xx as f64 + 0.5) * scale;
+            // C `(int)` truncates toward zero; the clamps make that the same as floor here.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
+            let n = xmax.saturating_sub(xmin).min(ksize);
+            let mut total = 0.0;
+            for (x, wx) in w[..n].iter_mut().enumerate() {
+                *wx = filter.eval(((x + xmin) as f64 - center + 0.5) * inv);
+                total += *wx;
+            }
+            let row = &mut taps.weights[i * ksize..][..n];
+            for (k, wx) in row.iter_mut().zip(&w[..n]) {
+                let v = if total != 0.0 { wx / total } else { *wx };
+                let fixed = v * (1u32 << PRECISION_BITS) as f64;
+                // Round half away from zero, then truncate, as `normalize_coeffs_8bpc` does.
+                *k = if v < 0.0 {
+                    (fixed - 0.5) as i32
+                } else {
+                    (fixed + 0.5) as i32
+                };
+            }
+            taps.start.push(xmin);
+            taps.len.push(n);
+        }
+        taps
+    }
+
+    fn row(&self, i: usize) -> (usize, &[i32]) {
+        (
+            self.start[i],
+            &self.weights[i * self.ksize..][..self.len[i]],
+        )
+    }
+}
+
+/// Pillow's `clip8`: drop the 22 fraction bits (floor) and clamp to a byte.
+#[inline]
+fn clip8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Rounding bias the sums start from (0.5 in fixed point).
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// Which part of the resized image to compute: columns `x0..x0 + width`, rows
+/// `y0..y0 + height` of the `out_width x out_height` result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub x0: u64,
+    pub y0: u64,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Resizes an interleaved 8-bit image (`channels` bytes a pixel, row-major `[height, width,
+/// channels]`) to `out_width x out_height` with Pillow's `filter` and returns the `window` of
+/// the result, `[window.height, window.width, channels]`.
+#[allow(clippy::too_many_arguments)]
+pub fn resize_window(
+    filter: Filter,
+    src: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    out_width: u64,
+    out_height: u64,
+    window: Window,
+) -> Result<Vec<u8>> {
+    let bad = |what: String| Err(ClipError::Image(format!("resize: {what}")));
+    if width == 0 || height == 0 || channels == 0 || out_width == 0 || out_height == 0 {
+        return bad(format!(
+            "empty image ({width}x{height}x{channels} -> {out_width}x{out_height})"
+        ));
+    }
+    if width
+        .checked_mul(height)
+        .and_then(|n| n.checked_mul(channels))
+        != Some(src.len())
+    {
+        return bad(format!(
+            "{} bytes is not a {width}x{height} image of {channels} channels",
+            src.len()
+        ));
+    }
+    if window.x0 + window.width as u64 > out_width || window.y0 + window.height as u64 > out_height
+    {
+        return bad(format!(
+            "window {window:?} outside the {out_width}x{out_height} result"
+        ));
+    }
+    let c = channels;
+
+    // Horizontal pass over the source rows the vertical pass reads: [rows, window.width, c].
+    let vert = (out_height != height as u64)
+        .then(|| Taps::new(filter, height, out_height, window.y0, window.height));
+    let (row0, rows) = match &vert {
+        Some(t) if window.height > 0 => {
+            let first = t.start.iter().copied().min().unwrap_or(0);
+            let last = (0..window.height)
+                .map(|i| t.start[i] + t.len[i])
+                .max()
+                .unwrap_or(first);
+            (first, last - first)
+        }
+        Some(_) => (0, 0),
+        // No vertical pass: the window's rows are source rows.
+        None => (window.y0 as usize, window.height),
+    };
+    let mut tmp = vec![0u8; rows * window.width * c];
+    if out_width != width as u64 {
+        let horiz = Taps::new(filter, width, out_width, window.x0, window.width);
+        for (r, out_row) in tmp.chunks_exact_mut(window.width * c).enumerate() {
+            let in_row = &src[(row0 + r) * width * c..][..width * c];
+            match c {
+                1 => horizontal_row::<1>(in_row, out_row, &horiz),
+                3 => horizontal_row::<3>(in_row, out_row, &horiz),
+                4 => horizontal_row::<4>(in_row, out_row, &horiz),
+                _ => {
+                    for (x, out_px) in out_row.chunks_exact_mut(c).enumerate() {
+                        let (start, k) = horiz.row(x);
+                        for (ch, out) in out_px.iter_mut().enumerate() {
+                            let mut acc = HALF;
+                            for (i, &w) in k.iter().enumerate() {
+                                acc += in_row[(start + i) * c + ch] as i32 * w;
+                            }
+                            *out = clip8(acc);
+                        }
+                    }
+                }
+            }
+        }
+    } else {
+        // Same width: the window's columns are source columns.
+        let x0 = window.x0 as usize;
+        for (r, out_row) in tmp.chunks_exact_mut(window.width * c).enumerate() {
+            out_row.copy_from_slice(&src[((row0 + r) * width + x0) * c..][..window.width * c]);
+        }
+    }
+
+    let Some(vert) = vert else {
+        return Ok(tmp);
+    };
+    // Vertical pass: [window.height, window.width, c].
+    let stride = window.width * c;
+    let mut out = vec![0u8; window.height * stride];
+    // Row at a time: `acc[i] += row[i] * w` runs over contiguous memory and vectorises.
+    // Integer sums do not depend on their order, so this equals Pillow's per-pixel loop.
+    let mut acc = vec![0i32; stride];
+    for (y, out_row) in out.chunks_exact_mut(stride.max(1)).enumerate() {
+        let (start, k) = vert.row(y);
+        let start = start - row0;
+        acc.fill(HALF);
+        for (j, &w) in k.iter().enumerate() {
+            let row = &tmp[(start + j) * stride..][..stride];
+            for (a, &p) in acc.iter_mut().zip(row) {
+                *a += p as i32 * w;
+            }
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    Ok(out)
+}
+
+/// One row of the horizontal pass for `C` interleaved channels: `[width, C]` source to
+/// `[window.width, C]` output, all channels of a pixel summed together as Pillow does.
+fn horizontal_row<const C: usize>(in_row: &[u8], out_row: &mut [u8], taps: &Taps) {
+    for (x, out_px) in out_row.chunks_exact_mut(C).enumerate() {
+        let (start, k) = taps.row(x);
+        let px = &in_row[start * C..(start + k.len()) * C];
+        let mut acc = [HALF; C];
+        for (p, &w) in px.chunks_exact(C).zip(k) {
+            for ch in 0..C {
+                acc[ch] += p[ch] as i32 * w;
+            }
+        }
+        for ch in 0..C {
+            out_px[ch] = clip8(acc[ch]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(src: &[u8], w: usize, h: usize, c: usize, ow: u64, oh: u64) -> Vec<u8> {
+        let win = Window {
+            x0: 0,
+            y0: 0,
+            width: ow as usize,
+            height: oh as usize,
+        };
+        resize_window(Filter::Bicubic, src, w, h, c, ow, oh, win).unwrap()
+    }
+
+    fn noise(n: usize, seed: u32) -> Vec<u8> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn taps_sum_to_one_in_fixed_point() {
+        for (inp, out) in [(7, 224), (224, 224), (900, 3360), (4000, 224), (60, 224)] {
+            let t = Taps::new(Filter::Bicubic, inp, out, 0, out as usize);
+            for i in 0..out as usize {
+                let s: i64 = t.row(i).1.iter().map(|&w| w as i64).sum();
+                // Rounding each tap moves the sum by at most 0.5 a tap.
+                assert!(
+                    (s - (1 << PRECISION_BITS)).unsigned_abs() as usize <= t.len[i],
+                    "{inp}->{out} sample {i}: sum {s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_size_is_identity() {
+        let src = noise(13 * 9 * 3, 1);
+        assert_eq!(full(&src, 13, 9, 3, 13, 9), src);
+    }
+
+    const FILTERS: [Filter; 5] = [
+        Filter::Lanczos,
+        Filter::Bilinear,
+        Filter::Bicubic,
+        Filter::Box,
+        Filter::Hamming,
+    ];
+
+    #[test]
+    fn constant_image_stays_constant() {
+        for f in FILTERS {
+            for v in [0u8, 1, 128, 254, 255] {
+                let src = vec![v; 37 * 23];
+                for (ow, oh) in [(224, 139), (5, 3), (300, 23), (37, 500)] {
+                    let win = Window {
+                        x0: 0,
+                        y0: 0,
+                        width: ow as usize,
+                        height: oh as usize,
+                    };
+                    let out = resize_window(f, &src, 37, 23, 1, ow, oh, win).unwrap();
+                    assert!(out.iter().all(|&o| o == v), "{f:?} {v} -> {ow}x{oh}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn box_and_bilinear_match_hand_computed_pillow() {
+        let one_row = |f, src: &[u8], ow| {
+            let win = Window {
+                x0: 0,
+                y0: 0,
+                width: ow,
+                height: 1,
+            };
+            resize_window(f, src, src.len(), 1, 1, ow as u64, 1, win).unwrap()
+        };
+        // Box halving: the mean of each pair, half rounded up.
+        assert_eq!(one_row(Filter::Box, &[10, 21, 0, 255], 2), vec![16, 128]);
+        // Bilinear 2 -> 4: output 0 reads only input 0 (its other tap is outside);
+        // output 1 is 0.75 * p0 + 0.25 * p1.
+        assert_eq!(
+            one_row(Filter::Bilinear, &[0, 200], 4),
+            vec![0, 50, 150, 200]
+        );
+    }
+
+    #[test]
+    fn window_equals_crop_of_full_resize() {
+        let (w, h, c) = (61, 43, 3);
+        let src = noise(w * h * c, 7);
+        for (ow, oh) in [(224u64, 157u64), (30, 20), (61, 100), (100, 43)] {
+            let all = full(&src, w, h, c, ow, oh);
+            let win = Window {
+                x0: ow / 3,
+                y0: oh / 4,
+                width: (ow / 2) as usize,
+                height: (oh / 2) as usize,
+            };
+            let part = resize_window(Filter::Bicubic, &src, w, h, c, ow, oh, win).unwrap();
+            for y in 0..win.height {
+                let a = &all[((win.y0 as usize + y) * ow as usize + win.x0 as usize) * c..]
+                    [..win.width * c];
+                assert_eq!(
+                    &part[y * win.width * c..][..win.width * c],
+                    a,
+                    "{ow}x{oh} row {y}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn upscale_of_two_pixels_matches_hand_computed_pillow() {
+        // 2x1 [0, 255] -> 4x1, scale 0.5. Output 1: center 0.75, taps at x = 0, 1 are
+        // bicubic(0.25) = 0.8671875 and bicubic(0.75) = 0.2265625, normalised 0.79286 and
+        // 0.20714; 255 * 0.20714 = 52.8 -> 53. Output 0: taps bicubic(0.25) and
+        // bicubic(1.25) = -0.0703125 give 255 * -0.088 < 0 -> 0 (clamped).
+        let out = full(&[0, 255], 2, 1, 1, 4, 1);
+        assert_eq!(out, vec![0, 53, 202, 255]);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let win = Window {
+            x0: 0,
+            y0: 0,
+            width: 4,
+            height: 4,
+        };
+        assert!(resize_window(Filter::Bicubic, &[0; 5], 2, 2, 1, 4, 4, win).is_err());
+        assert!(resize_window(Filter::Bicubic, &[], 0, 0, 1, 4, 4, win).is_err());
+        assert!(resize_window(Filter::Bicubic, &[0; 4], 2, 2, 1, 3, 3, win).is_err());
+    }
+}

@@ -1,0 +1,43 @@
+// Debian's Chromium, headless, driven by playwright-core; WebGPU on SwiftShader.
+
+import { chromium } from 'playwright-core';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+export const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
+
+export async function launch() {
+  const profile = mkdtempSync(path.join(tmpdir(), 'webclip-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--enable-unsafe-webgpu',
+      '--enable-features=Vulkan',
+      '--use-webgpu-adapter=swiftshader',
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+    ],
+  });
+  const console_ = [];
+  context.on('console', (m) => console_.push(`${m.type()}: ${m.text()}`));
+  context.on('weberror', (e) => console_.push(`pageerror: ${e.error().message}`));
+  return {
+    context,
+    console: console_,
+    async page(url) {
+      const page = await context.newPage();
+      await page.goto(url);
+      return page;
+    },
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,320 @@
+// End-to-end test of the demo page (www/) in headless Chromium, on the CPU backend (WebGPU on
+// SwiftShader is too slow to be worth it here) with the tiny random-weight fixture model: the
+// tags are meaningless but deterministic, so the test checks mechanics, not taste:
+//   - photos added through the file input get tags; a non-image is skipped and listed;
+//   - a text search orders the photos as the package API itself does (Clip.load + embedImages +
+//     embedTexts + cosine, computed independently in the same page);
+//   - after a reload the photos and tags come back from IndexedDB, nothing is recomputed;
+//   - the CSV export holds every photo and its tags;
+//   - no request leaves the local server;
+//   - bad input (a model URL that 404s, a model folder missing a file, an empty label list)
+//     gives a visible, specific message.
+// Run: cd tests/js && node --test demo.test.mjs   (needs pkg/ built by ./build.sh)
+// Artifact: tests/js/artifacts/demo.png (and demo-phone.png), a screenshot to look at.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, readFile, rm, access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startServer, fixturesDir, repoRoot } from './server.js';
+
+const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
+const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--no-first-run', '--disable-quic'];
+const PHOTOS = ['astronaut.png', 'coffee.png', 'chelsea.png', 'rocket.png', 'camera.png'];
+const ARTIFACTS = join(repoRoot, 'tests', 'js', 'artifacts');
+const TIMEOUT = 180_000;
+
+let server;
+let context;
+let userDir;
+const foreign = []; // requests to anything but the local server
+
+before(async () => {
+  await access(join(repoRoot, 'pkg', 'index.js')).catch(() => {
+    throw new Error('pkg/index.js is missing: build the package first (./build.sh)');
+  });
+  server = await startServer({ www: join(repoRoot, 'www') });
+  server.port = new URL(server.url).port;
+  userDir = await mkdtemp(join(tmpdir(), 'webclip-demo-'));
+  context = await chromium.launchPersistentContext(userDir, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, acceptDownloads: true,
+    viewport: { width: 1100, height: 900 },
+  });
+  // What the model progress line said, as each progress event was shown.
+  await context.addInitScript(() => {
+    window.progressShown = [];
+    document.addEventListener('webclip-progress', (e) => window.progressShown.push(e.detail.text));
+  });
+  context.on('request', (req) => {
+    const url = new URL(req.url());
+    if (!['data:', 'blob:'].includes(url.protocol) && url.host !== `127.0.0.1:${server.port}`) foreign.push(req.url());
+  });
+  await mkdir(ARTIFACTS, { recursive: true });
+});
+
+after(async () => {
+  await context?.close();
+  await server?.close();
+  if (userDir) await rm(userDir, { recursive: true, force: true });
+});
+
+const modelUrl = () => `${server.url}/fixtures/tiny-quickgelu/`;
+const demoUrl = (model = modelUrl(), extra = '') =>
+  `${server.url}/index.html?model=${encodeURIComponent(model)}&backend=cpu${extra}`;
+
+async function openPage(url) {
+  const page = await context.newPage();
+  const logs = [];
+  page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  page.logs = logs;
+  await page.goto(url);
+  return page;
+}
+
+const messages = (page) =>
+  page.locator('webclip-tagger .messages li span').allTextContents();
+
+/** Waits until the element's messages include one matching `re`; fails with all of them. */
+async function waitMessage(page, re, timeout = 60_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const all = await messages(page);
+    const hit = all.find((m) => re.test(m));
+    if (hit) return hit;
+    if (Date.now() - t0 > timeout) {
+      assert.fail(`no message matching ${re}; messages: ${JSON.stringify(all)}; console: ${page.logs.join('\n')}`);
+    }
+    await page.waitForTimeout(100);
+  }
+}
+
+const cardNames = (page) =>
+  page.locator('webclip-tagger .card').evaluateAll((cards) => cards.map((c) => c.dataset.name));
+
+const cardTags = (page) =>
+  page.locator('webclip-tagger .card').evaluateAll((cards) =>
+    Object.fromEntries(cards.map((c) => [c.dataset.name, [...c.querySelectorAll('.tags li')].map((li) => li.dataset.label)])));
+
+/** A file for setInputFiles as a buffer (Playwright does not mix paths and buffers). */
+const upload = async (path, mimeType) =>
+  ({ name: basename(path), mimeType: mimeType ?? (path.endsWith('.png') ? 'image/png' : 'application/octet-stream'), buffer: await readFile(path) });
+
+const stats = (page) => page.evaluate(() => ({ ...document.querySelector('webclip-tagger').stats }));
+
+/** Adds photos through the file input; resolves to the summary message once they are done. */
+async function addPhotos(page, files) {
+  await clearMessages(page);
+  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles(files);
+  return waitMessage(page, /\d+ photos? indexed/, TIMEOUT);
+}
+
+const clearMessages = (page) =>
+  page.evaluate(() => document.querySelector('webclip-tagger').shadowRoot.querySelector('.messages').replaceChildren());
+
+test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEOUT }, async () => {
+  const page = await openPage(demoUrl());
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  assert.match(await page.locator('webclip-tagger [data-ref=backend]').textContent(), /CPU/);
+  const progressLines = await page.evaluate(() => window.progressShown);
+  assert.ok(progressLines.some((l) => /^Loading model\.safetensors: [\d.]+ [KM]?B of 14 MB \(\d+ %\)$/.test(l)),
+    `bytes and percent shown while the weights download: ${progressLines.slice(-5).join(' | ')}`);
+  assert.match(await page.locator('webclip-tagger .privacy').textContent(), /never leave this device/);
+
+  // Photos through the file input, plus a file that is not an image.
+  const files = await Promise.all(PHOTOS.map((p) => upload(join(fixturesDir, 'images', p))));
+  const summary = await addPhotos(page, [...files, { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') }]);
+  assert.match(summary, /^5 photos indexed, 1 skipped: notes\.txt \(not an image/);
+  assert.deepEqual(await cardNames(page), PHOTOS, 'grid in the order added');
+  assert.match(await page.locator('webclip-tagger [data-ref=skipped]').textContent(), /notes\.txt: not an image \(text\/plain\)/);
+  const s1 = await stats(page);
+  assert.equal(s1.imagesComputed, PHOTOS.length);
+  assert.match(await page.locator('webclip-tagger [data-ref=perImage]').textContent(), /^\d+ ms$/);
+  const tags = await cardTags(page);
+  for (const name of PHOTOS) assert.equal(tags[name].length, 3, `${name} shows its top 3 tags`);
+
+  // Text search: the grid order must equal the ranking the package API gives, computed here.
+  const query = 'a photo of a cat';
+  await page.locator('webclip-tagger input[data-ref=query]').fill(query);
+  await page.waitForFunction((q) =>
+    document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=searchInfo]').textContent.includes(q), query);
+  const shown = await cardNames(page);
+  const expected = await page.evaluate(async ({ model, photos, query }) => {
+    const { Clip } = await import('/pkg/index.js');
+    const clip = await Clip.load({ model, backend: 'cpu', worker: true, cache: false });
+    try {
+      const blobs = await Promise.all(photos.map(async (p) => (await fetch(`/fixtures/images/${p}`)).blob()));
+      const images = await clip.embedImages(blobs);
+      const [text] = await clip.embedTexts([query]);
+      const cos = (a, b) => {
+        let d = 0; let na = 0; let nb = 0;
+        for (let i = 0; i < a.length; i++) { d += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+        return d / Math.sqrt(na * nb);
+      };
+      const scored = photos.map((p, i) => [p, cos(images[i], text)]);
+      return scored.sort((a, b) => b[1] - a[1]);
+    } finally {
+      clip.dispose();
+    }
+  }, { model: modelUrl(), photos: PHOTOS, query });
+  assert.deepEqual(shown, expected.map(([p]) => p), `ranking for "${query}": scores ${JSON.stringify(expected)}`);
+  const gaps = expected.slice(1).map(([, s], i) => expected[i][1] - s);
+  assert.ok(Math.min(...gaps) > 1e-4, 'the fixture ranking has no near-ties, so the order is a real check');
+
+  // "More like this" puts the photo itself first (cosine 1 with itself).
+  const firstCard = (name) => page.waitForFunction((name) =>
+    document.querySelector('webclip-tagger').shadowRoot.querySelector('.card')?.dataset.name === name, name);
+  await page.locator('webclip-tagger .card[data-name="rocket.png"] button').click();
+  await firstCard('rocket.png');
+  await page.locator('webclip-tagger [data-ref=clearSearch]').click();
+  await firstCard(PHOTOS[0]);
+  assert.deepEqual(await cardNames(page), PHOTOS);
+
+  // Reload: photos and tags come from IndexedDB; no image or text is embedded again.
+  await page.reload();
+  await waitMessage(page, /Restored 5 photos/);
+  assert.deepEqual(await cardTags(page), tags, 'the same tags after a reload');
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  assert.match(await addPhotos(page, files), /^0 photos indexed, 5 already known/);
+  const s2 = await stats(page);
+  assert.equal(s2.imagesComputed, 0, 'no image embedded after the reload');
+  assert.equal(s2.imagesCached, PHOTOS.length);
+  assert.equal(s2.textsComputed, 0, 'label embeddings came from IndexedDB too');
+  assert.deepEqual(await cardNames(page), PHOTOS);
+
+  // CSV export, read back from the download.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('webclip-tagger [data-ref=exportCsv]').click(),
+  ]);
+  assert.equal(download.suggestedFilename(), 'webclip-tags.csv');
+  const csv = (await readFile(await download.path(), 'utf8')).trim().split(/\r\n/);
+  assert.equal(csv[0], 'file,sha256,tag1,score1,tag2,score2,tag3,score3');
+  assert.equal(csv.length, 1 + PHOTOS.length);
+  for (const [i, name] of PHOTOS.entries()) {
+    const cells = csv[1 + i].split(',');
+    assert.equal(cells[0], name);
+    assert.match(cells[1], /^[0-9a-f]{64}$/);
+    assert.deepEqual([cells[2], cells[4], cells[6]], tags[name], `${name}: CSV tags = shown tags`);
+    assert.ok(Number(cells[3]) >= Number(cells[5]), 'scores descend');
+  }
+
+  // JSON export: the same tags, with the vocabulary they come from.
+  const [jsonDownload] = await Promise.all([
+    page.waitForEvent('download'),
+    page.locator('webclip-tagger [data-ref=exportJson]').click(),
+  ]);
+  const json = JSON.parse(await readFile(await jsonDownload.path(), 'utf8'));
+  assert.equal(json.labels.length, 105);
+  assert.deepEqual(json.photos.map((p) => p.file), PHOTOS);
+  for (const p of json.photos) assert.deepEqual(p.tags.map((t) => t.label), tags[p.file]);
+
+  await page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: join(ARTIFACTS, 'demo-phone.png'), fullPage: true });
+  const pageErrors = page.logs.filter((l) => l.startsWith('[pageerror]'));
+  assert.deepEqual(pageErrors, []);
+  await page.close();
+  assert.deepEqual(foreign, [], 'no request left the local server');
+});
+
+test('demo page: bad input gives specific messages and the page keeps working', { timeout: 2 * TIMEOUT }, async () => {
+  // A model URL that 404s.
+  const page = await openPage(demoUrl(`${server.url}/fixtures/no-such-model/`));
+  const msg = await waitMessage(page, /Could not load the model/, TIMEOUT);
+  assert.match(msg, /no-such-model/);
+  assert.match(msg, /not found|404/);
+  assert.ok(!(await messages(page)).some((m) => /Could not start/.test(m)), 'one message, not a start-up failure');
+  // Photos added without a model are not lost silently.
+  await page.locator('webclip-tagger input[data-ref=photos]').setInputFiles([await upload(join(fixturesDir, 'images', 'coffee.png'))]);
+  assert.match(await waitMessage(page, /not indexed/, TIMEOUT), /^1 photo was not indexed because the model is not loaded/);
+  assert.equal(await page.locator('webclip-tagger [data-ref=indexBox]').isHidden(), true, 'no progress bar left behind');
+
+  // A model folder missing its tokenizer: named, and nothing is loaded.
+  const dir = join(fixturesDir, 'tiny-quickgelu');
+  await page.locator('webclip-tagger input[data-ref=modelFiles]').setInputFiles(
+    ['config.json', 'model.safetensors', 'preprocessor_config.json'].map((f) => join(dir, f)));
+  assert.match(await waitMessage(page, /lack/), /tokenizer\.json/);
+
+  // The same files complete: the page recovers and loads the model from the device.
+  await page.locator('webclip-tagger input[data-ref=modelFiles]').setInputFiles(
+    ['config.json', 'model.safetensors', 'preprocessor_config.json', 'tokenizer.json'].map((f) => join(dir, f)));
+  await waitMessage(page, /Model .*on this device.* ready/, TIMEOUT);
+
+  // An empty label list is refused; the previous labels stay.
+  await page.locator('webclip-tagger [data-ref=labelsBox] summary').click();
+  await page.locator('webclip-tagger textarea[data-ref=labels]').fill(' \n , \n');
+  await page.locator('webclip-tagger [data-ref=applyLabels]').click();
+  await waitMessage(page, /label list is empty/);
+
+  // A small vocabulary via the keyboard (Enter on the focused button) is taken.
+  await page.locator('webclip-tagger textarea[data-ref=labels]').fill('cat\ndog\nrocket');
+  await page.locator('webclip-tagger [data-ref=applyLabels]').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() =>
+    document.querySelector('webclip-tagger').vocab.labels.join() === 'cat,dog,rocket');
+
+  // A corrupt photo is skipped and named; a photo over the pixel limit (lowered to 50,000 for the
+  // test by max-pixels) is tagged from a downscaled copy.
+  await page.evaluate(() => document.querySelector('webclip-tagger').setAttribute('max-pixels', '50000'));
+  const summary = await addPhotos(page, [
+    await upload(join(fixturesDir, 'images', 'panorama-900x60.png')),
+    { name: 'broken.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('this is no jpeg') },
+  ]);
+  assert.match(summary, /^1 photo indexed, 1 skipped: broken\.jpg \(the browser could not decode it/);
+  assert.match(await page.locator('webclip-tagger [data-ref=skipped]').textContent(), /broken\.jpg: the browser could not decode it/);
+  // Over the (lowered) pixel limit: tagged from a smaller copy, and the card says so.
+  assert.match(await page.locator('webclip-tagger .card .note').textContent(), /900×60 .* is over .*; tagged from a 866×58 copy/);
+  const tags = await page.locator('webclip-tagger .card .tags li').evaluateAll((lis) => lis.map((li) => li.dataset.label));
+  assert.equal(tags.length, 3);
+  for (const t of tags) assert.ok(['cat', 'dog', 'rocket'].includes(t), t);
+
+  // Dropped files: a photo and a non-image; the non-image is listed, the photo tagged.
+  await clearMessages(page);
+  const coffee = (await readFile(join(fixturesDir, 'images', 'coffee.jpg'))).toString('base64');
+  await page.evaluate((b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'coffee.jpg', { type: 'image/jpeg' }));
+    dt.items.add(new File(['{}'], 'data.json', { type: 'application/json' }));
+    const drop = document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=drop]');
+    drop.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, coffee);
+  assert.match(await waitMessage(page, /photos? indexed/, TIMEOUT), /^1 photo indexed, 1 skipped: data\.json \(not an image/);
+  assert.deepEqual(await cardNames(page), ['panorama-900x60.png', 'coffee.jpg']);
+  await page.screenshot({ path: join(ARTIFACTS, 'demo-errors.png'), fullPage: true });
+  assert.deepEqual(page.logs.filter((l) => l.startsWith('[pageerror]')), [], 'errors are handled, none escapes');
+  await page.close();
+  assert.deepEqual(foreign, []);
+});
+
+test('demo page: backend auto says which engine runs, and why when it is the CPU', { timeout: 2 * TIMEOUT }, async () => {
+  const page = await openPage(`${server.url}/index.html?model=${encodeURIComponent(modelUrl())}`);
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  const backend = await page.locator('webclip-tagger [data-ref=backend]').textContent();
+  if (/CPU/.test(backend)) {
+    // Headless Chromium without GPU flags usually has no adapter: the page must say so.
+    assert.match((await messages(page)).join('\n'), /no usable WebGPU .*so the model runs on the CPU/);
+  } else {
+    assert.match(backend, /^WebGPU/);
+  }
+  await page.close();
+  assert.deepEqual(foreign, []);
+});
+
+test('embed-example.html: the drop-in element takes its attributes and downloads nothing before use', { timeout: TIMEOUT }, async () => {
+  const page = await openPage(`${server.url}/embed-example.html`);
+  const summary = page.locator('webclip-tagger [data-ref=labelsSummary]');
+  await page.waitForFunction(() =>
+    document.querySelector('webclip-tagger')?.shadowRoot.querySelector('[data-ref=labelsSummary]').textContent !== '');
+  assert.equal(await summary.textContent(), '(8 labels × 2 templates)');
+  assert.equal(await page.locator('webclip-tagger input[data-ref=url]').inputValue(),
+    'https://huggingface.co/openai/clip-vit-base-patch32/resolve/main/');
+  assert.match(await page.locator('webclip-tagger .privacy').textContent(), /model download \(from huggingface\.co\)/);
+  await page.waitForTimeout(500);
+  await page.close();
+  assert.deepEqual(foreign, [], 'no model download until the user asks for one');
+});

@@ -1,0 +1,73 @@
+// `npm pack` of pkg/ installs into a fresh project and imports there by its name.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pkgDir, golden, cosine } from '../common.js';
+
+test('npm pack installs into a fresh project and works there', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'webclip-pack-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const npm = (args, cwd) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const packed = JSON.parse(npm(['pack', pkgDir, '--json', '--pack-destination', dir], dir))[0];
+  const names = packed.files.map((f) => f.path).sort();
+  for (const f of ['index.js', 'index.d.ts', 'worker.js', 'webclip.js', 'webclip_bg.wasm', 'README.md', 'package.json']) {
+    assert.ok(names.includes(f), `${f} is in the tarball (${names.join(', ')})`);
+  }
+  const app = path.join(dir, 'app');
+  execFileSync('mkdir', [app]);
+  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+  npm(['install', path.join(dir, packed.filename), '--offline', '--no-audit', '--no-fund'], app);
+  const installed = path.join(app, 'node_modules', 'webclip');
+  const meta = JSON.parse(readFileSync(path.join(installed, 'package.json'), 'utf8'));
+  assert.equal(meta.type, 'module');
+  assert.ok(existsSync(path.join(installed, meta.types)), 'types file exists');
+
+  const g = golden('tiny-quickgelu');
+  writeFileSync(
+    path.join(app, 'main.js'),
+    `import { Clip } from 'webclip';
+     import def from 'webclip';
+     if (def !== Clip) throw new Error('default export is Clip');
+     const clip = await Clip.load({ model: ${JSON.stringify(g.dir)}, towers: 'text' });
+     const [e] = await clip.embedTexts([${JSON.stringify(g.texts[0])}]);
+     console.log(JSON.stringify({ backend: clip.backend, e: Array.from(e) }));`,
+  );
+  const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: app, encoding: 'utf8' }));
+  assert.equal(out.backend, 'cpu');
+  assert.ok(cosine(out.e, g.textEmbeds[0]) > 0.9999);
+
+  // The declarations type-check a typical use, and reject a wrong one.
+  writeFileSync(
+    path.join(app, 'use.ts'),
+    `import { Clip, type Progress, type Label } from 'webclip';
+     const seen: Progress[] = [];
+     const clip: Clip = await Clip.load({ model: '/m/', backend: 'auto', towers: 'vision', worker: true, cache: true, onProgress: (p) => seen.push(p) });
+     const kind: 'webgpu' | 'cpu' = clip.backendInfo.kind;
+     const images: Float32Array[] = await clip.embedImages([new Uint8Array(4), new Blob([])], { normalize: false });
+     const texts: Float32Array[] = await clip.embedTexts(['a cat']);
+     const top: Label[] = await clip.classify(new Uint8Array(4), ['cat', 'dog'], { template: 'a photo of a {}' });
+     const ranked: number = clip.rank(texts[0], images)[0].index + Clip.cosine(texts[0], images[0]) + clip.logitScale;
+     // @ts-expect-error: not a backend
+     await Clip.load({ model: '/m/', backend: 'tpu' });
+     clip.dispose();
+     export { kind, top, ranked };`,
+  );
+  const tsc = path.join(pkgDir, '..', 'tests', 'js', 'node_modules', 'typescript', 'bin', 'tsc');
+  writeFileSync(
+    path.join(app, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { noEmit: true, strict: true, target: 'es2022', module: 'nodenext', moduleResolution: 'nodenext', lib: ['es2022', 'dom'], types: [] },
+      files: ['use.ts'],
+    }),
+  );
+  const args = ['-p', '.'];
+  try {
+    execFileSync('node', [tsc, ...args], { cwd: app, encoding: 'utf8' });
+  } catch (e) {
+    assert.fail(`tsc: ${e.stdout}${e.stderr}`);
+  }
+});

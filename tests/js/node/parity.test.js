@@ -1,0 +1,83 @@
+// The package in Node.js 20 (CPU engine, no navigator.gpu): fixture models read from
+// file paths and over HTTP, embeddings matched against the PyTorch reference.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Clip } from '../../../pkg/index.js';
+import { MODELS, golden, fixturesDir, assertParity, maxAbs, cosine } from '../common.js';
+import { startServer } from '../server.js';
+
+let server;
+before(async () => {
+  server = await startServer();
+});
+after(() => server.close());
+
+const imageBytes = (name) => new Uint8Array(readFileSync(path.join(fixturesDir, 'images', name)));
+
+for (const model of MODELS) {
+  const g = golden(model);
+
+  test(`${model}: texts and images from file paths match the reference`, async (t) => {
+    const t0 = performance.now();
+    const clip = await Clip.load({ model: g.dir, backend: 'auto' });
+    assert.equal(clip.backend, 'cpu');
+    assert.match(clip.backendInfo.reason, /WebGPU is not available/);
+    assert.ok(Math.abs(clip.logitScale - 100) < 1e-3, `logitScale ${clip.logitScale}`);
+    const texts = await clip.embedTexts(g.texts);
+    t.diagnostic(`${model}: Clip.load to first embedding ${(performance.now() - t0).toFixed(0)} ms (Node, CPU)`);
+    assertParity(assert, texts, g.textEmbeds, g.texts);
+    texts.forEach((e) => assert.ok(Math.abs(Math.hypot(...e) - 1) < 1e-5, 'L2-normalised'));
+    // Text has no slack: features before normalisation within 1e-3.
+    const raw = await clip.embedTexts(g.texts, { normalize: false });
+    raw.forEach((e, i) => assert.ok(maxAbs(e, g.textFeatures[i]) < 1e-3, `${g.texts[i]}: max abs ${maxAbs(e, g.textFeatures[i])}`));
+
+    const images = await clip.embedImages(g.images.map(imageBytes));
+    assertParity(assert, images, g.imageEmbeds, g.images);
+    // RGBA pixels ({ width, height, data }) take the same path as decoded files.
+    clip.dispose();
+  });
+}
+
+test('tiny-quickgelu over HTTP with fetch: progress adds up to the file sizes', async () => {
+  const g = golden('tiny-quickgelu');
+  const events = [];
+  const clip = await Clip.load({
+    model: `${server.url}/fixtures/tiny-quickgelu/`,
+    towers: 'text',
+    onProgress: (p) => events.push(p),
+  });
+  const last = (phase) => events.filter((e) => e.phase === phase).at(-1);
+  assert.equal(last('config').loaded, g.sizes['config.json']);
+  assert.equal(last('tokenizer').loaded, g.sizes['tokenizer.json']);
+  assert.equal(events.filter((e) => e.phase === 'preprocessor').length, 0, 'text tower needs no preprocessor');
+  const w = last('weights');
+  assert.equal(w.loaded, w.total);
+  // The text tower only: header + its ranges, which is what the server sent.
+  const served = server.requests('/tiny-quickgelu/model.safetensors').reduce((n, e) => n + e.bytes, 0);
+  assert.equal(w.total, served);
+  assert.ok(served < g.sizes['model.safetensors'], `${served} bytes fetched for one tower`);
+  for (const phase of ['config', 'tokenizer', 'weights']) {
+    const seq = events.filter((e) => e.phase === phase).map((e) => e.loaded);
+    assert.deepEqual(seq, [...seq].sort((a, b) => a - b), `${phase}: loaded never goes back`);
+  }
+  const [e] = await clip.embedTexts([g.texts[0]]);
+  assert.ok(cosine(e, g.textEmbeds[0]) > 0.9999);
+  await assert.rejects(clip.embedImages([imageBytes('tiny-7x5.png')]), /vision tower is not loaded/);
+  clip.dispose();
+});
+
+test('model given as { config, weights, tokenizer } buffers and Blobs', async () => {
+  const g = golden('tiny-quickgelu');
+  const f = (n) => readFileSync(path.join(g.dir, n));
+  const clip = await Clip.load({
+    model: { config: new Blob([f('config.json')]), weights: f('model.safetensors').buffer.slice(0), tokenizer: new Uint8Array(f('tokenizer.json')) },
+    backend: 'cpu',
+  });
+  assert.equal(clip.backendInfo.reason.includes('requested'), true, clip.backendInfo.reason);
+  const [e] = await clip.embedTexts([g.texts[2]]);
+  assert.ok(cosine(e, g.textEmbeds[2]) > 0.9999);
+  clip.dispose();
+});

@@ -1,0 +1,1246 @@
+// <webclip-tagger>: private photo tagging and search, entirely in the browser.
+//
+// A drop-in custom element over the webclip package (CLIP on WebGPU or the CPU, in a worker).
+// Photos are hashed (SHA-256), embedded once, tagged against a label vocabulary (zero-shot CLIP
+// classification with prompt ensembling, as in Radford et al. 2021, section 3.1.4) and kept in
+// IndexedDB keyed by model and content hash, so reopening the page recomputes nothing.
+// Nothing but the model download leaves the page.
+//
+//   <script type="module" src="webclip-tagger.js"></script>
+//   <webclip-tagger model="https://huggingface.co/openai/clip-vit-base-patch32/resolve/main/"
+//                   labels="cat, dog, beach, mountain"></webclip-tagger>
+//
+// Attributes: model, labels (comma or newline separated), templates ("|" separated, each with {}),
+// backend (auto | webgpu | cpu), top (tags shown per photo), autoload (load the model at once),
+// max-pixels (larger photos are downscaled before embedding; default 50e6),
+// package (URL of the webclip package's index.js; default ../pkg/index.js beside this file).
+// Events: webclip-progress {phase, file, loaded, total, text} while the model loads,
+// webclip-ready {backend, backendInfo}, webclip-indexed {count, computed, cached, skipped},
+// webclip-search {query, ranking}, webclip-error {message}.
+// Property `stats` counts computed and cached embeddings.
+//
+// Sections: defaults · small helpers · storage (IndexedDB) · input files · ranking maths · element.
+
+// ---------------------------------------------------------------------------------- defaults
+
+export const DEFAULT_MODEL = 'https://huggingface.co/openai/clip-vit-base-patch32/resolve/main/';
+
+// A subset of the prompt ensemble CLIP used for ImageNet; averaging over a few phrasings makes
+// a label's embedding less sensitive to any one wording.
+export const DEFAULT_TEMPLATES = [
+  'a photo of a {}.',
+  'a picture of a {}.',
+  'a close-up photo of a {}.',
+  'a bright photo of a {}.',
+  'a photo of the {}.',
+  'an image of a {}.',
+];
+
+export const DEFAULT_LABELS = [
+  'person', 'man', 'woman', 'child', 'baby', 'group of people', 'selfie', 'crowd',
+  'dog', 'cat', 'bird', 'horse', 'cow', 'sheep', 'fish', 'insect', 'butterfly', 'wild animal',
+  'flower', 'tree', 'plant', 'forest', 'mountain', 'beach', 'ocean', 'lake', 'river',
+  'waterfall', 'desert', 'snow', 'sky', 'sunset', 'clouds', 'field',
+  'city', 'street', 'building', 'house', 'bridge', 'road', 'car', 'bicycle', 'motorcycle',
+  'bus', 'train', 'airplane', 'boat', 'rocket', 'outer space', 'astronaut',
+  'food', 'fruit', 'vegetables', 'bread', 'cake', 'pizza', 'coffee', 'tea', 'wine', 'beer',
+  'kitchen', 'restaurant', 'table', 'chair', 'sofa', 'bed', 'living room', 'office',
+  'computer', 'laptop', 'phone', 'camera', 'television', 'book', 'document', 'screenshot',
+  'painting', 'drawing', 'sculpture', 'toy', 'ball', 'sports', 'football', 'swimming pool',
+  'park', 'garden', 'playground', 'concert', 'party', 'wedding', 'birthday', 'christmas tree',
+  'fireworks', 'museum', 'church', 'castle', 'statue', 'clock', 'glasses', 'hat', 'shoes',
+  'clothes', 'bag', 'night', 'black and white photo',
+];
+
+const MAX_FILE_BYTES = 256 * 2 ** 20; // larger files are refused before reading them
+// Above this, decode once and hand the model a smaller copy: keeps the worker's memory low and
+// stays under the package's own decode limit (100 MP), which would refuse the photo.
+const HUGE_PIXELS = 50e6;
+const DOWNSCALED_SHORT_SIDE = 1024; // >= 4x the CLIP input, so the model's own resize still decides
+const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screens at 160 CSS px)
+const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
+const TEXT_BATCH = 64; // prompts per embedTexts call
+const SEARCH_DEBOUNCE_MS = 250;
+const IMAGE_EXT = /\.(jpe?g|jfif|png|gif|webp|avif|bmp|ico|tiff?|heic|heif)$/i;
+
+// ------------------------------------------------------------------------------ small helpers
+
+const fmtBytes = (n) => {
+  if (!Number.isFinite(n)) return '?';
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${n < 10 && i ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
+};
+
+const toHex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+async function sha256(data) {
+  if (!globalThis.crypto?.subtle) {
+    throw new Error('this page is not a secure context (https or localhost), so the browser offers no SHA-256');
+  }
+  const bytes = data instanceof Blob ? await data.arrayBuffer() : new TextEncoder().encode(data);
+  return toHex(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+/** Labels from an attribute or text area: one per line or comma separated, trimmed, unique. */
+export function parseLabels(text) {
+  const seen = new Set();
+  for (const raw of String(text ?? '').split(/[\n,]/)) {
+    const label = raw.trim().replace(/\s+/g, ' ');
+    if (label) seen.add(label);
+  }
+  return [...seen];
+}
+
+/** Templates: one per line or "|" separated; each must hold "{}" where the label goes. */
+export function parseTemplates(text) {
+  const list = [...new Set(String(text ?? '').split(/[\n|]/).map((t) => t.trim()).filter(Boolean))];
+  const bad = list.filter((t) => !t.includes('{}'));
+  if (bad.length) throw new Error(`every template needs {} where the label goes; "${bad[0]}" has none`);
+  return list;
+}
+
+const errMessage = (e) => (e && (e.message || String(e))) || 'unknown error';
+
+// ----------------------------------------------------------------------------------- storage
+
+// IndexedDB "webclip-tagger": images (one record per model x photo content), label embeddings
+// (per model x template set x label) and settings. Falls back to memory when IndexedDB is
+// unavailable (some private modes), with a message saying nothing is kept.
+class Store {
+  constructor() {
+    this.db = null;
+    this.mem = { images: new Map(), labels: new Map(), settings: new Map() };
+  }
+
+  async open() {
+    if (!globalThis.indexedDB) throw new Error('this browser has no IndexedDB');
+    this.db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open('webclip-tagger', 1);
+      req.onupgradeneeded = () => {
+        const db = req.result;
+        db.createObjectStore('images', { keyPath: 'key' }).createIndex('model', 'model');
+        db.createObjectStore('labels', { keyPath: 'key' });
+        db.createObjectStore('settings', { keyPath: 'key' });
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+      req.onblocked = () => reject(new Error('IndexedDB is blocked by another tab with an older version'));
+    });
+  }
+
+  _req(store, mode, fn) {
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(store, mode);
+      const req = fn(tx.objectStore(store));
+      tx.oncomplete = () => resolve(req?.result);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error('IndexedDB transaction aborted (disk full?)'));
+    });
+  }
+
+  get(store, key) {
+    if (!this.db) return Promise.resolve(this.mem[store].get(key));
+    return this._req(store, 'readonly', (s) => s.get(key));
+  }
+
+  put(store, value) {
+    if (!this.db) return Promise.resolve(void this.mem[store].set(value.key, value));
+    return this._req(store, 'readwrite', (s) => s.put(value));
+  }
+
+  putAll(store, values) {
+    if (!this.db) { for (const v of values) this.mem[store].set(v.key, v); return Promise.resolve(); }
+    return this._req(store, 'readwrite', (s) => { for (const v of values) s.put(v); });
+  }
+
+  getMany(store, keys) {
+    if (!this.db) return Promise.resolve(keys.map((k) => this.mem[store].get(k)));
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(store, 'readonly');
+      const s = tx.objectStore(store);
+      const out = new Array(keys.length);
+      keys.forEach((k, i) => { s.get(k).onsuccess = (e) => { out[i] = e.target.result; }; });
+      tx.oncomplete = () => resolve(out);
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+
+  imagesOf(model) {
+    if (!this.db) return Promise.resolve([...this.mem.images.values()].filter((r) => r.model === model));
+    return this._req('images', 'readonly', (s) => s.index('model').getAll(model));
+  }
+
+  deleteImagesOf(model) {
+    if (!this.db) {
+      for (const [k, r] of this.mem.images) if (r.model === model) this.mem.images.delete(k);
+      return Promise.resolve();
+    }
+    return this._req('images', 'readwrite', (s) => {
+      s.index('model').openKeyCursor(IDBKeyRange.only(model)).onsuccess = (e) => {
+        const cur = e.target.result;
+        if (cur) { s.delete(cur.primaryKey); cur.continue(); }
+      };
+    });
+  }
+}
+
+// ------------------------------------------------------------------------------- input files
+
+/** Files (with their relative paths) from a drop, walking dropped folders recursively. */
+async function filesFromDrop(dataTransfer) {
+  // Entries must be taken synchronously, while the drop event is still being dispatched.
+  const entries = [...(dataTransfer.items || [])]
+    .filter((it) => it.kind === 'file')
+    .map((it) => it.webkitGetAsEntry?.())
+    .filter(Boolean);
+  if (!entries.length) return [...dataTransfer.files].map((file) => ({ file, path: file.name }));
+  const out = [];
+  const walk = async (entry, prefix) => {
+    if (entry.isFile) {
+      const file = await new Promise((res, rej) => entry.file(res, rej));
+      out.push({ file, path: prefix + file.name });
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((res, rej) => reader.readEntries(res, rej));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, `${prefix}${entry.name}/`);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry, '');
+  return out;
+}
+
+const filesFromInput = (input) =>
+  [...input.files].map((file) => ({ file, path: file.webkitRelativePath || file.name }));
+
+/** Why a file is not worth decoding, or null. */
+function rejectReason(file) {
+  const looksImage = file.type.startsWith('image/') || IMAGE_EXT.test(file.name);
+  if (!looksImage) return `not an image (${file.type || 'unknown type'})`;
+  if (file.type === 'image/svg+xml' || /\.svg$/i.test(file.name)) return 'SVG drawings are not supported; export it as PNG';
+  if (file.size === 0) return 'the file is empty';
+  if (file.size > MAX_FILE_BYTES) return `too large (${fmtBytes(file.size)}; the limit is ${fmtBytes(MAX_FILE_BYTES)})`;
+  return null;
+}
+
+/**
+ * Decodes a photo once: its size, a JPEG thumbnail, and what to hand the model (the file itself,
+ * or a downscaled PNG when it is huge, so the worker never holds hundreds of MB of pixels).
+ */
+async function decodePhoto(file, maxPixels = HUGE_PIXELS) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file);
+  } catch (e) {
+    throw new Error(`the browser could not decode it as an image (${errMessage(e)})`);
+  }
+  try {
+    const { width, height } = bitmap;
+    const fit = (side) => {
+      const s = Math.min(1, side / Math.max(width, height));
+      return [Math.max(1, Math.round(width * s)), Math.max(1, Math.round(height * s))];
+    };
+    const toBlob = async (w, h, type, quality) => {
+      const canvas = new OffscreenCanvas(w, h);
+      const ctx = canvas.getContext('2d');
+      ctx.imageSmoothingQuality = 'high';
+      if (type === 'image/jpeg') { ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, w, h); } // alpha on white, as CLIP's reference does
+      ctx.drawImage(bitmap, 0, 0, w, h);
+      return canvas.convertToBlob({ type, quality });
+    };
+    const [tw, th] = fit(THUMB_SIDE);
+    const thumb = await toBlob(tw, th, 'image/jpeg', 0.82);
+    let input = file;
+    let note = null;
+    if (width * height > maxPixels) {
+      // Small enough for the worker, never enlarged, and no smaller than the model's own resize needs.
+      const s = Math.min(1, DOWNSCALED_SHORT_SIDE / Math.min(width, height), Math.sqrt(maxPixels / (width * height)));
+      const w = Math.max(1, Math.round(width * s));
+      const h = Math.max(1, Math.round(height * s));
+      input = await toBlob(w, h, 'image/png');
+      const mp = (n) => `${+(n / 1e6).toPrecision(2)} MP`;
+      note = `${width}×${height} (${mp(width * height)}) is over ${mp(maxPixels)}; tagged from a ${w}×${h} copy`;
+    }
+    return { width, height, thumb, input, note };
+  } finally {
+    bitmap.close();
+  }
+}
+
+// ------------------------------------------------------------------------------ ranking maths
+
+const dot = (a, b) => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+};
+
+function normalize(v) {
+  const n = Math.hypot(...v) || 1;
+  for (let i = 0; i < v.length; i++) v[i] /= n;
+  return v;
+}
+
+/** One label's embedding: the mean of its normalised template embeddings, renormalised. */
+function averageEmbeddings(rows) {
+  const out = new Float32Array(rows[0].length);
+  for (const r of rows) for (let i = 0; i < r.length; i++) out[i] += r[i];
+  return normalize(out);
+}
+
+/** Zero-shot tags: softmax over labels of scale * cosine, the top `k`. */
+export function tagsFor(embedding, labels, labelEmbeddings, scale, k) {
+  const logits = labelEmbeddings.map((e) => scale * dot(embedding, e));
+  const max = Math.max(...logits);
+  const exps = logits.map((l) => Math.exp(l - max));
+  const sum = exps.reduce((a, b) => a + b, 0);
+  return labels
+    .map((label, i) => ({ label, score: exps[i] / sum }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, k);
+}
+
+// ------------------------------------------------------------------------------------ element
+
+const STYLE = `
+:host { display: block; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--webclip-fg, #1d232b); --accent: var(--webclip-accent, #2357c6); --line: #d3d9e2;
+  --muted: #5b6573; --bg: var(--webclip-bg, #fff); --soft: #f3f5f9; }
+* { box-sizing: border-box; }
+section { border: 1px solid var(--line); border-radius: 10px; padding: 12px; margin: 0 0 12px; background: var(--bg); }
+h2 { font-size: 1rem; margin: 0 0 8px; }
+.row { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
+.grow { flex: 1 1 240px; min-width: 0; }
+input[type=url], input[type=search], textarea { font: inherit; padding: 7px 9px; border: 1px solid #a9b3c1;
+  border-radius: 7px; width: 100%; background: #fff; color: inherit; }
+textarea { min-height: 7em; resize: vertical; font-size: 0.9em; }
+button, .button { font: inherit; padding: 7px 12px; border-radius: 7px; border: 1px solid var(--accent);
+  background: var(--accent); color: #fff; cursor: pointer; white-space: nowrap; }
+button.secondary { background: #fff; color: var(--accent); }
+button:disabled { opacity: 0.5; cursor: not-allowed; }
+:focus-visible { outline: 3px solid #f5a623; outline-offset: 2px; }
+progress { width: 100%; height: 10px; }
+.hidden { display: none !important; }
+.muted { color: var(--muted); font-size: 0.9em; }
+.privacy { background: #edf7ee; border-color: #9fd0a6; }
+.status { display: flex; flex-wrap: wrap; gap: 6px 14px; font-size: 0.9em; color: var(--muted); margin-top: 6px; }
+.status b { color: var(--webclip-fg, #1d232b); font-weight: 600; }
+.messages { list-style: none; margin: 0 0 12px; padding: 0; }
+.messages li { display: flex; gap: 8px; align-items: flex-start; padding: 8px 10px; border-radius: 8px;
+  margin-bottom: 6px; border: 1px solid; }
+.messages li span { flex: 1; overflow-wrap: anywhere; }
+.messages li button { padding: 0 8px; background: transparent; color: inherit; border-color: currentColor; }
+.msg-error { background: #fdecec; border-color: #e5a3a3 !important; color: #8a1c1c; }
+.msg-warn { background: #fff6e0; border-color: #e8c877 !important; color: #6b4d00; }
+.msg-info { background: #eaf1fd; border-color: #a8c0ec !important; color: #1d3f7a; }
+.drop { border: 2px dashed #9aa6b6; border-radius: 10px; padding: 18px; text-align: center; background: var(--soft); }
+.drop.over { border-color: var(--accent); background: #e6eefc; }
+.drop p { margin: 0 0 10px; }
+details summary { cursor: pointer; font-weight: 600; }
+.labels-grid { display: grid; grid-template-columns: 2fr 1fr; gap: 10px; margin: 8px 0; }
+.skipped { font-size: 0.88em; max-height: 10em; overflow: auto; margin: 6px 0 0; padding-left: 1.2em; }
+.grid { list-style: none; padding: 0; margin: 0; display: grid; gap: 10px;
+  grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)); }
+.card { border: 1px solid var(--line); border-radius: 9px; overflow: hidden; display: flex; flex-direction: column; background: #fff; }
+.card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; }
+.card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; }
+.card .name { font-size: 0.85em; font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; }
+.card .note { font-size: 0.78em; color: #6b4d00; }
+.tags { list-style: none; display: flex; flex-wrap: wrap; gap: 4px; padding: 0; margin: 0; }
+.tags li { font-size: 0.78em; background: #e9eef7; border-radius: 99px; padding: 1px 8px; }
+.tags li b { font-weight: 600; font-variant-numeric: tabular-nums; margin-left: 3px; color: var(--muted); }
+.card button { margin-top: auto; padding: 4px 8px; font-size: 0.85em; }
+.empty { color: var(--muted); text-align: center; padding: 20px; }
+@media (max-width: 560px) {
+  :host { font-size: 14px; }
+  section { padding: 10px; }
+  .labels-grid { grid-template-columns: 1fr; }
+  .grid { grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
+  button, .button { padding: 8px 10px; }
+}
+`;
+
+const TEMPLATE = `
+<style>${STYLE}</style>
+<section class="privacy" part="privacy">
+  <strong>Private:</strong> your photos never leave this device. They are hashed, embedded and tagged
+  here, in this browser; results are kept in this browser's storage (IndexedDB). The only network
+  request is the model download<span data-ref="modelHost"></span>.
+</section>
+<ul class="messages" data-ref="messages" role="status" aria-live="polite"></ul>
+<section part="model" aria-labelledby="wct-model-h">
+  <h2 id="wct-model-h">Model</h2>
+  <form class="row" data-ref="urlForm">
+    <label class="grow"><span class="muted">Model folder URL (Hugging Face layout)</span>
+      <input type="url" data-ref="url" required spellcheck="false" autocomplete="url"
+        placeholder="https://huggingface.co/ORG/NAME/resolve/main/"></label>
+    <button type="submit" data-ref="loadBtn">Load model</button>
+  </form>
+  <div class="row" style="margin-top:8px">
+    <span class="muted">Offline? Use a model on this device:</span>
+    <button type="button" class="secondary" data-ref="pickModelDir">Choose model folder…</button>
+    <button type="button" class="secondary" data-ref="pickModelFiles">Choose model files…</button>
+    <input type="file" class="hidden" data-ref="modelDir" webkitdirectory multiple>
+    <input type="file" class="hidden" data-ref="modelFiles" multiple accept=".json,.safetensors">
+  </div>
+  <div data-ref="modelProgressBox" class="hidden" style="margin-top:8px">
+    <progress data-ref="modelProgress" max="1" aria-label="Model download"></progress>
+    <div class="muted" data-ref="modelProgressText"></div>
+  </div>
+  <div class="status">
+    <span>Model: <b data-ref="modelName">none loaded</b></span>
+    <span>Backend: <b data-ref="backend">–</b></span>
+    <span>Time per image: <b data-ref="perImage">–</b></span>
+    <span>Embeddings: <b data-ref="counts">0 computed, 0 from cache</b></span>
+  </div>
+</section>
+<section part="photos" aria-labelledby="wct-photos-h">
+  <h2 id="wct-photos-h">Photos</h2>
+  <div class="drop" data-ref="drop">
+    <p>Drop photos or a whole folder here, or</p>
+    <div class="row" style="justify-content:center">
+      <button type="button" data-ref="pickPhotos">Choose photos…</button>
+      <button type="button" class="secondary" data-ref="pickFolder">Choose a folder…</button>
+    </div>
+    <input type="file" class="hidden" data-ref="photos" multiple accept="image/*">
+    <input type="file" class="hidden" data-ref="folder" webkitdirectory multiple>
+  </div>
+  <div data-ref="indexBox" class="hidden" style="margin-top:8px">
+    <progress data-ref="indexProgress" max="1" aria-label="Indexing photos"></progress>
+    <div class="muted" data-ref="indexText"></div>
+  </div>
+  <details data-ref="skippedBox" class="hidden" style="margin-top:8px">
+    <summary data-ref="skippedSummary"></summary>
+    <ul class="skipped" data-ref="skipped"></ul>
+  </details>
+</section>
+<section part="labels">
+  <details data-ref="labelsBox">
+    <summary>Labels <span class="muted" data-ref="labelsSummary"></span></summary>
+    <div class="labels-grid">
+      <label><span class="muted">Label vocabulary, one per line</span>
+        <textarea data-ref="labels" spellcheck="false"></textarea></label>
+      <label><span class="muted">Prompt templates, {} is the label; averaged per label</span>
+        <textarea data-ref="templates" spellcheck="false"></textarea></label>
+    </div>
+    <div class="row">
+      <button type="button" data-ref="applyLabels">Apply labels</button>
+      <button type="button" class="secondary" data-ref="resetLabels">Reset to defaults</button>
+    </div>
+  </details>
+</section>
+<section part="search" aria-labelledby="wct-search-h">
+  <h2 id="wct-search-h" class="hidden">Search and export</h2>
+  <div class="row">
+    <label class="grow"><span class="muted">Search your photos by description</span>
+      <input type="search" data-ref="query" placeholder="e.g. a cat on a sofa" spellcheck="false"></label>
+    <button type="button" class="secondary" data-ref="clearSearch" disabled>Show all</button>
+  </div>
+  <div class="row" style="margin-top:8px">
+    <span class="muted" data-ref="searchInfo" aria-live="polite"></span>
+    <span class="grow"></span>
+    <button type="button" class="secondary" data-ref="exportJson">Export JSON</button>
+    <button type="button" class="secondary" data-ref="exportCsv">Export CSV</button>
+    <button type="button" class="secondary" data-ref="forget">Forget these photos</button>
+  </div>
+</section>
+<ul class="grid" data-ref="grid" aria-label="Photos"></ul>
+<p class="empty" data-ref="empty">No photos yet.</p>
+`;
+
+export class WebclipTagger extends HTMLElement {
+  /** Where the webclip package lives when no `package` attribute says otherwise. */
+  static packageUrl = new URL('../pkg/index.js', import.meta.url).href;
+
+  constructor() {
+    super();
+    this.attachShadow({ mode: 'open' }).innerHTML = TEMPLATE;
+    this.$ = {};
+    for (const el of this.shadowRoot.querySelectorAll('[data-ref]')) this.$[el.dataset.ref] = el;
+    this.store = new Store();
+    this.stats = { imagesComputed: 0, imagesCached: 0, textsComputed: 0, labelsCached: 0 };
+    this.clip = null; // loaded Clip
+    this.clipPromise = null; // pending load
+    this.modelSpec = null; // { id, label, source }: source is a URL string or a files object
+    this.items = new Map(); // hash -> { record, card }
+    this.order = []; // hashes in insertion order
+    this.vocab = null; // { labels, templates, key }
+    this.labelMatrix = null; // { key, model, embeddings: Float32Array[] }
+    this.queue = Promise.resolve(); // indexing jobs run one after another
+    this.generation = 0; // bumped by "forget" and model switches: stale jobs stop
+    this.query = null; // { kind: 'text', text } | { kind: 'image', hash }
+    this.querySeq = 0;
+    this.skipped = [];
+  }
+
+  connectedCallback() {
+    if (this._wired) return;
+    this._wired = true;
+    this._wire();
+    this._start().catch((e) => this._error(`Could not start: ${errMessage(e)}`));
+  }
+
+  disconnectedCallback() {
+    // The element may be moved in the page; only a real removal frees the model.
+    queueMicrotask(() => { if (!this.isConnected) this.dispose(); });
+  }
+
+  dispose() {
+    this.clip?.dispose?.();
+    this.clip = null;
+    this.clipPromise = null;
+    for (const { url } of this.items.values()) URL.revokeObjectURL(url);
+  }
+
+  get backend() { return this.getAttribute('backend') || 'auto'; }
+  get maxPixels() { return Number(this.getAttribute('max-pixels')) || HUGE_PIXELS; }
+  get topK() { return Math.max(1, Math.min(20, parseInt(this.getAttribute('top'), 10) || 3)); }
+
+  // -- start-up: storage, vocabulary, model choice, saved photos
+  async _start() {
+    try {
+      await this.store.open();
+    } catch (e) {
+      this._warn(`Results will not be kept after this page closes: ${errMessage(e)}.`);
+    }
+    await this._initVocab();
+    const model = this.getAttribute('model') || DEFAULT_MODEL;
+    this.$.url.value = model;
+    try {
+      this._setModelSpec(this._specFromUrl(model));
+    } catch (e) {
+      this._error(errMessage(e));
+      return;
+    }
+    await this._restoreLibrary();
+    // A failed load has already said why; the page stays usable (another URL, local files).
+    if (this.hasAttribute('autoload')) await this._loadModel().catch(() => {});
+  }
+
+  async _initVocab() {
+    const attrLabels = this.getAttribute('labels');
+    const attrTemplates = this.getAttribute('templates');
+    let labels = DEFAULT_LABELS;
+    let templates = DEFAULT_TEMPLATES;
+    const saved = this.hasAttribute('labels') ? null : await this.store.get('settings', 'vocab').catch(() => null);
+    if (saved) ({ labels, templates } = saved);
+    if (attrLabels !== null) {
+      const parsed = parseLabels(attrLabels);
+      if (parsed.length) labels = parsed;
+      else this._error('The labels attribute is empty: using the default vocabulary instead. Give at least one label, comma separated.');
+    }
+    if (attrTemplates !== null) {
+      try {
+        const parsed = parseTemplates(attrTemplates);
+        if (parsed.length) templates = parsed;
+      } catch (e) {
+        this._error(`The templates attribute is not usable (${errMessage(e)}); using the defaults.`);
+      }
+    }
+    await this._setVocab(labels, templates);
+  }
+
+  async _setVocab(labels, templates) {
+    const key = (await sha256(JSON.stringify([labels, templates]))).slice(0, 16);
+    this.vocab = { labels, templates, key };
+    this.$.labels.value = labels.join('\n');
+    this.$.templates.value = templates.join('\n');
+    this.$.labelsSummary.textContent = `(${labels.length} labels × ${templates.length} templates)`;
+  }
+
+  // -- wiring of controls
+  _wire() {
+    const $ = this.$;
+    $.urlForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      let spec;
+      try {
+        spec = this._specFromUrl($.url.value.trim());
+      } catch (err) {
+        this._error(errMessage(err));
+        return;
+      }
+      this._switchModel(spec);
+    });
+    const clickThrough = (btn, input) => btn.addEventListener('click', () => input.click());
+    clickThrough($.pickModelDir, $.modelDir);
+    clickThrough($.pickModelFiles, $.modelFiles);
+    clickThrough($.pickPhotos, $.photos);
+    clickThrough($.pickFolder, $.folder);
+    for (const input of [$.modelDir, $.modelFiles]) {
+      input.addEventListener('change', () => {
+        const files = [...input.files];
+        input.value = '';
+        if (files.length) this._modelFromFiles(files);
+      });
+    }
+    for (const input of [$.photos, $.folder]) {
+      input.addEventListener('change', () => {
+        const files = filesFromInput(input);
+        input.value = '';
+        this.addFiles(files);
+      });
+    }
+    const drop = $.drop;
+    drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+    drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+    drop.addEventListener('drop', (e) => {
+      e.preventDefault();
+      drop.classList.remove('over');
+      const pending = filesFromDrop(e.dataTransfer);
+      pending.then((files) => this.addFiles(files), (err) => this._error(`Could not read the dropped files: ${errMessage(err)}`));
+    });
+    let timer = 0;
+    $.query.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => this.search($.query.value), SEARCH_DEBOUNCE_MS);
+    });
+    $.query.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') { clearTimeout(timer); this.search($.query.value); }
+    });
+    $.clearSearch.addEventListener('click', () => { $.query.value = ''; this.search(''); });
+    $.applyLabels.addEventListener('click', () => this._applyLabels($.labels.value, $.templates.value));
+    $.resetLabels.addEventListener('click', () => this._applyLabels(DEFAULT_LABELS.join('\n'), DEFAULT_TEMPLATES.join('\n')));
+    $.exportJson.addEventListener('click', () => this._download('webclip-tags.json', 'application/json', this.exportJson()));
+    $.exportCsv.addEventListener('click', () => this._download('webclip-tags.csv', 'text/csv', this.exportCsv()));
+    $.forget.addEventListener('click', () => this._forget());
+    $.grid.addEventListener('click', (e) => {
+      const btn = e.target.closest('button[data-similar]');
+      if (btn) this.moreLikeThis(btn.dataset.similar);
+    });
+  }
+
+  // -- messages
+  _message(kind, text) {
+    const li = document.createElement('li');
+    li.className = `msg-${kind}`;
+    const span = document.createElement('span');
+    span.textContent = text;
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.textContent = '×';
+    close.setAttribute('aria-label', 'Dismiss message');
+    close.addEventListener('click', () => li.remove());
+    li.append(span, close);
+    this.$.messages.append(li);
+    while (this.$.messages.children.length > 8) this.$.messages.firstElementChild.remove();
+    if (kind === 'error') this.dispatchEvent(new CustomEvent('webclip-error', { detail: { message: text } }));
+  }
+  _error(t) { this._message('error', t); }
+  _warn(t) { this._message('warn', t); }
+  _info(t) { this._message('info', t); }
+
+  // -- model
+  _specFromUrl(value) {
+    let url;
+    try {
+      url = new URL(value, document.baseURI);
+    } catch {
+      throw new Error(`"${value}" is not a URL. Give the address of a model folder, e.g. ${DEFAULT_MODEL}`);
+    }
+    if (!/^https?:$/.test(url.protocol)) throw new Error(`The model URL must start with http:// or https://, not ${url.protocol}`);
+    if (!url.pathname.endsWith('/')) url.pathname += '/';
+    const hub = url.pathname.match(/^\/([^/]+\/[^/]+)\/resolve\//);
+    const label = url.hostname === 'huggingface.co' && hub ? hub[1] : url.href;
+    return { id: url.href, label, source: url.href, host: url.host };
+  }
+
+  async _modelFromFiles(files) {
+    // A folder pick gives every file in it; plain picks give what was chosen. Match by name.
+    const byName = new Map(files.map((f) => [f.name, f]));
+    const weights = byName.get('model.safetensors')
+      || files.find((f) => /\.safetensors$/i.test(f.name) && !/golden/i.test(f.name));
+    const missing = [];
+    if (!byName.has('config.json')) missing.push('config.json');
+    if (!weights) missing.push('model.safetensors');
+    if (!byName.has('tokenizer.json')) missing.push('tokenizer.json');
+    if (missing.length) {
+      const folder = files[0]?.webkitRelativePath?.split('/')[0];
+      this._error(`The model ${folder ? `folder "${folder}"` : 'files'} lack${missing.length > 1 || !folder ? '' : 's'} ${missing.join(', ')}. ` +
+        'A CLIP model needs config.json, model.safetensors and tokenizer.json ' +
+        '(preprocessor_config.json is optional), as in a Hugging Face repository.');
+      return;
+    }
+    const config = byName.get('config.json');
+    const folder = files[0].webkitRelativePath?.split('/')[0] || 'local files';
+    let id;
+    try {
+      // Identify a local model without reading its weights: config content + weights name and size.
+      id = `local:${(await sha256(config)).slice(0, 16)}:${weights.name}:${weights.size}`;
+    } catch (e) {
+      this._error(`Could not read the model files: ${errMessage(e)}`);
+      return;
+    }
+    const source = { config, weights, tokenizer: byName.get('tokenizer.json') };
+    if (byName.has('preprocessor_config.json')) source.preprocessor = byName.get('preprocessor_config.json');
+    this.$.url.value = ''; // the URL field no longer names the model in use
+    this._switchModel({ id, label: `${folder} (${weights.name}, on this device)`, source, host: null });
+  }
+
+  _setModelSpec(spec) {
+    this.modelSpec = spec;
+    this.$.modelName.textContent = `${spec.label} (not loaded yet)`;
+    this.$.modelHost.textContent = spec.host ? ` (from ${spec.host})` : ' (none: the model is on this device)';
+  }
+
+  async _switchModel(spec) {
+    if (this.modelSpec && spec.id === this.modelSpec.id && (this.clip || this.clipPromise)) {
+      await this._loadModel().catch(() => {}); // failures are reported by _loadModel
+      return;
+    }
+    this.generation++;
+    this.clip?.dispose?.();
+    this.clip = null;
+    this.clipPromise = null;
+    this.labelMatrix = null;
+    this._setModelSpec(spec);
+    await this._restoreLibrary();
+    await this._loadModel().catch(() => {});
+  }
+
+  /** The loaded model, loading it on first use. Throws with a message already shown. */
+  _loadModel() {
+    if (this.clip) return Promise.resolve(this.clip);
+    if (this.clipPromise) return this.clipPromise;
+    const spec = this.modelSpec;
+    const $ = this.$;
+    $.loadBtn.disabled = true;
+    $.modelProgressBox.classList.remove('hidden');
+    $.modelProgress.removeAttribute('value');
+    $.modelProgressText.textContent = 'Starting…';
+    $.modelName.textContent = `${spec.label} (loading…)`;
+    const onProgress = (p) => {
+      if (this.modelSpec !== spec) return;
+      const { phase = 'model', loaded, total, file } = p || {};
+      const what = `Loading ${file || phase}`;
+      if (total > 0 && Number.isFinite(loaded)) {
+        $.modelProgress.value = Math.min(1, loaded / total);
+        $.modelProgressText.textContent = `${what}: ${fmtBytes(loaded)} of ${fmtBytes(total)} (${Math.floor(100 * loaded / total)} %)`;
+      } else {
+        $.modelProgress.removeAttribute('value');
+        $.modelProgressText.textContent = `${what}${Number.isFinite(loaded) && loaded ? `: ${fmtBytes(loaded)}` : '…'}`;
+      }
+      const detail = { phase, file, loaded, total, text: $.modelProgressText.textContent };
+      this.dispatchEvent(new CustomEvent('webclip-progress', { bubbles: true, detail }));
+    };
+    const t0 = performance.now();
+    const promise = (async () => {
+      const { Clip } = await this._package();
+      return Clip.load({ model: spec.source, backend: this.backend, towers: 'both', worker: true, cache: true, onProgress });
+    })();
+    this.clipPromise = promise.then(
+      (clip) => {
+        if (this.modelSpec !== spec) { clip.dispose?.(); throw new Error('the model was switched while loading'); }
+        this.clip = clip;
+        $.loadBtn.disabled = false;
+        $.modelProgressBox.classList.add('hidden');
+        $.modelName.textContent = spec.label;
+        const info = clip.backendInfo || {};
+        const kind = clip.backend || info.kind;
+        $.backend.textContent = kind === 'webgpu' ? `WebGPU${info.adapter ? ` (${info.adapter})` : ''}` : 'CPU (WebAssembly)';
+        if (kind !== 'webgpu' && this.backend !== 'cpu') {
+          // The first line of the reason says enough (a shader log can follow it).
+          const reason = String(info.reason || '').split('\n')[0].slice(0, 240);
+          const why = reason ? ` (${reason})` : '';
+          this._warn(`This browser offers no usable WebGPU${why}, so the model runs on the CPU: it works the same, only slower.`);
+        }
+        this._info(`Model ${spec.label} ready in ${((performance.now() - t0) / 1000).toFixed(1)} s on ${kind === 'webgpu' ? 'WebGPU' : 'the CPU'}.`);
+        this.dispatchEvent(new CustomEvent('webclip-ready', { detail: { backend: kind, backendInfo: info } }));
+        return clip;
+      },
+      (e) => {
+        if (this.modelSpec === spec) {
+          this.clipPromise = null;
+          $.loadBtn.disabled = false;
+          $.modelProgressBox.classList.add('hidden');
+          $.modelName.textContent = `${spec.label} (failed to load)`;
+          const where = typeof spec.source === 'string' ? `from ${spec.source}` : 'from the chosen files';
+          const hint = typeof spec.source === 'string'
+            ? ' The address must be a folder holding config.json, model.safetensors and tokenizer.json' +
+              ' (on the Hugging Face hub: https://huggingface.co/ORG/NAME/resolve/main/),' +
+              ' and the server must allow cross-origin requests.'
+            : '';
+          this._error(`Could not load the model ${where}: ${errMessage(e)}.${hint}`);
+        }
+        throw e;
+      },
+    );
+    return this.clipPromise;
+  }
+
+  async _package() {
+    const url = this.getAttribute('package') || WebclipTagger.packageUrl;
+    try {
+      return await import(url);
+    } catch (e) {
+      throw new Error(`the webclip package could not be loaded from ${url} (${errMessage(e)})`);
+    }
+  }
+
+  /** exp(logit_scale): the multiplier CLIP puts on cosines before the softmax (100 for OpenAI's). */
+  _scale() {
+    const s = Number(this.clip?.logitScale);
+    return Number.isFinite(s) && s > 0 ? s : 100;
+  }
+
+  // -- label embeddings: cached per model x templates x label
+  async _labelEmbeddings() {
+    const vocab = this.vocab;
+    const spec = this.modelSpec;
+    if (this.labelMatrix && this.labelMatrix.key === vocab.key && this.labelMatrix.model === spec.id) return this.labelMatrix.embeddings;
+    const tkey = (await sha256(vocab.templates.join('\n'))).slice(0, 16);
+    const keys = vocab.labels.map((l) => `${spec.id}\n${tkey}\n${l}`);
+    const cached = await this.store.getMany('labels', keys).catch(() => keys.map(() => undefined));
+    const missing = vocab.labels.filter((_, i) => !cached[i]);
+    this.stats.labelsCached += vocab.labels.length - missing.length;
+    if (missing.length) {
+      const clip = await this._loadModel();
+      const prompts = missing.flatMap((l) => vocab.templates.map((t) => t.replaceAll('{}', l)));
+      const rows = [];
+      this._progress(0, prompts.length, `Preparing ${missing.length} labels…`);
+      for (let i = 0; i < prompts.length; i += TEXT_BATCH) {
+        const out = await clip.embedTexts(prompts.slice(i, i + TEXT_BATCH));
+        rows.push(...out);
+        this.stats.textsComputed += out.length;
+        this._progress(rows.length, prompts.length, `Preparing labels: ${rows.length} of ${prompts.length} prompts`);
+      }
+      const fresh = [];
+      missing.forEach((label, j) => {
+        const embedding = averageEmbeddings(rows.slice(j * vocab.templates.length, (j + 1) * vocab.templates.length));
+        fresh.push({ key: `${spec.id}\n${tkey}\n${label}`, embedding });
+      });
+      await this.store.putAll('labels', fresh).catch((e) => this._warn(`Label embeddings not saved: ${errMessage(e)}`));
+      const byKey = new Map(fresh.map((r) => [r.key, r]));
+      keys.forEach((k, i) => { if (!cached[i]) cached[i] = byKey.get(k); });
+      this._progressDone();
+    }
+    const embeddings = cached.map((r) => r.embedding);
+    if (this.modelSpec === spec && this.vocab === vocab) this.labelMatrix = { key: vocab.key, model: spec.id, embeddings };
+    return embeddings;
+  }
+
+  async _applyLabels(labelText, templateText) {
+    const labels = parseLabels(labelText);
+    if (!labels.length) {
+      this._error('The label list is empty: give at least one label, one per line. The previous labels stay in use.');
+      return;
+    }
+    let templates;
+    try {
+      templates = parseTemplates(templateText);
+    } catch (e) {
+      this._error(`The prompt templates are not usable: ${errMessage(e)}. The previous templates stay in use.`);
+      return;
+    }
+    if (!templates.length) {
+      this._error('The template list is empty: give at least one, such as "a photo of a {}." The previous templates stay in use.');
+      return;
+    }
+    await this._setVocab(labels, templates);
+    this.store.put('settings', { key: 'vocab', labels, templates }).catch(() => {});
+    this._enqueue(() => this._retagAll());
+  }
+
+  async _retagAll() {
+    if (!this.order.length) return;
+    const gen = this.generation;
+    const embeddings = await this._labelEmbeddings();
+    if (gen !== this.generation) return;
+    const scale = this._scale();
+    const changed = [];
+    for (const hash of this.order) {
+      const item = this.items.get(hash);
+      item.record.tags = tagsFor(item.record.embedding, this.vocab.labels, embeddings, scale, this.topK);
+      item.record.vocabKey = this.vocab.key;
+      this._renderTags(item);
+      changed.push(item.record);
+    }
+    await this.store.putAll('images', changed).catch((e) => this._warn(`Tags not saved: ${errMessage(e)}`));
+    this._info(`Retagged ${changed.length} photos with ${this.vocab.labels.length} labels.`);
+  }
+
+  // -- library (saved photos of the current model)
+  async _restoreLibrary() {
+    for (const { url } of this.items.values()) URL.revokeObjectURL(url);
+    this.items.clear();
+    this.order = [];
+    this.$.grid.replaceChildren();
+    this.query = null;
+    this._updateEmpty();
+    const spec = this.modelSpec;
+    let records;
+    try {
+      records = await this.store.imagesOf(spec.id);
+    } catch (e) {
+      this._warn(`Saved photos could not be read: ${errMessage(e)}`);
+      return;
+    }
+    if (this.modelSpec !== spec) return;
+    records.sort((a, b) => a.added - b.added);
+    for (const r of records) this._addItem(r);
+    if (records.length) {
+      this._info(`Restored ${records.length} photos indexed earlier with this model (nothing recomputed).`);
+      const stale = records.filter((r) => r.vocabKey !== this.vocab.key).length;
+      if (stale) this._enqueue(() => this._retagAll());
+    }
+  }
+
+  _addItem(record) {
+    const url = URL.createObjectURL(record.thumb);
+    const card = document.createElement('li');
+    card.className = 'card';
+    card.dataset.hash = record.hash;
+    card.dataset.name = record.name;
+    const img = document.createElement('img');
+    img.src = url;
+    img.alt = record.name;
+    img.loading = 'lazy';
+    img.decoding = 'async';
+    const body = document.createElement('div');
+    body.className = 'body';
+    const name = document.createElement('div');
+    name.className = 'name';
+    name.textContent = record.name;
+    name.title = `${record.path} · ${record.width}×${record.height} · ${fmtBytes(record.size)}`;
+    const sim = document.createElement('div');
+    sim.className = 'sim';
+    const tags = document.createElement('ul');
+    tags.className = 'tags';
+    tags.setAttribute('aria-label', 'Tags');
+    body.append(name, sim, tags);
+    if (record.note) {
+      const note = document.createElement('div');
+      note.className = 'note';
+      note.textContent = record.note;
+      body.append(note);
+    }
+    const btn = document.createElement('button');
+    btn.type = 'button';
+    btn.className = 'secondary';
+    btn.dataset.similar = record.hash;
+    btn.textContent = 'More like this';
+    btn.setAttribute('aria-label', `More photos like ${record.name}`);
+    body.append(btn);
+    card.append(img, body);
+    const item = { record, card, url, sim, tags };
+    this.items.set(record.hash, item);
+    this.order.push(record.hash);
+    this._renderTags(item);
+    this.$.grid.append(card);
+    this._updateEmpty();
+    return item;
+  }
+
+  _renderTags(item) {
+    item.tags.replaceChildren(...(item.record.tags || []).map(({ label, score }) => {
+      const li = document.createElement('li');
+      li.dataset.label = label;
+      li.append(label);
+      const b = document.createElement('b');
+      b.textContent = score < 0.005 ? '<1%' : `${Math.round(score * 100)}%`;
+      li.append(b);
+      return li;
+    }));
+  }
+
+  _updateEmpty() {
+    const n = this.items.size;
+    this.$.empty.classList.toggle('hidden', n > 0);
+    this.$.counts.textContent = `${this.stats.imagesComputed} computed, ${this.stats.imagesCached} from cache`;
+  }
+
+  async _forget() {
+    const n = this.items.size;
+    this.generation++;
+    await this.store.deleteImagesOf(this.modelSpec.id).catch((e) => this._error(`Could not delete saved photos: ${errMessage(e)}`));
+    await this._restoreLibrary();
+    this._search();
+    this._info(`Forgot ${n} photos: their thumbnails, embeddings and tags are deleted from this browser.`);
+  }
+
+  // -- indexing
+  _enqueue(job) {
+    const run = this.queue.then(job).catch((e) => this._error(errMessage(e)));
+    this.queue = run;
+    return run;
+  }
+
+  _progress(done, total, text) {
+    this.$.indexBox.classList.remove('hidden');
+    this.$.indexProgress.value = total ? done / total : 0;
+    this.$.indexText.textContent = text;
+  }
+
+  _progressDone() { this.$.indexBox.classList.add('hidden'); }
+
+  _skip(path, reason) {
+    this.skipped.push({ path, reason });
+    const li = document.createElement('li');
+    li.textContent = `${path}: ${reason}`;
+    this.$.skipped.append(li);
+    if (this.$.skippedBox.classList.contains('hidden')) {
+      this.$.skippedBox.classList.remove('hidden');
+      this.$.skippedBox.open = true;
+    }
+    this.$.skippedSummary.textContent = `Skipped files (${this.skipped.length})`;
+  }
+
+  /** Adds photos ({file, path} or File); resolves when they are indexed. */
+  addFiles(list) {
+    const files = [...list].map((f) => (f instanceof Blob ? { file: f, path: f.name } : f));
+    if (!files.length) return Promise.resolve();
+    return this._enqueue(() => this._index(files));
+  }
+
+  async _index(files) {
+    try {
+      await this._indexFiles(files);
+    } finally {
+      this._progressDone();
+      this._updateEmpty();
+    }
+  }
+
+  async _indexFiles(files) {
+    const gen = this.generation;
+    const spec = this.modelSpec;
+    const total = files.length;
+    let done = 0;
+    let computed = 0;
+    let cached = 0;
+    let skipped = 0;
+    const pending = []; // new photos waiting for a batch: { hash, file, path, decoded }
+    const step = (what) => this._progress(done, total, `${done} of ${total} files · ${what}`);
+
+    const flush = async () => {
+      if (!pending.length) return;
+      const batch = pending.splice(0);
+      let clip;
+      let labelEmbeddings;
+      try {
+        clip = await this._loadModel();
+        labelEmbeddings = await this._labelEmbeddings();
+      } catch (e) {
+        // The model's own message is already shown; say what it means for these photos.
+        const n = total - done;
+        throw new Error(`${n} photo${n === 1 ? ' was' : 's were'} not indexed because the model is not loaded ` +
+          `(${errMessage(e)}). Load a model, then add them again.`);
+      }
+      if (gen !== this.generation) return;
+      step(`embedding ${batch.length} photo${batch.length > 1 ? 's' : ''}…`);
+      let embeddings;
+      const t0 = performance.now();
+      try {
+        embeddings = await clip.embedImages(batch.map((p) => p.decoded.input));
+        this._timing(performance.now() - t0, batch.length);
+      } catch (e) {
+        // Find the culprit(s): embed one by one, skip what fails.
+        embeddings = [];
+        for (const p of batch) {
+          try {
+            const [emb] = await clip.embedImages([p.decoded.input]);
+            embeddings.push(emb);
+          } catch (err) {
+            embeddings.push(null);
+            this._skip(p.path, `the model could not read it (${errMessage(err)})`);
+            skipped++;
+          }
+        }
+      }
+      if (gen !== this.generation) return;
+      const scale = this._scale();
+      const records = [];
+      batch.forEach((p, i) => {
+        const embedding = embeddings[i];
+        done++;
+        if (!embedding) return;
+        this.stats.imagesComputed++;
+        computed++;
+        const record = {
+          key: `${spec.id}\n${p.hash}`, model: spec.id, hash: p.hash, name: p.file.name, path: p.path,
+          size: p.file.size, type: p.file.type, width: p.decoded.width, height: p.decoded.height,
+          thumb: p.decoded.thumb, note: p.decoded.note, embedding: Float32Array.from(embedding),
+          tags: tagsFor(embedding, this.vocab.labels, labelEmbeddings, scale, this.topK),
+          vocabKey: this.vocab.key, added: Date.now() + i / 1000,
+        };
+        records.push(record);
+        if (!this.items.has(p.hash)) this._addItem(record);
+      });
+      await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
+      this._updateEmpty();
+      if (this.query) this._search();
+    };
+
+    const seen = new Set();
+    for (const { file, path } of files) {
+      if (gen !== this.generation) return;
+      step(`reading ${path}`);
+      const reason = rejectReason(file);
+      if (reason) { this._skip(path, reason); skipped++; done++; continue; }
+      let hash;
+      try {
+        hash = await sha256(file);
+      } catch (e) {
+        this._skip(path, `could not be read (${errMessage(e)})`); skipped++; done++; continue;
+      }
+      if (seen.has(hash) || pending.some((p) => p.hash === hash)) {
+        this._skip(path, 'same content as another photo in this batch'); skipped++; done++; continue;
+      }
+      seen.add(hash);
+      if (this.items.has(hash)) { this.stats.imagesCached++; cached++; done++; continue; }
+      const saved = await this.store.get('images', `${spec.id}\n${hash}`).catch(() => null);
+      if (saved) {
+        this.stats.imagesCached++;
+        cached++;
+        done++;
+        this._addItem(saved);
+        if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
+        continue;
+      }
+      let decoded;
+      try {
+        decoded = await decodePhoto(file, this.maxPixels);
+      } catch (e) {
+        this._skip(path, errMessage(e)); skipped++; done++; continue;
+      }
+      if (decoded.note) this._warn(`${path}: ${decoded.note}.`);
+      pending.push({ hash, file, path, decoded });
+      if (pending.length >= IMAGE_BATCH) await flush();
+    }
+    await flush();
+    if (gen !== this.generation) return;
+    const parts = [`${computed} photo${computed === 1 ? '' : 's'} indexed`];
+    if (cached) parts.push(`${cached} already known (from cache)`);
+    if (skipped) {
+      const some = this.skipped.slice(-skipped).slice(0, 3).map((s) => `${s.path} (${s.reason})`);
+      parts.push(`${skipped} skipped: ${some.join('; ')}${skipped > 3 ? '; … see the list' : ''}`);
+    }
+    this._message(skipped ? 'warn' : 'info', `${parts.join(', ')}.`);
+    this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, skipped } }));
+  }
+
+  _timing(ms, n) {
+    this.lastMsPerImage = ms / n;
+    this.$.perImage.textContent = `${Math.round(ms / n)} ms`;
+  }
+
+  // -- search
+  /** Ranks photos by similarity to `text` (empty: back to insertion order). */
+  search(text) {
+    const t = String(text ?? '').trim();
+    this.query = t ? { kind: 'text', text: t } : null;
+    return this._search();
+  }
+
+  /** Ranks photos by image similarity to the photo with this content hash. */
+  moreLikeThis(hash) {
+    const item = this.items.get(hash);
+    if (!item) return Promise.resolve();
+    this.query = { kind: 'image', hash };
+    this.$.query.value = '';
+    return this._search().then(() => item.card.querySelector('button')?.focus());
+  }
+
+  async _search() {
+    const seq = ++this.querySeq;
+    const q = this.query;
+    const $ = this.$;
+    $.clearSearch.disabled = !q;
+    if (!q) {
+      this._arrange(this.order, null);
+      $.searchInfo.textContent = '';
+      return;
+    }
+    let target;
+    if (q.kind === 'image') {
+      target = this.items.get(q.hash)?.record.embedding;
+      $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}`;
+    } else if (!this.items.size) {
+      $.searchInfo.textContent = 'No photos to search yet: add some first.';
+      return;
+    } else {
+      this.textCache ??= new Map();
+      const key = `${this.modelSpec.id}\n${q.text}`;
+      target = this.textCache.get(key);
+      if (!target) {
+        $.searchInfo.textContent = 'Searching…';
+        try {
+          const clip = await this._loadModel();
+          [target] = await clip.embedTexts([q.text]);
+          this.stats.textsComputed++;
+          this.textCache.set(key, target);
+        } catch (e) {
+          if (seq === this.querySeq) $.searchInfo.textContent = `Search needs the model: ${errMessage(e)}`;
+          return;
+        }
+      }
+      if (seq === this.querySeq) $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"`;
+    }
+    if (seq !== this.querySeq || !target) return;
+    const scored = this.order.map((h) => [h, dot(target, this.items.get(h).record.embedding)]);
+    scored.sort((a, b) => b[1] - a[1]);
+    this._arrange(scored.map((s) => s[0]), new Map(scored));
+    this.lastRanking = scored.map(([h, s]) => ({ hash: h, name: this.items.get(h).record.name, score: s }));
+    this.dispatchEvent(new CustomEvent('webclip-search', { detail: { query: q, ranking: this.lastRanking } }));
+  }
+
+  _arrange(hashes, scores) {
+    const grid = this.$.grid;
+    const active = this.shadowRoot.activeElement;
+    hashes.forEach((h) => {
+      const item = this.items.get(h);
+      item.sim.textContent = scores ? `similarity ${scores.get(h).toFixed(3)}` : '';
+      grid.append(item.card); // re-appending in order moves each card to its rank
+    });
+    if (active && grid.contains(active)) active.focus();
+  }
+
+  // -- export
+  _exportRows() {
+    return this.order.map((h) => this.items.get(h).record);
+  }
+
+  exportJson() {
+    const rows = this._exportRows().map((r) => ({
+      file: r.path, sha256: r.hash, width: r.width, height: r.height,
+      tags: (r.tags || []).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
+    }));
+    return JSON.stringify({ model: this.modelSpec.label, labels: this.vocab.labels, templates: this.vocab.templates, photos: rows }, null, 2);
+  }
+
+  exportCsv() {
+    const k = this.topK;
+    const cell = (v) => (/[",\n\r]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
+    const head = ['file', 'sha256'];
+    for (let i = 1; i <= k; i++) head.push(`tag${i}`, `score${i}`);
+    const lines = [head.join(',')];
+    for (const r of this._exportRows()) {
+      const row = [r.path, r.hash];
+      for (let i = 0; i < k; i++) {
+        const t = r.tags?.[i];
+        row.push(t ? t.label : '', t ? t.score.toFixed(4) : '');
+      }
+      lines.push(row.map(cell).join(','));
+    }
+    return `${lines.join('\r\n')}\r\n`;
+  }
+
+  _download(name, type, text) {
+    if (!this.items.size) { this._warn('There is nothing to export yet: add some photos first.'); return; }
+    const url = URL.createObjectURL(new Blob([text], { type }));
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    this.shadowRoot.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }
+}
+
+if (!customElements.get('webclip-tagger')) customElements.define('webclip-tagger', WebclipTagger);
