@@ -830,9 +830,11 @@ impl Backend for GpuBackend {
             // Natively nothing drives the device but us: wait for the copy here. In the
             // browser the event loop does, and we only await the callback.
             #[cfg(not(target_arch = "wasm32"))]
-            ctx.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| ClipError::Gpu(format!("waiting for the GPU failed: {e}")))?;
+            if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+                // A lost device explains itself better than the failed wait.
+                ctx.errors.check()?;
+                return Err(ClipError::Gpu(format!("waiting for the GPU failed: {e}")));
+            }
             let mapped = rx.await;
             ctx.errors.check()?;
             mapped.map_err(|e| ClipError::Gpu(format!("reading results back failed: {e}")))?;
