@@ -67,9 +67,17 @@ macro_rules! compare {
             read($b, &a)
         };
         let got = {
+            // Guard values: idle buffers hold NaN (new ones hold zeros), so a write past
+            // the output shows in its buffer's slack.
+            $gpu.fill_free_buffers(f32::NAN).unwrap();
             let $b = &mut *$gpu;
             let a = $body;
-            read($b, &a)
+            let whole = pollster::block_on($b.read_whole_buffer(&a)).unwrap();
+            let n = read($b, &a).len();
+            if let Some(i) = whole[n..].iter().position(|v| !(v.is_nan() || *v == 0.0)) {
+                panic!("{}: write past the output at element {}", $what, n + i);
+            }
+            whole[..n].to_vec()
         };
         assert_eq!(got.len(), want.len(), "{}: length", $what);
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));

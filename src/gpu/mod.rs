@@ -165,6 +165,29 @@ impl GpuBackend {
         let _ = self.ctx.device.poll(wgpu::PollType::Poll);
     }
 
+    /// Fill every idle pooled buffer with `value`, so that a test can tell the bytes a
+    /// kernel wrote past its output (see [`GpuBackend::read_whole_buffer`]).
+    #[doc(hidden)]
+    pub fn fill_free_buffers(&mut self, value: f32) -> Result<()> {
+        for b in self.pool.free_buffers() {
+            let fill = vec![value; (b.size() / 4) as usize];
+            self.upload(&b, bytemuck::cast_slice(&fill))?;
+        }
+        Ok(())
+    }
+
+    /// The whole pooled buffer behind `x`, its rounding slack included: `rows * cols`
+    /// values, then what lies past them.
+    #[doc(hidden)]
+    pub async fn read_whole_buffer(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
+        let whole = GpuAct {
+            buf: x.buf.clone(),
+            rows: 1,
+            cols: (x.buffer().size() / 4) as usize,
+        };
+        self.read(&whole).await
+    }
+
     /// Bytes held by idle pooled activation buffers.
     pub fn pooled_bytes(&self) -> u64 {
         self.pool.free_bytes()
