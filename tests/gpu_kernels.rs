@@ -126,7 +126,9 @@ fn matmul_with_every_epilogue_matches_cpu() {
         Some(Activation::GeluTanh),
     ];
     // (M, K, N): rows of ViT-B/32 batch 1 (50), text (7, 77), ViT-B/16 (197), one row;
-    // widths that are not tile multiples; the last one takes the large-tile path.
+    // widths that are not tile multiples. Few-row products with a deep k are split
+    // (split-K: 50x768x112 in 6 chunks, 7x1000x36 in 7 with the last ending mid-slice);
+    // the last one takes the large-tile path.
     let shapes = [
         (1, 64, 80),
         (7, 80, 64),
@@ -135,6 +137,7 @@ fn matmul_with_every_epilogue_matches_cpu() {
         (197, 80, 112),
         (50, 64, 768),
         (7, 768, 80),
+        (7, 1000, 36),
         (197, 64, 2304),
     ];
     let mut case = 0;

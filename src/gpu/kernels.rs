@@ -19,6 +19,14 @@ const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
 /// Matmul tile of a launch: `(WG_X, WG_Y)` threads, each computing 4 x 4 outputs.
 pub const MATMUL_LARGE: (u32, u32) = (16, 16); // 64 x 64 outputs per workgroup
 pub const MATMUL_SMALL: (u32, u32) = (8, 8); // 32 x 32: few rows still fill the GPU
+/// Depth of the matmul's staged slices: split-K chunks are multiples of it.
+pub const MATMUL_BK: usize = 16;
+/// Below this many workgroups a product's k range is split (a discrete GPU has ~100
+/// compute units and wants a few workgroups each)...
+pub const MATMUL_SPLIT_BELOW: usize = 128;
+/// ...into chunks of at least this depth, at most this many.
+pub const MATMUL_MIN_CHUNK: usize = 128;
+pub const MATMUL_MAX_SPLITS: usize = 8;
 /// Threads per LayerNorm row: dims are 64..1280, so 128 threads do 1..10 elements each.
 pub const LAYER_NORM_WG: u32 = 128;
 /// Threads per attention row: one per key while scoring; `head_dim / 4` column groups
@@ -39,7 +47,10 @@ pub struct MatmulParams {
     pub act: u32,
     pub has_bias: u32,
     pub has_residual: u32,
-    pub pad: [u32; 2],
+    pub k_chunk: u32,
+    pub splits: u32,
+    pub groups_x: u32,
+    pub pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -77,6 +88,8 @@ pub struct Params3 {
 pub struct Kernels {
     pub matmul_large: wgpu::ComputePipeline,
     pub matmul_small: wgpu::ComputePipeline,
+    /// Split-K: sums the partial products, then the epilogue.
+    pub matmul_reduce: wgpu::ComputePipeline,
     /// The same with f16 weights.
     pub matmul_f16_large: wgpu::ComputePipeline,
     pub matmul_f16_small: wgpu::ComputePipeline,
@@ -93,6 +106,16 @@ fn pipeline(
     source: &str,
     constants: &[(&str, f64)],
 ) -> wgpu::ComputePipeline {
+    pipeline_entry(ctx, label, source, "main", constants)
+}
+
+fn pipeline_entry(
+    ctx: &Context,
+    label: &str,
+    source: &str,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
     let module = ctx
         .device
         .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -104,7 +127,7 @@ fn pipeline(
             label: Some(label),
             layout: None,
             module: &module,
-            entry_point: Some("main"),
+            entry_point: Some(entry),
             compilation_options: wgpu::PipelineCompilationOptions {
                 constants,
                 zero_initialize_workgroup_memory: false,
@@ -149,6 +172,13 @@ impl Kernels {
         let kernels = Kernels {
             matmul_large: mm("matmul_large", MATMUL, MATMUL_LARGE),
             matmul_small: mm("matmul_small", MATMUL, MATMUL_SMALL),
+            matmul_reduce: pipeline_entry(
+                ctx,
+                "matmul_reduce",
+                MATMUL,
+                "reduce",
+                &[("REDUCE_WG", ELEMENTWISE_WG as f64)],
+            ),
             matmul_f16_large: mm("matmul_f16_large", MATMUL_F16, MATMUL_LARGE),
             matmul_f16_small: mm("matmul_f16_small", MATMUL_F16, MATMUL_SMALL),
             layer_norm,

@@ -88,8 +88,10 @@ fn arena_buffer(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
 /// What one binding of a kernel points at.
 enum Bind<'a> {
     Buffer(&'a wgpu::Buffer),
-    /// `(offset, size)` in the arena.
+    /// `(piece, size)`: a piece staged in the arena with the launch.
     Arena(u64, u64),
+    /// A binding number the kernel's entry point does not use.
+    Skip,
 }
 
 /// The WebGPU engine.
@@ -362,6 +364,7 @@ impl GpuBackend {
                     offset: offsets[off as usize],
                     size: wgpu::BufferSize::new(size.max(4).div_ceil(16) * 16),
                 }),
+                Bind::Skip => continue,
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
@@ -555,24 +558,28 @@ impl Backend for GpuBackend {
             }
         }
         let out = self.alloc(m, n)?;
-        let params = MatmulParams {
-            m: u32_of("rows", m)?,
-            n: u32_of("out_features", n)?,
-            k: u32_of("in_features", k)?,
-            act: activation_code(activation),
-            has_bias: linear.bias.is_some() as u32,
-            has_residual: residual.is_some() as u32,
-            pad: [0; 2],
-        };
         // Large tiles unless that leaves too few workgroups to occupy a discrete GPU
-        // (about 100 compute units); small tiles then give 4x as many.
-        let (lx, ly) = kernels::MATMUL_LARGE;
-        let large = m.div_ceil(4 * ly as usize) * n.div_ceil(4 * lx as usize) >= 128;
+        // (about 100 compute units); small tiles then give 4x as many, and split-K more.
+        let tiles =
+            |(wx, wy): (u32, u32)| m.div_ceil(4 * wy as usize) * n.div_ceil(4 * wx as usize);
+        let large = tiles(kernels::MATMUL_LARGE) >= kernels::MATMUL_SPLIT_BELOW;
         let (wx, wy) = if large {
             kernels::MATMUL_LARGE
         } else {
             kernels::MATMUL_SMALL
         };
+        let groups = tiles((wx, wy));
+        let bk = kernels::MATMUL_BK;
+        let splits = if large || groups == 0 {
+            1
+        } else {
+            kernels::MATMUL_SPLIT_BELOW
+                .div_ceil(groups)
+                .min(k / kernels::MATMUL_MIN_CHUNK)
+                .clamp(1, kernels::MATMUL_MAX_SPLITS)
+        };
+        let k_chunk = k.div_ceil(splits).div_ceil(bk).max(1) * bk;
+        let splits = k.div_ceil(k_chunk).max(1);
         let gx = u32_of("matmul grid", n.div_ceil(4 * wx as usize))?;
         let gy = u32_of("matmul grid", m.div_ceil(4 * wy as usize))?;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
@@ -581,9 +588,29 @@ impl Backend for GpuBackend {
                 "a [{m}, {k}] x [{k}, {n}] product is too large for one launch"
             )));
         }
+        let (rg_x, rg_y) = self.elementwise_grid(m * n)?;
+        let params = MatmulParams {
+            m: u32_of("rows", m)?,
+            n: u32_of("out_features", n)?,
+            k: u32_of("in_features", k)?,
+            act: activation_code(activation),
+            has_bias: linear.bias.is_some() as u32,
+            has_residual: residual.is_some() as u32,
+            k_chunk: u32_of("in_features", k_chunk)?,
+            splits: splits as u32,
+            groups_x: rg_x,
+            pad: [0; 3],
+        };
         let dummy = self.dummy.clone();
         let bias = linear.bias.as_ref().map_or(&dummy, |b| &b.buffer);
         let res = residual.map_or(&dummy, |r| r.buffer());
+        // With split-K the tiles go to a [splits, m, n] scratch, reduced into `out`.
+        let partial = if splits > 1 {
+            Some(self.alloc(splits * m, n)?)
+        } else {
+            None
+        };
+        let dst = partial.as_ref().unwrap_or(&out);
         self.launch(
             match (linear.weight.f16, large) {
                 (false, true) => |k| &k.matmul_large,
@@ -598,10 +625,25 @@ impl Backend for GpuBackend {
                 Bind::Buffer(&linear.weight.buffer),
                 Bind::Buffer(bias),
                 Bind::Buffer(res),
-                Bind::Buffer(out.buffer()),
+                Bind::Buffer(dst.buffer()),
             ],
-            (gx, gy, 1),
+            (gx, gy, splits as u32),
         );
+        if let Some(partial) = &partial {
+            self.launch(
+                |k| &k.matmul_reduce,
+                bytemuck::bytes_of(&params),
+                None,
+                &[
+                    Bind::Buffer(partial.buffer()),
+                    Bind::Skip,
+                    Bind::Buffer(bias),
+                    Bind::Buffer(res),
+                    Bind::Buffer(out.buffer()),
+                ],
+                (rg_x, rg_y, 1),
+            );
+        }
         Ok(out)
     }
 
