@@ -18,6 +18,7 @@ install_deps() {
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
   [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || apt_pkgs+=(mesa-vulkan-drivers)
   ldconfig -p | grep -q libvulkan.so.1 || apt_pkgs+=(libvulkan1)
+  command -v node >/dev/null || apt_pkgs+=(nodejs npm)
   if [ ${#apt_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${apt_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -88,13 +89,20 @@ build_pkg() {
   log "pkg/ ready: webclip_bg.wasm $raw bytes, $gz gzipped"
 }
 
+# Every suite runs even when an earlier one fails; the exit status says whether all passed.
 run_tests() {
   install_deps
+  local failed=()
   log "cargo test (native; GPU tests on lavapipe)"
-  WEBCLIP_REQUIRE_GPU=1 cargo test
+  WEBCLIP_REQUIRE_GPU=1 cargo test --no-fail-fast || failed+=("cargo test")
   build_pkg
   log "node --test: Node.js 20 and headless Chromium against pkg/"
-  node --test --test-concurrency=1 tests/js/node/ tests/js/browser/
+  node --test --test-concurrency=1 tests/js/node/ tests/js/browser/ tests/js/demo.test.mjs || failed+=("node --test")
+  if [ ${#failed[@]} -gt 0 ]; then
+    log "FAILED: ${failed[*]}"
+    return 1
+  fi
+  log "all tests passed"
 }
 
 serve_demo() {

@@ -82,7 +82,15 @@ export class LocalEngine {
   /** `options` as `Clip.load` takes them, already validated by index.js. */
   static async load(options) {
     const { towers, backend } = options;
-    const onProgress = options.onProgress ?? (() => {});
+    const report = options.onProgress;
+    // A throwing callback must not break the download.
+    const onProgress = (p) => {
+      try {
+        report?.(p);
+      } catch (e) {
+        console.error('webclip: onProgress threw', e);
+      }
+    };
     const srcs = modelSources(options.model, towers);
     if (backend === 'webgpu' && !hasWebGpu()) {
       throw new Error(
@@ -90,7 +98,8 @@ export class LocalEngine {
       );
     }
     const cache = await ByteCache.open(options.cache);
-    await initWasm(options.wasmUrl);
+    // Compile the wasm while the small files download; the weights' header needs it.
+    const wasm = initWasm(options.wasmUrl);
     const progress = (phase, src) => (loaded, total) =>
       onProgress({ phase, loaded, total, file: src.what, url: src.url ?? src.path ?? null });
 
@@ -106,7 +115,7 @@ export class LocalEngine {
       small('config'),
       small('tokenizer'),
       small('preprocessor', srcs.optionalPreprocessor),
-      readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache),
+      wasm.then(() => readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache)),
     ]);
 
     const bytes = new WeightBytes();

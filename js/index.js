@@ -17,7 +17,7 @@ function validate(options) {
     worker: options.worker ?? false,
     cache: options.cache ?? true,
     maxBatch: options.maxBatch ?? 0,
-    wasmUrl: options.wasmUrl,
+    wasmUrl: options.wasmUrl == null ? undefined : String(options.wasmUrl), // URLs do not cross to a worker
     onProgress: options.onProgress,
   };
   if (o.backend === 'gpu') o.backend = 'webgpu';
@@ -142,6 +142,7 @@ export class Clip {
   static async load(options) {
     const o = validate(options);
     o.model = absolute(o.model);
+    if (o.wasmUrl && !isNode && typeof location !== 'undefined') o.wasmUrl = new URL(o.wasmUrl, location.href).href;
     const engine = o.worker ? await WorkerEngine.load(o) : await LocalEngine.load(o);
     return new Clip(engine);
   }

@@ -374,9 +374,12 @@ async function readWeightsHttp(src, towers, progress, cache) {
     if (first.whole) return fetchWhole(first.whole); // the server ignores Range: take it all
     size = first.size;
     const headerLen = headerLength(src, first.bytes);
-    const rest = await httpRange(src, 8, headerLen);
-    if (rest.whole) return fetchWhole(rest.whole);
-    header = concat([first.bytes, rest.bytes], headerLen);
+    header = first.bytes;
+    if (headerLen > 8) {
+      const rest = await httpRange(src, 8, headerLen);
+      if (rest.whole) return fetchWhole(rest.whole);
+      header = concat([first.bytes, rest.bytes], headerLen);
+    }
   }
   const plan = planFor(src, header, towers, size);
   const total = plan.headerLen + plan.ranges.reduce((acc, v, i) => acc + (i % 2 ? v : -v), 0);

@@ -89,7 +89,7 @@ fn main(
     keys = max(keys, 1u);
 
     // Scores, one key per thread at a time.
-    var m = -3.4028235e38;
+    var m = -3.4028234e38;
     for (var j = tid; j < keys; j += WG) {
         let kr = (base + j) * w4 + col;
         var dot4 = vec4<f32>(0.0);

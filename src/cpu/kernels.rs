@@ -1,4 +1,6 @@
-//! CPU kernels. Plain scalar versions for now; the SIMD matmul replaces `matmul_nt`.
+//! Plain scalar reference kernels: the straightforward loops the SIMD kernels (`gemm.rs`,
+//! `ops.rs`) are tested against, and the accuracy reference for `erf`. Not used by the
+//! engine itself.
 
 use crate::model::Activation;
 

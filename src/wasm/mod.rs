@@ -62,6 +62,9 @@ impl WeightBytes {
 
 impl TensorBytes for WeightBytes {
     fn read_range(&self, start: usize, end: usize) -> crate::Result<Cow<'_, [u8]>> {
+        if start == end {
+            return Ok(Cow::Borrowed(&[]));
+        }
         // The last segment starting at or before `start` is the only one that can hold it.
         let at = self.segments.partition_point(|(o, _)| *o <= start);
         let seg = at.checked_sub(1).map(|i| &self.segments[i]);
@@ -100,7 +103,7 @@ impl WeightPlan {
         let st = SafeTensors::parse_header(header).map_err(js_err)?;
         let mut wanted: Vec<(usize, usize)> = st
             .tensors()
-            .filter(|t| towers.wants(&t.name))
+            .filter(|t| towers.wants(&t.name) && t.end > t.start)
             .map(|t| (t.start, t.end))
             .collect();
         wanted.sort_unstable();
@@ -257,6 +260,9 @@ impl WasmClip {
 
     /// Projected image features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = imageFeatures)]
+    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
+    // gets an error, instead of two passes sharing the engine's buffers.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -285,12 +291,69 @@ impl WasmClip {
 
     /// Projected text features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = textFeatures)]
+    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
+    // gets an error, instead of two passes sharing the engine's buffers.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn text_features(&self, texts: Vec<String>, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut clip = borrow(&inner)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let emb = clip.text_features(&refs).await.map_err(js_err)?;
+            let emb = if normalize { emb.normalized() } else { emb };
+            Ok(Float32Array::from(emb.data.as_slice()).into())
+        })
+    }
+
+    /// Projected features for already preprocessed images: `pixels` is `[n, 3, S, S]`
+    /// (what `CLIPImageProcessor` returns), for callers with their own preprocessing and
+    /// for benchmarks that feed the exact reference tensor.
+    #[wasm_bindgen(js_name = pixelFeatures)]
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn pixel_features(&self, pixels: Vec<f32>, n: usize, normalize: bool) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut clip = borrow(&inner)?;
+            let emb = clip.pixel_features(&pixels, n).await.map_err(js_err)?;
+            let emb = if normalize { emb.normalized() } else { emb };
+            Ok(Float32Array::from(emb.data.as_slice()).into())
+        })
+    }
+
+    /// Projected features for token ids `[n, len]` (`<|startoftext|> ... <|endoftext|>`,
+    /// padded after the end token as `CLIPTokenizer` pads); each row is cut after its
+    /// first end token, which gives the same features.
+    #[wasm_bindgen(js_name = tokenFeatures)]
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn token_features(&self, ids: Vec<u32>, n: usize, normalize: bool) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mut clip = borrow(&inner)?;
+            if n == 0 && ids.is_empty() {
+                return Ok(Float32Array::new_with_length(0).into());
+            }
+            if n == 0 || ids.len() % n != 0 {
+                return Err(js_err(ClipError::Input(format!(
+                    "{} token ids do not split into {n} equal rows",
+                    ids.len()
+                )))
+                .into());
+            }
+            let eos = clip.config.text_config.eos_token_id;
+            let rows: Vec<Vec<u32>> = ids
+                .chunks(ids.len() / n)
+                .map(|row| {
+                    // transformers pools at argmax(ids) for legacy configs (eos_token_id 2).
+                    let end_token = if eos == 2 {
+                        row.iter().copied().max().unwrap_or(eos)
+                    } else {
+                        eos
+                    };
+                    let end = row.iter().position(|&t| t == end_token);
+                    row[..end.map_or(row.len(), |e| e + 1)].to_vec()
+                })
+                .collect();
+            let emb = clip.token_features(&rows).await.map_err(js_err)?;
             let emb = if normalize { emb.normalized() } else { emb };
             Ok(Float32Array::from(emb.data.as_slice()).into())
         })

@@ -102,6 +102,29 @@ for (const name of MODELS) {
   });
 }
 
+test('worker: true on WebGPU (tiny model) matches the reference; a throwing onProgress is harmless', async () => {
+  const g = golden('tiny-quickgelu');
+  const p = await page();
+  const r = await p.run(async (h) => {
+    const clip = await h.Clip.load({
+      model: h.model('tiny-quickgelu'),
+      backend: 'webgpu',
+      worker: true,
+      onProgress: () => {
+        throw new Error('a buggy progress bar');
+      },
+    });
+    const texts = h.plain(await clip.embedTexts(['a photo of a cat', 'a cup of coffee']));
+    const images = h.plain(await clip.embedImages([await h.imageBlob('chelsea.png')]));
+    clip.dispose();
+    return { backend: clip.backend, texts, images };
+  });
+  await p.close();
+  assert.equal(r.backend, 'webgpu');
+  assertParity(assert, r.texts, [g.textEmbeds[0], g.textEmbeds[2]], [g.texts[0], g.texts[2]]);
+  assertParity(assert, r.images, [g.imageEmbeds[g.images.indexOf('chelsea.png')]], ['chelsea.png']);
+});
+
 test("'auto' without navigator.gpu falls back to the CPU with a reason; 'webgpu' refuses", async () => {
   const p = await page('nogpu.html');
   const r = await p.run(async (h) => {
@@ -240,13 +263,20 @@ test('Cache Storage: a second load makes no request; a damaged entry is found an
 test('worker: true gives the same numbers without blocking the main thread', async (t) => {
   const p = await page();
   const r = await p.run(async (h) => {
-    const texts = Array.from({ length: 64 }, (_, i) => `a photo of thing number ${i}`);
+    const texts = Array.from({ length: 128 }, (_, i) => `a photo of thing number ${i}`);
     const local = await h.Clip.load({ model: h.model('small-gelu'), towers: 'text', backend: 'cpu' });
     const want = h.plain(await local.embedTexts(texts));
     local.dispose();
     const events = [];
     const clip = await h.Clip.load({ model: h.model('small-gelu'), worker: true, backend: 'cpu', onProgress: (e) => events.push(e) });
-    const run = await h.whileTicking(() => clip.embedTexts(texts));
+    // Repeat for at least 400 ms, however fast the engine gets, so the ticks mean something.
+    const run = await h.whileTicking(async () => {
+      const t0 = performance.now();
+      let out;
+      do out = await clip.embedTexts(texts);
+      while (performance.now() - t0 < 400);
+      return out;
+    });
     let images = null;
     try {
       const [img, bmp] = [await h.imageElement('astronaut.png'), await createImageBitmap(await h.imageBlob('coffee.png'))];
@@ -261,13 +291,13 @@ test('worker: true gives the same numbers without blocking the main thread', asy
     return { want, got: h.plain(run.result), ms: run.ms, ticks: run.ticks, maxGap: run.maxGap, worker: clip.worker, progress: events.length, images, bad, after, disposed };
   });
   await p.close();
-  t.diagnostic(`worker: 64 texts in ${r.ms.toFixed(0)} ms, ${r.ticks} ticks, longest gap ${r.maxGap.toFixed(0)} ms`);
+  t.diagnostic(`worker: batches of 128 texts for ${r.ms.toFixed(0)} ms, ${r.ticks} ticks, longest gap ${r.maxGap.toFixed(0)} ms`);
   assert.equal(r.worker, true);
   assert.ok(r.progress > 0, 'progress events cross from the worker');
   assert.deepEqual(r.got, r.want, 'bit-identical to the main thread');
-  assert.ok(r.ms > 100, `the call took ${r.ms} ms`);
   assert.ok(r.ticks >= r.ms / 10 / 3, `${r.ticks} ticks in ${r.ms} ms`);
-  assert.ok(r.maxGap < Math.max(150, r.ms / 3), `main thread blocked for ${r.maxGap} ms`);
+  // On the main thread the CPU engine would block for the whole call (r.ms).
+  assert.ok(r.maxGap < Math.max(200, r.ms / 2), `main thread blocked for ${r.maxGap} ms of ${r.ms}`);
   assert.match(r.bad, /unsupported image type text\/plain/);
   assert.deepEqual(r.after[0], r.want[0], 'usable after an error');
   assert.match(r.disposed, /disposed/);

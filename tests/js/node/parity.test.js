@@ -36,7 +36,6 @@ for (const model of MODELS) {
 
     const images = await clip.embedImages(g.images.map(imageBytes));
     assertParity(assert, images, g.imageEmbeds, g.images);
-    // RGBA pixels ({ width, height, data }) take the same path as decoded files.
     clip.dispose();
   });
 }
@@ -79,5 +78,23 @@ test('model given as { config, weights, tokenizer } buffers and Blobs', async ()
   assert.equal(clip.backendInfo.reason.includes('requested'), true, clip.backendInfo.reason);
   const [e] = await clip.embedTexts([g.texts[2]]);
   assert.ok(cosine(e, g.textEmbeds[2]) > 0.9999);
+  clip.dispose();
+});
+
+test('float16 weights (model.fp16.safetensors) load as they are', async () => {
+  const g = golden('small-gelu');
+  const clip = await Clip.load({
+    model: {
+      config: path.join(g.dir, 'config.json'),
+      weights: path.join(g.dir, 'model.fp16.safetensors'),
+      tokenizer: path.join(g.dir, 'tokenizer.json'),
+      preprocessor: path.join(g.dir, 'preprocessor_config.json'),
+    },
+  });
+  // Fixture README: float16 weights with float32 arithmetic stay above 0.9999.
+  assertParity(assert, await clip.embedTexts(g.texts), g.textEmbeds, g.texts);
+  const few = ['astronaut.png', 'rgba-200x256.png'];
+  const want = few.map((n) => g.imageEmbeds[g.images.indexOf(n)]);
+  assertParity(assert, await clip.embedImages(few.map(imageBytes)), want, few);
   clip.dispose();
 });

@@ -1,0 +1,387 @@
+//! The matmul `C = act(A W^T + bias) + residual`, cache-blocked after Goto & van de Geijn,
+//! "Anatomy of High-Performance Matrix Multiplication" (2008) and the BLIS loop nest:
+//!
+//! ```text
+//! for jc in N step NC            (B block KC x NC stays in L2)
+//!   for pc in K step KC          (one K slice; the first one overwrites C, later ones add)
+//!     for ic in M step MC        pack A[ic.., pc..] into MR-row strips  (L2)
+//!       for jr in NC step NR     B panel slice KC x NR, pre-packed      (L1)
+//!         for ir in MC step MR   micro-kernel: MR x NR accumulators in registers
+//!     on the last K slice: bias + activation + residual on the C block while it is hot
+//! ```
+//!
+//! The weight `W` `[N, K]` is packed once at load time ([`PackedMatrix`]) into panels of
+//! `NR = 16` output columns, K-major, so each micro-kernel step reads NR contiguous floats.
+//! The layout is the same for every ISA; the micro-kernel height MR is per ISA (`MR_*`).
+
+use super::ops::{epilogue_block, unavailable, RawEpilogue};
+use super::simd::{Isa, Scalar, Simd};
+use crate::error::{ClipError, Result};
+use crate::model::Activation;
+
+/// Output columns per packed panel (and per micro-kernel tile).
+pub const NR: usize = 16;
+/// Depth of one K slice: an A strip (MR x KC) and a B panel slice (KC x NR = 16 KiB)
+/// together fit L1 (32-48 KiB).
+const KC: usize = 256;
+/// Rows of A per packed block: MC x KC = 96 KiB, well inside L2.
+const MC: usize = 96;
+/// Columns per outer block: a KC x NC slice of the weight is 512 KiB, about half an L2.
+const NC: usize = 512;
+
+// Micro-kernel rows per ISA; each row is NR / lanes vectors. AVX2: 6 x 2 ymm = 12
+// accumulators + 2 B + 1 broadcast of 16 registers (the classic 6x16 shape). 128-bit
+// (SSE2, wasm, whose engines map v128 onto the same 16 xmm on x86): 2 x 4 = 8 + 4 B + 1;
+// 3 x 4 spills and measured a third slower. Scalar: 4 x 16 floats, vectorised by LLVM.
+const MR_AVX2: usize = 6;
+const MR_128: usize = 2;
+const MR_SCALAR: usize = 4;
+
+/// A `[n, k]` (`[out, in]`) weight packed for the micro-kernel. K is cut into slices of
+/// `kc` (the last may be shorter); each slice holds `ceil(n / NR)` panels `[kc, NR]`
+/// (the last zero-padded), so the KC x NC block one outer iteration reads is contiguous
+/// and streams in order from memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedMatrix {
+    n: usize,
+    k: usize,
+    kc: usize,
+    data: Vec<f32>, // [k slices, ceil(n / NR), kc, NR]
+}
+
+impl PackedMatrix {
+    /// Pack a row-major `[n, k]` matrix.
+    pub fn pack(w: &[f32], n: usize, k: usize) -> Result<Self> {
+        if w.len() != n * k {
+            return Err(ClipError::Input(format!(
+                "matrix of {} values is not {n} x {k}",
+                w.len()
+            )));
+        }
+        // Even slices: no thin remainder slice.
+        let kc = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+        let npad = n.div_ceil(NR) * NR;
+        let mut data = vec![0f32; npad * k];
+        for (r, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+            let (p, j) = (r / NR, r % NR);
+            for (kk, &x) in row.iter().enumerate() {
+                data[Self::offset(kc, k, npad, kk, p) + j] = x;
+            }
+        }
+        Ok(PackedMatrix { n, k, kc, data })
+    }
+
+    /// Where row `kk` of panel `p` starts.
+    #[inline(always)]
+    fn offset(kc: usize, k: usize, npad: usize, kk: usize, p: usize) -> usize {
+        let pc = kk - kk % kc;
+        let this_kc = kc.min(k - pc);
+        pc * npad + p * this_kc * NR + (kk - pc) * NR
+    }
+
+    /// Output features (rows of the original matrix).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Input features (columns of the original matrix).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The original row-major `[n, k]` matrix.
+    pub fn unpack(&self) -> Vec<f32> {
+        let npad = self.n.div_ceil(NR) * NR;
+        let mut w = vec![0f32; self.n * self.k];
+        for (r, row) in w.chunks_exact_mut(self.k.max(1)).enumerate().take(self.n) {
+            for (kk, x) in row.iter_mut().enumerate() {
+                *x = self.data[Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR];
+            }
+        }
+        w
+    }
+}
+
+/// What to do with each output element after the product.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>, // [n]
+    pub activation: Option<Activation>,
+    pub residual: Option<&'a [f32]>, // [m, n]
+}
+
+/// Pack rows `[0, mc)` x cols `[0, kc)` of `a` (row stride `lda`) into strips of MR rows,
+/// each `[kc, MR]`, so the micro-kernel broadcasts A from consecutive addresses.
+/// Rows past `mc` in the last strip are left as they are: the tile for a partial strip
+/// only reads its valid rows.
+#[inline(always)]
+unsafe fn pack_a<const MR: usize>(a: *const f32, lda: usize, mc: usize, kc: usize, dst: *mut f32) {
+    let mut strip = 0;
+    while strip < mc {
+        let rows = MR.min(mc - strip);
+        let d = dst.add(strip * kc);
+        for r in 0..rows {
+            let src = a.add((strip + r) * lda);
+            for p in 0..kc {
+                *d.add(p * MR + r) = *src.add(p);
+            }
+        }
+        strip += MR;
+    }
+}
+
+/// The micro-kernel: `R <= MR` rows by NR columns, `NV` vectors of `S::LANES` per row,
+/// accumulated over `kc` in registers, then written (`accumulate`: added) to `c`,
+/// of which only the first `ncols` columns exist.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tile<S: Simd, const MR: usize, const R: usize, const NV: usize>(
+    kc: usize,
+    a: *const f32, // [kc, MR]
+    b: *const f32, // [kc, NR]
+    c: *mut f32,   // [R, ldc]
+    ldc: usize,
+    ncols: usize,
+    accumulate: bool,
+) {
+    debug_assert!(NV * S::LANES == NR && R <= MR);
+    // Plain index loops over const bounds: LLVM unrolls them fully and keeps `acc` and
+    // `bv` in registers (iterator adapters here left them in stack slots).
+    let mut acc = [[S::zero(); NV]; R];
+    for p in 0..kc {
+        let bp = b.add(p * NR);
+        let ap = a.add(p * MR);
+        let mut bv = [S::zero(); NV];
+        #[allow(clippy::needless_range_loop)]
+        for v in 0..NV {
+            bv[v] = S::load(bp.add(v * S::LANES));
+        }
+        #[allow(clippy::needless_range_loop)]
+        for r in 0..R {
+            let av = S::splat(*ap.add(r));
+            for v in 0..NV {
+                acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+            }
+        }
+    }
+    if ncols == NR {
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                let p = c.add(r * ldc + v * S::LANES);
+                S::store(p, if accumulate { S::add(S::load(p), x) } else { x });
+            }
+        }
+    } else {
+        let mut buf = [0f32; NR];
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                S::store(buf.as_mut_ptr().add(v * S::LANES), x);
+            }
+            for (j, &x) in buf.iter().enumerate().take(ncols) {
+                let p = c.add(r * ldc + j);
+                *p = if accumulate { *p + x } else { x };
+            }
+        }
+    }
+}
+
+/// One MR-strip against one panel slice: the full-height tile, or a shorter one for the
+/// last strip (every height up to MR is its own monomorphised kernel).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn strip<S: Simd, const MR: usize, const NV: usize>(
+    rows: usize,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    ncols: usize,
+    acc: bool,
+) {
+    // Heights 1..=5 below plus MR itself: MR may not exceed 6.
+    const { assert!(MR >= 1 && MR <= 6) };
+    macro_rules! heights {
+        ($($h:literal)*) => {
+            match rows {
+                r if r == MR => tile::<S, MR, MR, NV>(kc, a, b, c, ldc, ncols, acc),
+                $($h => tile::<S, MR, $h, NV>(kc, a, b, c, ldc, ncols, acc),)*
+                _ => {}
+            }
+        };
+    }
+    heights!(1 2 3 4 5);
+}
+
+/// One matmul call, as raw parts: `a` `[m, k]` (row stride `lda`), `b` the packed weight,
+/// `c` `[m, n]` (row stride `ldc`), `apack` scratch of `mc_max * kc_max`.
+#[derive(Clone, Copy)]
+struct Gemm {
+    a: *const f32,
+    lda: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    ep: RawEpilogue,
+    apack: *mut f32,
+    kc_max: usize,
+    mc_max: usize,
+}
+
+/// The blocked loop nest.
+#[inline(always)]
+unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm) {
+    let Gemm {
+        a,
+        lda,
+        m,
+        k,
+        n,
+        b,
+        c,
+        ldc,
+        ep,
+        apack,
+        kc_max,
+        mc_max,
+    } = *g;
+    let npad = n.div_ceil(NR) * NR;
+    if k == 0 {
+        for r in 0..m {
+            std::ptr::write_bytes(c.add(r * ldc), 0, n);
+        }
+        epilogue_block::<S>(c, ldc, m, n, ep);
+        return;
+    }
+    let mut jc = 0;
+    while jc < n {
+        let nc = NC.min(n - jc);
+        let mut pc = 0;
+        while pc < k {
+            let kc = kc_max.min(k - pc);
+            let last = pc + kc == k;
+            let mut ic = 0;
+            while ic < m {
+                let mc = mc_max.min(m - ic);
+                pack_a::<MR>(a.add(ic * lda + pc), lda, mc, kc, apack);
+                let mut jr = 0;
+                while jr < nc {
+                    let col = jc + jr;
+                    let bp = b.add(pc * npad + (col / NR) * kc * NR);
+                    let ncols = NR.min(n - col);
+                    let mut ir = 0;
+                    while ir < mc {
+                        strip::<S, MR, NV>(
+                            MR.min(mc - ir),
+                            kc,
+                            apack.add(ir * kc),
+                            bp,
+                            c.add((ic + ir) * ldc + col),
+                            ldc,
+                            ncols,
+                            pc > 0,
+                        );
+                        ir += MR;
+                    }
+                    jr += NR;
+                }
+                if last {
+                    let block = RawEpilogue {
+                        bias: ep.bias.map(|p| p.add(jc)),
+                        activation: ep.activation,
+                        residual: ep.residual.map(|(p, ld)| (p.add(ic * ld + jc), ld)),
+                    };
+                    epilogue_block::<S>(c.add(ic * ldc + jc), ldc, mc, nc, block);
+                }
+                ic += mc;
+            }
+            pc += kc;
+        }
+        jc += nc;
+    }
+}
+
+/// `out = act(a w^T + bias) + residual` with `a` `[m, k]`, `w` packed from `[n, k]`,
+/// `out` `[m, n]`, on the given ISA.
+pub fn matmul(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    out: &mut [f32],
+    ep: &Epilogue,
+) -> Result<()> {
+    let (k, n) = (w.k, w.n);
+    let len = |what: &str, got: usize, want: usize| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(ClipError::Input(format!(
+                "matmul {what} holds {got} values, expected {want} ({m} x {k} times {k} x {n})"
+            )))
+        }
+    };
+    len("input", a.len(), m * k)?;
+    len("output", out.len(), m * n)?;
+    if let Some(b) = ep.bias {
+        len("bias", b.len(), n)?;
+    }
+    if let Some(r) = ep.residual {
+        len("residual", r.len(), m * n)?;
+    }
+    if !isa.is_available() {
+        return Err(unavailable(isa));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let mr = match isa {
+        Isa::Avx2Fma => MR_AVX2,
+        Isa::Sse2 | Isa::Simd128 => MR_128,
+        Isa::Scalar => MR_SCALAR,
+    };
+    // The K slices are the packed weight's; M blocks are even (no thin remainder).
+    let kc_max = w.kc;
+    let mc_max = m.div_ceil(m.div_ceil(MC)).div_ceil(mr) * mr;
+    let mut apack = vec![0f32; mc_max * kc_max]; // [mc_max / MR, kc_max, MR]
+    let g = Gemm {
+        a: a.as_ptr(),
+        lda: k,
+        m,
+        k,
+        n,
+        b: w.data.as_ptr(),
+        c: out.as_mut_ptr(),
+        ldc: n,
+        ep: RawEpilogue {
+            bias: ep.bias.map(|b| b.as_ptr()),
+            activation: ep.activation,
+            residual: ep.residual.map(|r| (r.as_ptr(), n)),
+        },
+        apack: apack.as_mut_ptr(),
+        kc_max,
+        mc_max,
+    };
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(g: &Gemm) {
+        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2>(g)
+    }
+    // SAFETY: the ISA is available; every length was checked against m, k, n above and
+    // `apack` holds mc_max x kc_max.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => avx2(&g),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4>(&g),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4>(&g),
+            _ => gemm_impl::<Scalar, MR_SCALAR, 16>(&g),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! The SIMD CPU kernels against the plain scalar ones in `cpu::kernels`, on every ISA
+//! this machine can run (AVX2+FMA, SSE2 and scalar on x86_64), on shapes that are not
+//! multiples of any block size, with guard values around every output.
+
+use webclip::cpu::gemm::{self, Epilogue, PackedMatrix};
+use webclip::cpu::{kernels, ops, CpuBackend, CpuWeight, Isa};
+use webclip::graph::Backend;
+use webclip::model::random::Rng;
+use webclip::model::{Activation, Linear};
+
+const GUARD: usize = 19;
+const GUARD_VALUE: f32 = 1234.5;
+
+/// A buffer of `n` NaNs (so an unwritten output fails the comparison) between guards.
+fn guarded(n: usize) -> Vec<f32> {
+    let mut v = vec![GUARD_VALUE; n + 2 * GUARD];
+    v[GUARD..GUARD + n].fill(f32::NAN);
+    v
+}
+
+fn check_guards(buf: &[f32], what: &str) {
+    let n = buf.len() - 2 * GUARD;
+    assert!(
+        buf[..GUARD].iter().all(|&g| g == GUARD_VALUE)
+            && buf[GUARD + n..].iter().all(|&g| g == GUARD_VALUE),
+        "{what}: write outside the output"
+    );
+}
+
+/// Largest `|got - want| / (abs + rel * |want|)`; above 1 fails. NaN counts as failure.
+fn worst(got: &[f32], want: &[f32], abs: f32, rel: f32) -> (f32, usize) {
+    assert_eq!(got.len(), want.len());
+    let mut w = (0f32, 0);
+    for (i, (g, r)) in got.iter().zip(want).enumerate() {
+        let e = (g - r).abs() / (abs + rel * r.abs());
+        let e = if e.is_nan() { f32::INFINITY } else { e };
+        if e > w.0 {
+            w = (e, i);
+        }
+    }
+    w
+}
+
+fn isas() -> Vec<Isa> {
+    let all = Isa::available();
+    assert!(all.contains(&Isa::Scalar));
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(all.contains(&Isa::Sse2));
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            assert!(all.contains(&Isa::Avx2Fma));
+        }
+    }
+    all
+}
+
+const MS: [usize; 6] = [1, 7, 50, 77, 197, 577];
+
+fn kn_shapes() -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for k in [64, 80, 112, 768] {
+        for n in [64, 80, 112, 768] {
+            v.push((k, n));
+        }
+    }
+    v.extend([(3, 13), (13, 3), (3, 768), (768, 13), (1, 1), (300, 17)]);
+    v
+}
+
+/// The epilogues cycled through the shapes.
+fn epilogue_case(i: usize) -> (bool, Option<Activation>, bool) {
+    match i % 5 {
+        0 => (false, None, false),
+        1 => (true, None, false),
+        2 => (true, Some(Activation::QuickGelu), false),
+        3 => (true, Some(Activation::Gelu), true),
+        _ => (false, Some(Activation::GeluTanh), true),
+    }
+}
+
+#[test]
+fn matmul_matches_scalar_reference_on_every_isa() {
+    let isas = isas();
+    let mut rng = Rng::new(1);
+    let mut case = 0;
+    for &m in &MS {
+        for (k, n) in kn_shapes() {
+            // The large shapes cost seconds in the reference: keep them to a few Ms.
+            if m == 577 && k * n > 112 * 768 {
+                continue;
+            }
+            let a = rng.fill_uniform(m * k, 1.0); // [m, k]
+            let w = rng.fill_uniform(n * k, 1.0); // [n, k]
+            let bias = rng.fill_uniform(n, 1.0);
+            let res = rng.fill_uniform(m * n, 1.0);
+            let (use_bias, act, use_res) = epilogue_case(case);
+            case += 1;
+            let mut want = vec![0f32; m * n];
+            kernels::matmul_nt(&a, &w, &mut want, m, k, n);
+            kernels::epilogue(
+                &mut want,
+                n,
+                use_bias.then_some(&bias[..]),
+                act,
+                use_res.then_some(&res[..]),
+            );
+            let packed = PackedMatrix::pack(&w, n, k).unwrap();
+            let ep = Epilogue {
+                bias: use_bias.then_some(&bias[..]),
+                activation: act,
+                residual: use_res.then_some(&res[..]),
+            };
+            for &isa in &isas {
+                let mut buf = guarded(m * n);
+                gemm::matmul(isa, &a, m, &packed, &mut buf[GUARD..GUARD + m * n], &ep).unwrap();
+                let what = format!("{} matmul {m}x{k}x{n} {ep:?}", isa.name());
+                check_guards(&buf, &what);
+                // Sums of k products of values in [-1, 1]: rounding grows with k.
+                let tol = 1e-6 * k as f32 + 1e-6;
+                let (e, i) = worst(&buf[GUARD..GUARD + m * n], &want, tol, 1e-6);
+                assert!(
+                    e <= 1.0,
+                    "{what}: element {i} is {} instead of {} (error {e} x tolerance)",
+                    buf[GUARD + i],
+                    want[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packing_round_trips_and_bad_lengths_are_errors() {
+    let mut rng = Rng::new(2);
+    for (n, k) in [(1, 1), (17, 3), (16, 5), (33, 64)] {
+        let w = rng.fill_uniform(n * k, 1.0);
+        let p = PackedMatrix::pack(&w, n, k).unwrap();
+        assert_eq!((p.n(), p.k()), (n, k));
+        assert_eq!(p.unpack(), w);
+    }
+    assert!(PackedMatrix::pack(&[0.0; 5], 2, 3).is_err());
+    let p = PackedMatrix::pack(&[1.0; 6], 2, 3).unwrap();
+    let mut out = [0f32; 4];
+    let none = Epilogue::default();
+    for isa in isas() {
+        assert!(gemm::matmul(isa, &[1.0; 5], 2, &p, &mut out, &none).is_err());
+        assert!(gemm::matmul(isa, &[1.0; 6], 2, &p, &mut out[..3], &none).is_err());
+        let bad_bias = Epilogue {
+            bias: Some(&[1.0]),
+            ..none
+        };
+        assert!(gemm::matmul(isa, &[1.0; 6], 2, &p, &mut out, &bad_bias).is_err());
+        gemm::matmul(isa, &[1.0; 6], 2, &p, &mut out, &none).unwrap();
+        assert_eq!(out, [3.0; 4]);
+        // K = 0: the product is zero, the epilogue still applies.
+        let empty_k = PackedMatrix::pack(&[], 3, 0).unwrap();
+        let mut o = [f32::NAN; 6];
+        let ep = Epilogue {
+            bias: Some(&[1.0, 2.0, 3.0]),
+            ..none
+        };
+        gemm::matmul(isa, &[], 2, &empty_k, &mut o, &ep).unwrap();
+        assert_eq!(o, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+        // Empty shapes are fine and touch nothing.
+        gemm::matmul(isa, &[], 0, &p, &mut [], &none).unwrap();
+    }
+}
+
+#[test]
+fn activations_match_scalar_reference() {
+    let mut rng = Rng::new(3);
+    let mut x: Vec<f32> = rng.fill_uniform(1000, 12.0);
+    x.extend([
+        0.0, -0.0, 1e-6, -1e-6, 1e-3, -1e-3, 0.5, -0.5, 20.0, -20.0, 90.0, -90.0, 1e4, -1e4,
+    ]);
+    for isa in isas() {
+        for a in [
+            Activation::QuickGelu,
+            Activation::Gelu,
+            Activation::GeluTanh,
+        ] {
+            // Odd length: exercises the scalar tail.
+            let n = x.len() - 3;
+            let mut buf = guarded(n);
+            buf[GUARD..GUARD + n].copy_from_slice(&x[..n]);
+            ops::activation(isa, a, &mut buf[GUARD..GUARD + n]).unwrap();
+            let what = format!("{} {a:?}", isa.name());
+            check_guards(&buf, &what);
+            let want: Vec<f32> = x[..n].iter().map(|&v| kernels::activate(a, v)).collect();
+            // The reference is exact to ~1e-7 relative; our exp is ~2e-7. GELU at large
+            // negative x is tiny and the reference loses it to cancellation: abs 1e-6.
+            let (e, i) = worst(&buf[GUARD..GUARD + n], &want, 1e-6, 2e-6);
+            assert!(
+                e <= 1.0,
+                "{what}: f({}) = {} instead of {}",
+                x[i],
+                buf[GUARD + i],
+                want[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn layer_norm_matches_scalar_reference() {
+    let mut rng = Rng::new(4);
+    for isa in isas() {
+        for &rows in &MS[..5] {
+            for dim in [3, 13, 64, 80, 768] {
+                // An offset and scale like real residual streams (mean far from 0).
+                let x: Vec<f32> = rng
+                    .fill_uniform(rows * dim, 4.0)
+                    .into_iter()
+                    .map(|v| v + 3.0)
+                    .collect();
+                let w: Vec<f32> = rng.fill_uniform(dim, 0.5).iter().map(|v| v + 1.0).collect();
+                let b = rng.fill_uniform(dim, 0.5);
+                let mut want = vec![0f32; x.len()];
+                kernels::layer_norm(&x, &w, &b, 1e-5, dim, &mut want);
+                let mut buf = guarded(x.len());
+                let n = x.len();
+                ops::layer_norm(isa, &x, &w, &b, 1e-5, dim, &mut buf[GUARD..GUARD + n]).unwrap();
+                let what = format!("{} layer norm {rows}x{dim}", isa.name());
+                check_guards(&buf, &what);
+                let (e, i) = worst(&buf[GUARD..GUARD + n], &want, 1e-5, 1e-5);
+                assert!(e <= 1.0, "{what}: element {i}: {e} x tolerance");
+            }
+        }
+        let mut out = [0f32; 6];
+        assert!(ops::layer_norm(isa, &[0.0; 6], &[1.0; 4], &[0.0; 4], 1e-5, 4, &mut out).is_err());
+    }
+}
+
+#[test]
+fn attention_matches_scalar_reference() {
+    let mut rng = Rng::new(5);
+    // (sequences' valid lengths, seq_len, heads, head_dim, causal, q/k scale)
+    type Case<'a> = (&'a [usize], usize, usize, usize, bool, f32);
+    let cases: &[Case] = &[
+        (&[50, 50], 50, 12, 64, false, 1.0),  // ViT-B/32 image, batch 2
+        (&[197], 197, 3, 13, false, 1.0),     // odd head_dim
+        (&[77, 10, 1], 77, 8, 64, true, 1.0), // text: full context and short prompts
+        (&[7, 3], 7, 5, 80, true, 6.0),       // peaked softmax (large scores)
+        (&[1], 1, 1, 3, false, 1.0),          // a single key
+        (&[0, 5], 5, 2, 4, true, 1.0),        // an empty sequence still attends to key 0
+    ];
+    for isa in isas() {
+        for &(valid, seq, heads, hd, causal, scale) in cases {
+            let width = heads * hd;
+            let n = valid.len() * seq * width;
+            let q = rng.fill_uniform(n, scale);
+            let k = rng.fill_uniform(n, scale);
+            let v = rng.fill_uniform(n, 1.0);
+            let mut want = vec![0f32; n];
+            kernels::attention(&q, &k, &v, &mut want, width, seq, heads, causal, valid);
+            let mut buf = guarded(n);
+            ops::attention(
+                isa,
+                &q,
+                &k,
+                &v,
+                &mut buf[GUARD..GUARD + n],
+                width,
+                seq,
+                heads,
+                causal,
+                valid,
+            )
+            .unwrap();
+            let what = format!(
+                "{} attention {valid:?} x {seq}, {heads} heads of {hd}, causal {causal}",
+                isa.name()
+            );
+            check_guards(&buf, &what);
+            let (e, i) = worst(
+                &buf[GUARD..GUARD + n],
+                &want,
+                2e-6 * (hd as f32).sqrt(),
+                1e-5,
+            );
+            assert!(e <= 1.0, "{what}: element {i}: {e} x tolerance");
+        }
+        let mut out = [0f32; 12];
+        // Width not divisible by the heads; a valid length past the sequence.
+        let z = [0f32; 12];
+        assert!(ops::attention(isa, &z, &z, &z, &mut out, 6, 2, 4, false, &[2]).is_err());
+        assert!(ops::attention(isa, &z, &z, &z, &mut out, 6, 2, 2, false, &[3]).is_err());
+    }
+}
+
+#[test]
+fn backend_linear_packs_hand_built_weights_and_checks_widths() {
+    let mut rng = Rng::new(6);
+    let (m, k, n) = (5, 21, 19);
+    let w = rng.fill_uniform(n * k, 1.0);
+    let x = rng.fill_uniform(m * k, 1.0);
+    let linear = Linear {
+        weight: CpuWeight {
+            shape: vec![n, k],
+            data: w.clone(),
+            packed: None,
+        },
+        bias: None,
+        in_features: k,
+        out_features: n,
+    };
+    let mut b = CpuBackend;
+    let xa = b.input(&x, m, k).unwrap();
+    let got = b.linear(&xa, &linear, None, None).unwrap();
+    let mut want = vec![0f32; m * n];
+    kernels::matmul_nt(&x, &w, &mut want, m, k, n);
+    let (e, _) = worst(&got.data, &want, 1e-5, 1e-6);
+    assert!(e <= 1.0);
+    let wrong = b.input(&x[..m * 20], m, 20).unwrap();
+    assert!(b.linear(&wrong, &linear, None, None).is_err());
+    assert!(b.gather_rows(&xa, &[m]).is_err());
+}
