@@ -69,7 +69,7 @@ fn main(
     let i = wid.x; // query row within the sequence
     let h = wid.y; // head
     let s = wid.z; // sequence
-    if (i >= p.seq_len || h >= p.heads) {
+    if (i >= p.seq_len || h >= p.heads || s >= arrayLength(&valid_lens)) {
         return;
     }
     let hd4 = p.head_dim / 4u;

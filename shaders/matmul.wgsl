@@ -9,7 +9,10 @@
 // gives a thread its 4 rows (or 4 columns) at one depth.
 // The engine picks WG_X / WG_Y per matrix shape: 16 x 16 (64 x 64 tiles) for large
 // products, 8 x 8 (32 x 32 tiles) when the rows are few (50 rows for ViT-B/32 batch 1)
-// so that the launch still spreads over every compute unit.
+// so that the launch still spreads over every compute unit. When even that leaves too
+// few workgroups, the k range is split over `splits` workgroups along z (split-K): each
+// writes its raw partial tile to out[z] and the `reduce` entry point sums the partials
+// and applies the epilogue.
 
 struct Params {
     m: u32,            // rows of a and out
@@ -18,22 +21,27 @@ struct Params {
     act: u32,          // 0 none, 1 quick_gelu, 2 gelu (erf), 3 gelu (tanh)
     has_bias: u32,
     has_residual: u32,
+    k_chunk: u32,      // k range per split, a multiple of BK (>= k when not split)
+    splits: u32,       // 1, or the number of partial products to reduce
+    groups_x: u32,     // reduce: workgroups along x of the launch grid
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
 
 override WG_X: u32 = 16u; // threads along n (tile width 4 * WG_X), at most 16
 override WG_Y: u32 = 16u; // threads along m (tile height 4 * WG_Y), at most 16
+override REDUCE_WG: u32 = 256u; // threads per workgroup of `reduce`
 
 const BK: u32 = 16u;       // depth of one staged slice
 const MAX_TILE: u32 = 64u; // 4 * the largest WG_X / WG_Y
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;       // [m, k / 4]
+@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;       // [m, k / 4]; reduce: partials
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // [n, k / 4]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;          // [n] (unused if !has_bias)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;      // [m, n] (unused if !has_residual)
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;     // [m, n]
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;     // [m, n], or [splits, m, n]
 
 // [BK][tile / 4]: element (kk, i) holds rows (or columns) 4i..4i+3 at depth kk.
 var<workgroup> a_tile: array<vec4<f32>, 256>; // BK * MAX_TILE / 4
@@ -66,22 +74,30 @@ fn activate(x: f32) -> f32 {
     }
 }
 
-fn store_row(row: u32, col0: u32, v: vec4<f32>) {
+fn epilogue(acc: f32, row: u32, col: u32) -> f32 {
+    var x = acc;
+    if (p.has_bias != 0u) {
+        x += bias[col];
+    }
+    x = activate(x);
+    if (p.has_residual != 0u) {
+        x += residual[row * p.n + col];
+    }
+    return x;
+}
+
+fn store_row(z: u32, row: u32, col0: u32, v: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
         let col = col0 + j;
         if (col < p.n) {
-            var x = v[j];
-            if (p.has_bias != 0u) {
-                x += bias[col];
+            if (p.splits > 1u) {
+                out[(z * p.m + row) * p.n + col] = v[j];
+            } else {
+                out[row * p.n + col] = epilogue(v[j], row, col);
             }
-            x = activate(x);
-            if (p.has_residual != 0u) {
-                x += residual[row * p.n + col];
-            }
-            out[row * p.n + col] = x;
         }
     }
 }
@@ -98,13 +114,17 @@ fn main(
     let tid = lid.y * WG_X + lid.x;
     let threads = WG_X * WG_Y;
     let k4 = p.k / 4u;
+    // This workgroup's share of k. Chunks are BK multiples, so only the last one ends
+    // inside a tile, at k itself, which the loads below check.
+    let k_begin = wid.z * p.k_chunk;
+    let k_end = min(p.k, k_begin + p.k_chunk);
 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
-    for (var kt = 0u; kt < p.k; kt += BK) {
+    for (var kt = k_begin; kt < k_end; kt += BK) {
         // Stage a[row0 .. row0 + bm, kt .. kt + BK], zero outside the matrix.
         for (var i = tid; i < bm * (BK / 4u); i += threads) {
             let r = i / (BK / 4u);
@@ -153,8 +173,25 @@ fn main(
 
     let r = row0 + 4u * lid.y;
     let c = col0 + 4u * lid.x;
-    store_row(r, c, acc0);
-    store_row(r + 1u, c, acc1);
-    store_row(r + 2u, c, acc2);
-    store_row(r + 3u, c, acc3);
+    store_row(wid.z, r, c, acc0);
+    store_row(wid.z, r + 1u, c, acc1);
+    store_row(wid.z, r + 2u, c, acc2);
+    store_row(wid.z, r + 3u, c, acc3);
+}
+
+// Split-K second pass: out[i] = epilogue(sum over z of partial[z, i]), one thread per
+// output; `a` holds the partials [splits, m, n].
+@compute @workgroup_size(REDUCE_WG, 1, 1)
+fn reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = gid.y * (p.groups_x * REDUCE_WG) + gid.x;
+    let mn = p.m * p.n;
+    if (idx >= mn) {
+        return;
+    }
+    var acc = 0.0;
+    for (var z = 0u; z < p.splits; z++) {
+        let i = z * mn + idx;
+        acc += a[i / 4u][i % 4u];
+    }
+    out[idx] = epilogue(acc, idx / p.n, idx % p.n);
 }

@@ -40,7 +40,8 @@ impl BackendChoice {
 pub struct ClipOptions {
     pub backend: BackendChoice,
     pub towers: Towers,
-    /// Images or texts per forward pass (bounds activation memory). 0 = default.
+    /// Images or texts per forward pass (bounds activation memory). 0 = the engine's
+    /// default: 8 on the CPU, 32 on the GPU (whose throughput grows with the batch).
     pub max_batch: usize,
     /// Adapter choice and limits for the WebGPU engine.
     pub gpu: GpuOptions,
@@ -157,8 +158,9 @@ impl<B: Backend> Encoder<B> {
 }
 
 pub(crate) enum Engine {
-    Cpu(Encoder<CpuBackend>),
-    Gpu(Encoder<GpuBackend>),
+    // Boxed: the model struct (configs, layer vectors) is large; a Clip moves cheaply.
+    Cpu(Box<Encoder<CpuBackend>>),
+    Gpu(Box<Encoder<GpuBackend>>),
 }
 
 fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Result<Engine> {
@@ -169,10 +171,10 @@ fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Resu
         towers,
         &mut cpu::make_weight,
     )?;
-    Ok(Engine::Cpu(Encoder {
+    Ok(Engine::Cpu(Box::new(Encoder {
         model,
         backend: CpuBackend,
-    }))
+    })))
 }
 
 fn load_gpu(
@@ -188,10 +190,10 @@ fn load_gpu(
         towers,
         &mut |role, t| gpu.make_weight(role, t),
     )?;
-    Ok(Engine::Gpu(Encoder {
+    Ok(Engine::Gpu(Box::new(Encoder {
         model,
         backend: gpu,
-    }))
+    })))
 }
 
 fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
@@ -280,22 +282,30 @@ impl Clip {
             _ => None,
         };
         let (engine, backend_info) = load_engine(&files, &config, options).await?;
+        let max_batch = match (options.max_batch, &engine) {
+            (0, Engine::Gpu(_)) => 32,
+            (0, Engine::Cpu(_)) => 8,
+            (n, _) => n,
+        };
         Ok(Clip {
             config,
             engine,
             tokenizer,
             preprocessor,
             backend_info,
-            max_batch: if options.max_batch == 0 {
-                8
-            } else {
-                options.max_batch
-            },
+            max_batch,
         })
     }
 
     pub fn backend(&self) -> &BackendInfo {
         &self.backend_info
+    }
+
+    /// The GPU device was lost (driver reset, the browser reclaimed it): every call now
+    /// fails with `ClipError::Gpu`; load the model again (a new device, or the CPU engine
+    /// with `BackendChoice::Cpu`) to continue.
+    pub fn is_device_lost(&self) -> bool {
+        matches!(&self.engine, Engine::Gpu(e) if e.backend.is_lost())
     }
 
     pub fn towers(&self) -> Towers {

@@ -67,9 +67,17 @@ macro_rules! compare {
             read($b, &a)
         };
         let got = {
+            // Guard values: idle buffers hold NaN (new ones hold zeros), so a write past
+            // the output shows in its buffer's slack.
+            $gpu.fill_free_buffers(f32::NAN).unwrap();
             let $b = &mut *$gpu;
             let a = $body;
-            read($b, &a)
+            let whole = pollster::block_on($b.read_whole_buffer(&a)).unwrap();
+            let n = read($b, &a).len();
+            if let Some(i) = whole[n..].iter().position(|v| !(v.is_nan() || *v == 0.0)) {
+                panic!("{}: write past the output at element {}", $what, n + i);
+            }
+            whole[..n].to_vec()
         };
         assert_eq!(got.len(), want.len(), "{}: length", $what);
         let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -118,7 +126,9 @@ fn matmul_with_every_epilogue_matches_cpu() {
         Some(Activation::GeluTanh),
     ];
     // (M, K, N): rows of ViT-B/32 batch 1 (50), text (7, 77), ViT-B/16 (197), one row;
-    // widths that are not tile multiples; the last one takes the large-tile path.
+    // widths that are not tile multiples. Few-row products with a deep k are split
+    // (split-K: 50x768x112 in 6 chunks, 7x1000x36 in 7 with the last ending mid-slice);
+    // the last one takes the large-tile path.
     let shapes = [
         (1, 64, 80),
         (7, 80, 64),
@@ -127,6 +137,7 @@ fn matmul_with_every_epilogue_matches_cpu() {
         (197, 80, 112),
         (50, 64, 768),
         (7, 768, 80),
+        (7, 1000, 36),
         (197, 64, 2304),
     ];
     let mut case = 0;
@@ -154,6 +165,42 @@ fn matmul_with_every_epilogue_matches_cpu() {
     }
 }
 
+#[test]
+fn matmul_with_f16_weights_matches_cpu_on_the_rounded_weights() {
+    let Some(mut g) = gpu_with(&GpuOptions {
+        f16_weights: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let mut rng = Rng::new(23);
+    for &(m, k, n) in &[(1, 64, 80), (50, 768, 112), (77, 112, 768), (197, 64, 2304)] {
+        let x = rng.fill_uniform(m * k, 2.0);
+        // The CPU gets the weights the GPU stores: f16-rounded.
+        let w: Vec<f32> = rng
+            .fill_uniform(n * k, (3.0 / k as f32).sqrt())
+            .into_iter()
+            .map(|v| half::f16::from_f32(v).to_f32())
+            .collect();
+        let bias = rng.fill_uniform(n, 0.5);
+        let res = rng.fill_uniform(m * n, 1.0);
+        let what = format!("f16 matmul {m}x{k}x{n}");
+        compare!(&mut g, 1e-5, what, |b| {
+            let l = linear(b, &w, Some(&bias[..]), k, n);
+            let xa = b.input(&x, m, k).unwrap();
+            let r = b.input(&res, m, n).unwrap();
+            b.linear(&xa, &l, Some(Activation::Gelu), Some(&r)).unwrap()
+        });
+    }
+    let l = linear(&g, &[0.5; 64], None, 16, 4);
+    assert!(l.weight.f16, "matrices are stored as f16");
+    assert!(
+        !g.make_weight(WeightRole::Vector, host(&[4], &[0.0; 4]))
+            .unwrap()
+            .f16
+    );
+}
+
 fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
     let mut rng = Rng::new(11);
     for &(rows, dim) in &[(1, 64), (7, 80), (50, 768), (3, 1000), (197, 112)] {
@@ -178,31 +225,31 @@ fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
     }
 }
 
-#[test]
-fn layer_norm_matches_cpu_with_and_without_subgroups() {
-    let Some(mut g) = gpu() else { return };
-    let label = if g.uses_subgroups() {
-        "subgroup"
-    } else {
-        "shared-memory"
-    };
-    layer_norm_cases(&mut g, label);
+/// Run `cases` on `g`, and when `g` uses subgroups, on a backend without them too, so
+/// that both variants of the reduction kernels are checked.
+fn each_reduction_variant(g: &mut GpuBackend, cases: fn(&mut GpuBackend, &str)) {
     if g.uses_subgroups() {
+        cases(g, "subgroup");
         let mut plain = gpu_with(&GpuOptions {
             disable_subgroups: true,
             ..Default::default()
         })
         .unwrap();
         assert!(!plain.uses_subgroups());
-        layer_norm_cases(&mut plain, "shared-memory");
+        cases(&mut plain, "shared-memory");
     } else {
-        eprintln!("note: this adapter has no subgroups; only the shared-memory LayerNorm ran");
+        eprintln!("note: this adapter has no subgroups; only the shared-memory variants ran");
+        cases(g, "shared-memory");
     }
 }
 
 #[test]
-fn attention_matches_cpu_with_causal_and_padding_masks() {
+fn layer_norm_matches_cpu_with_and_without_subgroups() {
     let Some(mut g) = gpu() else { return };
+    each_reduction_variant(&mut g, layer_norm_cases);
+}
+
+fn attention_cases(g: &mut GpuBackend, label: &str) {
     let mut rng = Rng::new(13);
     // (sequences, seq_len, heads, head_dim, causal, valid lengths)
     let cases: &[(usize, usize, usize, bool, &[usize])] = &[
@@ -220,8 +267,9 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
         let q = rng.fill_uniform(rows * width, 1.0);
         let k = rng.fill_uniform(rows * width, 1.0);
         let v = rng.fill_uniform(rows * width, 1.0);
-        let what = format!("attention seq {seq} heads {heads}x{hd} causal={causal} lens {lens:?}");
-        compare!(&mut g, 1e-5, what, |b| {
+        let what =
+            format!("{label} attention seq {seq} heads {heads}x{hd} causal={causal} lens {lens:?}");
+        compare!(g, 1e-5, what, |b| {
             let (qa, ka, va) = (
                 b.input(&q, rows, width).unwrap(),
                 b.input(&k, rows, width).unwrap(),
@@ -231,6 +279,12 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
                 .unwrap()
         });
     }
+}
+
+#[test]
+fn attention_matches_cpu_with_causal_and_padding_masks() {
+    let Some(mut g) = gpu() else { return };
+    each_reduction_variant(&mut g, attention_cases);
 }
 
 #[test]
@@ -317,4 +371,32 @@ fn bad_shapes_are_errors_not_panics() {
     // The backend still works afterwards.
     let y = g.gather_rows(&x, &[2]).unwrap();
     assert_eq!(read(&mut g, &y).len(), 4);
+}
+
+#[test]
+fn a_lost_device_is_an_error_and_a_new_backend_recovers() {
+    let Some(mut g) = gpu() else { return };
+    let x = g.input(&[1.0; 16], 4, 4).unwrap();
+    g.lose_device();
+    assert!(g.is_lost());
+    let err = g
+        .gather_rows(&x, &[0])
+        .err()
+        .expect("ops on a lost device must fail");
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("lost")),
+        "{err}"
+    );
+    let err = pollster::block_on(g.read(&x)).expect_err("reads on a lost device must fail");
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("lost")),
+        "{err}"
+    );
+    assert!(g
+        .make_weight(WeightRole::Vector, host(&[4], &[0.0; 4]))
+        .is_err());
+    // A new backend gets a new device.
+    let mut g2 = gpu().unwrap();
+    let y = g2.input(&[2.0; 8], 2, 4).unwrap();
+    assert_eq!(read(&mut g2, &y), vec![2.0; 8]);
 }

@@ -16,7 +16,11 @@ fn require_gpu() -> bool {
 }
 
 fn gpu() -> Option<GpuBackend> {
-    match pollster::block_on(GpuBackend::new(&GpuOptions::default())) {
+    gpu_with(&GpuOptions::default())
+}
+
+fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {
+    match pollster::block_on(GpuBackend::new(opts)) {
         Ok(g) => Some(g),
         Err(e) if require_gpu() => panic!("WEBCLIP_REQUIRE_GPU=1 but no GPU backend: {e}"),
         Err(e) => {
@@ -27,7 +31,11 @@ fn gpu() -> Option<GpuBackend> {
 }
 
 fn load_gpu(g: &Golden, file: &str) -> Option<Encoder<GpuBackend>> {
-    let backend = gpu()?;
+    load_gpu_with(g, file, &GpuOptions::default())
+}
+
+fn load_gpu_with(g: &Golden, file: &str, opts: &GpuOptions) -> Option<Encoder<GpuBackend>> {
+    let backend = gpu_with(opts)?;
     let bytes = g.file(file);
     let st = SafeTensors::parse(&bytes).unwrap();
     let model = ClipModel::load(
@@ -176,6 +184,37 @@ fn fp16_checkpoint_matches_reference() {
                 let c = cosine(row, &want[i * got.dim..][..got.dim]);
                 // README: float16 weights, float32 arithmetic: cosine above 0.9999.
                 assert!(c > 0.9999, "{} fp16 {what} {i}: cosine {c}", g.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_weight_storage_keeps_features_within_tolerance() {
+    let f16 = GpuOptions {
+        f16_weights: true,
+        ..Default::default()
+    };
+    for dir in model_dirs() {
+        let g = Golden::load(&dir);
+        for file in ["model.safetensors", "model.fp16.safetensors"] {
+            let Some(mut enc) = load_gpu_with(&g, file, &f16) else {
+                return;
+            };
+            let (img, txt) = features(&mut enc, &g);
+            for (what, got, want) in [
+                ("image", &img, g.f32("image_features")),
+                ("text", &txt, g.f32("text_features")),
+            ] {
+                for (i, row) in got.iter().enumerate() {
+                    let c = cosine(row, &want[i * got.dim..][..got.dim]);
+                    // README: float16 weights, cosine above 0.9999 with f32 arithmetic.
+                    assert!(
+                        c > 0.9999,
+                        "{} {file} f16 storage {what} {i}: cosine {c}",
+                        g.name
+                    );
+                }
             }
         }
     }

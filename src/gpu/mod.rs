@@ -10,6 +10,16 @@
 //! - a forward pass is recorded as compute passes into one command encoder, with every
 //!   kernel's uniforms (and small index arrays) packed into one arena buffer, and is
 //!   submitted only when a result is read back (one copy of the final rows).
+//!
+//! To add a kernel: write `shaders/NAME.wgsl` (a uniform `Params` struct at binding 0,
+//! inputs next, the output last, workgroup size as an `override`, every thread
+//! bounds-checked), add its pipeline and `Params` twin to `kernels.rs`, call it through
+//! `GpuBackend::launch` from the `Backend` method, and add a case comparing it with the
+//! CPU engine to `tests/gpu_kernels.rs`.
+//!
+//! Shared state is `Arc`/`Mutex` so that natively, where wgpu handles are `Send`, the
+//! engine (and a `Clip` on it) can move between threads; on wasm32 there is one thread.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
@@ -35,6 +45,8 @@ use std::task::{Context as TaskContext, Poll, Waker};
 pub struct GpuWeight {
     buffer: wgpu::Buffer,
     pub shape: Vec<usize>,
+    /// Stored as f16 (a linear layer's matrix with `f16_weights`), else f32.
+    pub f16: bool,
 }
 
 /// An activation `[rows, cols]` f32 in a pooled GPU buffer.
@@ -76,8 +88,10 @@ fn arena_buffer(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
 /// What one binding of a kernel points at.
 enum Bind<'a> {
     Buffer(&'a wgpu::Buffer),
-    /// `(offset, size)` in the arena.
+    /// `(piece, size)`: a piece staged in the arena with the launch.
     Arena(u64, u64),
+    /// A binding number the kernel's entry point does not use.
+    Skip,
 }
 
 /// The WebGPU engine.
@@ -143,6 +157,39 @@ impl GpuBackend {
         self.ctx.errors.is_lost()
     }
 
+    /// Destroy the device, as a driver reset or a browser reclaiming the GPU would: every
+    /// later call fails with `ClipError::Gpu`. For exercising that path in tests.
+    #[doc(hidden)]
+    pub fn lose_device(&self) {
+        self.ctx.device.destroy();
+        // wgpu-core reports the loss on the next maintenance pass.
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// Fill every idle pooled buffer with `value`, so that a test can tell the bytes a
+    /// kernel wrote past its output (see [`GpuBackend::read_whole_buffer`]).
+    #[doc(hidden)]
+    pub fn fill_free_buffers(&mut self, value: f32) -> Result<()> {
+        for b in self.pool.free_buffers() {
+            let fill = vec![value; (b.size() / 4) as usize];
+            self.upload(&b, bytemuck::cast_slice(&fill))?;
+        }
+        Ok(())
+    }
+
+    /// The whole pooled buffer behind `x`, its rounding slack included: `rows * cols`
+    /// values, then what lies past them.
+    #[doc(hidden)]
+    pub async fn read_whole_buffer(&mut self, x: &GpuAct) -> Result<Vec<f32>> {
+        let whole = GpuAct {
+            buf: x.buf.clone(),
+            rows: 1,
+            cols: (x.buffer().size() / 4) as usize,
+        };
+        self.read(&whole).await
+    }
+
     /// Bytes held by idle pooled activation buffers.
     pub fn pooled_bytes(&self) -> u64 {
         self.pool.free_bytes()
@@ -152,14 +199,25 @@ impl GpuBackend {
     /// GPU engine's `make` function for [`crate::model::ClipModel::load`].
     pub fn make_weight(&self, role: WeightRole, t: HostTensor) -> Result<GpuWeight> {
         self.ctx.errors.check()?;
-        if role == WeightRole::Matrix && t.shape.get(1).is_some_and(|k| k % 4 != 0) {
+        if role == WeightRole::Matrix && t.shape.get(1).is_some_and(|k| !k.is_multiple_of(4)) {
             // The matmul reads rows as vec4; every CLIP checkpoint has such widths.
             return Err(ClipError::Gpu(format!(
                 "`{}` has shape {:?}: the GPU engine needs in_features divisible by 4",
                 t.name, t.shape
             )));
         }
-        let bytes: &[u8] = bytemuck::cast_slice(&t.data);
+        let f16 = self.ctx.f16_weights && role == WeightRole::Matrix;
+        let halves: Vec<u16>;
+        let bytes: &[u8] = if f16 {
+            halves = t
+                .data
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect();
+            bytemuck::cast_slice(&halves)
+        } else {
+            bytemuck::cast_slice(&t.data)
+        };
         self.ctx
             .check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
         let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
@@ -169,6 +227,11 @@ impl GpuBackend {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
+        // Natively a failed allocation (out of memory) is reported right here.
+        self.ctx.errors.check().map_err(|e| match e {
+            ClipError::Gpu(m) => ClipError::Gpu(format!("uploading `{}`: {m}", t.name)),
+            e => e,
+        })?;
         {
             let mut view = buffer
                 .get_mapped_range_mut(..)
@@ -181,6 +244,7 @@ impl GpuBackend {
         Ok(GpuWeight {
             buffer,
             shape: t.shape,
+            f16,
         })
     }
 
@@ -300,6 +364,7 @@ impl GpuBackend {
                     offset: offsets[off as usize],
                     size: wgpu::BufferSize::new(size.max(4).div_ceil(16) * 16),
                 }),
+                Bind::Skip => continue,
             };
             entries.push(wgpu::BindGroupEntry {
                 binding: i as u32 + 1,
@@ -431,6 +496,14 @@ impl Future for Receiver {
     }
 }
 
+// Natively the engine can move to another thread (a server's worker pool).
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<GpuBackend>();
+    send::<crate::Clip>();
+};
+
 fn activation_code(a: Option<Activation>) -> u32 {
     match a {
         None => 0,
@@ -470,7 +543,7 @@ impl Backend for GpuBackend {
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
         let (m, n, k) = (x.rows, linear.out_features, linear.in_features);
-        if x.cols != k || k % 4 != 0 {
+        if x.cols != k || !k.is_multiple_of(4) {
             return Err(ClipError::Input(format!(
                 "linear layer [{n}, {k}] applied to a [{m}, {}] activation",
                 x.cols
@@ -485,24 +558,28 @@ impl Backend for GpuBackend {
             }
         }
         let out = self.alloc(m, n)?;
-        let params = MatmulParams {
-            m: u32_of("rows", m)?,
-            n: u32_of("out_features", n)?,
-            k: u32_of("in_features", k)?,
-            act: activation_code(activation),
-            has_bias: linear.bias.is_some() as u32,
-            has_residual: residual.is_some() as u32,
-            pad: [0; 2],
-        };
         // Large tiles unless that leaves too few workgroups to occupy a discrete GPU
-        // (about 100 compute units); small tiles then give 4x as many.
-        let (lx, ly) = kernels::MATMUL_LARGE;
-        let large = m.div_ceil(4 * ly as usize) * n.div_ceil(4 * lx as usize) >= 128;
+        // (about 100 compute units); small tiles then give 4x as many, and split-K more.
+        let tiles =
+            |(wx, wy): (u32, u32)| m.div_ceil(4 * wy as usize) * n.div_ceil(4 * wx as usize);
+        let large = tiles(kernels::MATMUL_LARGE) >= kernels::MATMUL_SPLIT_BELOW;
         let (wx, wy) = if large {
             kernels::MATMUL_LARGE
         } else {
             kernels::MATMUL_SMALL
         };
+        let groups = tiles((wx, wy));
+        let bk = kernels::MATMUL_BK;
+        let splits = if large || groups == 0 {
+            1
+        } else {
+            kernels::MATMUL_SPLIT_BELOW
+                .div_ceil(groups)
+                .min(k / kernels::MATMUL_MIN_CHUNK)
+                .clamp(1, kernels::MATMUL_MAX_SPLITS)
+        };
+        let k_chunk = k.div_ceil(splits).div_ceil(bk).max(1) * bk;
+        let splits = k.div_ceil(k_chunk).max(1);
         let gx = u32_of("matmul grid", n.div_ceil(4 * wx as usize))?;
         let gy = u32_of("matmul grid", m.div_ceil(4 * wy as usize))?;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
@@ -511,14 +588,35 @@ impl Backend for GpuBackend {
                 "a [{m}, {k}] x [{k}, {n}] product is too large for one launch"
             )));
         }
+        let (rg_x, rg_y) = self.elementwise_grid(m * n)?;
+        let params = MatmulParams {
+            m: u32_of("rows", m)?,
+            n: u32_of("out_features", n)?,
+            k: u32_of("in_features", k)?,
+            act: activation_code(activation),
+            has_bias: linear.bias.is_some() as u32,
+            has_residual: residual.is_some() as u32,
+            k_chunk: u32_of("in_features", k_chunk)?,
+            splits: splits as u32,
+            groups_x: rg_x,
+            pad: [0; 3],
+        };
         let dummy = self.dummy.clone();
         let bias = linear.bias.as_ref().map_or(&dummy, |b| &b.buffer);
         let res = residual.map_or(&dummy, |r| r.buffer());
+        // With split-K the tiles go to a [splits, m, n] scratch, reduced into `out`.
+        let partial = if splits > 1 {
+            Some(self.alloc(splits * m, n)?)
+        } else {
+            None
+        };
+        let dst = partial.as_ref().unwrap_or(&out);
         self.launch(
-            if large {
-                |k| &k.matmul_large
-            } else {
-                |k| &k.matmul_small
+            match (linear.weight.f16, large) {
+                (false, true) => |k| &k.matmul_large,
+                (false, false) => |k| &k.matmul_small,
+                (true, true) => |k| &k.matmul_f16_large,
+                (true, false) => |k| &k.matmul_f16_small,
             },
             bytemuck::bytes_of(&params),
             None,
@@ -527,10 +625,25 @@ impl Backend for GpuBackend {
                 Bind::Buffer(&linear.weight.buffer),
                 Bind::Buffer(bias),
                 Bind::Buffer(res),
-                Bind::Buffer(out.buffer()),
+                Bind::Buffer(dst.buffer()),
             ],
-            (gx, gy, 1),
+            (gx, gy, splits as u32),
         );
+        if let Some(partial) = &partial {
+            self.launch(
+                |k| &k.matmul_reduce,
+                bytemuck::bytes_of(&params),
+                None,
+                &[
+                    Bind::Buffer(partial.buffer()),
+                    Bind::Skip,
+                    Bind::Buffer(bias),
+                    Bind::Buffer(res),
+                    Bind::Buffer(out.buffer()),
+                ],
+                (rg_x, rg_y, 1),
+            );
+        }
         Ok(out)
     }
 
@@ -579,14 +692,19 @@ impl Backend for GpuBackend {
         let width = q.cols;
         let seqs = valid_lens.len();
         let same = |a: &GpuAct| a.rows == q.rows && a.cols == width;
-        if !same(k) || !same(v) || heads == 0 || width % heads != 0 || q.rows != seqs * seq_len {
+        if !same(k)
+            || !same(v)
+            || heads == 0
+            || !width.is_multiple_of(heads)
+            || q.rows != seqs * seq_len
+        {
             return Err(ClipError::Input(format!(
                 "attention over [{}, {width}] with {seqs} sequences of {seq_len} and {heads} heads",
                 q.rows
             )));
         }
         let head_dim = width / heads;
-        if head_dim % 4 != 0
+        if !head_dim.is_multiple_of(4)
             || head_dim > kernels::ATTENTION_MAX_HEAD_DIM
             || seq_len > kernels::ATTENTION_MAX_SEQ
         {
@@ -642,7 +760,7 @@ impl Backend for GpuBackend {
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
         let d = patch_embeds.cols;
-        if batch == 0 || patch_embeds.rows % batch != 0 {
+        if batch == 0 || !patch_embeds.rows.is_multiple_of(batch) {
             return Err(ClipError::Input(format!(
                 "{} patch rows do not split into {batch} images",
                 patch_embeds.rows
@@ -693,7 +811,7 @@ impl Backend for GpuBackend {
             _ => return Err(ClipError::Input("token embedding must be 2-d".into())),
         };
         if seq_len == 0
-            || ids.len() % seq_len != 0
+            || !ids.len().is_multiple_of(seq_len)
             || position_embedding.shape[..] != [position_embedding.shape[0], d]
             || position_embedding.shape[0] < seq_len
         {
@@ -777,9 +895,11 @@ impl Backend for GpuBackend {
             // Natively nothing drives the device but us: wait for the copy here. In the
             // browser the event loop does, and we only await the callback.
             #[cfg(not(target_arch = "wasm32"))]
-            ctx.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| ClipError::Gpu(format!("waiting for the GPU failed: {e}")))?;
+            if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+                // A lost device explains itself better than the failed wait.
+                ctx.errors.check()?;
+                return Err(ClipError::Gpu(format!("waiting for the GPU failed: {e}")));
+            }
             let mapped = rx.await;
             ctx.errors.check()?;
             mapped.map_err(|e| ClipError::Gpu(format!("reading results back failed: {e}")))?;

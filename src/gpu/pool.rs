@@ -77,6 +77,13 @@ impl Pool {
         }
     }
 
+    /// Handles to every free buffer (for tests that fill them with guard values).
+    pub fn free_buffers(&self) -> Vec<wgpu::Buffer> {
+        self.free.lock().map_or(Vec::new(), |f| {
+            f.by_size.values().flatten().cloned().collect()
+        })
+    }
+
     /// Bytes held by free buffers.
     pub fn free_bytes(&self) -> u64 {
         self.free.lock().map_or(0, |f| {
