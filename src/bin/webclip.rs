@@ -398,21 +398,34 @@ preprocessor_config.json (CLIP defaults when absent).";
         match args.get("backend").unwrap_or("cpu") {
             "cpu" => {
                 if args.get("batches").is_some() || args.get("iterations").is_some() {
-                    return Err(Failure::Usage("--batches and --iterations are for --backend gpu".into()));
+                    return Err(Failure::Usage(
+                        "--batches and --iterations are for --backend gpu".into(),
+                    ));
                 }
-                Ok(webclip::cpu::bench::run_bench(&preset, &mut std::io::stdout())?)
+                Ok(webclip::cpu::bench::run_bench(
+                    &preset,
+                    &mut std::io::stdout(),
+                )?)
             }
             "gpu" | "webgpu" => {
-                let mut opts = webclip::gpu::bench::BenchOptions { preset, ..Default::default() };
+                let mut opts = webclip::gpu::bench::BenchOptions {
+                    preset,
+                    ..Default::default()
+                };
                 if let Some(b) = args.get("batches") {
-                    opts.image_batches = b.split(',').map(|v| number("batches", v)).collect::<CliResult<_>>()?;
+                    opts.image_batches = b
+                        .split(',')
+                        .map(|v| number("batches", v))
+                        .collect::<CliResult<_>>()?;
                 }
                 if let Some(n) = args.get("iterations") {
                     opts.iterations = number("iterations", n)?;
                 }
                 Ok(webclip::gpu::bench::run_bench(&opts)?)
             }
-            other => Err(Failure::Usage(format!("--backend must be cpu or gpu, not `{other}`"))),
+            other => Err(Failure::Usage(format!(
+                "--backend must be cpu or gpu, not `{other}`"
+            ))),
         }
     }
 }

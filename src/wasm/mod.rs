@@ -332,7 +332,7 @@ impl WasmClip {
             if n == 0 && ids.is_empty() {
                 return Ok(Float32Array::new_with_length(0).into());
             }
-            if n == 0 || ids.len() % n != 0 {
+            if n == 0 || !ids.len().is_multiple_of(n) {
                 return Err(js_err(ClipError::Input(format!(
                     "{} token ids do not split into {n} equal rows",
                     ids.len()
