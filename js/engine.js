@@ -135,6 +135,9 @@ export class LocalEngine {
       rustBackend !== backend
         ? `WebGPU is not available here (no navigator.gpu${isNode ? ' in Node.js' : ''}), so the CPU engine runs`
         : clip.backendReason;
+    // What a reload after a lost GPU device needs: the sources (URLs, paths, or the
+    // caller's own Blobs and buffers), never a copy of the weights' bytes.
+    const reload = { ...options, onProgress: undefined };
     return new LocalEngine(clip, {
       backend: clip.backendKind,
       backendInfo: { kind: clip.backendKind, adapter, reason },
@@ -142,16 +145,79 @@ export class LocalEngine {
       imageSize: clip.imageSize,
       logitScale: clip.logitScale,
       towers: clip.towers,
-    });
+    }, reload);
   }
 
-  constructor(clip, info) {
+  constructor(clip, info, options) {
     this.clip = clip;
     this.info = info;
+    this.options = options;
+    /** Why the GPU device is gone, once it is: the next call reloads the model. */
+    this.lost = null;
+  }
+
+  /**
+   * Run `fn(wasmClip)`. A GPU device lost before or during it fails this call with an
+   * Error saying so and frees the model; the next call reloads it (same backend choice:
+   * 'webgpu' opens a new device, 'auto' may fall back to the CPU engine) and then runs.
+   */
+  async guard(fn) {
+    if (this.lost) await this.recover();
+    try {
+      return await fn(this.clip);
+    } catch (e) {
+      if (this.info.backend !== 'webgpu' || !(await this.deviceLost())) throw e;
+      const why = /the GPU device was lost \((.*?)\); load the model again/.exec(e?.message ?? '')?.[1];
+      this.lost = why ?? 'lost';
+      this.clip.free();
+      this.clip = null;
+      throw new Error(
+        `webclip: the GPU device was lost${why ? ` (${why})` : ''}; this call failed, and the next call will reload the model`,
+        { cause: e },
+      );
+    }
+  }
+
+  /** Whether the device is gone; the browser reports a loss asynchronously, so wait a little. */
+  async deviceLost() {
+    for (let i = 0; i < 5; i++) {
+      if (this.clip.deviceLost) return true;
+      await new Promise((r) => setTimeout(r, 10 * i));
+    }
+    return this.clip.deviceLost;
+  }
+
+  async recover() {
+    let next;
+    try {
+      next = await LocalEngine.load(this.options);
+    } catch (e) {
+      // this.lost stays set: the call after this one tries again.
+      throw new Error(`webclip: the GPU device was lost and reloading the model failed: ${String(e?.message ?? e).replace(/^webclip: /, '')}`, { cause: e });
+    }
+    const info = next.info.backendInfo;
+    this.clip = next.clip;
+    this.info = {
+      ...next.info,
+      backendInfo: { ...info, reason: `recovered after the GPU device was lost (${this.lost}): ${info.reason}` },
+    };
+    this.lost = null;
+  }
+
+  /** Destroy the GPU device and wait until the browser reports it lost (tests only). */
+  async loseDevice() {
+    if (this.info.backend !== 'webgpu' || !this.clip) throw new Error('webclip: _loseDevice: the model is not on a WebGPU device');
+    this.clip.loseDeviceForTesting();
+    for (let waited = 0; !this.clip.deviceLost; waited += 10) {
+      if (waited > 5000) throw new Error('webclip: _loseDevice: the device-lost callback did not fire within 5 s');
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
   /** One `Float32Array(dim)` per image. */
   async embedImages(images, normalize) {
+    // Before the batch exists: a failed reload must not leave it unfreed.
+    if (this.lost) await this.recover();
     const batch = new ImageBatch();
     try {
       for (let i = 0; i < images.length; i++) {
@@ -163,11 +229,11 @@ export class LocalEngine {
       batch.free();
       throw e;
     }
-    return this.split(await this.clip.imageFeatures(batch, normalize));
+    return this.split(await this.guard((clip) => clip.imageFeatures(batch, normalize)));
   }
 
   async embedTexts(texts, normalize) {
-    return this.split(await this.clip.textFeatures(texts, normalize));
+    return this.split(await this.guard((clip) => clip.textFeatures(texts, normalize)));
   }
 
   split(flat) {

@@ -117,7 +117,12 @@ export declare class Clip {
 
   private constructor();
 
+  /**
+   * The engine that runs the calls. After a lost GPU device the next call reloads the
+   * model, which may change it ('auto' falls back to the CPU when no device can be had).
+   */
   readonly backend: Backend;
+  /** Which engine runs and why; after a reload, `reason` starts with `recovered after the GPU device was lost`. */
   readonly backendInfo: BackendInfo;
   /** Length of each embedding (`projection_dim`). */
   readonly dim: number;

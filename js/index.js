@@ -68,6 +68,7 @@ class WorkerEngine {
       if (!p) return;
       if (data.progress) return p.onProgress?.(data.progress);
       this.pending.delete(data.id);
+      if (data.info) this.info = data.info;
       if (data.ok) p.resolve(data.result);
       else p.reject(new Error(data.error));
     };
@@ -101,6 +102,10 @@ class WorkerEngine {
 
   embedTexts(texts, normalize) {
     return this.call('embedTexts', [texts, normalize]);
+  }
+
+  loseDevice() {
+    return this.call('loseDevice', []);
   }
 
   dispose() {
@@ -184,10 +189,27 @@ export class Clip {
     // The engine is taken now: a call made before dispose() still runs.
     const engine = this._engine;
     if (!engine) return Promise.reject(new Error('webclip: this Clip was disposed; load the model again to use it'));
-    const run = () => fn(engine);
+    const run = async () => {
+      try {
+        return await fn(engine);
+      } finally {
+        // A reload after a lost GPU device may have changed the engine.
+        this.backend = engine.info.backend;
+        this.backendInfo = engine.info.backendInfo;
+      }
+    };
     const p = this._queue.then(run, run);
     this._queue = p.catch(() => {});
     return p;
+  }
+
+  /**
+   * Destroy the GPU device as a driver reset would, and wait until the browser reports it
+   * lost: for tests of the recovery path. Not part of the API.
+   * @returns {Promise<void>}
+   */
+  _loseDevice() {
+    return this._run((e) => e.loseDevice());
   }
 
   /**

@@ -23,6 +23,10 @@ const methods = {
     const out = await loaded().embedTexts(texts, normalize);
     return [out, out.map((e) => e.buffer)];
   },
+  async loseDevice() {
+    await loaded().loseDevice();
+    return [undefined, []];
+  },
 };
 
 function loaded() {
@@ -38,9 +42,10 @@ self.onmessage = ({ data: { id, method, args } }) => {
       const fn = methods[method];
       if (!fn) throw new Error(`webclip: unknown worker method ${method}`);
       const [result, transfer] = await fn(...args, id);
-      self.postMessage({ id, ok: true, result }, transfer);
+      self.postMessage({ id, ok: true, result, info: engine?.info }, transfer);
     } catch (e) {
-      self.postMessage({ id, ok: false, error: e?.message ?? String(e) });
+      // `info` too: a reload after a lost GPU device may have changed the engine.
+      self.postMessage({ id, ok: false, error: e?.message ?? String(e), info: engine?.info });
     }
   });
 };

@@ -308,6 +308,16 @@ impl Clip {
         matches!(&self.engine, Engine::Gpu(e) if e.backend.is_lost())
     }
 
+    /// Destroy the GPU device, as a driver reset or the browser reclaiming it would (the
+    /// device-lost callback fires with reason `Destroyed`); does nothing on the CPU engine.
+    /// For exercising the recovery path in tests.
+    #[doc(hidden)]
+    pub fn lose_device_for_testing(&self) {
+        if let Engine::Gpu(e) = &self.engine {
+            e.backend.lose_device();
+        }
+    }
+
     pub fn towers(&self) -> Towers {
         match &self.engine {
             Engine::Cpu(e) => e.model.towers(),

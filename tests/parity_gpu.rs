@@ -358,3 +358,43 @@ fn limits_too_small_for_the_checkpoint_are_an_error() {
     .unwrap();
     assert_eq!(clip.backend().kind, "webgpu");
 }
+
+#[test]
+fn a_lost_device_fails_the_next_call_with_a_gpu_error_and_a_new_load_recovers() {
+    let g = Golden::load(&model_dirs()[0]);
+    let Some(probe) = gpu() else { return };
+    drop(probe);
+    let gpu_opts = ClipOptions {
+        backend: BackendChoice::Gpu,
+        ..Default::default()
+    };
+    let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
+    let want = g.f32("text_features");
+    let mut clip = load_clip(&g, &gpu_opts).unwrap();
+    pollster::block_on(clip.text_features(&texts[..1])).unwrap();
+    assert!(!clip.is_device_lost());
+
+    clip.lose_device_for_testing();
+    assert!(clip.is_device_lost(), "the device-lost callback fired");
+    for _ in 0..2 {
+        let err = pollster::block_on(clip.text_features(&texts))
+            .expect_err("a call on a lost device must fail");
+        assert!(
+            matches!(&err, ClipError::Gpu(m) if m.contains("device was lost") && m.contains("Destroyed")),
+            "{err}"
+        );
+        let err = pollster::block_on(clip.pixel_features(&g.pixels(&g.images[0]), 1))
+            .expect_err("a call on a lost device must fail");
+        assert!(
+            matches!(&err, ClipError::Gpu(m) if m.contains("lost")),
+            "{err}"
+        );
+    }
+
+    // Loading again gets a new device, which gives the reference's features.
+    let mut clip = load_clip(&g, &gpu_opts).unwrap();
+    assert!(!clip.is_device_lost());
+    let feats = pollster::block_on(clip.text_features(&texts)).unwrap();
+    let err = max_abs_diff(&feats.data, &want);
+    assert!(err < 1e-3, "after a new load: max abs {err}");
+}

@@ -38,6 +38,7 @@ impl ErrorSink {
     /// `Err` when the device was lost or an operation failed since the last check.
     pub fn check(&self) -> Result<()> {
         if let Some(m) = self.lost.lock().ok().and_then(|g| g.clone()) {
+            // js/engine.js reads the reason from this wording when it reloads the model.
             return Err(ClipError::Gpu(format!(
                 "the GPU device was lost ({m}); load the model again to get a new device"
             )));

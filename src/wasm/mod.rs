@@ -403,6 +403,25 @@ impl WasmClip {
     pub fn backend_reason(&self) -> String {
         self.backend_reason.clone()
     }
+
+    /// The GPU device was lost (read between calls: `false` while a call holds the model).
+    /// The JS layer checks it after a failed call to decide whether to reload.
+    #[wasm_bindgen(getter, js_name = deviceLost)]
+    pub fn device_lost(&self) -> bool {
+        self.inner.try_borrow().is_ok_and(|c| c.is_device_lost())
+    }
+
+    /// Destroy the GPU device (`GPUDevice.destroy()`), so that the browser reports it lost
+    /// with reason `destroyed` as it would after a driver reset: for tests of the recovery
+    /// path. Does nothing on the CPU engine.
+    #[wasm_bindgen(js_name = loseDeviceForTesting)]
+    pub fn lose_device_for_testing(&self) -> Result<(), JsError> {
+        let clip = self.inner.try_borrow().map_err(|_| {
+            JsError::new("the model is busy with another call; await it before the next")
+        })?;
+        clip.lose_device_for_testing();
+        Ok(())
+    }
 }
 
 fn borrow(inner: &Rc<RefCell<Clip>>) -> Result<std::cell::RefMut<'_, Clip>, JsValue> {

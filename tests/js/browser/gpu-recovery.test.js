@@ -1,0 +1,141 @@
+// A GPU device lost while a model is loaded (headless Chromium, WebGPU on SwiftShader,
+// the tiny fixture). The contract (js/README.md): the first call that runs after or
+// during the loss rejects with an Error saying the device was lost and that the next call
+// reloads; the next call reloads the model from its sources with the same backend choice
+// ('webgpu': a new device; 'auto': the CPU engine when no GPU can be had) and runs;
+// `backend` / `backendInfo` then describe the new engine and say it recovered.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from '../server.js';
+import { launch } from './harness.js';
+import { golden, assertParity } from '../common.js';
+
+const NAME = 'tiny-quickgelu';
+const LOST = /^webclip: the GPU device was lost \(Destroyed\b.*\); this call failed, and the next call will reload the model$/;
+
+let server;
+let browser;
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+async function run(fn, arg) {
+  const p = await browser.page(`${server.url}/pages/index.html`);
+  // How many requests for the weights the server has seen, for the page to note down.
+  await p.exposeFunction('weightDownloads', weightDownloads);
+  try {
+    return await p.evaluate(async ([src, arg]) => {
+      const h = await import('/pages/helpers.js');
+      // eslint-disable-next-line no-new-func
+      return new Function('h', 'arg', `return (${src})(h, arg);`)(h, arg);
+    }, [fn.toString(), arg]);
+  } finally {
+    await p.close();
+  }
+}
+
+const weightDownloads = () => server.requests(`/fixtures/${NAME}/model.safetensors`).length;
+
+for (const worker of [false, true]) {
+  test(`'webgpu'${worker ? ' in a worker' : ''}: a destroyed device fails the next call, the call after reloads onto a new device`, async () => {
+    const g = golden(NAME);
+    const r = await run(async (h, { name, texts, worker }) => {
+      const clip = await h.Clip.load({ model: h.model(name), backend: 'webgpu', towers: 'text', worker });
+      const before = { backend: clip.backend, info: clip.backendInfo };
+      await clip.embedTexts(texts);
+      await clip._loseDevice();
+      const lost = await clip.embedTexts(texts).then(() => null, (e) => e.message);
+      const afterLoss = clip.backendInfo;
+      let noAdapter = null;
+      if (!worker) {
+        // No adapter for the reload: 'webgpu' does not fall back; the call after tries again.
+        const request = navigator.gpu.requestAdapter;
+        navigator.gpu.requestAdapter = async () => null;
+        noAdapter = await clip.embedTexts(texts).then(() => null, (e) => e.message);
+        navigator.gpu.requestAdapter = request;
+      }
+      const n = await window.weightDownloads();
+      const recovered = h.plain(await clip.embedTexts(texts));
+      const reloadDownloads = (await window.weightDownloads()) - n;
+      const out = { before, lost, afterLoss, noAdapter, recovered, reloadDownloads, backend: clip.backend, info: clip.backendInfo };
+      // And it keeps working on the new device.
+      out.again = h.plain(await clip.embedTexts(texts.slice(0, 1)));
+      clip.dispose();
+      return out;
+    }, { name: NAME, texts: g.texts, worker });
+
+    assert.equal(r.before.backend, 'webgpu', JSON.stringify(r.before.info));
+    assert.match(r.lost ?? 'the call after the loss resolved', LOST);
+    assert.deepEqual(r.afterLoss, r.before.info, 'backendInfo changes only once the model is reloaded');
+    if (!worker) {
+      assert.match(r.noAdapter ?? 'the reload without an adapter resolved', /^webclip: the GPU device was lost and reloading the model failed: could not load the model .*no WebGPU adapter/);
+    }
+    assert.equal(r.backend, 'webgpu');
+    assert.equal(r.info.kind, 'webgpu');
+    assert.ok(r.info.adapter, 'adapter named');
+    assert.match(r.info.reason, /^recovered after the GPU device was lost \(Destroyed\b.*\): the WebGPU engine was requested$/);
+    assertParity(assert, r.recovered, g.textEmbeds, g.texts);
+    assertParity(assert, r.again, g.textEmbeds.slice(0, 1), g.texts.slice(0, 1));
+    // The cache is on (the default): the reload read the weights from Cache Storage.
+    assert.equal(r.reloadDownloads, 0, 'weight requests during the reload');
+  });
+}
+
+test("'auto': a device lost during a call fails it; with no adapter left the next call reloads onto the CPU engine", async () => {
+  const g = golden(NAME);
+  const image = 'chelsea.png';
+  const r = await run(async (h, { name, texts, image }) => {
+    // 'auto' passes over software adapters (SwiftShader): make this one look like hardware.
+    for (const proto of [globalThis.GPUAdapterInfo?.prototype, globalThis.GPUAdapter?.prototype]) {
+      if (proto && 'isFallbackAdapter' in proto) Object.defineProperty(proto, 'isFallbackAdapter', { get: () => false, configurable: true });
+    }
+    const n0 = await window.weightDownloads();
+    const clip = await h.Clip.load({ model: h.model(name), backend: 'auto', cache: false });
+    const loadDownloads = (await window.weightDownloads()) - n0;
+    const before = { backend: clip.backend, info: clip.backendInfo };
+    await clip.embedTexts(texts.slice(0, 1));
+
+    // Destroy the device in the middle of the next forward pass, as a driver reset would.
+    const create = GPUDevice.prototype.createCommandEncoder;
+    let armed = true;
+    GPUDevice.prototype.createCommandEncoder = function (...args) {
+      if (armed) {
+        armed = false;
+        this.destroy();
+      }
+      return create.apply(this, args);
+    };
+    const blob = await h.imageBlob(image);
+    const lost = await clip.embedImages([blob]).then(() => null, (e) => e.message);
+    GPUDevice.prototype.createCommandEncoder = create;
+
+    // The GPU is gone for good: no adapter for the reload.
+    navigator.gpu.requestAdapter = async () => null;
+    const n1 = await window.weightDownloads();
+    const images = h.plain(await clip.embedImages([blob]));
+    const reloadDownloads = (await window.weightDownloads()) - n1;
+    const textsOut = h.plain(await clip.embedTexts(texts));
+    const out = { before, armed, lost, loadDownloads, reloadDownloads, images, texts: textsOut, backend: clip.backend, info: clip.backendInfo };
+    clip.dispose();
+    return out;
+  }, { name: NAME, texts: g.texts, image });
+
+  assert.equal(r.before.backend, 'webgpu', `'auto' took the GPU: ${JSON.stringify(r.before.info)}`);
+  assert.equal(r.armed, false, 'the device was destroyed during the call');
+  assert.match(r.lost ?? 'the call during the loss resolved', LOST);
+  assert.equal(r.backend, 'cpu');
+  assert.equal(r.info.kind, 'cpu');
+  assert.equal(r.info.adapter, null);
+  assert.match(r.info.reason, /^recovered after the GPU device was lost \(Destroyed\b.*\): WebGPU is unavailable: GPU: no WebGPU adapter/);
+  assertParity(assert, r.images, [g.imageEmbeds[g.images.indexOf(image)]], [image]);
+  assertParity(assert, r.texts, g.textEmbeds, g.texts);
+  // cache: false: the reload downloaded the weights again, as the load did.
+  assert.ok(r.loadDownloads > 0, 'the load downloaded the weights');
+  assert.equal(r.reloadDownloads, r.loadDownloads, 'weight requests: the reload as the load');
+});
