@@ -96,6 +96,59 @@ fn encoder_layer<B: Backend>(
     b.linear(&x, &layer.mlp.fc2, None, Some(&h))
 }
 
+/// The part both towers share: the encoder layers over sequences of `seq_len` rows, then
+/// pooling one row per sequence, a final LayerNorm and the projection.
+struct Stack<'a> {
+    seq_len: usize,
+    causal: bool,
+    valid_lens: &'a [usize],
+    activation: Activation,
+}
+
+impl Stack<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run_and_pool<B: Backend>(
+        &self,
+        b: &mut B,
+        layers: &[EncoderLayer<B::Weight>],
+        mut h: B::Act,
+        pool_rows: &[usize],
+        final_norm: &LayerNorm<B::Weight>,
+        projection: &Linear<B::Weight>,
+        keep_hidden_states: bool,
+    ) -> Result<Forward<B::Act>> {
+        let mut hidden_states = Vec::new();
+        for layer in layers {
+            let next = encoder_layer(
+                b,
+                layer,
+                &h,
+                self.seq_len,
+                self.causal,
+                self.valid_lens,
+                self.activation,
+            )?;
+            if keep_hidden_states {
+                hidden_states.push(std::mem::replace(&mut h, next));
+            } else {
+                h = next;
+            }
+        }
+        // LayerNorm is per row, so pooling first and normalising only the pooled rows gives
+        // the same result as transformers' normalise-everything-then-pool.
+        let pooled = b.gather_rows(&h, pool_rows)?;
+        if keep_hidden_states {
+            hidden_states.push(h);
+        }
+        let pooled = b.layer_norm(&pooled, final_norm)?;
+        let features = b.linear(&pooled, projection, None, None)?;
+        Ok(Forward {
+            features,
+            hidden_states,
+        })
+    }
+}
+
 /// Flatten `[batch, C, S, S]` pixels into patch rows `[batch * grid^2, C * P * P]`, inner
 /// order (channel, y, x) to match the conv weight `[hidden, C, P, P]`. Pixels right of or
 /// below the last whole patch are dropped, as the stride-P conv does.
@@ -157,31 +210,26 @@ pub fn vision_forward<B: Backend>(
     let x = b.input(&patches, patch_rows, c.patch_dim())?;
     let x = b.linear(&x, &tower.patch_embedding, None, None)?;
     let x = b.vision_embed(&x, &tower.class_embedding, &tower.position_embedding, batch)?;
-    let mut h = b.layer_norm(&x, &tower.pre_layrnorm)?;
+    let h = b.layer_norm(&x, &tower.pre_layrnorm)?;
 
     let tokens = c.num_positions();
-    let valid = vec![tokens; batch];
-    let mut hidden_states = Vec::new();
-    for layer in &tower.layers {
-        let next = encoder_layer(b, layer, &h, tokens, false, &valid, c.hidden_act)?;
-        if keep_hidden_states {
-            hidden_states.push(std::mem::replace(&mut h, next));
-        } else {
-            h = next;
-        }
-    }
-    // Pool the class token of each image, then post-LN and project.
+    let stack = Stack {
+        seq_len: tokens,
+        causal: false,
+        valid_lens: &vec![tokens; batch],
+        activation: c.hidden_act,
+    };
+    // Pool the class token of each image.
     let class_rows: Vec<usize> = (0..batch).map(|i| i * tokens).collect();
-    let pooled = b.gather_rows(&h, &class_rows)?;
-    if keep_hidden_states {
-        hidden_states.push(h);
-    }
-    let pooled = b.layer_norm(&pooled, &tower.post_layernorm)?;
-    let features = b.linear(&pooled, &tower.visual_projection, None, None)?;
-    Ok(Forward {
-        features,
-        hidden_states,
-    })
+    stack.run_and_pool(
+        b,
+        &tower.layers,
+        h,
+        &class_rows,
+        &tower.post_layernorm,
+        &tower.visual_projection,
+        keep_hidden_states,
+    )
 }
 
 /// Token ids for the text tower: `batch` sequences of `seq_len`, the row of each sequence
@@ -309,47 +357,33 @@ pub fn text_forward<B: Backend>(
     keep_hidden_states: bool,
 ) -> Result<Forward<B::Act>> {
     let c = &tower.config;
-    let mut h = b.text_embed(
+    let h = b.text_embed(
         &batch.ids,
         batch.seq_len,
         &tower.token_embedding,
         &tower.position_embedding,
     )?;
-    let mut hidden_states = Vec::new();
-    for layer in &tower.layers {
-        let next = encoder_layer(
-            b,
-            layer,
-            &h,
-            batch.seq_len,
-            true,
-            &batch.valid_lens,
-            c.hidden_act,
-        )?;
-        if keep_hidden_states {
-            hidden_states.push(std::mem::replace(&mut h, next));
-        } else {
-            h = next;
-        }
-    }
-    // LayerNorm is per row, so pooling first and normalising only the pooled rows gives
-    // the same result as transformers' normalise-everything-then-pool.
+    let stack = Stack {
+        seq_len: batch.seq_len,
+        causal: true,
+        valid_lens: &batch.valid_lens,
+        activation: c.hidden_act,
+    };
     let rows: Vec<usize> = batch
         .pool_positions
         .iter()
         .enumerate()
         .map(|(i, p)| i * batch.seq_len + p)
         .collect();
-    let pooled = b.gather_rows(&h, &rows)?;
-    if keep_hidden_states {
-        hidden_states.push(h);
-    }
-    let pooled = b.layer_norm(&pooled, &tower.final_layer_norm)?;
-    let features = b.linear(&pooled, &tower.text_projection, None, None)?;
-    Ok(Forward {
-        features,
-        hidden_states,
-    })
+    stack.run_and_pool(
+        b,
+        &tower.layers,
+        h,
+        &rows,
+        &tower.final_layer_norm,
+        &tower.text_projection,
+        keep_hidden_states,
+    )
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //! `WEBCLIP_REQUIRE_GPU=1`, where they fail.
 mod common;
 
+use common::parity::*;
 use common::*;
-use webclip::clip::{logits, Embeddings, Encoder, ModelFiles};
+use webclip::clip::{Encoder, ModelFiles};
 use webclip::gpu::{GpuBackend, GpuOptions};
-use webclip::graph::{self, Backend, TextBatch};
-use webclip::model::{ClipModel, SafeTensors, Towers};
+use webclip::model::{SafeTensors, Towers};
 use webclip::{BackendChoice, Clip, ClipError, ClipOptions};
 
 fn require_gpu() -> bool {
@@ -36,30 +36,9 @@ fn load_gpu(g: &Golden, file: &str) -> Option<Encoder<GpuBackend>> {
 
 fn load_gpu_with(g: &Golden, file: &str, opts: &GpuOptions) -> Option<Encoder<GpuBackend>> {
     let backend = gpu_with(opts)?;
-    let bytes = g.file(file);
-    let st = SafeTensors::parse(&bytes).unwrap();
-    let model = ClipModel::load(
-        &g.config,
-        &st,
-        bytes.as_slice(),
-        Towers::Both,
-        &mut |r, t| backend.make_weight(r, t),
-    )
-    .unwrap();
-    Some(Encoder { model, backend })
-}
-
-/// Every text of the fixture, cut after its end token (the fast path).
-fn texts(g: &Golden) -> (Vec<Vec<u32>>, usize) {
-    let ids = g.ids("input_ids");
-    let mask = g.ids("attention_mask");
-    let ctx = g.shape("input_ids")[1];
-    let t = ids
-        .chunks(ctx)
-        .zip(mask.chunks(ctx))
-        .map(|(t, m)| t[..m.iter().filter(|&&v| v != 0).count()].to_vec())
-        .collect();
-    (t, ctx)
+    Some(load_encoder(g, file, backend, &mut |b, r, t| {
+        b.make_weight(r, t)
+    }))
 }
 
 #[test]
@@ -69,29 +48,7 @@ fn vision_hidden_states_and_features_match_reference() {
         let Some(mut enc) = load_gpu(&g, "model.safetensors") else {
             return;
         };
-        let tower = enc.model.vision.as_ref().unwrap();
-        let px = g.pixels(&g.images[0]);
-        let out = graph::vision_forward(&mut enc.backend, tower, &px, 1, true).unwrap();
-        assert_eq!(
-            out.hidden_states.len(),
-            g.count("vision_hidden_states"),
-            "{}",
-            g.name
-        );
-        for (k, h) in out.hidden_states.iter().enumerate() {
-            let got = pollster::block_on(enc.backend.read(h)).unwrap();
-            let err = max_abs_diff(&got, &g.f32(&format!("vision_hidden_states.{k}")));
-            // Tolerance of the fixtures' README: engine on reference inputs.
-            assert!(
-                err < 1e-3,
-                "{} vision hidden state {k}: max abs error {err}",
-                g.name
-            );
-        }
-        let all: Vec<f32> = g.images.iter().flat_map(|i| g.pixels(i)).collect();
-        let feats = pollster::block_on(enc.pixel_features(&all, g.images.len())).unwrap();
-        let err = max_abs_diff(&feats.data, &g.f32("image_features"));
-        assert!(err < 1e-3, "{} image_features: max abs error {err}", g.name);
+        check_vision(&mut enc, &g, "gpu");
     }
 }
 
@@ -102,56 +59,8 @@ fn text_hidden_states_and_features_match_reference() {
         let Some(mut enc) = load_gpu(&g, "model.safetensors") else {
             return;
         };
-        let tower = enc.model.text.as_ref().unwrap();
-        let cfg = tower.config.clone();
-        let ids = g.ids("input_ids");
-        let mask = g.ids("attention_mask");
-        let ctx = g.shape("input_ids")[1];
-        // Full context, first text: every row of every hidden state, padding included.
-        let first = TextBatch::full(ids[..ctx].to_vec(), &mask[..ctx], ctx, &cfg).unwrap();
-        let out = graph::text_forward(&mut enc.backend, tower, &first, true).unwrap();
-        assert_eq!(
-            out.hidden_states.len(),
-            g.count("text_hidden_states"),
-            "{}",
-            g.name
-        );
-        for (k, h) in out.hidden_states.iter().enumerate() {
-            let got = pollster::block_on(enc.backend.read(h)).unwrap();
-            let err = max_abs_diff(&got, &g.f32(&format!("text_hidden_states.{k}")));
-            assert!(
-                err < 1e-3,
-                "{} text hidden state {k}: max abs error {err}",
-                g.name
-            );
-        }
-        // All texts, padded to the full context with the mask (valid_lens < seq_len).
-        let full = TextBatch::full(ids.clone(), &mask, ctx, &cfg).unwrap();
-        let feats = pollster::block_on(enc.token_features(&full)).unwrap();
-        let err = max_abs_diff(&feats.data, &g.f32("text_features"));
-        assert!(
-            err < 1e-3,
-            "{} padded text_features: max abs error {err}",
-            g.name
-        );
-        // And cut after their end token (the fast path).
-        let (cut, _) = texts(&g);
-        let batch = TextBatch::from_tokens(&cut, &cfg, 49407).unwrap();
-        let feats = pollster::block_on(enc.token_features(&batch)).unwrap();
-        let err = max_abs_diff(&feats.data, &g.f32("text_features"));
-        assert!(err < 1e-3, "{} text_features: max abs error {err}", g.name);
+        check_text(&mut enc, &g, "gpu");
     }
-}
-
-/// Image and text features of one encoder, for logits and fp16 comparisons.
-fn features(enc: &mut Encoder<GpuBackend>, g: &Golden) -> (Embeddings, Embeddings) {
-    let all: Vec<f32> = g.images.iter().flat_map(|i| g.pixels(i)).collect();
-    let img = pollster::block_on(enc.pixel_features(&all, g.images.len())).unwrap();
-    let (cut, _) = texts(g);
-    let tower = enc.model.text.as_ref().unwrap();
-    let batch = TextBatch::from_tokens(&cut, &tower.config, 49407).unwrap();
-    let txt = pollster::block_on(enc.token_features(&batch)).unwrap();
-    (img, txt)
 }
 
 #[test]
@@ -161,10 +70,7 @@ fn logits_match_reference() {
         let Some(mut enc) = load_gpu(&g, "model.safetensors") else {
             return;
         };
-        let (img, txt) = features(&mut enc, &g);
-        let l = logits(&img, &txt, enc.model.logit_scale);
-        let err = max_abs_diff(&l.data, &g.f32("logits_per_image"));
-        assert!(err < 1e-2, "{} logits: max abs error {err}", g.name);
+        check_logits(&mut enc, &g, "gpu");
     }
 }
 
@@ -175,17 +81,8 @@ fn fp16_checkpoint_matches_reference() {
         let Some(mut enc) = load_gpu(&g, "model.fp16.safetensors") else {
             return;
         };
-        let (img, txt) = features(&mut enc, &g);
-        for (what, got, want) in [
-            ("image", &img, g.f32("image_features")),
-            ("text", &txt, g.f32("text_features")),
-        ] {
-            for (i, row) in got.iter().enumerate() {
-                let c = cosine(row, &want[i * got.dim..][..got.dim]);
-                // README: float16 weights, float32 arithmetic: cosine above 0.9999.
-                assert!(c > 0.9999, "{} fp16 {what} {i}: cosine {c}", g.name);
-            }
-        }
+        // Fixtures README: float16 weights, float32 arithmetic: cosine above 0.9999.
+        check_cosines(&mut enc, &g, 0.9999, "gpu fp16 weights");
     }
 }
 
@@ -201,21 +98,8 @@ fn f16_weight_storage_keeps_features_within_tolerance() {
             let Some(mut enc) = load_gpu_with(&g, file, &f16) else {
                 return;
             };
-            let (img, txt) = features(&mut enc, &g);
-            for (what, got, want) in [
-                ("image", &img, g.f32("image_features")),
-                ("text", &txt, g.f32("text_features")),
-            ] {
-                for (i, row) in got.iter().enumerate() {
-                    let c = cosine(row, &want[i * got.dim..][..got.dim]);
-                    // README: float16 weights, cosine above 0.9999 with f32 arithmetic.
-                    assert!(
-                        c > 0.9999,
-                        "{} {file} f16 storage {what} {i}: cosine {c}",
-                        g.name
-                    );
-                }
-            }
+            // README: float16 weights with float32 arithmetic, cosine above 0.9999.
+            check_cosines(&mut enc, &g, 0.9999, &format!("gpu f16 storage of {file}"));
         }
     }
 }

@@ -130,3 +130,4 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     (dot / (na * nb)) as f32
 }
+pub mod parity;
