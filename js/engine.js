@@ -124,7 +124,7 @@ export class LocalEngine {
     const rustBackend = backend === 'auto' && !hasWebGpu() ? 'cpu' : backend;
     let clip;
     try {
-      clip = await WasmClip.load(config, bytes, tokenizer, preprocessor, rustBackend, towers, options.maxBatch ?? 0);
+      clip = await WasmClip.load(config, bytes, tokenizer, preprocessor, rustBackend, towers, options.maxBatch ?? 0, options.gpuWeights ?? 'auto');
     } catch (e) {
       const where = srcs.weights.url ?? srcs.weights.path;
       throw new Error(`webclip: could not load the model${where ? ` (${where})` : ''}: ${e?.message ?? e}`, { cause: e });
@@ -140,7 +140,8 @@ export class LocalEngine {
     const reload = { ...options, onProgress: undefined };
     return new LocalEngine(clip, {
       backend: clip.backendKind,
-      backendInfo: { kind: clip.backendKind, adapter, reason },
+      // `weights`: how the GPU engine stores matrices ('auto' resolved); null on the CPU.
+      backendInfo: { kind: clip.backendKind, adapter, reason, weights: clip.backendWeights ?? null },
       dim: clip.dim,
       imageSize: clip.imageSize,
       logitScale: clip.logitScale,

@@ -7,6 +7,7 @@ import { isNode } from './sources.js';
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
 const TOWERS = ['both', 'vision', 'text'];
+const GPU_WEIGHTS = ['auto', 'f16', 'f32'];
 
 function validate(options) {
   if (!options || typeof options !== 'object') throw new Error('webclip: Clip.load needs an options object with a `model`');
@@ -17,12 +18,14 @@ function validate(options) {
     worker: options.worker ?? false,
     cache: options.cache ?? true,
     maxBatch: options.maxBatch ?? 0,
+    gpuWeights: options.gpuWeights ?? 'auto',
     wasmUrl: options.wasmUrl == null ? undefined : String(options.wasmUrl), // URLs do not cross to a worker
     onProgress: options.onProgress,
   };
   if (o.backend === 'gpu') o.backend = 'webgpu';
   if (!BACKENDS.includes(o.backend)) throw new Error(`webclip: backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(options.backend)}`);
   if (!TOWERS.includes(o.towers)) throw new Error(`webclip: towers must be one of ${TOWERS.join(', ')}, not ${JSON.stringify(options.towers)}`);
+  if (!GPU_WEIGHTS.includes(o.gpuWeights)) throw new Error(`webclip: gpuWeights must be one of ${GPU_WEIGHTS.join(', ')}, not ${JSON.stringify(options.gpuWeights)}`);
   if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw new Error('webclip: maxBatch must be a non-negative integer');
   if (o.onProgress != null && typeof o.onProgress !== 'function') throw new Error('webclip: onProgress must be a function');
   if (o.model == null) throw new Error('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer, preprocessor }');

@@ -7,6 +7,7 @@ import { LocalEngine } from './engine.js';
 let engine = null;
 
 const methods = {
+  // `options` as index.js validated them (backend, towers, maxBatch, gpuWeights, ...).
   async load(options, id) {
     if (engine) throw new Error('webclip: this worker already holds a model');
     engine = await LocalEngine.load({

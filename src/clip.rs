@@ -68,6 +68,9 @@ pub struct BackendInfo {
     pub adapter: Option<String>,
     /// Why this engine was chosen (for `auto`: why the GPU was not taken).
     pub reason: String,
+    /// How the GPU stores linear layers' matrices (`"f16"` or `"f32"`); `None` on the
+    /// CPU engine, which ignores `GpuOptions::weights`.
+    pub weights: Option<&'static str>,
 }
 
 /// Row-major `[rows, dim]` f32 results.
@@ -201,6 +204,7 @@ fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
         kind: "webgpu",
         adapter: Some(gpu.adapter_info().name.clone()),
         reason,
+        weights: Some(if gpu.f16_weights() { "f16" } else { "f32" }),
     }
 }
 
@@ -209,6 +213,7 @@ fn cpu_info(reason: String) -> BackendInfo {
         kind: "cpu",
         adapter: None,
         reason,
+        weights: None,
     }
 }
 

@@ -124,3 +124,57 @@ fn gen_weights_writes_a_loadable_checkpoint() {
     assert!(feats.iter().all(|v| v.is_finite()) && feats.iter().any(|v| *v != 0.0));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn gpu_weights_flag_is_parsed_and_picks_the_storage() {
+    let dir = &model_dirs()[0];
+    let g = Golden::load(dir);
+    let out = std::env::temp_dir().join(format!(
+        "webclip-cli-f16-{}.safetensors",
+        std::process::id()
+    ));
+    let run_with = |backend: &str, weights: &str| {
+        webclip(&[
+            "embed",
+            "--model",
+            dir.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--gpu-weights",
+            weights,
+            "--text",
+            g.texts[0].as_str(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+
+    let bad = run_with("cpu", "f8");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--gpu-weights"));
+    // The CPU engine accepts and ignores it.
+    let cpu = run_with("cpu", "f16");
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+
+    let gpu = run_with("gpu", "f16");
+    let stderr = String::from_utf8_lossy(&gpu.stderr);
+    if !gpu.status.success() && std::env::var("WEBCLIP_REQUIRE_GPU").as_deref() != Ok("1") {
+        eprintln!("note: no GPU backend, skipping the f16 run: {stderr}");
+        return;
+    }
+    assert!(gpu.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&gpu.stdout);
+    assert!(stdout.contains("f16 weights"), "{stdout}");
+    let bytes = std::fs::read(&out).unwrap();
+    let st = SafeTensors::parse(&bytes).unwrap();
+    let got = st.read_f32(bytes.as_slice(), "text_features").unwrap();
+    let want = g.f32("text_features");
+    let cos = cosine(&got, &want[..got.len()]);
+    // Fixtures README: float16 weights with float32 arithmetic, cosine above 0.9999.
+    assert!(cos > 0.9999, "f16 storage: cosine {cos}");
+    std::fs::remove_file(&out).ok();
+}

@@ -168,7 +168,7 @@ fn matmul_with_every_epilogue_matches_cpu() {
 #[test]
 fn matmul_with_f16_weights_matches_cpu_on_the_rounded_weights() {
     let Some(mut g) = gpu_with(&GpuOptions {
-        f16_weights: true,
+        weights: webclip::gpu::WeightPrecision::F16,
         ..Default::default()
     }) else {
         return;

@@ -7,7 +7,7 @@ mod common;
 use common::parity::*;
 use common::*;
 use webclip::clip::{Encoder, ModelFiles};
-use webclip::gpu::{GpuBackend, GpuOptions};
+use webclip::gpu::{GpuBackend, GpuOptions, WeightPrecision};
 use webclip::model::{SafeTensors, Towers};
 use webclip::{BackendChoice, Clip, ClipError, ClipOptions};
 
@@ -15,8 +15,16 @@ fn require_gpu() -> bool {
     std::env::var("WEBCLIP_REQUIRE_GPU").as_deref() == Ok("1")
 }
 
+/// f32 storage, pinned: the 1e-3 bounds below hold for f32 weights only.
+fn f32_weights() -> GpuOptions {
+    GpuOptions {
+        weights: WeightPrecision::F32,
+        ..Default::default()
+    }
+}
+
 fn gpu() -> Option<GpuBackend> {
-    gpu_with(&GpuOptions::default())
+    gpu_with(&f32_weights())
 }
 
 fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {
@@ -31,7 +39,7 @@ fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {
 }
 
 fn load_gpu(g: &Golden, file: &str) -> Option<Encoder<GpuBackend>> {
-    load_gpu_with(g, file, &GpuOptions::default())
+    load_gpu_with(g, file, &f32_weights())
 }
 
 fn load_gpu_with(g: &Golden, file: &str, opts: &GpuOptions) -> Option<Encoder<GpuBackend>> {
@@ -89,7 +97,7 @@ fn fp16_checkpoint_matches_reference() {
 #[test]
 fn f16_weight_storage_keeps_features_within_tolerance() {
     let f16 = GpuOptions {
-        f16_weights: true,
+        weights: WeightPrecision::F16,
         ..Default::default()
     };
     for dir in model_dirs() {
@@ -102,6 +110,70 @@ fn f16_weight_storage_keeps_features_within_tolerance() {
             check_cosines(&mut enc, &g, 0.9999, &format!("gpu f16 storage of {file}"));
         }
     }
+}
+
+#[test]
+fn auto_weight_precision_follows_the_adapters_shader_f16_feature() {
+    let g = Golden::load(&model_dirs()[0]);
+    let Some(probe) = gpu_with(&GpuOptions {
+        weights: WeightPrecision::Auto,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let has_f16 = probe.has_shader_f16();
+    eprintln!(
+        "adapter `{}` offers shader-f16: {has_f16}",
+        probe.adapter_info().name
+    );
+    assert_eq!(probe.f16_weights(), has_f16);
+    // Mesa's lavapipe (the CI adapter) offers shaderFloat16 with 16-bit storage, which
+    // wgpu reports as SHADER_F16: there, Auto takes f16.
+    if probe.adapter_info().name.starts_with("llvmpipe") {
+        assert!(has_f16, "lavapipe is expected to offer shader-f16");
+    }
+    drop(probe);
+
+    let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
+    let want = g.f32("text_features");
+    let dim = g.config.projection_dim;
+    for (weights, expect) in [
+        (WeightPrecision::Auto, if has_f16 { "f16" } else { "f32" }),
+        (WeightPrecision::F16, "f16"),
+        (WeightPrecision::F32, "f32"),
+    ] {
+        let options = ClipOptions {
+            backend: BackendChoice::Gpu,
+            gpu: GpuOptions {
+                weights,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut clip = load_clip(&g, &options).unwrap();
+        assert_eq!(clip.backend().weights, Some(expect), "{weights:?}");
+        let feats = pollster::block_on(clip.text_features(&texts)).unwrap();
+        for (i, row) in feats.iter().enumerate() {
+            let cos = cosine(row, &want[i * dim..][..dim]);
+            // Fixtures README: float16 weights with float32 arithmetic, above 0.9999.
+            assert!(cos > 0.9999, "{weights:?}: text {i} cosine {cos}");
+        }
+    }
+
+    // The CPU engine ignores the option and says so by reporting no precision.
+    let clip = load_clip(
+        &g,
+        &ClipOptions {
+            backend: BackendChoice::Cpu,
+            gpu: GpuOptions {
+                weights: WeightPrecision::F16,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(clip.backend().weights, None);
 }
 
 fn model_files<'a>(
@@ -142,11 +214,13 @@ fn clip_load_picks_the_engine_and_says_why() {
     // Gpu: takes any adapter, software ones included, and the texts match the reference.
     let gpu_opts = ClipOptions {
         backend: BackendChoice::Gpu,
+        gpu: f32_weights(),
         ..Default::default()
     };
     let mut clip = load_clip(&g, &gpu_opts).unwrap();
     assert_eq!(clip.backend().kind, "webgpu");
     assert_eq!(clip.backend().adapter.as_deref(), Some(adapter.as_str()));
+    assert_eq!(clip.backend().weights, Some("f32"));
     let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
     let feats = pollster::block_on(clip.text_features(&texts)).unwrap();
     let err = max_abs_diff(&feats.data, &g.f32("text_features"));
@@ -250,6 +324,7 @@ fn a_lost_device_fails_the_next_call_with_a_gpu_error_and_a_new_load_recovers() 
     drop(probe);
     let gpu_opts = ClipOptions {
         backend: BackendChoice::Gpu,
+        gpu: f32_weights(),
         ..Default::default()
     };
     let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();

@@ -15,23 +15,28 @@ mod cli {
     use std::path::{Path, PathBuf};
     use std::time::Instant;
     use webclip::clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFiles};
+    use webclip::gpu::{GpuOptions, WeightPrecision};
     use webclip::model::safetensors::{write_f32, Dtype};
     use webclip::model::{random, ClipConfig, SafeTensors, Towers};
     use webclip::{ClipError, ImageInput};
 
     const USAGE: &str = "\
 usage:
-  webclip embed --model DIR [--weights FILE] [--backend cpu|gpu|auto] [--image FILE]... [--text STRING]... --out FILE.safetensors
+  webclip embed --model DIR [--weights FILE] [--backend cpu|gpu|auto] [--gpu-weights f32|f16|auto] [--image FILE]... [--text STRING]... --out FILE.safetensors
       image_features [images, proj] and text_features [texts, proj] (float32, projected, before
       L2 normalisation, in argument order) into a safetensors file
-  webclip classify --model DIR --labels \"cat,dog,...\" [--template \"a photo of a {}\"] [--top N] [--backend ...] IMAGE...
+  webclip classify --model DIR --labels \"cat,dog,...\" [--template \"a photo of a {}\"] [--top N] [--backend ...] [--gpu-weights ...] IMAGE...
       the top labels with their probabilities, per image
   webclip gen-weights (--preset NAME | --config config.json) --out DIR [--seed N] [--dtype f32|f16|bf16]
       a checkpoint folder in the Hugging Face layout with random weights of real shapes
       (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336)
-  webclip bench [--backend cpu|gpu] [--preset vit-b-32] [--batches 1,32] [--iterations N]
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32] [--batches 1,32] [--iterations N] [--gpu-weights ...]
       latency and matmul GFLOP/s on random weights of a real shape (one thread on the CPU;
-      --batches and --iterations for the GPU)
+      --batches, --iterations and --gpu-weights for the GPU)
+
+--gpu-weights: how the GPU engine stores matrices (default f32; f16 halves GPU memory and
+bandwidth, cosine > 0.9999 to f32; auto: f16 when the adapter offers shader-f16); the CPU
+engine ignores it.
 
 DIR is a Hugging Face CLIP repository folder: config.json, model.safetensors, tokenizer.json,
 preprocessor_config.json (CLIP defaults when absent).";
@@ -132,6 +137,15 @@ preprocessor_config.json (CLIP defaults when absent).";
         }
     }
 
+    /// `--gpu-weights`: f32 unless asked (the library's default; results match the CPU
+    /// engine to 1e-3).
+    fn gpu_weights(args: &Args) -> CliResult<WeightPrecision> {
+        let v = args.get("gpu-weights").unwrap_or("f32");
+        WeightPrecision::parse(v).map_err(|_| {
+            Failure::Usage(format!("--gpu-weights must be f32, f16 or auto, not `{v}`"))
+        })
+    }
+
     /// Load a model folder with the towers the command needs.
     fn load_model(args: &Args, towers: Towers) -> CliResult<Clip> {
         let dir = PathBuf::from(args.need("model")?);
@@ -140,6 +154,7 @@ preprocessor_config.json (CLIP defaults when absent).";
             .map(PathBuf::from)
             .unwrap_or_else(|| dir.join("model.safetensors"));
         let backend = BackendChoice::parse(args.get("backend").unwrap_or("cpu"))?;
+        let weights_precision = gpu_weights(args)?;
         let config = read(&dir.join("config.json"))?;
         let weights = read(&weights_path)?;
         let header = SafeTensors::parse(&weights)
@@ -156,6 +171,10 @@ preprocessor_config.json (CLIP defaults when absent).";
         let options = ClipOptions {
             backend,
             towers,
+            gpu: GpuOptions {
+                weights: weights_precision,
+                ..Default::default()
+            },
             ..Default::default()
         };
         Ok(pollster::block_on(Clip::load(files, &options))?)
@@ -164,7 +183,10 @@ preprocessor_config.json (CLIP defaults when absent).";
     fn engine_summary(clip: &Clip) -> String {
         let b = clip.backend();
         match &b.adapter {
-            Some(adapter) => format!("{} ({adapter})", b.kind),
+            Some(adapter) => match b.weights {
+                Some(w) => format!("{} ({adapter}, {w} weights)", b.kind),
+                None => format!("{} ({adapter})", b.kind),
+            },
             None => b.kind.to_string(),
         }
     }
@@ -172,7 +194,15 @@ preprocessor_config.json (CLIP defaults when absent).";
     fn embed(raw: &[String]) -> CliResult<()> {
         let args = Args::parse(
             raw,
-            &["model", "weights", "backend", "image", "text", "out"],
+            &[
+                "model",
+                "weights",
+                "backend",
+                "gpu-weights",
+                "image",
+                "text",
+                "out",
+            ],
         )?;
         let out = PathBuf::from(args.need("out")?);
         if !args.positional.is_empty() {
@@ -267,7 +297,15 @@ preprocessor_config.json (CLIP defaults when absent).";
     fn classify(raw: &[String]) -> CliResult<()> {
         let args = Args::parse(
             raw,
-            &["model", "weights", "backend", "labels", "template", "top"],
+            &[
+                "model",
+                "weights",
+                "backend",
+                "gpu-weights",
+                "labels",
+                "template",
+                "top",
+            ],
         )?;
         let labels: Vec<String> = args
             .need("labels")?
@@ -387,7 +425,10 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn bench(raw: &[String]) -> CliResult<()> {
-        let args = Args::parse(raw, &["backend", "preset", "batches", "iterations"])?;
+        let args = Args::parse(
+            raw,
+            &["backend", "preset", "batches", "iterations", "gpu-weights"],
+        )?;
         let preset = args.get("preset").unwrap_or("vit-b-32").to_string();
         ClipConfig::preset(&preset)?;
         let number = |flag: &str, v: &str| -> CliResult<usize> {
@@ -397,9 +438,12 @@ preprocessor_config.json (CLIP defaults when absent).";
         };
         match args.get("backend").unwrap_or("cpu") {
             "cpu" => {
-                if args.get("batches").is_some() || args.get("iterations").is_some() {
+                if ["batches", "iterations", "gpu-weights"]
+                    .iter()
+                    .any(|f| args.get(f).is_some())
+                {
                     return Err(Failure::Usage(
-                        "--batches and --iterations are for --backend gpu".into(),
+                        "--batches, --iterations and --gpu-weights are for --backend gpu".into(),
                     ));
                 }
                 Ok(webclip::cpu::bench::run_bench(
@@ -410,6 +454,10 @@ preprocessor_config.json (CLIP defaults when absent).";
             "gpu" | "webgpu" => {
                 let mut opts = webclip::gpu::bench::BenchOptions {
                     preset,
+                    gpu: GpuOptions {
+                        weights: gpu_weights(&args)?,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 if let Some(b) = args.get("batches") {

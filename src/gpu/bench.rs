@@ -74,7 +74,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
     println!(
         "model: {} (random weights, stored as {})",
         opts.preset,
-        if opts.gpu.f16_weights { "f16" } else { "f32" }
+        if gpu.f16_weights() { "f16" } else { "f32" }
     );
 
     let mut bytes = Vec::new();

@@ -16,13 +16,49 @@ pub struct GpuOptions {
     pub low_power: bool,
     /// Never use subgroup operations, even where the adapter offers them.
     pub disable_subgroups: bool,
-    /// Store the matrices of linear layers as f16 (half the memory and bandwidth;
+    /// How to store the matrices of linear layers (f16: half the memory and bandwidth;
     /// arithmetic stays f32; features within cosine 0.9999 of f32 weights on the test
-    /// models).
-    pub f16_weights: bool,
+    /// models). Default `F32`, so library results match the CPU engine to 1e-3.
+    pub weights: WeightPrecision,
     /// Cap the largest buffer below what the adapter allows (to test the limits check,
     /// or to keep a browser tab's footprint down). `None` = the adapter's limits.
     pub max_buffer_size: Option<u64>,
+}
+
+/// Storage precision of the linear layers' matrices on the GPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WeightPrecision {
+    /// f32 storage.
+    #[default]
+    F32,
+    /// f16 storage, unpacked with `unpack2x16float`: needs no device feature.
+    F16,
+    /// f16 when the adapter offers `shader-f16` (a sign the hardware handles half
+    /// precision natively), else f32.
+    Auto,
+}
+
+impl WeightPrecision {
+    /// Parse `"f32"`, `"f16"` or `"auto"` (the JS option and the CLI flag).
+    pub fn parse(s: &str) -> Result<WeightPrecision> {
+        match s {
+            "f32" => Ok(WeightPrecision::F32),
+            "f16" => Ok(WeightPrecision::F16),
+            "auto" => Ok(WeightPrecision::Auto),
+            other => Err(ClipError::Input(format!(
+                "unknown GPU weight precision `{other}` (expected f32, f16 or auto)"
+            ))),
+        }
+    }
+
+    /// Whether matrices are stored as f16 on an adapter with `features`.
+    pub fn resolve(self, features: wgpu::Features) -> bool {
+        match self {
+            WeightPrecision::F32 => false,
+            WeightPrecision::F16 => true,
+            WeightPrecision::Auto => features.contains(wgpu::Features::SHADER_F16),
+        }
+    }
 }
 
 /// Errors recorded by wgpu's callbacks, read by the engine before each operation.
@@ -77,7 +113,10 @@ pub struct Context {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub subgroups: bool,
+    /// `GpuOptions::weights` resolved against the adapter.
     pub f16_weights: bool,
+    /// The adapter offers `shader-f16` (not requested: the shaders unpack f16 by hand).
+    pub shader_f16: bool,
     pub errors: Arc<ErrorSink>,
 }
 
@@ -115,6 +154,7 @@ impl Context {
         }
         let subgroups =
             !opts.disable_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
         let features = if subgroups {
             wgpu::Features::SUBGROUP
         } else {
@@ -155,7 +195,8 @@ impl Context {
             info,
             limits,
             subgroups,
-            f16_weights: opts.f16_weights,
+            f16_weights: opts.weights.resolve(adapter.features()),
+            shader_f16,
             errors,
         })
     }

@@ -27,7 +27,7 @@ pub mod context;
 pub mod kernels;
 pub mod pool;
 
-pub use context::GpuOptions;
+pub use context::{GpuOptions, WeightPrecision};
 
 use crate::error::{ClipError, Result};
 use crate::graph::Backend;
@@ -145,6 +145,17 @@ impl GpuBackend {
     /// CPU engine, so `auto` does not pick it.
     pub fn is_software(&self) -> bool {
         self.ctx.is_software()
+    }
+
+    /// Whether linear layers' matrices are stored as f16 (`GpuOptions::weights` resolved).
+    pub fn f16_weights(&self) -> bool {
+        self.ctx.f16_weights
+    }
+
+    /// Whether the adapter offers the `shader-f16` feature (what `WeightPrecision::Auto`
+    /// follows).
+    pub fn has_shader_f16(&self) -> bool {
+        self.ctx.shader_f16
     }
 
     /// Whether the kernels use subgroup operations on this device.

@@ -10,6 +10,7 @@
 
 use crate::clip::{BackendChoice, Clip, ClipOptions, ModelFiles};
 use crate::error::ClipError;
+use crate::gpu::{GpuOptions, WeightPrecision};
 use crate::model::safetensors::TensorBytes;
 use crate::model::{SafeTensors, Towers};
 use crate::preprocess::ImageInput;
@@ -207,12 +208,14 @@ pub struct WasmClip {
     backend_kind: String,
     backend_adapter: Option<String>,
     backend_reason: String,
+    backend_weights: Option<String>,
 }
 
 #[wasm_bindgen]
 impl WasmClip {
     /// `backend`: auto | cpu | webgpu; `towers`: both | vision | text; `max_batch`: images
-    /// or texts per forward pass (0: default).
+    /// or texts per forward pass (0: default); `gpu_weights`: auto | f16 | f32, how the
+    /// GPU engine stores matrices (ignored by the CPU engine).
     #[allow(clippy::too_many_arguments)]
     pub async fn load(
         config: Vec<u8>,
@@ -222,12 +225,16 @@ impl WasmClip {
         backend: String,
         towers: String,
         max_batch: usize,
+        gpu_weights: String,
     ) -> Result<WasmClip, JsError> {
         let options = ClipOptions {
             backend: BackendChoice::parse(&backend).map_err(js_err)?,
             towers: Towers::parse(&towers).map_err(js_err)?,
             max_batch,
-            ..ClipOptions::default()
+            gpu: GpuOptions {
+                weights: WeightPrecision::parse(&gpu_weights).map_err(js_err)?,
+                ..GpuOptions::default()
+            },
         };
         let first8 = weights.read_range(0, 8).map_err(|_| {
             js_err(ClipError::SafeTensors(
@@ -254,6 +261,7 @@ impl WasmClip {
             backend_kind: info.kind.to_string(),
             backend_adapter: info.adapter,
             backend_reason: info.reason,
+            backend_weights: info.weights.map(str::to_string),
             inner: Rc::new(RefCell::new(clip)),
         })
     }
@@ -402,6 +410,12 @@ impl WasmClip {
     #[wasm_bindgen(getter, js_name = backendReason)]
     pub fn backend_reason(&self) -> String {
         self.backend_reason.clone()
+    }
+
+    /// `f16` or `f32`: how the GPU engine stores matrices; `undefined` on the CPU engine.
+    #[wasm_bindgen(getter, js_name = backendWeights)]
+    pub fn backend_weights(&self) -> Option<String> {
+        self.backend_weights.clone()
     }
 
     /// The GPU device was lost (read between calls: `false` while a call holds the model).
