@@ -25,22 +25,9 @@ after(async () => {
   await server?.close();
 });
 
-async function run(fn, arg) {
-  const p = await browser.page(`${server.url}/pages/index.html`);
-  // How many requests for the weights the server has seen, for the page to note down.
-  await p.exposeFunction('weightDownloads', weightDownloads);
-  try {
-    return await p.evaluate(async ([src, arg]) => {
-      const h = await import('/pages/helpers.js');
-      // eslint-disable-next-line no-new-func
-      return new Function('h', 'arg', `return (${src})(h, arg);`)(h, arg);
-    }, [fn.toString(), arg]);
-  } finally {
-    await p.close();
-  }
-}
-
+// How many requests for the weights the server has seen, for the page to note down.
 const weightDownloads = () => server.requests(`/fixtures/${NAME}/model.safetensors`).length;
+const run = (fn, arg) => browser.run(`${server.url}/pages/index.html`, fn, arg, { weightDownloads });
 
 for (const worker of [false, true]) {
   test(`'webgpu'${worker ? ' in a worker' : ''}: a destroyed device fails the next call, the call after reloads onto a new device`, async () => {

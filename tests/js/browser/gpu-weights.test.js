@@ -23,18 +23,7 @@ after(async () => {
   await server?.close();
 });
 
-async function run(fn, arg) {
-  const p = await browser.page(`${server.url}/pages/index.html`);
-  try {
-    return await p.evaluate(async ([src, arg]) => {
-      const h = await import('/pages/helpers.js');
-      // eslint-disable-next-line no-new-func
-      return new Function('h', 'arg', `return (${src})(h, arg);`)(h, arg);
-    }, [fn.toString(), arg]);
-  } finally {
-    await p.close();
-  }
-}
+const run = (fn, arg) => browser.run(`${server.url}/pages/index.html`, fn, arg);
 
 test("gpuWeights 'f16': f16 storage on WebGPU, embeddings within the f16 bound", async () => {
   const g = golden(NAME);

@@ -35,6 +35,22 @@ export async function launch() {
       await page.goto(url);
       return page;
     },
+    /** Open `url`, evaluate `fn(h, arg)` there with /pages/helpers.js imported as `h`, and
+     * close the page. `expose`: functions of this process the page may call. */
+    async run(url, fn, arg, expose = {}) {
+      const page = await context.newPage();
+      try {
+        for (const [name, f] of Object.entries(expose)) await page.exposeFunction(name, f);
+        await page.goto(url);
+        return await page.evaluate(async ([src, arg]) => {
+          const h = await import('/pages/helpers.js');
+          // eslint-disable-next-line no-new-func
+          return new Function('h', 'arg', `return (${src})(h, arg);`)(h, arg);
+        }, [fn.toString(), arg]);
+      } finally {
+        await page.close();
+      }
+    },
     async close() {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
