@@ -338,7 +338,7 @@ impl TextBatch {
 /// The pooled position, as transformers picks it: with the legacy `eos_token_id == 2`
 /// the argmax of the ids (the first `<|endoftext|>`, the highest id); otherwise the first
 /// occurrence of `eos_token_id` (the last position when there is none).
-fn pool_position(ids: &[u32], eos_token_id: u32) -> usize {
+pub fn pool_position(ids: &[u32], eos_token_id: u32) -> usize {
     if eos_token_id == 2 {
         let max = ids.iter().copied().max().unwrap_or(0);
         ids.iter().position(|&t| t == max).unwrap_or(0)

@@ -11,6 +11,7 @@
 use crate::clip::{BackendChoice, Clip, ClipOptions, ModelFiles};
 use crate::error::ClipError;
 use crate::gpu::{GpuOptions, WeightPrecision};
+use crate::graph::pool_position;
 use crate::model::safetensors::TensorBytes;
 use crate::model::{SafeTensors, Towers};
 use crate::preprocess::ImageInput;
@@ -340,7 +341,8 @@ impl WasmClip {
             if n == 0 && ids.is_empty() {
                 return Ok(Float32Array::new_with_length(0).into());
             }
-            if n == 0 || !ids.len().is_multiple_of(n) {
+            // Rows of at least one id: `chunks(0)` would panic.
+            if n == 0 || ids.len() < n || !ids.len().is_multiple_of(n) {
                 return Err(js_err(ClipError::Input(format!(
                     "{} token ids do not split into {n} equal rows",
                     ids.len()
@@ -350,16 +352,7 @@ impl WasmClip {
             let eos = clip.config.text_config.eos_token_id;
             let rows: Vec<Vec<u32>> = ids
                 .chunks(ids.len() / n)
-                .map(|row| {
-                    // transformers pools at argmax(ids) for legacy configs (eos_token_id 2).
-                    let end_token = if eos == 2 {
-                        row.iter().copied().max().unwrap_or(eos)
-                    } else {
-                        eos
-                    };
-                    let end = row.iter().position(|&t| t == end_token);
-                    row[..end.map_or(row.len(), |e| e + 1)].to_vec()
-                })
+                .map(|row| row[..=pool_position(row, eos)].to_vec())
                 .collect();
             let emb = clip.token_features(&rows).await.map_err(js_err)?;
             let emb = if normalize { emb.normalized() } else { emb };
