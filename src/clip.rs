@@ -128,13 +128,13 @@ pub fn logits(
     }
 }
 
-/// A model on one engine: the weights in the engine's storage and the engine itself.
-pub struct Encoder<B: Backend> {
+/// A model on one backend: the weights in that backend's storage, and the backend.
+pub struct BackendModel<B: Backend> {
     pub model: ClipModel<B::Weight>,
     pub backend: B,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: Backend> BackendModel<B> {
     /// Projected image features for `n` preprocessed images `[n, 3, S, S]`.
     pub async fn pixel_features(&mut self, pixels: &[f32], n: usize) -> Result<Embeddings> {
         let tower = self.model.vision()?;
@@ -160,13 +160,14 @@ impl<B: Backend> Encoder<B> {
     }
 }
 
-pub(crate) enum Engine {
+/// The loaded model on whichever backend was chosen.
+pub(crate) enum Loaded {
     // Boxed: the model struct (configs, layer vectors) is large; a Clip moves cheaply.
-    Cpu(Box<Encoder<CpuBackend>>),
-    Gpu(Box<Encoder<GpuBackend>>),
+    Cpu(Box<BackendModel<CpuBackend>>),
+    Gpu(Box<BackendModel<GpuBackend>>),
 }
 
-fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Result<Engine> {
+fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Result<Loaded> {
     let model = ClipModel::load(
         config,
         files.weights_header,
@@ -174,7 +175,7 @@ fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Resu
         towers,
         &mut cpu::make_weight,
     )?;
-    Ok(Engine::Cpu(Box::new(Encoder {
+    Ok(Loaded::Cpu(Box::new(BackendModel {
         model,
         backend: CpuBackend,
     })))
@@ -185,7 +186,7 @@ fn load_gpu(
     config: &ClipConfig,
     towers: Towers,
     gpu: GpuBackend,
-) -> Result<Engine> {
+) -> Result<Loaded> {
     let model = ClipModel::load(
         config,
         files.weights_header,
@@ -193,7 +194,7 @@ fn load_gpu(
         towers,
         &mut |role, t| gpu.make_weight(role, t),
     )?;
-    Ok(Engine::Gpu(Box::new(Encoder {
+    Ok(Loaded::Gpu(Box::new(BackendModel {
         model,
         backend: gpu,
     })))
@@ -224,7 +225,7 @@ async fn load_engine(
     files: &ModelFiles<'_>,
     config: &ClipConfig,
     options: &ClipOptions,
-) -> Result<(Engine, BackendInfo)> {
+) -> Result<(Loaded, BackendInfo)> {
     let towers = options.towers;
     match options.backend {
         BackendChoice::Cpu => Ok((
@@ -261,10 +262,19 @@ async fn load_engine(
     }
 }
 
+// Natively a model (and the GPU backend under it) can move to another thread (a server's
+// worker pool).
+#[cfg(not(target_arch = "wasm32"))]
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<GpuBackend>();
+    send::<Clip>();
+};
+
 /// A loaded CLIP model.
 pub struct Clip {
     pub config: ClipConfig,
-    engine: Engine,
+    engine: Loaded,
     tokenizer: Option<ClipTokenizer>,
     preprocessor: Preprocessor,
     backend_info: BackendInfo,
@@ -288,8 +298,8 @@ impl Clip {
         };
         let (engine, backend_info) = load_engine(&files, &config, options).await?;
         let max_batch = match (options.max_batch, &engine) {
-            (0, Engine::Gpu(_)) => 32,
-            (0, Engine::Cpu(_)) => 8,
+            (0, Loaded::Gpu(_)) => 32,
+            (0, Loaded::Cpu(_)) => 8,
             (n, _) => n,
         };
         Ok(Clip {
@@ -310,7 +320,7 @@ impl Clip {
     /// fails with `ClipError::Gpu`; load the model again (a new device, or the CPU engine
     /// with `BackendChoice::Cpu`) to continue.
     pub fn is_device_lost(&self) -> bool {
-        matches!(&self.engine, Engine::Gpu(e) if e.backend.is_lost())
+        matches!(&self.engine, Loaded::Gpu(e) if e.backend.is_lost())
     }
 
     /// Destroy the GPU device, as a driver reset or the browser reclaiming it would (the
@@ -318,22 +328,22 @@ impl Clip {
     /// For exercising the recovery path in tests.
     #[doc(hidden)]
     pub fn lose_device_for_testing(&self) {
-        if let Engine::Gpu(e) = &self.engine {
+        if let Loaded::Gpu(e) = &self.engine {
             e.backend.lose_device();
         }
     }
 
     pub fn towers(&self) -> Towers {
         match &self.engine {
-            Engine::Cpu(e) => e.model.towers(),
-            Engine::Gpu(e) => e.model.towers(),
+            Loaded::Cpu(e) => e.model.towers(),
+            Loaded::Gpu(e) => e.model.towers(),
         }
     }
 
     pub fn logit_scale(&self) -> f32 {
         match &self.engine {
-            Engine::Cpu(e) => e.model.logit_scale,
-            Engine::Gpu(e) => e.model.logit_scale,
+            Loaded::Cpu(e) => e.model.logit_scale,
+            Loaded::Gpu(e) => e.model.logit_scale,
         }
     }
 
@@ -371,8 +381,8 @@ impl Clip {
         for chunk in pixels.chunks(self.max_batch * per_image) {
             let rows = chunk.len() / per_image;
             out.extend(match &mut self.engine {
-                Engine::Cpu(e) => e.pixel_features(chunk, rows).await?,
-                Engine::Gpu(e) => e.pixel_features(chunk, rows).await?,
+                Loaded::Cpu(e) => e.pixel_features(chunk, rows).await?,
+                Loaded::Gpu(e) => e.pixel_features(chunk, rows).await?,
             });
         }
         Ok(out)
@@ -414,8 +424,8 @@ impl Clip {
         for chunk in texts.chunks(self.max_batch) {
             let batch = TextBatch::from_tokens(chunk, &self.config.text_config, pad)?;
             out.extend(match &mut self.engine {
-                Engine::Cpu(e) => e.token_features(&batch).await?,
-                Engine::Gpu(e) => e.token_features(&batch).await?,
+                Loaded::Cpu(e) => e.token_features(&batch).await?,
+                Loaded::Gpu(e) => e.token_features(&batch).await?,
             });
         }
         Ok(out)

@@ -5,6 +5,8 @@
 //! few operations, which `cpu/` (SIMD) and `gpu/` (WGSL on WebGPU) implement; `clip` ties
 //! them into the public API, and `wasm/` exposes that API to JavaScript.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod clip;
 pub mod cpu;
 pub mod error;

@@ -1,9 +1,9 @@
-//! The SIMD CPU kernels against the plain scalar ones in `cpu::kernels`, on every ISA
+//! The SIMD CPU kernels against the plain scalar ones in `cpu::reference`, on every ISA
 //! this machine can run (AVX2+FMA, SSE2 and scalar on x86_64), on shapes that are not
 //! multiples of any block size, with guard values around every output.
 
 use webclip::cpu::gemm::{self, Epilogue, PackedMatrix};
-use webclip::cpu::{kernels, ops, CpuBackend, CpuWeight, Isa};
+use webclip::cpu::{ops, reference, CpuBackend, CpuWeight, Isa};
 use webclip::graph::Backend;
 use webclip::model::random::Rng;
 use webclip::model::{Activation, Linear};
@@ -97,8 +97,8 @@ fn matmul_matches_scalar_reference_on_every_isa() {
             let (use_bias, act, use_res) = epilogue_case(case);
             case += 1;
             let mut want = vec![0f32; m * n];
-            kernels::matmul_nt(&a, &w, &mut want, m, k, n);
-            kernels::epilogue(
+            reference::matmul_nt(&a, &w, &mut want, m, k, n);
+            reference::epilogue(
                 &mut want,
                 n,
                 use_bias.then_some(&bias[..]),
@@ -187,7 +187,7 @@ fn activations_match_scalar_reference() {
             ops::activation(isa, a, &mut buf[GUARD..GUARD + n]).unwrap();
             let what = format!("{} {a:?}", isa.name());
             check_guards(&buf, &what);
-            let want: Vec<f32> = x[..n].iter().map(|&v| kernels::activate(a, v)).collect();
+            let want: Vec<f32> = x[..n].iter().map(|&v| reference::activate(a, v)).collect();
             // The reference is exact to ~1e-7 relative; our exp is ~2e-7. GELU at large
             // negative x is tiny and the reference loses it to cancellation: abs 1e-6.
             let (e, i) = worst(&buf[GUARD..GUARD + n], &want, 1e-6, 2e-6);
@@ -217,7 +217,7 @@ fn layer_norm_matches_scalar_reference() {
                 let w: Vec<f32> = rng.fill_uniform(dim, 0.5).iter().map(|v| v + 1.0).collect();
                 let b = rng.fill_uniform(dim, 0.5);
                 let mut want = vec![0f32; x.len()];
-                kernels::layer_norm(&x, &w, &b, 1e-5, dim, &mut want);
+                reference::layer_norm(&x, &w, &b, 1e-5, dim, &mut want);
                 let mut buf = guarded(x.len());
                 let n = x.len();
                 ops::layer_norm(isa, &x, &w, &b, 1e-5, dim, &mut buf[GUARD..GUARD + n]).unwrap();
@@ -253,7 +253,7 @@ fn attention_matches_scalar_reference() {
             let k = rng.fill_uniform(n, scale);
             let v = rng.fill_uniform(n, 1.0);
             let mut want = vec![0f32; n];
-            kernels::attention(&q, &k, &v, &mut want, width, seq, heads, causal, valid);
+            reference::attention(&q, &k, &v, &mut want, width, seq, heads, causal, valid);
             let mut buf = guarded(n);
             ops::attention(
                 isa,
@@ -309,7 +309,7 @@ fn backend_linear_packs_hand_built_weights_and_checks_widths() {
     let xa = b.input(&x, m, k).unwrap();
     let got = b.linear(&xa, &linear, None, None).unwrap();
     let mut want = vec![0f32; m * n];
-    kernels::matmul_nt(&x, &w, &mut want, m, k, n);
+    reference::matmul_nt(&x, &w, &mut want, m, k, n);
     let (e, _) = worst(&got.data, &want, 1e-5, 1e-6);
     assert!(e <= 1.0);
     let wrong = b.input(&x[..m * 20], m, 20).unwrap();

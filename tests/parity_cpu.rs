@@ -5,7 +5,7 @@ use common::parity::*;
 use common::*;
 use webclip::cpu::{self, CpuBackend};
 
-fn load(g: &Golden, file: &str) -> webclip::clip::Encoder<CpuBackend> {
+fn load(g: &Golden, file: &str) -> webclip::clip::BackendModel<CpuBackend> {
     load_encoder(g, file, CpuBackend, &mut |_, r, t| cpu::make_weight(r, t))
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use common::parity::*;
 use common::*;
-use webclip::clip::{Encoder, ModelFiles};
+use webclip::clip::{BackendModel, ModelFiles};
 use webclip::gpu::{GpuBackend, GpuOptions, WeightPrecision};
 use webclip::model::{SafeTensors, Towers};
 use webclip::{BackendChoice, Clip, ClipError, ClipOptions};
@@ -38,11 +38,11 @@ fn gpu_with(opts: &GpuOptions) -> Option<GpuBackend> {
     }
 }
 
-fn load_gpu(g: &Golden, file: &str) -> Option<Encoder<GpuBackend>> {
+fn load_gpu(g: &Golden, file: &str) -> Option<BackendModel<GpuBackend>> {
     load_gpu_with(g, file, &f32_weights())
 }
 
-fn load_gpu_with(g: &Golden, file: &str, opts: &GpuOptions) -> Option<Encoder<GpuBackend>> {
+fn load_gpu_with(g: &Golden, file: &str, opts: &GpuOptions) -> Option<BackendModel<GpuBackend>> {
     let backend = gpu_with(opts)?;
     Some(load_encoder(g, file, backend, &mut |b, r, t| {
         b.make_weight(r, t)

@@ -116,10 +116,10 @@ fn bad_tokenizer_json_is_an_error() {
 
 #[test]
 fn shipped_tokenizer_gives_reference_ids() {
-    // `src/tokenizer/clip-tokenizer.json` is what `webclip gen-weights` writes into new model
+    // `data/clip-tokenizer.json` is what `webclip gen-weights` writes into new model
     // folders: it must tokenize like the reference.
     let shipped = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tokenizer/clip-tokenizer.json"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/clip-tokenizer.json"),
     )
     .unwrap();
     for dir in model_dirs() {

@@ -357,7 +357,7 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     /// The CLIP tokenizer (data, as in every CLIP repository), so generated folders are complete.
-    const CLIP_TOKENIZER: &[u8] = include_bytes!("../tokenizer/clip-tokenizer.json");
+    const CLIP_TOKENIZER: &[u8] = include_bytes!("../../data/clip-tokenizer.json");
 
     fn gen_weights(raw: &[String]) -> CliResult<()> {
         let args = Args::parse(raw, &["preset", "config", "out", "seed", "dtype"])?;
@@ -446,13 +446,13 @@ preprocessor_config.json (CLIP defaults when absent).";
                         "--batches, --iterations and --gpu-weights are for --backend gpu".into(),
                     ));
                 }
-                Ok(webclip::cpu::bench::run_bench(
+                Ok(webclip::bench::cpu::run_bench(
                     &preset,
                     &mut std::io::stdout(),
                 )?)
             }
             "gpu" | "webgpu" => {
-                let mut opts = webclip::gpu::bench::BenchOptions {
+                let mut opts = webclip::bench::gpu::BenchOptions {
                     preset,
                     gpu: GpuOptions {
                         weights: gpu_weights(&args)?,
@@ -469,7 +469,7 @@ preprocessor_config.json (CLIP defaults when absent).";
                 if let Some(n) = args.get("iterations") {
                     opts.iterations = number("iterations", n)?;
                 }
-                Ok(webclip::gpu::bench::run_bench(&opts)?)
+                Ok(webclip::bench::gpu::run_bench(&opts)?)
             }
             other => Err(Failure::Usage(format!(
                 "--backend must be cpu or gpu, not `{other}`"

@@ -3,14 +3,12 @@
 //!
 //! `simd.rs` abstracts one vector register; `gemm.rs` (the blocked matmul with its fused
 //! epilogue) and `ops.rs` (LayerNorm, attention, activations) are written once over it;
-//! `kernels.rs` keeps the plain scalar versions they are tested against. Weights of
+//! `reference.rs` keeps the plain scalar versions they are tested against. Weights of
 //! linear layers are packed for the matmul once, at load time (`make_weight`).
 
-#[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
 pub mod gemm;
-pub mod kernels;
 pub mod ops;
+pub mod reference;
 pub mod simd;
 
 pub use gemm::{Epilogue, PackedMatrix};

@@ -34,7 +34,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
 }
 
 /// `erfc(|z|)` by the Numerical Recipes Chebyshev fit (fractional error < 1.2e-7 in
-/// exact arithmetic), as the scalar reference `kernels::erf` uses.
+/// exact arithmetic), as the scalar reference `reference::erf` uses.
 #[inline(always)]
 unsafe fn erfc_abs<S: Simd>(z: S::V) -> S::V {
     let z = S::abs(z);

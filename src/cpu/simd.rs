@@ -66,15 +66,6 @@ impl Isa {
             Isa::Simd128 => "wasm simd128",
         }
     }
-
-    /// f32 lanes per vector.
-    pub fn lanes(self) -> usize {
-        match self {
-            Isa::Scalar => 1,
-            Isa::Sse2 | Isa::Simd128 => 4,
-            Isa::Avx2Fma => 8,
-        }
-    }
 }
 
 /// One vector type and its operations. All methods are `unsafe`: the caller guarantees

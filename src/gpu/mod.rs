@@ -4,7 +4,7 @@
 //! Memory and command strategy (after wgpu's repeated-compute example and ratchet):
 //! - weights are uploaded once, tensor by tensor, into their own storage buffers; no CPU
 //!   copy is kept;
-//! - every pipeline is compiled once per device ([`kernels::Kernels`]);
+//! - every pipeline is compiled once per device ([`pipelines::Pipelines`]);
 //! - activations come from a [`pool::Pool`] of reusable buffers and go back to it when
 //!   their handle drops;
 //! - a forward pass is recorded as compute passes into one command encoder, with every
@@ -13,7 +13,7 @@
 //!
 //! To add a kernel: write `shaders/NAME.wgsl` (a uniform `Params` struct at binding 0,
 //! inputs next, the output last, workgroup size as an `override`, every thread
-//! bounds-checked), add its pipeline and `Params` twin to `kernels.rs`, call it through
+//! bounds-checked), add its pipeline and `Params` twin to `pipelines.rs`, call it through
 //! `GpuBackend::launch` from the `Backend` method, and add a case comparing it with the
 //! CPU engine to `tests/gpu_kernels.rs`.
 //!
@@ -21,10 +21,8 @@
 //! engine (and a `Clip` on it) can move between threads; on wasm32 there is one thread.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
-#[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
 pub mod context;
-pub mod kernels;
+pub mod pipelines;
 pub mod pool;
 
 pub use context::{GpuOptions, WeightPrecision};
@@ -33,7 +31,7 @@ use crate::error::{ClipError, Result};
 use crate::graph::Backend;
 use crate::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 use context::Context;
-use kernels::{AttentionParams, Kernels, LayerNormParams, MatmulParams, Params3};
+use pipelines::{AttentionParams, LayerNormParams, MatmulParams, Params3, Pipelines};
 use pool::{Pool, Pooled};
 use std::future::Future;
 use std::pin::Pin;
@@ -97,7 +95,7 @@ enum Bind<'a> {
 /// The WebGPU engine.
 pub struct GpuBackend {
     ctx: Arc<Context>,
-    kernels: Kernels,
+    pipelines: Pipelines,
     pool: Pool,
     encoder: Option<wgpu::CommandEncoder>,
     arena: Arena,
@@ -109,7 +107,7 @@ impl GpuBackend {
     /// Open a device and compile the kernels.
     pub async fn new(opts: &GpuOptions) -> Result<GpuBackend> {
         let ctx = Context::new(opts).await?;
-        let kernels = Kernels::new(&ctx).await?;
+        let pipelines = Pipelines::new(&ctx).await?;
         let align = ctx
             .limits
             .min_uniform_buffer_offset_alignment
@@ -128,7 +126,7 @@ impl GpuBackend {
         ctx.errors.check()?;
         Ok(GpuBackend {
             ctx: Arc::new(ctx),
-            kernels,
+            pipelines,
             pool: Pool::default(),
             encoder: None,
             arena,
@@ -331,7 +329,7 @@ impl GpuBackend {
     }
 
     /// A launch grid of `n` workgroups: `(x, y)` with `x * y >= n`, both within the
-    /// per-dimension limit. Kernels rebuild the flat index from `groups_x`.
+    /// per-dimension limit. Pipelines rebuild the flat index from `groups_x`.
     fn grid(&self, n: usize) -> Result<(u32, u32)> {
         let max = self.ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
         let x = n.clamp(1, max);
@@ -348,7 +346,7 @@ impl GpuBackend {
     /// `binds` in order, then `out` last.
     fn launch(
         &mut self,
-        which: fn(&Kernels) -> &wgpu::ComputePipeline,
+        which: fn(&Pipelines) -> &wgpu::ComputePipeline,
         params: &[u8],
         aux: Option<&[u8]>,
         binds: &[Bind<'_>],
@@ -357,7 +355,7 @@ impl GpuBackend {
         let mut pieces = vec![params];
         pieces.extend(aux);
         let offsets = self.stage(&pieces);
-        let pipeline = which(&self.kernels).clone();
+        let pipeline = which(&self.pipelines).clone();
         let layout = pipeline.get_bind_group_layout(0);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -432,7 +430,7 @@ impl GpuBackend {
 
     /// Elementwise launch grid for `n` outputs.
     fn elementwise_grid(&self, n: usize) -> Result<(u32, u32)> {
-        self.grid(n.div_ceil(kernels::ELEMENTWISE_WG as usize))
+        self.grid(n.div_ceil(pipelines::ELEMENTWISE_WG as usize))
     }
 
     /// Copy `x` back to the host: submit everything recorded, then map a staging copy.
@@ -507,14 +505,6 @@ impl Future for Receiver {
     }
 }
 
-// Natively the engine can move to another thread (a server's worker pool).
-#[cfg(not(target_arch = "wasm32"))]
-const _: () = {
-    const fn send<T: Send>() {}
-    send::<GpuBackend>();
-    send::<crate::Clip>();
-};
-
 fn activation_code(a: Option<Activation>) -> u32 {
     match a {
         None => 0,
@@ -573,21 +563,21 @@ impl Backend for GpuBackend {
         // (about 100 compute units); small tiles then give 4x as many, and split-K more.
         let tiles =
             |(wx, wy): (u32, u32)| m.div_ceil(4 * wy as usize) * n.div_ceil(4 * wx as usize);
-        let large = tiles(kernels::MATMUL_LARGE) >= kernels::MATMUL_SPLIT_BELOW;
+        let large = tiles(pipelines::MATMUL_LARGE) >= pipelines::MATMUL_SPLIT_BELOW;
         let (wx, wy) = if large {
-            kernels::MATMUL_LARGE
+            pipelines::MATMUL_LARGE
         } else {
-            kernels::MATMUL_SMALL
+            pipelines::MATMUL_SMALL
         };
         let groups = tiles((wx, wy));
-        let bk = kernels::MATMUL_BK;
+        let bk = pipelines::MATMUL_BK;
         let splits = if large || groups == 0 {
             1
         } else {
-            kernels::MATMUL_SPLIT_BELOW
+            pipelines::MATMUL_SPLIT_BELOW
                 .div_ceil(groups)
-                .min(k / kernels::MATMUL_MIN_CHUNK)
-                .clamp(1, kernels::MATMUL_MAX_SPLITS)
+                .min(k / pipelines::MATMUL_MIN_CHUNK)
+                .clamp(1, pipelines::MATMUL_MAX_SPLITS)
         };
         let k_chunk = k.div_ceil(splits).div_ceil(bk).max(1) * bk;
         let splits = k.div_ceil(k_chunk).max(1);
@@ -716,14 +706,14 @@ impl Backend for GpuBackend {
         }
         let head_dim = width / heads;
         if !head_dim.is_multiple_of(4)
-            || head_dim > kernels::ATTENTION_MAX_HEAD_DIM
-            || seq_len > kernels::ATTENTION_MAX_SEQ
+            || head_dim > pipelines::ATTENTION_MAX_HEAD_DIM
+            || seq_len > pipelines::ATTENTION_MAX_SEQ
         {
             return Err(ClipError::Gpu(format!(
                 "the attention kernel handles head_dim a multiple of 4 up to {} and sequences \
                  up to {} tokens, not head_dim {head_dim} over {seq_len} tokens",
-                kernels::ATTENTION_MAX_HEAD_DIM,
-                kernels::ATTENTION_MAX_SEQ
+                pipelines::ATTENTION_MAX_HEAD_DIM,
+                pipelines::ATTENTION_MAX_SEQ
             )));
         }
         let out = self.alloc(q.rows, width)?;

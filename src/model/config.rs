@@ -71,16 +71,7 @@ pub struct ClipConfig {
     pub model_type: String,
 }
 
-impl TextConfig {
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
-    }
-}
-
 impl VisionConfig {
-    pub fn head_dim(&self) -> usize {
-        self.hidden_size / self.num_attention_heads
-    }
     /// Patches per side: the patch conv has stride = kernel = patch_size, so it floors.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size

@@ -93,7 +93,6 @@ pub struct Attention<W> {
     pub v_proj: Linear<W>,
     pub out_proj: Linear<W>,
     pub num_heads: usize,
-    pub head_dim: usize,
 }
 
 #[derive(Debug)]
@@ -402,7 +401,6 @@ impl<S: TensorBytes + ?Sized, W> Reader<'_, S, W> {
                             true,
                         )?,
                         num_heads: heads,
-                        head_dim: hidden / heads,
                     },
                     layer_norm2: self.layer_norm(&format!("{p}.layer_norm2"), hidden, eps)?,
                     mlp: Mlp {

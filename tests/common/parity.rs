@@ -2,7 +2,7 @@
 //! inputs, written once over `Backend` so the CPU and GPU suites assert the same things.
 
 use super::*;
-use webclip::clip::{logits, Embeddings, Encoder};
+use webclip::clip::{logits, BackendModel, Embeddings};
 use webclip::graph::{self, Backend, TextBatch};
 use webclip::model::{ClipModel, HostTensor, SafeTensors, Towers, WeightRole};
 
@@ -16,7 +16,7 @@ pub fn load_encoder<B: Backend>(
     file: &str,
     backend: B,
     make: &mut MakeWeight<B>,
-) -> Encoder<B> {
+) -> BackendModel<B> {
     let bytes = g.file(file);
     let st = SafeTensors::parse(&bytes).unwrap();
     let model = ClipModel::load(
@@ -27,7 +27,7 @@ pub fn load_encoder<B: Backend>(
         &mut |r, t| make(&backend, r, t),
     )
     .unwrap();
-    Encoder { model, backend }
+    BackendModel { model, backend }
 }
 
 /// Every golden text, cut after its end token (the fast path), from `input_ids` and the mask.
@@ -43,7 +43,7 @@ pub fn golden_texts(g: &Golden) -> Vec<Vec<u32>> {
 
 /// Every vision hidden state of the first image, then all images' features, within the
 /// fixtures' engine tolerance (max abs 1e-3).
-pub fn check_vision<B: Backend>(enc: &mut Encoder<B>, g: &Golden, engine: &str) {
+pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &str) {
     let tower = enc.model.vision.as_ref().unwrap();
     let px = g.pixels(&g.images[0]);
     let out = graph::vision_forward(&mut enc.backend, tower, &px, 1, true).unwrap();
@@ -74,7 +74,7 @@ pub fn check_vision<B: Backend>(enc: &mut Encoder<B>, g: &Golden, engine: &str) 
 /// Every text hidden state of the first text over the full context (padding rows
 /// included), then all texts' features both padded with the mask and cut after their end
 /// token, within max abs 1e-3.
-pub fn check_text<B: Backend>(enc: &mut Encoder<B>, g: &Golden, engine: &str) {
+pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &str) {
     let tower = enc.model.text.as_ref().unwrap();
     let cfg = tower.config.clone();
     let ids = g.ids("input_ids");
@@ -116,7 +116,7 @@ pub fn check_text<B: Backend>(enc: &mut Encoder<B>, g: &Golden, engine: &str) {
 
 /// Image features of every golden image and, if `text`, text features of every text.
 pub fn features<B: Backend>(
-    enc: &mut Encoder<B>,
+    enc: &mut BackendModel<B>,
     g: &Golden,
     text: bool,
 ) -> (Embeddings, Embeddings) {
@@ -137,7 +137,7 @@ pub fn features<B: Backend>(
 }
 
 /// `logits_per_image` within the fixtures' 1e-2.
-pub fn check_logits<B: Backend>(enc: &mut Encoder<B>, g: &Golden, engine: &str) {
+pub fn check_logits<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &str) {
     let (img, txt) = features(enc, g, true);
     let l = logits(&img, &txt, enc.model.logit_scale);
     let err = max_abs_diff(&l.data, &g.f32("logits_per_image"));
@@ -149,7 +149,7 @@ pub fn check_logits<B: Backend>(enc: &mut Encoder<B>, g: &Golden, engine: &str) 
 }
 
 /// Each image and text feature row has cosine above `min` to the reference.
-pub fn check_cosines<B: Backend>(enc: &mut Encoder<B>, g: &Golden, min: f32, what: &str) {
+pub fn check_cosines<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, min: f32, what: &str) {
     let (img, txt) = features(enc, g, true);
     for (kind, got, want) in [
         ("image", &img, g.f32("image_features")),

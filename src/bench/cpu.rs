@@ -3,9 +3,9 @@
 //! latencies on random weights of the real shape (timing does not depend on the values).
 //! Run: `cargo run --release --example cpu_bench [preset]` (or `webclip bench --backend cpu`).
 
-use super::gemm::{matmul, Epilogue, PackedMatrix};
-use super::simd::{Isa, Scalar, Simd};
-use super::{make_weight, CpuBackend};
+use crate::cpu::gemm::{matmul, Epilogue, PackedMatrix};
+use crate::cpu::simd::{Isa, Scalar, Simd};
+use crate::cpu::{make_weight, CpuBackend};
 use crate::error::Result;
 use crate::graph::{self, TextBatch};
 use crate::model::random::{write_random_weights, Rng};
@@ -95,7 +95,7 @@ pub fn fma_peak(isa: Isa) -> f64 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2(iters: usize, seed: f32) -> f32 {
-        fma_loop::<super::simd::Avx2Fma>(iters, seed)
+        fma_loop::<crate::cpu::simd::Avx2Fma>(iters, seed)
     }
     let run = |iters: usize| -> f32 {
         let seed = std::hint::black_box(1.0);
@@ -105,7 +105,7 @@ pub fn fma_peak(isa: Isa) -> f64 {
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2Fma if isa.is_available() => avx2(iters, seed),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Sse2 => fma_loop::<super::simd::Sse2>(iters, seed),
+                Isa::Sse2 => fma_loop::<crate::cpu::simd::Sse2>(iters, seed),
                 _ => fma_loop::<Scalar>(iters, seed),
             }
         }
@@ -175,7 +175,7 @@ fn gemm_shapes(c: &ClipConfig) -> Vec<Shape> {
 pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
     let config = ClipConfig::preset(preset)?;
     let isa = Isa::best();
-    let io = |e: std::io::Error| crate::ClipError::Io(e.to_string());
+    let io = |e: std::io::Error| crate::error::ClipError::Io(e.to_string());
     writeln!(
         out,
         "# webclip CPU engine, {preset}, one thread, ISA {}",

@@ -85,7 +85,7 @@ pub struct Params3 {
     pub groups_x: u32,
 }
 
-pub struct Kernels {
+pub struct Pipelines {
     pub matmul_large: wgpu::ComputePipeline,
     pub matmul_small: wgpu::ComputePipeline,
     /// Split-K: sums the partial products, then the epilogue.
@@ -156,10 +156,10 @@ fn reduction(
     pipeline(ctx, &format!("{label}_subgroup"), subgroup, constants)
 }
 
-impl Kernels {
+impl Pipelines {
     /// Compile every kernel. Shader or pipeline errors come back as `ClipError::Gpu`
     /// through an error scope instead of wgpu's panicking default handler.
-    pub async fn new(ctx: &Context) -> Result<Kernels> {
+    pub async fn new(ctx: &Context) -> Result<Pipelines> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mm = |label, src, (x, y): (u32, u32)| {
             pipeline(ctx, label, src, &[("WG_X", x as f64), ("WG_Y", y as f64)])
@@ -169,7 +169,7 @@ impl Kernels {
         let att_wg = wg(ATTENTION_WG);
         let layer_norm = reduction(ctx, "layer_norm", LAYER_NORM, LAYER_NORM_SUBGROUP, &ln_wg);
         let attention = reduction(ctx, "attention", ATTENTION, ATTENTION_SUBGROUP, &att_wg);
-        let kernels = Kernels {
+        let pipelines = Pipelines {
             matmul_large: mm("matmul_large", MATMUL, MATMUL_LARGE),
             matmul_small: mm("matmul_small", MATMUL, MATMUL_SMALL),
             matmul_reduce: pipeline_entry(
@@ -193,6 +193,6 @@ impl Kernels {
                 ctx.info.name
             )));
         }
-        Ok(kernels)
+        Ok(pipelines)
     }
 }

@@ -3,9 +3,9 @@
 //! throughput per batch size, text latency, and the GFLOP/s of each of the model's
 //! matrix products. Native only (it blocks on the device).
 
-use super::{GpuBackend, GpuOptions, GpuWeight};
-use crate::clip::Encoder;
+use crate::clip::BackendModel;
 use crate::error::Result;
+use crate::gpu::{GpuBackend, GpuOptions, GpuWeight};
 use crate::graph::{Backend, TextBatch};
 use crate::model::random::{write_random_weights, Rng};
 use crate::model::{
@@ -86,7 +86,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
     })?;
     drop(bytes);
     println!("upload: {:.2} s", t0.elapsed().as_secs_f64());
-    let mut enc = Encoder {
+    let mut enc = BackendModel {
         model,
         backend: gpu,
     };
