@@ -125,6 +125,8 @@ export declare class Clip {
   static cosine(a: ArrayLike<number>, b: ArrayLike<number>): number;
   /** `embeddings` sorted by cosine similarity to `query`, best first. */
   static rank(query: ArrayLike<number>, embeddings: ArrayLike<number>[], options?: { topK?: number }): Ranked[];
+  /** Softmax of `logits` (as `classify` scores them: pass `logitScale * cosine` per label). */
+  static softmax(logits: ArrayLike<number>): number[];
 
   private constructor();
 

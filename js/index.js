@@ -272,11 +272,9 @@ export class Clip {
       this._labels.set(p, textEmbs[i]);
     });
     const logits = prompts.map((p) => this.logitScale * dot(imageEmb, known.get(p)));
-    const max = Math.max(...logits);
-    const exps = logits.map((l) => Math.exp(l - max));
-    const sum = exps.reduce((a, b) => a + b, 0);
+    const scores = Clip.softmax(logits);
     return labels
-      .map((label, i) => ({ label, score: exps[i] / sum, logit: logits[i] }))
+      .map((label, i) => ({ label, score: scores[i], logit: logits[i] }))
       .sort((a, b) => b.score - a.score);
   }
 
@@ -306,6 +304,15 @@ export class Clip {
       bb += b[i] * b[i];
     }
     return ab / (Math.sqrt(aa * bb) || 1);
+  }
+
+  /** Softmax of `logits` (the maximum is subtracted first, so large logits do not overflow). */
+  static softmax(logits) {
+    const xs = Array.from(logits);
+    const max = xs.reduce((m, l) => (l > m ? l : m), -Infinity);
+    const exps = xs.map((l) => Math.exp(l - max));
+    const sum = exps.reduce((a, b) => a + b, 0);
+    return exps.map((e) => e / sum);
   }
 
   /**
