@@ -19,7 +19,13 @@
 // webclip-search {query, ranking}, webclip-error {message}.
 // Property `stats` counts computed and cached embeddings.
 //
-// Sections: defaults · small helpers · storage (IndexedDB) · input files · ranking maths · element.
+// The logic without the page is `TaggerCore` (exported): the vocabulary and its cached label
+// embeddings, the photo index, the indexing pipeline and search, on the package's maths. It
+// runs in Node as well (tests/js/node/tagger.test.js); the element adds the page: files,
+// decoding, thumbnails, IndexedDB and the controls. This file defines the element only where
+// custom elements exist, so importing it in Node gives the core alone.
+//
+// Sections: defaults · small helpers · tagger core · storage (IndexedDB) · input files · element.
 
 // ---------------------------------------------------------------------------------- defaults
 
@@ -102,6 +108,352 @@ export function parseTemplates(text) {
 }
 
 const errMessage = (e) => (e && (e.message || String(e))) || 'unknown error';
+
+// -------------------------------------------------------------------------------- tagger core
+
+/** One label's embedding: the mean of its prompts' L2-normalised embeddings, renormalised. */
+function meanDirection(rows) {
+  const out = new Float32Array(rows[0].length);
+  for (const r of rows) for (let i = 0; i < r.length; i++) out[i] += r[i];
+  const n = Math.hypot(...out) || 1;
+  for (let i = 0; i < out.length; i++) out[i] /= n;
+  return out;
+}
+
+const asF32 = (v) => (v instanceof Float32Array ? v : Float32Array.from(v));
+
+/** `TaggerCore.index` could not get the model or the label embeddings; `cause` says why. */
+export class ModelUnavailableError extends Error {
+  constructor(cause) {
+    super(errMessage(cause), { cause });
+    this.name = 'ModelUnavailableError';
+  }
+}
+
+/** The default `labelStore` of a TaggerCore: label embeddings kept in memory. */
+export class MemoryLabelStore {
+  constructor() {
+    this.rows = new Map();
+  }
+
+  async get(keys) {
+    return keys.map((k) => this.rows.get(k));
+  }
+
+  async put(rows) {
+    for (const { key, embedding } of rows) this.rows.set(key, embedding);
+  }
+}
+
+/**
+ * The tagger without a page: a label vocabulary with cached label embeddings, photos by key
+ * with their embeddings and tags, the indexing pipeline and search. No DOM and no storage of
+ * photos (the element keeps its records in IndexedDB); label embeddings go through
+ * `labelStore`. The maths is the package's: pass its `Clip` class (`Clip.rank` ranks by
+ * cosine, `Clip.softmax` scores the tags as `clip.classify` does).
+ *
+ *   const core = new TaggerCore({ Clip });
+ *   core.setModel('my-model', () => Clip.load({ model: url }));
+ *   await core.setVocab(['cat', 'dog'], ['a photo of a {}.']);
+ *   await core.index([{ key: 'a.png', input: bytes }]);
+ *   core.get('a.png').tags;                  // [{ label, score }] best first, `top` of them
+ *   await core.searchText('a cat');          // [{ key, score }] best first
+ */
+export class TaggerCore {
+  /**
+   * @param {object} options
+   * @param {object} options.Clip the webclip package's `Clip` class
+   * @param {{ get(keys: string[]): Promise<(Float32Array | undefined)[]>,
+   *           put(rows: { key: string, embedding: Float32Array }[]): Promise<void> }} [options.labelStore]
+   *   where label embeddings are kept, keyed by model id, template set and label (default: memory)
+   * @param {number} [options.top] tags kept per photo (default 3)
+   * @param {number} [options.batch] photos per embedImages call
+   * @param {number} [options.textBatch] prompts per embedTexts call
+   * @param {(p: { done: number, total: number, labels: number }) => void} [options.onLabelProgress]
+   *   prompts embedded so far while new labels are prepared (`done === total` at the end)
+   */
+  constructor({ Clip, labelStore = new MemoryLabelStore(), top = 3, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
+    if (typeof Clip?.rank !== 'function' || typeof Clip?.softmax !== 'function') {
+      throw new TypeError("TaggerCore needs the webclip package's Clip class (it ranks and scores with Clip.rank and Clip.softmax)");
+    }
+    this.Clip = Clip;
+    this.labelStore = labelStore;
+    this.top = top;
+    this.batch = batch;
+    this.textBatch = textBatch;
+    this.onLabelProgress = onLabelProgress;
+    this.stats = { imagesComputed: 0, imagesCached: 0, textsComputed: 0, labelsCached: 0 };
+    /** The model's id (it keys the label cache), how to load it, and the model once loaded. */
+    this.modelId = null;
+    this._load = null;
+    this.clip = null;
+    /** `{ labels, templates, key }`; `key` names this vocabulary in the photos' `vocabKey`. */
+    this.vocab = null;
+    this._photos = new Map(); // key -> { key, embedding, tags, vocabKey }, in insertion order
+    this._labelMatrix = null; // { model, vocab, embeddings }
+    this._texts = new Map(); // model id + query text -> embedding
+  }
+
+  // -- model
+
+  /** Switch to another model: `load()` resolves to a loaded Clip; the photos are forgotten. */
+  setModel(id, load) {
+    this.modelId = id;
+    this._load = load;
+    this.clip = null;
+    this._labelMatrix = null;
+    this._photos.clear();
+  }
+
+  /** The model, loaded on first use. */
+  async model() {
+    if (this.clip) return this.clip;
+    if (!this._load) throw new Error('no model is set (TaggerCore.setModel)');
+    const id = this.modelId;
+    const clip = await this._load();
+    if (this.modelId === id) this.clip = clip;
+    return clip;
+  }
+
+  /** exp(logit_scale): the multiplier CLIP puts on cosines before the softmax (100 before a model is loaded). */
+  get logitScale() {
+    const s = Number(this.clip?.logitScale);
+    return Number.isFinite(s) && s > 0 ? s : 100;
+  }
+
+  // -- vocabulary and label embeddings
+
+  /** The labels photos are tagged with, and the prompt templates (`{}` = the label) averaged per label. */
+  async setVocab(labels, templates) {
+    if (!Array.isArray(labels) || !labels.length || labels.some((l) => typeof l !== 'string')) {
+      throw new TypeError('the vocabulary needs at least one label');
+    }
+    if (!Array.isArray(templates) || !templates.length || templates.some((t) => typeof t !== 'string' || !t.includes('{}'))) {
+      throw new TypeError('the vocabulary needs at least one template, each with {} where the label goes');
+    }
+    const key = (await sha256(JSON.stringify([labels, templates]))).slice(0, 16);
+    this.vocab = { labels: [...labels], templates: [...templates], key };
+    return this.vocab;
+  }
+
+  /** One embedding per label of the vocabulary: from `labelStore`, else embedded and stored there. */
+  async labelEmbeddings() {
+    return (await this._labels()).embeddings;
+  }
+
+  async _labels() {
+    const vocab = this.vocab;
+    const model = this.modelId;
+    if (!vocab) throw new Error('no vocabulary is set (TaggerCore.setVocab)');
+    const m = this._labelMatrix;
+    if (m && m.vocab === vocab && m.model === model) return m;
+    const tkey = (await sha256(vocab.templates.join('\n'))).slice(0, 16);
+    const keys = vocab.labels.map((l) => `${model}\n${tkey}\n${l}`);
+    const found = await this.labelStore.get(keys);
+    const embeddings = keys.map((_, i) => found?.[i]);
+    const missing = vocab.labels.filter((_, i) => !embeddings[i]);
+    this.stats.labelsCached += vocab.labels.length - missing.length;
+    if (missing.length) {
+      const clip = await this.model();
+      const prompts = missing.flatMap((l) => vocab.templates.map((t) => t.replaceAll('{}', l)));
+      const rows = [];
+      this.onLabelProgress?.({ done: 0, total: prompts.length, labels: missing.length });
+      for (let i = 0; i < prompts.length; i += this.textBatch) {
+        const out = await clip.embedTexts(prompts.slice(i, i + this.textBatch));
+        rows.push(...out);
+        this.stats.textsComputed += out.length;
+        this.onLabelProgress?.({ done: rows.length, total: prompts.length, labels: missing.length });
+      }
+      const n = vocab.templates.length;
+      const fresh = missing.map((label, j) => ({
+        key: `${model}\n${tkey}\n${label}`,
+        embedding: meanDirection(rows.slice(j * n, (j + 1) * n)),
+      }));
+      await this.labelStore.put(fresh);
+      const byKey = new Map(fresh.map((r) => [r.key, r.embedding]));
+      keys.forEach((k, i) => { embeddings[i] ??= byKey.get(k); });
+    }
+    const matrix = { model, vocab, embeddings };
+    if (this.modelId === model && this.vocab === vocab) this._labelMatrix = matrix;
+    return matrix;
+  }
+
+  /** Zero-shot tags: softmax over the labels of logitScale × cosine, the best `top`. */
+  _tag(embedding, { vocab, embeddings }) {
+    const ranked = this.Clip.rank(embedding, embeddings);
+    const scores = this.Clip.softmax(ranked.map((r) => this.logitScale * r.score));
+    return ranked.slice(0, this.top).map((r, i) => ({ label: vocab.labels[r.index], score: scores[i] }));
+  }
+
+  /** Tags for an embedding with the current vocabulary; `labelEmbeddings()` must have run for it. */
+  tagsFor(embedding) {
+    const m = this._labelMatrix;
+    if (!m || m.vocab !== this.vocab || m.model !== this.modelId) {
+      throw new Error('the label embeddings of this vocabulary are not ready: await labelEmbeddings() first');
+    }
+    return this._tag(embedding, m);
+  }
+
+  /**
+   * Tags every photo again with the current vocabulary. Resolves to the photos retagged, or
+   * null when the vocabulary or model changed meanwhile (a later retag is then due).
+   */
+  async retag() {
+    const m = await this._labels();
+    if (m.vocab !== this.vocab || m.model !== this.modelId) return null;
+    const out = [];
+    for (const photo of this._photos.values()) {
+      photo.tags = this._tag(photo.embedding, m);
+      photo.vocabKey = m.vocab.key;
+      out.push(photo);
+    }
+    return out;
+  }
+
+  // -- photos
+
+  /** Adds (or replaces) a photo by key; `tags` and their `vocabKey` as stored earlier, if any. */
+  add(key, embedding, { tags = null, vocabKey = null } = {}) {
+    const photo = { key, embedding: asF32(embedding), tags, vocabKey };
+    this._photos.set(key, photo);
+    return photo;
+  }
+
+  remove(key) {
+    return this._photos.delete(key);
+  }
+
+  clear() {
+    this._photos.clear();
+  }
+
+  has(key) {
+    return this._photos.has(key);
+  }
+
+  /** `{ key, embedding, tags, vocabKey }`, or undefined. */
+  get(key) {
+    return this._photos.get(key);
+  }
+
+  /** Keys in the order photos were added. */
+  keys() {
+    return [...this._photos.keys()];
+  }
+
+  get size() {
+    return this._photos.size;
+  }
+
+  /**
+   * Embeds, tags and adds photos. `photos` is an iterable or async iterable of
+   * `{ key, input, ... }` (`input`: an image the model reads); they are pulled one at a time,
+   * embedded `batch` at a time, so a generator can read and decode lazily. A batch the model
+   * refuses is retried photo by photo: the photos it still refuses go to `onFailed` and are
+   * left out. Keys already indexed are not embedded again (counted in `stats.imagesCached`).
+   * Hooks: `onBatch(photos)` before a batch is embedded; `onAdded(added, { msPerImage })`
+   * after, awaited, with `added` = `[{ photo, entry }]` (`entry` as `get` gives it;
+   * `msPerImage` null when the batch was retried); `onFailed(photo, error)`.
+   * `signal` (an AbortSignal) stops the job: what is being embedded then is not added.
+   * Throws ModelUnavailableError when the model or the label embeddings cannot be had.
+   * @returns {Promise<{ computed: number, cached: number, failed: number }>}
+   */
+  async index(photos, { signal = null, onBatch = null, onAdded = null, onFailed = null } = {}) {
+    const counts = { computed: 0, cached: 0, failed: 0 };
+    const pending = [];
+    const flush = async () => {
+      if (!pending.length) return;
+      const batch = pending.splice(0);
+      let clip;
+      let labels;
+      try {
+        clip = await this.model();
+        labels = await this._labels();
+      } catch (e) {
+        throw new ModelUnavailableError(e);
+      }
+      if (signal?.aborted) return;
+      onBatch?.(batch);
+      let embeddings;
+      let msPerImage = null;
+      const t0 = performance.now();
+      try {
+        embeddings = await clip.embedImages(batch.map((p) => p.input));
+        msPerImage = (performance.now() - t0) / batch.length;
+      } catch {
+        // Find the culprit(s): embed one by one, leave out what fails.
+        embeddings = [];
+        for (const p of batch) {
+          try {
+            embeddings.push((await clip.embedImages([p.input]))[0]);
+          } catch (err) {
+            embeddings.push(null);
+            counts.failed++;
+            onFailed?.(p, err);
+          }
+        }
+      }
+      if (signal?.aborted) return;
+      const added = [];
+      batch.forEach((photo, i) => {
+        if (!embeddings[i]) return;
+        this.stats.imagesComputed++;
+        counts.computed++;
+        const entry = this.add(photo.key, embeddings[i], { tags: this._tag(embeddings[i], labels), vocabKey: labels.vocab.key });
+        added.push({ photo, entry });
+      });
+      await onAdded?.(added, { msPerImage });
+    };
+    for await (const photo of photos) {
+      if (signal?.aborted) break;
+      if (this._photos.has(photo.key) || pending.some((p) => p.key === photo.key)) {
+        this.stats.imagesCached++;
+        counts.cached++;
+        continue;
+      }
+      pending.push(photo);
+      if (pending.length >= this.batch) {
+        await flush();
+        if (signal?.aborted) break; // read no further
+      }
+    }
+    if (!signal?.aborted) await flush();
+    return counts;
+  }
+
+  // -- search
+
+  /** A query text's embedding (kept per model, so repeating a search embeds nothing). */
+  async embedText(text) {
+    const key = `${this.modelId}\n${text}`;
+    let embedding = this._texts.get(key);
+    if (!embedding) {
+      const clip = await this.model();
+      [embedding] = await clip.embedTexts([text]);
+      this.stats.textsComputed++;
+      this._texts.set(key, embedding);
+    }
+    return embedding;
+  }
+
+  /** Photos ranked by cosine to `embedding`: `[{ key, score }]`, best first, at most `topK`. */
+  search(embedding, { topK = Infinity } = {}) {
+    const photos = [...this._photos.values()];
+    return this.Clip.rank(embedding, photos.map((p) => p.embedding), { topK })
+      .map(({ index, score }) => ({ key: photos[index].key, score }));
+  }
+
+  /** Photos ranked by likeness to a text (embedded as is, no template). */
+  async searchText(text, options) {
+    return this.search(await this.embedText(text), options);
+  }
+
+  /** Photos ranked by likeness to the photo `key` (itself first); null for an unknown key. */
+  moreLikeThis(key, options) {
+    const photo = this._photos.get(key);
+    return photo ? this.search(photo.embedding, options) : null;
+  }
+}
 
 // ----------------------------------------------------------------------------------- storage
 
@@ -271,39 +623,6 @@ async function decodePhoto(file, maxPixels = HUGE_PIXELS) {
   }
 }
 
-// ------------------------------------------------------------------------------ ranking maths
-
-const dot = (a, b) => {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
-  return s;
-};
-
-function normalize(v) {
-  const n = Math.hypot(...v) || 1;
-  for (let i = 0; i < v.length; i++) v[i] /= n;
-  return v;
-}
-
-/** One label's embedding: the mean of its normalised template embeddings, renormalised. */
-function averageEmbeddings(rows) {
-  const out = new Float32Array(rows[0].length);
-  for (const r of rows) for (let i = 0; i < r.length; i++) out[i] += r[i];
-  return normalize(out);
-}
-
-/** Zero-shot tags: softmax over labels of scale * cosine, the top `k`. */
-export function tagsFor(embedding, labels, labelEmbeddings, scale, k) {
-  const logits = labelEmbeddings.map((e) => scale * dot(embedding, e));
-  const max = Math.max(...logits);
-  const exps = logits.map((l) => Math.exp(l - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return labels
-    .map((label, i) => ({ label, score: exps[i] / sum }))
-    .sort((a, b) => b.score - a.score)
-    .slice(0, k);
-}
-
 // ------------------------------------------------------------------------------------ element
 
 const STYLE = `
@@ -453,7 +772,10 @@ const TEMPLATE = `
 <p class="empty" data-ref="empty">No photos yet.</p>
 `;
 
-export class WebclipTagger extends HTMLElement {
+// Node has no HTMLElement: there the class is never defined as an element, only the core is used.
+const ElementBase = globalThis.HTMLElement ?? class {};
+
+export class WebclipTagger extends ElementBase {
   /** Where the webclip package lives when no `package` attribute says otherwise. */
   static packageUrl = new URL('../pkg/index.js', import.meta.url).href;
 
@@ -463,16 +785,13 @@ export class WebclipTagger extends HTMLElement {
     this.$ = {};
     for (const el of this.shadowRoot.querySelectorAll('[data-ref]')) this.$[el.dataset.ref] = el;
     this.store = new Store();
-    this.stats = { imagesComputed: 0, imagesCached: 0, textsComputed: 0, labelsCached: 0 };
-    this.clip = null; // loaded Clip
+    this.core = null; // TaggerCore, once the package is imported
     this.clipPromise = null; // pending load
     this.modelSpec = null; // { id, label, source }: source is a URL string or a files object
-    this.items = new Map(); // hash -> { record, card }
-    this.order = []; // hashes in insertion order
-    this.vocab = null; // { labels, templates, key }
-    this.labelMatrix = null; // { key, model, embeddings: Float32Array[] }
-    this.queue = Promise.resolve(); // indexing jobs run one after another
-    this.generation = 0; // bumped by "forget" and model switches: stale jobs stop
+    this.items = new Map(); // hash -> { record, card }: the page's side of the core's photos
+    // Jobs run one after another, once the core exists.
+    this.queue = new Promise((resolve) => { this._coreReady = resolve; });
+    this.jobs = new AbortController(); // aborted by "forget" and model switches: stale jobs stop
     this.query = null; // { kind: 'text', text } | { kind: 'image', hash }
     this.querySeq = 0;
     this.skipped = [];
@@ -492,10 +811,17 @@ export class WebclipTagger extends HTMLElement {
 
   dispose() {
     this.clip?.dispose?.();
-    this.clip = null;
+    if (this.core) this.core.clip = null;
     this.clipPromise = null;
     for (const { url } of this.items.values()) URL.revokeObjectURL(url);
   }
+
+  /** The loaded Clip, or null. */
+  get clip() { return this.core?.clip ?? null; }
+  /** `{ labels, templates, key }` in use. */
+  get vocab() { return this.core?.vocab ?? null; }
+  /** `{ imagesComputed, imagesCached, textsComputed, labelsCached }` */
+  get stats() { return this.core?.stats ?? { imagesComputed: 0, imagesCached: 0, textsComputed: 0, labelsCached: 0 }; }
 
   get backend() { return this.getAttribute('backend') || 'auto'; }
   get maxPixels() { return Number(this.getAttribute('max-pixels')) || HUGE_PIXELS; }
@@ -504,18 +830,32 @@ export class WebclipTagger extends HTMLElement {
   // -- start-up: storage, vocabulary, model choice, saved photos
   async _start() {
     try {
-      await this.store.open();
-    } catch (e) {
-      this._warn(`Results will not be kept after this page closes: ${errMessage(e)}.`);
-    }
-    await this._initVocab();
-    const model = this.getAttribute('model') || DEFAULT_MODEL;
-    this.$.url.value = model;
-    try {
-      this._setModelSpec(this._specFromUrl(model));
-    } catch (e) {
-      this._error(errMessage(e));
-      return;
+      const [{ Clip }] = await Promise.all([
+        this._package(),
+        this.store.open().catch((e) => this._warn(`Results will not be kept after this page closes: ${errMessage(e)}.`)),
+      ]);
+      this.core = new TaggerCore({
+        Clip,
+        labelStore: {
+          get: (keys) => this.store.getMany('labels', keys).then((rows) => rows.map((r) => r?.embedding), () => []),
+          put: (rows) => this.store.putAll('labels', rows).catch((e) => this._warn(`Label embeddings not saved: ${errMessage(e)}`)),
+        },
+        onLabelProgress: ({ done, total, labels }) => {
+          if (done === total) this._progressDone();
+          else this._progress(done, total, done ? `Preparing labels: ${done} of ${total} prompts` : `Preparing ${labels} labels…`);
+        },
+      });
+      await this._initVocab();
+      const model = this.getAttribute('model') || DEFAULT_MODEL;
+      this.$.url.value = model;
+      try {
+        this._setModelSpec(this._specFromUrl(model));
+      } catch (e) {
+        this._error(errMessage(e));
+        return;
+      }
+    } finally {
+      this._coreReady();
     }
     await this._restoreLibrary();
     // A failed load has already said why; the page stays usable (another URL, local files).
@@ -546,8 +886,7 @@ export class WebclipTagger extends HTMLElement {
   }
 
   async _setVocab(labels, templates) {
-    const key = (await sha256(JSON.stringify([labels, templates]))).slice(0, 16);
-    this.vocab = { labels, templates, key };
+    await this.core.setVocab(labels, templates);
     this.$.labels.value = labels.join('\n');
     this.$.templates.value = templates.join('\n');
     this.$.labelsSummary.textContent = `(${labels.length} labels × ${templates.length} templates)`;
@@ -684,6 +1023,7 @@ export class WebclipTagger extends HTMLElement {
 
   _setModelSpec(spec) {
     this.modelSpec = spec;
+    this.core.setModel(spec.id, () => this._loadModel());
     this.$.modelName.textContent = `${spec.label} (not loaded yet)`;
     this.$.modelHost.textContent = spec.host ? ` (from ${spec.host})` : ' (none: the model is on this device)';
   }
@@ -693,12 +1033,10 @@ export class WebclipTagger extends HTMLElement {
       await this._loadModel().catch(() => {}); // failures are reported by _loadModel
       return;
     }
-    this.generation++;
+    this._cancelJobs();
     this.clip?.dispose?.();
-    this.clip = null;
     this.clipPromise = null;
-    this.labelMatrix = null;
-    this._setModelSpec(spec);
+    this._setModelSpec(spec); // the core forgets the old model, its labels and photos
     await this._restoreLibrary();
     await this._loadModel().catch(() => {});
   }
@@ -736,7 +1074,7 @@ export class WebclipTagger extends HTMLElement {
     this.clipPromise = promise.then(
       (clip) => {
         if (this.modelSpec !== spec) { clip.dispose?.(); throw new Error('the model was switched while loading'); }
-        this.clip = clip;
+        this.core.clip = clip;
         $.loadBtn.disabled = false;
         $.modelProgressBox.classList.add('hidden');
         $.modelName.textContent = spec.label;
@@ -782,49 +1120,8 @@ export class WebclipTagger extends HTMLElement {
     }
   }
 
-  /** exp(logit_scale): the multiplier CLIP puts on cosines before the softmax (100 for OpenAI's). */
-  _scale() {
-    const s = Number(this.clip?.logitScale);
-    return Number.isFinite(s) && s > 0 ? s : 100;
-  }
-
-  // -- label embeddings: cached per model x templates x label
-  async _labelEmbeddings() {
-    const vocab = this.vocab;
-    const spec = this.modelSpec;
-    if (this.labelMatrix && this.labelMatrix.key === vocab.key && this.labelMatrix.model === spec.id) return this.labelMatrix.embeddings;
-    const tkey = (await sha256(vocab.templates.join('\n'))).slice(0, 16);
-    const keys = vocab.labels.map((l) => `${spec.id}\n${tkey}\n${l}`);
-    const cached = await this.store.getMany('labels', keys).catch(() => keys.map(() => undefined));
-    const missing = vocab.labels.filter((_, i) => !cached[i]);
-    this.stats.labelsCached += vocab.labels.length - missing.length;
-    if (missing.length) {
-      const clip = await this._loadModel();
-      const prompts = missing.flatMap((l) => vocab.templates.map((t) => t.replaceAll('{}', l)));
-      const rows = [];
-      this._progress(0, prompts.length, `Preparing ${missing.length} labels…`);
-      for (let i = 0; i < prompts.length; i += TEXT_BATCH) {
-        const out = await clip.embedTexts(prompts.slice(i, i + TEXT_BATCH));
-        rows.push(...out);
-        this.stats.textsComputed += out.length;
-        this._progress(rows.length, prompts.length, `Preparing labels: ${rows.length} of ${prompts.length} prompts`);
-      }
-      const fresh = [];
-      missing.forEach((label, j) => {
-        const embedding = averageEmbeddings(rows.slice(j * vocab.templates.length, (j + 1) * vocab.templates.length));
-        fresh.push({ key: `${spec.id}\n${tkey}\n${label}`, embedding });
-      });
-      await this.store.putAll('labels', fresh).catch((e) => this._warn(`Label embeddings not saved: ${errMessage(e)}`));
-      const byKey = new Map(fresh.map((r) => [r.key, r]));
-      keys.forEach((k, i) => { if (!cached[i]) cached[i] = byKey.get(k); });
-      this._progressDone();
-    }
-    const embeddings = cached.map((r) => r.embedding);
-    if (this.modelSpec === spec && this.vocab === vocab) this.labelMatrix = { key: vocab.key, model: spec.id, embeddings };
-    return embeddings;
-  }
-
   async _applyLabels(labelText, templateText) {
+    if (!this.core) return; // it did not start, and said why
     const labels = parseLabels(labelText);
     if (!labels.length) {
       this._error('The label list is empty: give at least one label, one per line. The previous labels stay in use.');
@@ -847,16 +1144,17 @@ export class WebclipTagger extends HTMLElement {
   }
 
   async _retagAll() {
-    if (!this.order.length) return;
-    const gen = this.generation;
-    const embeddings = await this._labelEmbeddings();
-    if (gen !== this.generation) return;
-    const scale = this._scale();
+    if (!this.core.size) return;
+    const { signal } = this.jobs;
+    this.core.top = this.topK;
+    const photos = await this.core.retag();
+    if (signal.aborted || !photos) return; // another model or vocabulary: its own retag follows
     const changed = [];
-    for (const hash of this.order) {
-      const item = this.items.get(hash);
-      item.record.tags = tagsFor(item.record.embedding, this.vocab.labels, embeddings, scale, this.topK);
-      item.record.vocabKey = this.vocab.key;
+    for (const photo of photos) {
+      const item = this.items.get(photo.key);
+      if (!item) continue;
+      item.record.tags = photo.tags;
+      item.record.vocabKey = photo.vocabKey;
       this._renderTags(item);
       changed.push(item.record);
     }
@@ -868,7 +1166,7 @@ export class WebclipTagger extends HTMLElement {
   async _restoreLibrary() {
     for (const { url } of this.items.values()) URL.revokeObjectURL(url);
     this.items.clear();
-    this.order = [];
+    this.core.clear();
     this.$.grid.replaceChildren();
     this.query = null;
     this._updateEmpty();
@@ -890,7 +1188,13 @@ export class WebclipTagger extends HTMLElement {
     }
   }
 
+  /** A saved photo: into the core (embedding, tags) and the grid. */
   _addItem(record) {
+    this.core.add(record.hash, record.embedding, { tags: record.tags, vocabKey: record.vocabKey });
+    return this._addCard(record);
+  }
+
+  _addCard(record) {
     const url = URL.createObjectURL(record.thumb);
     const card = document.createElement('li');
     card.className = 'card';
@@ -929,7 +1233,6 @@ export class WebclipTagger extends HTMLElement {
     card.append(img, body);
     const item = { record, card, url, sim, tags };
     this.items.set(record.hash, item);
-    this.order.push(record.hash);
     this._renderTags(item);
     this.$.grid.append(card);
     this._updateEmpty();
@@ -956,7 +1259,7 @@ export class WebclipTagger extends HTMLElement {
 
   async _forget() {
     const n = this.items.size;
-    this.generation++;
+    this._cancelJobs();
     await this.store.deleteImagesOf(this.modelSpec.id).catch((e) => this._error(`Could not delete saved photos: ${errMessage(e)}`));
     await this._restoreLibrary();
     this._search();
@@ -964,8 +1267,17 @@ export class WebclipTagger extends HTMLElement {
   }
 
   // -- indexing
+  _cancelJobs() {
+    this.jobs.abort();
+    this.jobs = new AbortController();
+  }
+
   _enqueue(job) {
-    const run = this.queue.then(job).catch((e) => this._error(errMessage(e)));
+    const guarded = () => {
+      if (!this.core) throw new Error('the tagger could not start (see the message above)');
+      return job();
+    };
+    const run = this.queue.then(guarded).catch((e) => this._error(errMessage(e)));
     this.queue = run;
     return run;
   }
@@ -1007,113 +1319,49 @@ export class WebclipTagger extends HTMLElement {
   }
 
   async _indexFiles(files) {
-    const gen = this.generation;
+    const { signal } = this.jobs;
     const spec = this.modelSpec;
+    this.core.top = this.topK;
     const total = files.length;
     let done = 0;
-    let computed = 0;
-    let cached = 0;
     let skipped = 0;
-    const pending = []; // new photos waiting for a batch: { hash, file, path, decoded }
+    let cached = 0;
     const step = (what) => this._progress(done, total, `${done} of ${total} files · ${what}`);
-
-    const flush = async () => {
-      if (!pending.length) return;
-      const batch = pending.splice(0);
-      let clip;
-      let labelEmbeddings;
-      try {
-        clip = await this._loadModel();
-        labelEmbeddings = await this._labelEmbeddings();
-      } catch (e) {
-        // The model's own message is already shown; say what it means for these photos.
-        const n = total - done;
-        throw new Error(`${n} photo${n === 1 ? ' was' : 's were'} not indexed because the model is not loaded ` +
-          `(${errMessage(e)}). Load a model, then add them again.`);
-      }
-      if (gen !== this.generation) return;
-      step(`embedding ${batch.length} photo${batch.length > 1 ? 's' : ''}…`);
-      let embeddings;
-      const t0 = performance.now();
-      try {
-        embeddings = await clip.embedImages(batch.map((p) => p.decoded.input));
-        this._timing(performance.now() - t0, batch.length);
-      } catch (e) {
-        // Find the culprit(s): embed one by one, skip what fails.
-        embeddings = [];
-        for (const p of batch) {
-          try {
-            const [emb] = await clip.embedImages([p.decoded.input]);
-            embeddings.push(emb);
-          } catch (err) {
-            embeddings.push(null);
-            this._skip(p.path, `the model could not read it (${errMessage(err)})`);
-            skipped++;
-          }
-        }
-      }
-      if (gen !== this.generation) return;
-      const scale = this._scale();
-      const records = [];
-      batch.forEach((p, i) => {
-        const embedding = embeddings[i];
-        done++;
-        if (!embedding) return;
-        this.stats.imagesComputed++;
-        computed++;
-        const record = {
-          key: `${spec.id}\n${p.hash}`, model: spec.id, hash: p.hash, name: p.file.name, path: p.path,
-          size: p.file.size, type: p.file.type, width: p.decoded.width, height: p.decoded.height,
-          thumb: p.decoded.thumb, note: p.decoded.note, embedding: Float32Array.from(embedding),
-          tags: tagsFor(embedding, this.vocab.labels, labelEmbeddings, scale, this.topK),
-          vocabKey: this.vocab.key, added: Date.now() + i / 1000,
-        };
-        records.push(record);
-        if (!this.items.has(p.hash)) this._addItem(record);
-      });
-      await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
-      this._updateEmpty();
-      if (this.query) this._search();
+    const tally = {
+      step,
+      skip: (path, reason) => { this._skip(path, reason); skipped++; done++; },
+      cached: () => { this.core.stats.imagesCached++; cached++; done++; },
     };
-
-    const seen = new Set();
-    for (const { file, path } of files) {
-      if (gen !== this.generation) return;
-      step(`reading ${path}`);
-      const reason = rejectReason(file);
-      if (reason) { this._skip(path, reason); skipped++; done++; continue; }
-      let hash;
-      try {
-        hash = await sha256(file);
-      } catch (e) {
-        this._skip(path, `could not be read (${errMessage(e)})`); skipped++; done++; continue;
-      }
-      if (seen.has(hash) || pending.some((p) => p.hash === hash)) {
-        this._skip(path, 'same content as another photo in this batch'); skipped++; done++; continue;
-      }
-      seen.add(hash);
-      if (this.items.has(hash)) { this.stats.imagesCached++; cached++; done++; continue; }
-      const saved = await this.store.get('images', `${spec.id}\n${hash}`).catch(() => null);
-      if (saved) {
-        this.stats.imagesCached++;
-        cached++;
-        done++;
-        this._addItem(saved);
-        if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
-        continue;
-      }
-      let decoded;
-      try {
-        decoded = await decodePhoto(file, this.maxPixels);
-      } catch (e) {
-        this._skip(path, errMessage(e)); skipped++; done++; continue;
-      }
-      if (decoded.note) this._warn(`${path}: ${decoded.note}.`);
-      pending.push({ hash, file, path, decoded });
-      if (pending.length >= IMAGE_BATCH) await flush();
+    let result;
+    try {
+      result = await this.core.index(this._newPhotos(files, signal, tally), {
+        signal,
+        onBatch: (batch) => step(`embedding ${batch.length} photo${batch.length > 1 ? 's' : ''}…`),
+        onFailed: (p, err) => tally.skip(p.path, `the model could not read it (${errMessage(err)})`),
+        onAdded: async (added, { msPerImage }) => {
+          if (msPerImage != null) this._timing(msPerImage);
+          const records = added.map(({ photo: p, entry }, i) => ({
+            key: `${spec.id}\n${p.key}`, model: spec.id, hash: p.key, name: p.file.name, path: p.path,
+            size: p.file.size, type: p.file.type, width: p.decoded.width, height: p.decoded.height,
+            thumb: p.decoded.thumb, note: p.decoded.note, embedding: entry.embedding,
+            tags: entry.tags, vocabKey: entry.vocabKey, added: Date.now() + i / 1000,
+          }));
+          done += records.length;
+          for (const record of records) if (!this.items.has(record.hash)) this._addCard(record);
+          await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
+          this._updateEmpty();
+          if (this.query) this._search();
+        },
+      });
+    } catch (e) {
+      if (!(e instanceof ModelUnavailableError)) throw e;
+      // The model's own message is already shown; say what it means for these photos.
+      const n = total - done;
+      throw new Error(`${n} photo${n === 1 ? ' was' : 's were'} not indexed because the model is not loaded ` +
+        `(${errMessage(e.cause)}). Load a model, then add them again.`);
     }
-    await flush();
-    if (gen !== this.generation) return;
+    if (signal.aborted) return;
+    const { computed } = result;
     const parts = [`${computed} photo${computed === 1 ? '' : 's'} indexed`];
     if (cached) parts.push(`${cached} already known (from cache)`);
     if (skipped) {
@@ -1124,9 +1372,48 @@ export class WebclipTagger extends HTMLElement {
     this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, skipped } }));
   }
 
-  _timing(ms, n) {
-    this.lastMsPerImage = ms / n;
-    this.$.perImage.textContent = `${Math.round(ms / n)} ms`;
+  /**
+   * The photos among `files` that need embedding, read, hashed and decoded one at a time as
+   * the core asks for them; the others are skipped, or known (in the core or in storage).
+   */
+  async *_newPhotos(files, signal, tally) {
+    const spec = this.modelSpec;
+    const seen = new Set();
+    for (const { file, path } of files) {
+      if (signal.aborted) return;
+      tally.step(`reading ${path}`);
+      const reason = rejectReason(file);
+      if (reason) { tally.skip(path, reason); continue; }
+      let hash;
+      try {
+        hash = await sha256(file);
+      } catch (e) {
+        tally.skip(path, `could not be read (${errMessage(e)})`); continue;
+      }
+      if (seen.has(hash)) { tally.skip(path, 'same content as another photo in this batch'); continue; }
+      seen.add(hash);
+      if (this.core.has(hash)) { tally.cached(); continue; }
+      const saved = await this.store.get('images', `${spec.id}\n${hash}`).catch(() => null);
+      if (saved) {
+        tally.cached();
+        this._addItem(saved);
+        if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
+        continue;
+      }
+      let decoded;
+      try {
+        decoded = await decodePhoto(file, this.maxPixels);
+      } catch (e) {
+        tally.skip(path, errMessage(e)); continue;
+      }
+      if (decoded.note) this._warn(`${path}: ${decoded.note}.`);
+      yield { key: hash, input: decoded.input, file, path, decoded };
+    }
+  }
+
+  _timing(msPerImage) {
+    this.lastMsPerImage = msPerImage;
+    this.$.perImage.textContent = `${Math.round(msPerImage)} ms`;
   }
 
   // -- search
@@ -1151,41 +1438,35 @@ export class WebclipTagger extends HTMLElement {
     const q = this.query;
     const $ = this.$;
     $.clearSearch.disabled = !q;
+    if (!this.core) return;
     if (!q) {
-      this._arrange(this.order, null);
+      this._arrange(this.core.keys(), null);
       $.searchInfo.textContent = '';
       return;
     }
-    let target;
+    let ranking;
     if (q.kind === 'image') {
-      target = this.items.get(q.hash)?.record.embedding;
       $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}`;
+      ranking = this.core.moreLikeThis(q.hash);
     } else if (!this.items.size) {
       $.searchInfo.textContent = 'No photos to search yet: add some first.';
       return;
     } else {
-      this.textCache ??= new Map();
-      const key = `${this.modelSpec.id}\n${q.text}`;
-      target = this.textCache.get(key);
-      if (!target) {
-        $.searchInfo.textContent = 'Searching…';
-        try {
-          const clip = await this._loadModel();
-          [target] = await clip.embedTexts([q.text]);
-          this.stats.textsComputed++;
-          this.textCache.set(key, target);
-        } catch (e) {
-          if (seq === this.querySeq) $.searchInfo.textContent = `Search needs the model: ${errMessage(e)}`;
-          return;
-        }
+      let embedding;
+      $.searchInfo.textContent = 'Searching…';
+      try {
+        embedding = await this.core.embedText(q.text);
+      } catch (e) {
+        if (seq === this.querySeq) $.searchInfo.textContent = `Search needs the model: ${errMessage(e)}`;
+        return;
       }
-      if (seq === this.querySeq) $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"`;
+      if (seq !== this.querySeq) return;
+      $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"`;
+      ranking = this.core.search(embedding);
     }
-    if (seq !== this.querySeq || !target) return;
-    const scored = this.order.map((h) => [h, dot(target, this.items.get(h).record.embedding)]);
-    scored.sort((a, b) => b[1] - a[1]);
-    this._arrange(scored.map((s) => s[0]), new Map(scored));
-    this.lastRanking = scored.map(([h, s]) => ({ hash: h, name: this.items.get(h).record.name, score: s }));
+    if (seq !== this.querySeq || !ranking) return;
+    this._arrange(ranking.map((r) => r.key), new Map(ranking.map((r) => [r.key, r.score])));
+    this.lastRanking = ranking.map(({ key, score }) => ({ hash: key, name: this.items.get(key).record.name, score }));
     this.dispatchEvent(new CustomEvent('webclip-search', { detail: { query: q, ranking: this.lastRanking } }));
   }
 
@@ -1202,7 +1483,7 @@ export class WebclipTagger extends HTMLElement {
 
   // -- export
   _exportRows() {
-    return this.order.map((h) => this.items.get(h).record);
+    return this.core ? this.core.keys().map((h) => this.items.get(h).record) : [];
   }
 
   exportJson() {
@@ -1243,4 +1524,4 @@ export class WebclipTagger extends HTMLElement {
   }
 }
 
-if (!customElements.get('webclip-tagger')) customElements.define('webclip-tagger', WebclipTagger);
+if (globalThis.customElements && !customElements.get('webclip-tagger')) customElements.define('webclip-tagger', WebclipTagger);
