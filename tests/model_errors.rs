@@ -163,7 +163,12 @@ fn bad_configs_are_rejected_with_reasons() {
             r#"{"vision_config": {"num_hidden_layers": 0}}"#,
             "num_hidden_layers",
         ),
-        (r#"{"model_type": "siglip"}"#, "siglip"),
+        (r#"{"model_type": "siglip2"}"#, "siglip2"),
+        (r#"{"model_type": "blip"}"#, "blip"),
+        (
+            r#"{"model_type": "siglip", "vision_config": {"vision_use_head": false}}"#,
+            "vision_use_head",
+        ),
         (r#"not json"#, "JSON"),
     ] {
         let msg = ClipConfig::from_json(json.as_bytes())

@@ -29,7 +29,9 @@ usage:
       the top labels with their probabilities, per image
   webclip gen-weights (--preset NAME | --config config.json) --out DIR [--seed N] [--dtype f32|f16|bf16]
       a checkpoint folder in the Hugging Face layout with random weights of real shapes
-      (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336)
+      (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336, siglip-b16-224, siglip-so400m-p14-384,
+      siglip2-b16-224, siglip2-b16-256, siglip2-b32-256, siglip2-l16-256, siglip2-so400m-p14-384,
+      siglip2-so400m-p16-256, siglip2-so400m-p16-384, siglip2-so400m-p16-512)
   webclip bench [--backend cpu|gpu] [--preset vit-b-32] [--batches 1,32] [--iterations N] [--gpu-weights ...]
       latency and matmul GFLOP/s on random weights of a real shape (one thread on the CPU;
       --batches, --iterations and --gpu-weights for the GPU)
