@@ -5,7 +5,7 @@ use common::*;
 use webclip::clip::{Clip, ClipOptions, ModelFiles};
 use webclip::cpu;
 use webclip::model::safetensors::{write_f32, Dtype};
-use webclip::model::{ClipConfig, ClipModel, SafeTensors, Towers};
+use webclip::model::{tensor_specs, ClipConfig, ClipModel, SafeTensors, Towers};
 use webclip::ClipError;
 
 fn tiny() -> std::path::PathBuf {
@@ -211,4 +211,72 @@ fn calls_on_missing_towers_and_bad_tokens_are_errors_and_empty_lists_are_empty()
     assert!(err.to_string().contains("vocabulary"), "{err}");
     let err = pollster::block_on(clip.pixel_features(&[0.0; 10], 1)).unwrap_err();
     assert!(matches!(err, ClipError::Input(_)), "{err}");
+}
+
+#[test]
+fn the_description_names_exactly_the_tensors_of_each_fixture_checkpoint() {
+    for dir in model_dirs() {
+        let config =
+            ClipConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let st = SafeTensors::parse(&bytes).unwrap();
+        let mut stored: Vec<_> = st.tensors().map(|t| (&t.name, &t.shape)).collect();
+        let specs = tensor_specs(&config, Towers::Both).unwrap();
+        let mut described: Vec<_> = specs.iter().map(|s| (&s.name, &s.shape)).collect();
+        stored.sort();
+        described.sort();
+        assert_eq!(described, stored, "{}", dir.display());
+    }
+}
+
+#[test]
+fn scalars_load_as_either_shape_and_the_patch_conv_must_be_4d() {
+    let original = load(
+        &std::fs::read(tiny().join("model.safetensors")).unwrap(),
+        &config(),
+        Towers::Both,
+    )
+    .unwrap()
+    .logit_scale;
+    let bytes = rewrite(|n, s, d| {
+        let s = if n == "logit_scale" { vec![1] } else { s };
+        Some((n.to_string(), s, d))
+    });
+    let model = load(&bytes, &config(), Towers::Vision).unwrap();
+    assert_eq!(model.logit_scale, original);
+
+    let bytes = rewrite(|n, s, d| {
+        if n == "logit_scale" {
+            return Some((n.to_string(), s, vec![f32::INFINITY]));
+        }
+        Some((n.to_string(), s, d))
+    });
+    let msg = load(&bytes, &config(), Towers::Text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("logit_scale") && msg.contains("non-finite"),
+        "{msg}"
+    );
+
+    let name = "vision_model.embeddings.patch_embedding.weight";
+    let bytes = rewrite(|n, s, d| {
+        let s = if n == name {
+            vec![s[0], s[1..].iter().product()]
+        } else {
+            s
+        };
+        Some((n.to_string(), s, d))
+    });
+    match load(&bytes, &config(), Towers::Vision).unwrap_err() {
+        ClipError::TensorShape {
+            name: n, expected, ..
+        } => {
+            assert_eq!(n, name);
+            assert_eq!(expected.len(), 4, "{expected:?}");
+        }
+        e => panic!("expected TensorShape, got {e}"),
+    }
+    // Only the vision tower reads the patch conv.
+    assert!(load(&bytes, &config(), Towers::Text).is_ok());
 }

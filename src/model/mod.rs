@@ -1,6 +1,7 @@
 //! The checkpoint: `config.json`, `model.safetensors` in the Hugging Face layout,
-//! and the weight structs that mirror the module tree of `transformers.CLIPModel`; the
-//! config also describes `SiglipModel` checkpoints ([`Family`]).
+//! and the weight structs that mirror the module tree of `transformers.CLIPModel`,
+//! described once in `weights::describe` for loading and for random weights; the config
+//! also describes `SiglipModel` checkpoints ([`Family`]).
 
 pub mod config;
 pub mod random;
@@ -10,6 +11,6 @@ pub mod weights;
 pub use config::{Activation, ClipConfig, Family, TextConfig, VisionConfig};
 pub use safetensors::{Dtype, SafeTensors, TensorInfo};
 pub use weights::{
-    Attention, ClipModel, EncoderLayer, HostTensor, LayerNorm, Linear, Mlp, TextTower, Towers,
-    VisionTower, WeightRole,
+    describe, tensor_specs, Attention, ClipModel, EncoderLayer, HostTensor, LayerNorm, Linear, Mlp,
+    TensorKind, TensorSource, TensorSpec, TextTower, Tower, Towers, VisionTower, WeightRole,
 };

@@ -1,8 +1,12 @@
-//! Weight structs mirroring `transformers.CLIPModel`'s module tree, generic over how an
-//! engine stores a tensor (`W`): the CPU engine keeps f32 (matrices packed for its
-//! kernel), the GPU engine keeps buffers. Loading goes tensor by tensor through the
-//! engine's `make` function, so a weight is converted once and the f32 copy is dropped
-//! right after (the GPU engine keeps no CPU copy at all).
+//! Weight structs mirroring `transformers.CLIPModel`'s module tree, generic over how a
+//! backend stores a tensor (`W`): the CPU backend keeps f32 (matrices packed for its
+//! kernel), the GPU backend keeps buffers.
+//!
+//! The checkpoint layout (every Hugging Face tensor name, shape and role) is written once,
+//! in [`describe`], over a [`TensorSource`]: the file source loads and checks each tensor
+//! and hands it to the backend's `make` (tensor by tensor, so the f32 copy is dropped right
+//! after and the GPU backend keeps no CPU copy at all); the recording source only lists
+//! them, for the random-weight generator and for planning tower-only downloads.
 
 use super::config::{ClipConfig, TextConfig, VisionConfig};
 use super::safetensors::{SafeTensors, TensorBytes};
@@ -17,12 +21,28 @@ pub enum Towers {
     Text,
 }
 
+/// The encoder a tensor belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tower {
+    Vision,
+    Text,
+}
+
 impl Towers {
     pub fn vision(self) -> bool {
         matches!(self, Towers::Both | Towers::Vision)
     }
     pub fn text(self) -> bool {
         matches!(self, Towers::Both | Towers::Text)
+    }
+    /// Whether a tensor of `tower` is loaded; `None` (a tensor of the whole model, such as
+    /// `logit_scale`) always is.
+    pub fn includes(self, tower: Option<Tower>) -> bool {
+        match tower {
+            Some(Tower::Vision) => self.vision(),
+            Some(Tower::Text) => self.text(),
+            None => true,
+        }
     }
     pub fn parse(s: &str) -> Result<Self> {
         match s {
@@ -34,7 +54,9 @@ impl Towers {
             ))),
         }
     }
-    /// Whether a tensor of the checkpoint belongs to a loaded tower.
+    /// Whether a tensor of the checkpoint belongs to a loaded tower, by CLIP's name
+    /// prefixes alone (for a header read before the config). With a config,
+    /// [`tensor_specs`] lists exactly the tensors a set of towers loads.
     pub fn wants(self, tensor_name: &str) -> bool {
         if tensor_name.starts_with("vision_model.") || tensor_name.starts_with("visual_projection.")
         {
@@ -49,14 +71,16 @@ impl Towers {
     }
 }
 
-/// How a tensor is used, so an engine can pick its storage layout.
+/// How a tensor is used, so a backend can pick its storage layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightRole {
     /// `[out, in]` weight of a linear layer (`y = x W^T + b`); the patch conv is one too,
-    /// flattened to `[hidden, channels * patch * patch]`.
+    /// stored 4-d and handed to the backend flattened to `[hidden, channels * patch * patch]`.
     Matrix,
-    /// A bias, LayerNorm scale/shift, or the class embedding: `[n]`.
+    /// A bias, a LayerNorm shift, or the class embedding: `[n]`.
     Vector,
+    /// A LayerNorm scale `[n]`: stored like a vector; trained values sit around 1.
+    NormScale,
     /// Rows looked up or added by position: token and position embeddings `[rows, dim]`.
     Table,
 }
@@ -68,6 +92,44 @@ pub struct HostTensor {
     pub name: String,
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+}
+
+/// What a described tensor is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TensorKind {
+    /// Handed to the backend, stored as the role says.
+    Weight(WeightRole),
+    /// A number the graph reads on the host (`logit_scale`), stored as `[]` (or `[1]`);
+    /// `typical` is a trained checkpoint's value, which random weights take.
+    Scalar { typical: f32 },
+}
+
+/// One tensor of a checkpoint, as [`describe`] names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    /// The Hugging Face name.
+    pub name: String,
+    /// The shape stored in the file.
+    pub shape: Vec<usize>,
+    pub kind: TensorKind,
+    /// `None` for a tensor of the whole model (`logit_scale`), loaded with either tower.
+    pub tower: Option<Tower>,
+}
+
+/// Where [`describe`] gets each tensor it names.
+pub trait TensorSource {
+    /// A weight in the storage of the model being built.
+    type W;
+    /// The tensor `name` of file shape `shape`.
+    fn weight(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: WeightRole,
+        tower: Option<Tower>,
+    ) -> Result<Self::W>;
+    /// The scalar tensor `name`, see [`TensorKind::Scalar`].
+    fn scalar(&mut self, name: &str, typical: f32, tower: Option<Tower>) -> Result<f32>;
 }
 
 #[derive(Debug)]
@@ -159,152 +221,253 @@ impl<W> ClipModel<W> {
     }
 }
 
-/// Every tensor a CLIP checkpoint of this config holds, with its Hugging Face name, shape
-/// and role, in module order. The loader and the random-weight generator both use it.
-pub fn tensor_specs(config: &ClipConfig, towers: Towers) -> Vec<(String, Vec<usize>, WeightRole)> {
-    let mut out = Vec::new();
-    let layers = |prefix: &str, n: usize, hidden: usize, inter: usize, out: &mut Vec<_>| {
-        for i in 0..n {
-            let p = format!("{prefix}.encoder.layers.{i}");
-            for ln in ["layer_norm1", "layer_norm2"] {
-                out.push((format!("{p}.{ln}.weight"), vec![hidden], WeightRole::Vector));
-                out.push((format!("{p}.{ln}.bias"), vec![hidden], WeightRole::Vector));
-            }
-            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                out.push((
-                    format!("{p}.self_attn.{proj}.weight"),
-                    vec![hidden, hidden],
-                    WeightRole::Matrix,
-                ));
-                out.push((
-                    format!("{p}.self_attn.{proj}.bias"),
-                    vec![hidden],
-                    WeightRole::Vector,
-                ));
-            }
-            out.push((
-                format!("{p}.mlp.fc1.weight"),
-                vec![inter, hidden],
-                WeightRole::Matrix,
-            ));
-            out.push((format!("{p}.mlp.fc1.bias"), vec![inter], WeightRole::Vector));
-            out.push((
-                format!("{p}.mlp.fc2.weight"),
-                vec![hidden, inter],
-                WeightRole::Matrix,
-            ));
-            out.push((
-                format!("{p}.mlp.fc2.bias"),
-                vec![hidden],
-                WeightRole::Vector,
-            ));
-        }
-    };
-    let proj = config.projection_dim;
-    if towers.text() {
-        let t = &config.text_config;
-        let h = t.hidden_size;
-        out.push((
-            "text_model.embeddings.token_embedding.weight".into(),
-            vec![t.vocab_size, h],
-            WeightRole::Table,
-        ));
-        out.push((
-            "text_model.embeddings.position_embedding.weight".into(),
-            vec![t.max_position_embeddings, h],
-            WeightRole::Table,
-        ));
-        layers(
-            "text_model",
-            t.num_hidden_layers,
-            h,
-            t.intermediate_size,
-            &mut out,
-        );
-        out.push((
-            "text_model.final_layer_norm.weight".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        out.push((
-            "text_model.final_layer_norm.bias".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        out.push((
-            "text_projection.weight".into(),
-            vec![proj, h],
-            WeightRole::Matrix,
-        ));
-    }
-    if towers.vision() {
-        let v = &config.vision_config;
-        let h = v.hidden_size;
-        out.push((
-            "vision_model.embeddings.class_embedding".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        out.push((
-            "vision_model.embeddings.patch_embedding.weight".into(),
-            vec![h, v.num_channels, v.patch_size, v.patch_size],
-            WeightRole::Matrix,
-        ));
-        out.push((
-            "vision_model.embeddings.position_embedding.weight".into(),
-            vec![v.num_positions(), h],
-            WeightRole::Table,
-        ));
-        out.push((
-            "vision_model.pre_layrnorm.weight".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        out.push((
-            "vision_model.pre_layrnorm.bias".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        layers(
-            "vision_model",
-            v.num_hidden_layers,
-            h,
-            v.intermediate_size,
-            &mut out,
-        );
-        out.push((
-            "vision_model.post_layernorm.weight".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        out.push((
-            "vision_model.post_layernorm.bias".into(),
-            vec![h],
-            WeightRole::Vector,
-        ));
-        out.push((
-            "visual_projection.weight".into(),
-            vec![proj, h],
-            WeightRole::Matrix,
-        ));
-    }
-    out.push(("logit_scale".into(), vec![], WeightRole::Vector));
-    out
+/// A source seen from inside one tower: the module-tree pieces every family shares
+/// (linear, LayerNorm, pre-LN encoder layer), named under a prefix.
+struct Scope<'s, S> {
+    src: &'s mut S,
+    tower: Option<Tower>,
 }
 
-/// Reads tensors by name from a parsed safetensors header, checks their shapes against
-/// the config, and hands them to the engine's `make`.
-struct Reader<'a, S: TensorBytes + ?Sized, W> {
+impl<S: TensorSource> Scope<'_, S> {
+    fn weight(&mut self, name: &str, shape: &[usize], role: WeightRole) -> Result<S::W> {
+        self.src.weight(name, shape, role, self.tower)
+    }
+
+    fn scalar(&mut self, name: &str, typical: f32) -> Result<f32> {
+        self.src.scalar(name, typical, self.tower)
+    }
+
+    /// `{prefix}.weight` of shape `[out, in...]` (more than 2-d for a conv, flattened for
+    /// the backend) and, if `bias`, `{prefix}.bias` `[out]`.
+    fn linear(&mut self, prefix: &str, shape: &[usize], bias: bool) -> Result<Linear<S::W>> {
+        let bias = bias.then(|| format!("{prefix}.bias"));
+        self.linear_named(&format!("{prefix}.weight"), bias.as_deref(), shape)
+    }
+
+    /// A linear layer whose tensors are not named `.weight` / `.bias` (PyTorch's
+    /// `nn.MultiheadAttention` packs q/k/v as `in_proj_weight` / `in_proj_bias`).
+    fn linear_named(
+        &mut self,
+        weight: &str,
+        bias: Option<&str>,
+        shape: &[usize],
+    ) -> Result<Linear<S::W>> {
+        let out_features = shape.first().copied().unwrap_or(1);
+        let in_features = shape.iter().skip(1).product();
+        let weight = self.weight(weight, shape, WeightRole::Matrix)?;
+        let bias = match bias {
+            Some(name) => Some(self.weight(name, &[out_features], WeightRole::Vector)?),
+            None => None,
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            in_features,
+            out_features,
+        })
+    }
+
+    fn layer_norm(&mut self, prefix: &str, dim: usize, eps: f32) -> Result<LayerNorm<S::W>> {
+        Ok(LayerNorm {
+            weight: self.weight(&format!("{prefix}.weight"), &[dim], WeightRole::NormScale)?,
+            bias: self.weight(&format!("{prefix}.bias"), &[dim], WeightRole::Vector)?,
+            eps,
+            dim,
+        })
+    }
+
+    /// `{prefix}.encoder.layers.{i}` for `i < n` (`CLIPEncoderLayer`, shared by SigLIP).
+    #[allow(clippy::too_many_arguments)]
+    fn encoder(
+        &mut self,
+        prefix: &str,
+        n: usize,
+        hidden: usize,
+        inter: usize,
+        heads: usize,
+        eps: f32,
+    ) -> Result<Vec<EncoderLayer<S::W>>> {
+        (0..n)
+            .map(|i| {
+                let p = format!("{prefix}.encoder.layers.{i}");
+                // Both LayerNorms first: the visiting order is a generated file's tensor
+                // order, kept so that `gen-weights` files stay byte-identical.
+                let layer_norm1 = self.layer_norm(&format!("{p}.layer_norm1"), hidden, eps)?;
+                let layer_norm2 = self.layer_norm(&format!("{p}.layer_norm2"), hidden, eps)?;
+                let mut proj = |name: &str| {
+                    self.linear(&format!("{p}.self_attn.{name}"), &[hidden, hidden], true)
+                };
+                let self_attn = Attention {
+                    q_proj: proj("q_proj")?,
+                    k_proj: proj("k_proj")?,
+                    v_proj: proj("v_proj")?,
+                    out_proj: proj("out_proj")?,
+                    num_heads: heads,
+                };
+                let mlp = Mlp {
+                    fc1: self.linear(&format!("{p}.mlp.fc1"), &[inter, hidden], true)?,
+                    fc2: self.linear(&format!("{p}.mlp.fc2"), &[hidden, inter], true)?,
+                };
+                Ok(EncoderLayer {
+                    layer_norm1,
+                    self_attn,
+                    layer_norm2,
+                    mlp,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The checkpoint layout: the module tree of `transformers.CLIPModel` for `config`, the
+/// requested towers only, every tensor taken from `src` under its Hugging Face name and
+/// file shape. A second checkpoint family is a second description built from the same
+/// `Scope` pieces (and chosen here by the config's family); the loader, the generator
+/// and [`tensor_specs`] follow it unchanged.
+pub fn describe<S: TensorSource>(
+    config: &ClipConfig,
+    towers: Towers,
+    src: &mut S,
+) -> Result<ClipModel<S::W>> {
+    let proj = config.projection_dim;
+    let text = if towers.text() {
+        let t = &config.text_config;
+        let h = t.hidden_size;
+        let mut s = Scope {
+            src: &mut *src,
+            tower: Some(Tower::Text),
+        };
+        let e = "text_model.embeddings";
+        Some(TextTower {
+            config: t.clone(),
+            token_embedding: s.weight(
+                &format!("{e}.token_embedding.weight"),
+                &[t.vocab_size, h],
+                WeightRole::Table,
+            )?,
+            position_embedding: s.weight(
+                &format!("{e}.position_embedding.weight"),
+                &[t.max_position_embeddings, h],
+                WeightRole::Table,
+            )?,
+            layers: s.encoder(
+                "text_model",
+                t.num_hidden_layers,
+                h,
+                t.intermediate_size,
+                t.num_attention_heads,
+                t.layer_norm_eps,
+            )?,
+            final_layer_norm: s.layer_norm("text_model.final_layer_norm", h, t.layer_norm_eps)?,
+            text_projection: s.linear("text_projection", &[proj, h], false)?,
+        })
+    } else {
+        None
+    };
+
+    let vision = if towers.vision() {
+        let v = &config.vision_config;
+        let h = v.hidden_size;
+        let mut s = Scope {
+            src: &mut *src,
+            tower: Some(Tower::Vision),
+        };
+        let e = "vision_model.embeddings";
+        let class_embedding =
+            s.weight(&format!("{e}.class_embedding"), &[h], WeightRole::Vector)?;
+        let conv = [h, v.num_channels, v.patch_size, v.patch_size];
+        let patch_embedding = s.linear(&format!("{e}.patch_embedding"), &conv, false)?;
+        Some(VisionTower {
+            config: v.clone(),
+            patch_embedding,
+            class_embedding,
+            position_embedding: s.weight(
+                &format!("{e}.position_embedding.weight"),
+                &[v.num_positions(), h],
+                WeightRole::Table,
+            )?,
+            pre_layrnorm: s.layer_norm("vision_model.pre_layrnorm", h, v.layer_norm_eps)?,
+            layers: s.encoder(
+                "vision_model",
+                v.num_hidden_layers,
+                h,
+                v.intermediate_size,
+                v.num_attention_heads,
+                v.layer_norm_eps,
+            )?,
+            post_layernorm: s.layer_norm("vision_model.post_layernorm", h, v.layer_norm_eps)?,
+            visual_projection: s.linear("visual_projection", &[proj, h], false)?,
+        })
+    } else {
+        None
+    };
+
+    let mut s = Scope { src, tower: None };
+    // A trained CLIP's: exp(logit_scale) = 100, the clamp training ends at.
+    let logit_scale = s.scalar("logit_scale", 100f32.ln())?;
+    Ok(ClipModel {
+        config: config.clone(),
+        vision,
+        text,
+        logit_scale,
+    })
+}
+
+/// Every tensor a checkpoint of this config holds for `towers`, with its Hugging Face
+/// name, file shape, kind and tower, in [`describe`]'s order. The random-weight generator
+/// writes these; a download of some towers needs exactly these.
+pub fn tensor_specs(config: &ClipConfig, towers: Towers) -> Result<Vec<TensorSpec>> {
+    let mut rec = Recorder::default();
+    describe(config, towers, &mut rec)?;
+    Ok(rec.specs)
+}
+
+/// The source that only lists what the description names.
+#[derive(Default)]
+struct Recorder {
+    specs: Vec<TensorSpec>,
+}
+
+impl TensorSource for Recorder {
+    type W = ();
+    fn weight(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: WeightRole,
+        tower: Option<Tower>,
+    ) -> Result<()> {
+        self.specs.push(TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            kind: TensorKind::Weight(role),
+            tower,
+        });
+        Ok(())
+    }
+    fn scalar(&mut self, name: &str, typical: f32, tower: Option<Tower>) -> Result<f32> {
+        self.specs.push(TensorSpec {
+            name: name.into(),
+            shape: Vec::new(),
+            kind: TensorKind::Scalar { typical },
+            tower,
+        });
+        Ok(typical)
+    }
+}
+
+/// The source that reads tensors by name from a parsed safetensors header, checks their
+/// shapes and values, and hands them to the backend's `make`.
+struct FileSource<'a, B: TensorBytes + ?Sized, W> {
     st: &'a SafeTensors,
-    src: &'a S,
+    bytes: &'a B,
     make: &'a mut dyn FnMut(WeightRole, HostTensor) -> Result<W>,
 }
 
-impl<S: TensorBytes + ?Sized, W> Reader<'_, S, W> {
-    fn host(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+impl<B: TensorBytes + ?Sized, W> FileSource<'_, B, W> {
+    fn host(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         let info = self.st.info(name)?;
-        // A scalar may be stored as [] or [1]; the patch conv as 4-d. Compare element
-        // counts only where the layouts are interchangeable.
+        // A scalar may be stored as [] or [1].
         let same = info.shape == expected
             || (expected.is_empty() && info.shape == [1])
             || (expected == [1] && info.shape.is_empty());
@@ -315,7 +478,7 @@ impl<S: TensorBytes + ?Sized, W> Reader<'_, S, W> {
                 found: info.shape.clone(),
             });
         }
-        let data = self.st.read_f32(self.src, name)?;
+        let data = self.st.read_f32(self.bytes, name)?;
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(ClipError::SafeTensors(format!(
                 "tensor `{name}` holds a non-finite value ({}) at index {i}: corrupt weights",
@@ -328,94 +491,42 @@ impl<S: TensorBytes + ?Sized, W> Reader<'_, S, W> {
             data,
         })
     }
+}
 
-    fn tensor(&mut self, name: &str, expected: &[usize], role: WeightRole) -> Result<W> {
-        let t = self.host(name, expected)?;
+impl<B: TensorBytes + ?Sized, W> TensorSource for FileSource<'_, B, W> {
+    type W = W;
+    fn weight(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        role: WeightRole,
+        _tower: Option<Tower>,
+    ) -> Result<W> {
+        let mut t = self.host(name, shape)?;
+        // The backend gets the role's shape; the bytes are the same. The patch conv
+        // `[out, C, P, P]` is the matrix `[out, C*P*P]`.
+        match role {
+            WeightRole::Matrix if t.shape.len() > 2 => {
+                t.shape = vec![t.shape[0], t.shape[1..].iter().product()];
+            }
+            WeightRole::Vector | WeightRole::NormScale if t.shape.len() > 1 => {
+                t.shape = vec![t.shape.iter().product()];
+            }
+            _ => {}
+        }
         (self.make)(role, t)
     }
-
-    fn linear(&mut self, prefix: &str, out_f: usize, in_f: usize, bias: bool) -> Result<Linear<W>> {
-        Ok(Linear {
-            weight: self.tensor(
-                &format!("{prefix}.weight"),
-                &[out_f, in_f],
-                WeightRole::Matrix,
-            )?,
-            bias: if bias {
-                Some(self.tensor(&format!("{prefix}.bias"), &[out_f], WeightRole::Vector)?)
-            } else {
-                None
-            },
-            in_features: in_f,
-            out_features: out_f,
+    fn scalar(&mut self, name: &str, _typical: f32, _tower: Option<Tower>) -> Result<f32> {
+        let t = self.host(name, &[])?;
+        t.data.first().copied().ok_or_else(|| {
+            ClipError::Internal(format!("scalar `{name}` read as {} values", t.data.len()))
         })
-    }
-
-    fn layer_norm(&mut self, prefix: &str, dim: usize, eps: f32) -> Result<LayerNorm<W>> {
-        Ok(LayerNorm {
-            weight: self.tensor(&format!("{prefix}.weight"), &[dim], WeightRole::Vector)?,
-            bias: self.tensor(&format!("{prefix}.bias"), &[dim], WeightRole::Vector)?,
-            eps,
-            dim,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn layers(
-        &mut self,
-        prefix: &str,
-        n: usize,
-        hidden: usize,
-        inter: usize,
-        heads: usize,
-        eps: f32,
-    ) -> Result<Vec<EncoderLayer<W>>> {
-        (0..n)
-            .map(|i| {
-                let p = format!("{prefix}.encoder.layers.{i}");
-                Ok(EncoderLayer {
-                    layer_norm1: self.layer_norm(&format!("{p}.layer_norm1"), hidden, eps)?,
-                    self_attn: Attention {
-                        q_proj: self.linear(
-                            &format!("{p}.self_attn.q_proj"),
-                            hidden,
-                            hidden,
-                            true,
-                        )?,
-                        k_proj: self.linear(
-                            &format!("{p}.self_attn.k_proj"),
-                            hidden,
-                            hidden,
-                            true,
-                        )?,
-                        v_proj: self.linear(
-                            &format!("{p}.self_attn.v_proj"),
-                            hidden,
-                            hidden,
-                            true,
-                        )?,
-                        out_proj: self.linear(
-                            &format!("{p}.self_attn.out_proj"),
-                            hidden,
-                            hidden,
-                            true,
-                        )?,
-                        num_heads: heads,
-                    },
-                    layer_norm2: self.layer_norm(&format!("{p}.layer_norm2"), hidden, eps)?,
-                    mlp: Mlp {
-                        fc1: self.linear(&format!("{p}.mlp.fc1"), inter, hidden, true)?,
-                        fc2: self.linear(&format!("{p}.mlp.fc2"), hidden, inter, true)?,
-                    },
-                })
-            })
-            .collect()
     }
 }
 
 impl<W> ClipModel<W> {
     /// Load the requested towers from a safetensors file whose header is `st` and whose
-    /// bytes `src` provides. `make` turns each f32 tensor into the engine's storage.
+    /// bytes `src` provides. `make` turns each f32 tensor into the backend's storage.
     pub fn load<S: TensorBytes + ?Sized>(
         config: &ClipConfig,
         st: &SafeTensors,
@@ -424,90 +535,92 @@ impl<W> ClipModel<W> {
         make: &mut dyn FnMut(WeightRole, HostTensor) -> Result<W>,
     ) -> Result<Self> {
         config.validate()?;
-        let mut r = Reader { st, src, make };
-        let proj = config.projection_dim;
-        let logit_scale = r.host("logit_scale", &[])?.data[0];
+        describe(
+            config,
+            towers,
+            &mut FileSource {
+                st,
+                bytes: src,
+                make,
+            },
+        )
+    }
+}
 
-        let text = if towers.text() {
-            let t = &config.text_config;
-            let h = t.hidden_size;
-            Some(TextTower {
-                config: t.clone(),
-                token_embedding: r.tensor(
-                    "text_model.embeddings.token_embedding.weight",
-                    &[t.vocab_size, h],
-                    WeightRole::Table,
-                )?,
-                position_embedding: r.tensor(
-                    "text_model.embeddings.position_embedding.weight",
-                    &[t.max_position_embeddings, h],
-                    WeightRole::Table,
-                )?,
-                layers: r.layers(
-                    "text_model",
-                    t.num_hidden_layers,
-                    h,
-                    t.intermediate_size,
-                    t.num_attention_heads,
-                    t.layer_norm_eps,
-                )?,
-                final_layer_norm: r.layer_norm(
-                    "text_model.final_layer_norm",
-                    h,
-                    t.layer_norm_eps,
-                )?,
-                text_projection: r.linear("text_projection", proj, h, false)?,
-            })
-        } else {
-            None
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_tower_lists_its_own_tensors_once() {
+        for name in ClipConfig::PRESETS {
+            let cfg = ClipConfig::preset(name).unwrap();
+            let both = tensor_specs(&cfg, Towers::Both).unwrap();
+            let mut names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), both.len(), "{name}: a tensor named twice");
+            for towers in [Towers::Vision, Towers::Text] {
+                let part = tensor_specs(&cfg, towers).unwrap();
+                let expected: Vec<TensorSpec> = both
+                    .iter()
+                    .filter(|s| towers.includes(s.tower))
+                    .cloned()
+                    .collect();
+                assert_eq!(part, expected, "{name} {towers:?}");
+                // The name prefixes of a header-only download plan agree with the description.
+                for s in &both {
+                    assert_eq!(
+                        towers.wants(&s.name),
+                        towers.includes(s.tower),
+                        "{}",
+                        s.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layer_norm_scales_have_their_own_role() {
+        let cfg = ClipConfig::preset("vit-b-16").unwrap();
+        let (t, v) = (&cfg.text_config, &cfg.vision_config);
+        let specs = tensor_specs(&cfg, Towers::Both).unwrap();
+        let role = |name: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.kind)
+                .unwrap()
         };
-
-        let vision = if towers.vision() {
-            let v = &config.vision_config;
-            let h = v.hidden_size;
-            let conv_name = "vision_model.embeddings.patch_embedding.weight";
-            let mut conv = r.host(conv_name, &[h, v.num_channels, v.patch_size, v.patch_size])?;
-            conv.shape = vec![h, v.patch_dim()];
-            let patch_weight = (r.make)(WeightRole::Matrix, conv)?;
-            Some(VisionTower {
-                config: v.clone(),
-                patch_embedding: Linear {
-                    weight: patch_weight,
-                    bias: None,
-                    in_features: v.patch_dim(),
-                    out_features: h,
-                },
-                class_embedding: r.tensor(
-                    "vision_model.embeddings.class_embedding",
-                    &[h],
-                    WeightRole::Vector,
-                )?,
-                position_embedding: r.tensor(
-                    "vision_model.embeddings.position_embedding.weight",
-                    &[v.num_positions(), h],
-                    WeightRole::Table,
-                )?,
-                pre_layrnorm: r.layer_norm("vision_model.pre_layrnorm", h, v.layer_norm_eps)?,
-                layers: r.layers(
-                    "vision_model",
-                    v.num_hidden_layers,
-                    h,
-                    v.intermediate_size,
-                    v.num_attention_heads,
-                    v.layer_norm_eps,
-                )?,
-                post_layernorm: r.layer_norm("vision_model.post_layernorm", h, v.layer_norm_eps)?,
-                visual_projection: r.linear("visual_projection", proj, h, false)?,
-            })
-        } else {
-            None
-        };
-
-        Ok(ClipModel {
-            config: config.clone(),
-            vision,
-            text,
-            logit_scale,
-        })
+        let scales: Vec<&str> = specs
+            .iter()
+            .filter(|s| s.kind == TensorKind::Weight(WeightRole::NormScale))
+            .map(|s| s.name.as_str())
+            .collect();
+        // Two per layer, the text tower's final one, the vision tower's pre and post.
+        let expected = 2 * t.num_hidden_layers + 1 + 2 * v.num_hidden_layers + 2;
+        assert_eq!(scales.len(), expected, "{scales:?}");
+        for name in scales {
+            let bias = name.replace(".weight", ".bias");
+            assert_eq!(
+                role(&bias),
+                TensorKind::Weight(WeightRole::Vector),
+                "{bias}"
+            );
+            assert_eq!(
+                specs.iter().find(|s| s.name == name).unwrap().shape.len(),
+                1
+            );
+        }
+        assert_eq!(
+            role("vision_model.embeddings.class_embedding"),
+            TensorKind::Weight(WeightRole::Vector)
+        );
+        assert_eq!(
+            role("vision_model.embeddings.patch_embedding.weight"),
+            TensorKind::Weight(WeightRole::Matrix)
+        );
+        assert!(matches!(role("logit_scale"), TensorKind::Scalar { .. }));
     }
 }
