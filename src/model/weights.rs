@@ -8,7 +8,7 @@
 //! after and the GPU backend keeps no CPU copy at all); the recording source only lists
 //! them, for the random-weight generator and for planning tower-only downloads.
 
-use super::config::{ClipConfig, TextConfig, VisionConfig};
+use super::config::{ClipConfig, Family, TextConfig, VisionConfig};
 use super::safetensors::{SafeTensors, TensorBytes};
 use crate::error::{ClipError, Result};
 
@@ -329,6 +329,14 @@ pub fn describe<S: TensorSource>(
     towers: Towers,
     src: &mut S,
 ) -> Result<ClipModel<S::W>> {
+    if config.family == Family::Siglip {
+        // The config and tokenizers of SigLIP are in place; its towers are not described yet.
+        return Err(ClipError::Unsupported(
+            "SigLIP checkpoints (`model_type: \"siglip\"`) are recognised, but this version \
+             of webclip cannot load their weights yet"
+                .into(),
+        ));
+    }
     let proj = config.projection_dim;
     let text = if towers.text() {
         let t = &config.text_config;
