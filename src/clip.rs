@@ -363,7 +363,8 @@ impl Clip {
 
     /// Projected features for preprocessed images `[n, 3, S, S]`.
     pub async fn pixel_features(&mut self, pixels: &[f32], n: usize) -> Result<Embeddings> {
-        let per_image = 3 * self.config.vision_config.image_size.pow(2);
+        let vision = &self.config.vision_config;
+        let per_image = vision.num_channels * vision.image_size.pow(2);
         let mut out = Embeddings {
             rows: 0,
             dim: self.config.projection_dim,
@@ -372,12 +373,8 @@ impl Clip {
         if n == 0 {
             return Ok(out);
         }
-        if pixels.len() != n * per_image {
-            return Err(ClipError::Input(format!(
-                "pixel buffer holds {} values, expected {n} images of {per_image}",
-                pixels.len()
-            )));
-        }
+        // The graph's check, on the whole buffer before it is cut into batches.
+        graph::check::pixels(vision, pixels.len(), n)?;
         for chunk in pixels.chunks(self.max_batch * per_image) {
             let rows = chunk.len() / per_image;
             out.extend(match &mut self.engine {

@@ -1,21 +1,41 @@
 //! The CLIP graph, written once over the small set of operations in [`Backend`]; the CPU
-//! engine (`cpu/`) and the GPU engine (`gpu/`) implement those operations, never the graph.
+//! backend (`cpu/`) and the GPU backend (`gpu/`) implement those operations, never the
+//! graph. The graph runs them through [`Checked`] (`check.rs`), which checks every
+//! operation's shapes once, so the backends need not.
 //! Follows `transformers/models/clip/modeling_clip.py` (CLIPVisionTransformer,
 //! CLIPTextTransformer, CLIPEncoderLayer) at transformers 5.24.
+
+pub mod check;
+
+pub use check::Checked;
 
 use crate::error::{ClipError, Result};
 use crate::model::{Activation, EncoderLayer, LayerNorm, Linear, TextTower, VisionTower};
 use std::future::Future;
 
-/// The operations the graph needs. Activations are row-major matrices `[rows, cols]`
-/// that live wherever the engine keeps them; only [`Backend::read`] brings one back.
-pub trait Backend {
-    /// How the engine stores one weight tensor.
-    type Weight;
-    /// An activation matrix on the engine.
-    type Act;
+/// An activation's `(rows, cols)`, which the graph's checks read.
+pub trait Dims {
+    fn dims(&self) -> (usize, usize);
+}
 
-    /// Host data `[rows, cols]` onto the engine.
+/// The shape a weight was loaded with, which the graph's checks read.
+pub trait Shape {
+    fn shape(&self) -> &[usize];
+}
+
+/// The operations the graph needs. Activations are row-major matrices `[rows, cols]`
+/// that live wherever the backend keeps them; only [`Backend::read`] brings one back.
+///
+/// Callers go through [`Checked`], which checks each operation's shapes against what its
+/// documentation here says; an implementation may take them as given (without panicking
+/// or reading out of bounds when they are not) and checks only its own limits.
+pub trait Backend {
+    /// How the backend stores one weight tensor.
+    type Weight: Shape;
+    /// An activation matrix on the backend.
+    type Act: Dims;
+
+    /// Host data `[rows, cols]` onto the backend.
     fn input(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Act>;
 
     /// `act(x W^T + b) + residual`, with `W` `[out, in]` as stored by `Linear`.
@@ -58,7 +78,7 @@ pub trait Backend {
     ) -> Result<Self::Act>;
 
     /// Text embeddings: row `i` is `token_embedding[ids[i]] + position_embedding[i % seq_len]`.
-    /// Every id is already checked to be below the vocabulary size.
+    /// Every id is below the vocabulary size ([`Checked::text_embed`] makes sure of it).
     fn text_embed(
         &mut self,
         ids: &[u32],
@@ -76,7 +96,7 @@ pub trait Backend {
 
 /// One encoder layer (pre-LN transformer block), as CLIPEncoderLayer.
 fn encoder_layer<B: Backend>(
-    b: &mut B,
+    b: &mut Checked<B>,
     layer: &EncoderLayer<B::Weight>,
     h: &B::Act,
     seq_len: usize,
@@ -109,7 +129,7 @@ impl Stack<'_> {
     #[allow(clippy::too_many_arguments)]
     fn run_and_pool<B: Backend>(
         &self,
-        b: &mut B,
+        b: &mut Checked<B>,
         layers: &[EncoderLayer<B::Weight>],
         mut h: B::Act,
         pool_rows: &[usize],
@@ -177,7 +197,7 @@ pub fn patchify(
     out
 }
 
-/// What the vision tower returns: projected features and, on request, the hidden states
+/// What either tower returns: projected features and, on request, the hidden states
 /// (the input of every encoder layer, then the encoder output), as activations.
 pub struct Forward<A> {
     /// `[batch, projection_dim]`, before L2 normalisation.
@@ -195,16 +215,8 @@ pub fn vision_forward<B: Backend>(
     keep_hidden_states: bool,
 ) -> Result<Forward<B::Act>> {
     let c = &tower.config;
-    let per_image = c.num_channels * c.image_size * c.image_size;
-    if pixels.len() != batch * per_image {
-        return Err(ClipError::Input(format!(
-            "pixel buffer holds {} values, expected {batch} x {} x {} x {}",
-            pixels.len(),
-            c.num_channels,
-            c.image_size,
-            c.image_size
-        )));
-    }
+    check::pixels(c, pixels.len(), batch)?;
+    let b = &mut Checked::new(b);
     let patches = patchify(pixels, batch, c.num_channels, c.image_size, c.patch_size);
     let patch_rows = batch * c.grid() * c.grid();
     let x = b.input(&patches, patch_rows, c.patch_dim())?;
@@ -277,7 +289,7 @@ impl TextBatch {
             pool_positions,
             valid_lens,
         };
-        batch.check_vocab(tower.vocab_size)?;
+        check::token_ids(&batch.ids, tower.vocab_size)?;
         Ok(batch)
     }
 
@@ -313,7 +325,7 @@ impl TextBatch {
             pool_positions,
             valid_lens,
         };
-        batch.check_vocab(tower.vocab_size)?;
+        check::token_ids(&batch.ids, tower.vocab_size)?;
         Ok(batch)
     }
 
@@ -323,15 +335,6 @@ impl TextBatch {
 
     pub fn is_empty(&self) -> bool {
         self.pool_positions.is_empty()
-    }
-
-    fn check_vocab(&self, vocab: usize) -> Result<()> {
-        match self.ids.iter().find(|&&id| id as usize >= vocab) {
-            Some(id) => Err(ClipError::Input(format!(
-                "token id {id} is outside the vocabulary of {vocab}"
-            ))),
-            None => Ok(()),
-        }
     }
 }
 
@@ -357,6 +360,19 @@ pub fn text_forward<B: Backend>(
     keep_hidden_states: bool,
 ) -> Result<Forward<B::Act>> {
     let c = &tower.config;
+    // The fields are public: a batch need not come from `from_tokens` or `full`. The ids,
+    // `seq_len` and valid lengths are checked by the operations that use them.
+    if batch.pool_positions.len() != batch.valid_lens.len()
+        || batch.pool_positions.iter().any(|&p| p >= batch.seq_len)
+    {
+        return Err(ClipError::Input(format!(
+            "text batch pools positions {:?} of {} sequences of {}",
+            batch.pool_positions,
+            batch.valid_lens.len(),
+            batch.seq_len
+        )));
+    }
+    let b = &mut Checked::new(b);
     let h = b.text_embed(
         &batch.ids,
         batch.seq_len,

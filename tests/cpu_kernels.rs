@@ -4,9 +4,10 @@
 
 use webclip::cpu::gemm::{self, Epilogue, PackedMatrix};
 use webclip::cpu::{ops, reference, CpuBackend, CpuWeight, Isa};
-use webclip::graph::Backend;
+use webclip::graph::{Backend, Checked};
 use webclip::model::random::Rng;
 use webclip::model::{Activation, Linear};
+use webclip::ClipError;
 
 const GUARD: usize = 19;
 const GUARD_VALUE: f32 = 1234.5;
@@ -315,4 +316,97 @@ fn backend_linear_packs_hand_built_weights_and_checks_widths() {
     let wrong = b.input(&x[..m * 20], m, 20).unwrap();
     assert!(b.linear(&wrong, &linear, None, None).is_err());
     assert!(b.gather_rows(&xa, &[m]).is_err());
+    // Called directly, the backend takes the shapes as checked: a mismatch it meets is a
+    // bug (internal), never a read out of bounds. Through the graph's checks it is bad
+    // input, named as such.
+    assert!(matches!(
+        b.linear(&wrong, &linear, None, None),
+        Err(ClipError::Internal(_))
+    ));
+    assert!(matches!(
+        b.gather_rows(&xa, &[m]),
+        Err(ClipError::Internal(_))
+    ));
+    let mut c = Checked::new(&mut b);
+    let err = c.linear(&wrong, &linear, None, None).unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Input(m) if m.contains("applied to a [5, 20]")),
+        "{err}"
+    );
+    assert!(matches!(c.gather_rows(&xa, &[m]), Err(ClipError::Input(_))));
+}
+
+#[test]
+fn kernel_length_mismatches_are_internal_and_a_missing_isa_is_unsupported() {
+    let p = PackedMatrix::pack(&[1.0; 6], 2, 3).unwrap();
+    let mut out = [0f32; 4];
+    let none = Epilogue::default();
+    let short = gemm::matmul(Isa::Scalar, &[1.0; 5], 2, &p, &mut out, &none);
+    assert!(matches!(short, Err(ClipError::Internal(_))), "{short:?}");
+    assert!(matches!(
+        PackedMatrix::pack(&[0.0; 5], 2, 3),
+        Err(ClipError::Internal(_))
+    ));
+    let z = [0f32; 12];
+    let mut o = [0f32; 12];
+    assert!(matches!(
+        ops::attention(Isa::Scalar, &z, &z, &z, &mut o, 6, 2, 2, false, &[3]),
+        Err(ClipError::Internal(_))
+    ));
+    assert!(matches!(
+        ops::layer_norm(Isa::Scalar, &z, &[1.0; 5], &[0.0; 5], 1e-5, 5, &mut o),
+        Err(ClipError::Internal(_))
+    ));
+    // Natively, simd128 is never available (wasm32 only).
+    let missing: Vec<Isa> = [Isa::Avx2Fma, Isa::Sse2, Isa::Simd128]
+        .into_iter()
+        .filter(|i| !Isa::available().contains(i))
+        .collect();
+    assert!(!missing.is_empty());
+    for isa in missing {
+        let err = gemm::matmul(isa, &[1.0; 6], 2, &p, &mut out, &none).unwrap_err();
+        assert!(matches!(err, ClipError::Unsupported(_)), "{err}");
+        let err = ops::activation(isa, Activation::Gelu, &mut o).unwrap_err();
+        assert!(matches!(err, ClipError::Unsupported(_)), "{err}");
+    }
+}
+
+#[test]
+fn unchecked_embeddings_are_internal_errors_and_checked_ones_bad_input() {
+    let table = |rows: usize, cols: usize| CpuWeight {
+        shape: vec![rows, cols],
+        data: vec![0.5; rows * cols],
+        packed: None,
+    };
+    let mut b = CpuBackend;
+    let (tok, pos) = (table(10, 4), table(5, 4));
+    // Id 10 of a vocabulary of 10; sequences longer than the position table.
+    for (ids, seq) in [(&[1u32, 10][..], 2), (&[0; 6][..], 6)] {
+        let direct = b.text_embed(ids, seq, &tok, &pos);
+        assert!(matches!(direct, Err(ClipError::Internal(_))), "{ids:?}");
+        let checked = Checked::new(&mut b).text_embed(ids, seq, &tok, &pos);
+        assert!(matches!(checked, Err(ClipError::Input(_))), "{ids:?}");
+    }
+    let x = b.input(&[1.0; 12], 3, 4).unwrap();
+    let class = CpuWeight {
+        shape: vec![4],
+        data: vec![2.0; 4],
+        packed: None,
+    };
+    // Three patch rows are not two images of two patches.
+    let direct = b.vision_embed(&x, &class, &table(3, 4), 2);
+    assert!(matches!(direct, Err(ClipError::Internal(_))));
+    let err = Checked::new(&mut b)
+        .vision_embed(&x, &class, &table(3, 4), 2)
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Input(m) if m.contains("3 patch rows")),
+        "{err}"
+    );
+    let y = Checked::new(&mut b)
+        .vision_embed(&x, &class, &table(4, 4), 1)
+        .unwrap();
+    assert_eq!((y.rows, y.cols), (4, 4));
+    assert_eq!(&y.data[..4], &[2.5; 4]);
+    assert_eq!(&y.data[4..], &[1.5; 12]);
 }

@@ -5,7 +5,7 @@
 
 use webclip::cpu::{self, CpuBackend};
 use webclip::gpu::{GpuBackend, GpuOptions};
-use webclip::graph::Backend;
+use webclip::graph::{Backend, Checked};
 use webclip::model::random::Rng;
 use webclip::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 use webclip::ClipError;
@@ -355,22 +355,103 @@ fn a_whole_chain_in_one_encoder_reuses_pooled_buffers_correctly() {
 fn bad_shapes_are_errors_not_panics() {
     let Some(mut g) = gpu() else { return };
     let x = g.input(&[0.0; 12], 3, 4).unwrap();
-    assert!(matches!(g.input(&[0.0; 5], 3, 4), Err(ClipError::Input(_))));
+    let mut c = Checked::new(&mut g);
+    assert!(matches!(c.input(&[0.0; 5], 3, 4), Err(ClipError::Input(_))));
     let l = linear(&g, &[0.0; 40], None, 8, 5);
+    let mut c = Checked::new(&mut g);
     assert!(matches!(
-        g.linear(&x, &l, None, None),
+        c.linear(&x, &l, None, None),
         Err(ClipError::Input(_))
     ));
-    assert!(matches!(g.gather_rows(&x, &[3]), Err(ClipError::Input(_))));
-    let q = g.input(&[0.0; 8 * 6], 8, 6).unwrap();
-    // head_dim 3 is not a multiple of 4
+    assert!(matches!(c.gather_rows(&x, &[3]), Err(ClipError::Input(_))));
+    let q = c.input(&[0.0; 8 * 6], 8, 6).unwrap();
+    // head_dim 3 is not a multiple of 4: the graph's checks pass, the GPU's limit does not.
     assert!(g.attention(&q, &q, &q, 8, 2, false, &[8]).is_err());
+    assert!(matches!(
+        Checked::new(&mut g).attention(&q, &q, &q, 8, 2, false, &[8]),
+        Err(ClipError::Gpu(_))
+    ));
     // A weight with in_features not divisible by 4 is refused at upload.
     let odd = g.make_weight(WeightRole::Matrix, host(&[2, 3], &[0.0; 6]));
     assert!(matches!(odd, Err(ClipError::Gpu(_))));
     // The backend still works afterwards.
     let y = g.gather_rows(&x, &[2]).unwrap();
     assert_eq!(read(&mut g, &y).len(), 4);
+}
+
+/// Operations whose shapes do not fit, on one backend: the errors they give through the
+/// graph's checks; and, unchecked (straight to the backend), that none panics and the
+/// backend still works after.
+fn shape_errors<E: Engine>(b: &mut E) -> Vec<String> {
+    let x = b.input(&[0.0; 12], 3, 4).unwrap();
+    let q = b.input(&[0.0; 64], 8, 8).unwrap();
+    let l = linear(b, &[0.0; 40], None, 8, 5);
+    let l4 = linear(b, &[0.0; 16], None, 4, 4);
+    let ln = LayerNorm {
+        weight: b.weight(WeightRole::Vector, &[8], &[1.0; 8]),
+        bias: b.weight(WeightRole::Vector, &[8], &[0.0; 8]),
+        eps: 1e-5,
+        dim: 8,
+    };
+    let class = b.weight(WeightRole::Vector, &[4], &[0.0; 4]);
+    let pos = b.weight(WeightRole::Table, &[3, 4], &[0.0; 12]);
+    let tok = b.weight(WeightRole::Table, &[10, 4], &[0.0; 40]);
+    let tpos = b.weight(WeightRole::Table, &[5, 4], &[0.0; 20]);
+    // `$b` is a backend or a `Checked` one: the same method names.
+    macro_rules! bad_calls {
+        ($b:expr) => {{
+            let b = $b;
+            vec![
+                b.input(&[0.0; 5], 3, 4).err(),
+                b.linear(&x, &l, None, None).err(),
+                b.linear(&x, &l4, None, Some(&q)).err(),
+                b.layer_norm(&x, &ln).err(),
+                // Valid lengths past the sequence, and of zero.
+                b.attention(&q, &q, &q, 8, 2, false, &[9]).err(),
+                b.attention(&q, &q, &q, 8, 2, true, &[0]).err(),
+                b.attention(&q, &q, &q, 4, 2, false, &[4]).err(),
+                b.attention(&q, &x, &q, 8, 2, false, &[8]).err(),
+                b.attention(&q, &q, &q, 8, 3, false, &[8]).err(),
+                b.vision_embed(&x, &class, &pos, 2).err(),
+                b.text_embed(&[1, 2, 10], 3, &tok, &tpos).err(),
+                b.text_embed(&[1, 2, 3], 2, &tok, &tpos).err(),
+                b.text_embed(&[0; 6], 6, &tok, &tpos).err(),
+                b.text_embed(&[], 0, &tok, &tpos).err(),
+                b.gather_rows(&x, &[3]).err(),
+            ]
+        }};
+    }
+    let checked = bad_calls!(&mut Checked::new(&mut *b));
+    // The backends no longer check shapes themselves: nothing they say is an input error.
+    let unchecked = bad_calls!(&mut *b);
+    for (i, e) in unchecked.iter().enumerate() {
+        assert!(
+            !matches!(e, Some(ClipError::Input(_))),
+            "bad call {i}: {e:?}"
+        );
+    }
+    let y = b.gather_rows(&x, &[2, 0]).unwrap();
+    assert_eq!(read(b, &y), vec![0.0; 8]);
+    checked
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| match e {
+            Some(ClipError::Input(m)) => m,
+            e => panic!("bad call {i}: expected an input error, got {e:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn shape_errors_are_the_graphs_and_the_same_on_both_backends() {
+    let Some(mut g) = gpu() else { return };
+    let cpu = shape_errors(&mut CpuBackend);
+    assert!(
+        cpu[4].contains("valid length 9") && cpu[5].contains("valid length 0"),
+        "{cpu:?}"
+    );
+    assert!(cpu[10].contains("vocabulary of 10"), "{cpu:?}");
+    assert_eq!(shape_errors(&mut g), cpu);
 }
 
 #[test]

@@ -3,7 +3,8 @@ mod common;
 
 use common::*;
 use webclip::clip::{Clip, ClipOptions, ModelFiles};
-use webclip::cpu;
+use webclip::cpu::{self, CpuBackend};
+use webclip::graph::{self, TextBatch};
 use webclip::model::safetensors::{write_f32, Dtype};
 use webclip::model::{tensor_specs, ClipConfig, ClipModel, SafeTensors, Towers};
 use webclip::ClipError;
@@ -211,6 +212,67 @@ fn calls_on_missing_towers_and_bad_tokens_are_errors_and_empty_lists_are_empty()
     assert!(err.to_string().contains("vocabulary"), "{err}");
     let err = pollster::block_on(clip.pixel_features(&[0.0; 10], 1)).unwrap_err();
     assert!(matches!(err, ClipError::Input(_)), "{err}");
+    assert!(err.to_string().contains("pixel buffer"), "{err}");
+
+    // Cut into batches of one image, two images' worth of pixels for three is still
+    // refused as a whole, before any batch runs.
+    let opts = ClipOptions {
+        max_batch: 1,
+        ..Default::default()
+    };
+    let mut clip = pollster::block_on(Clip::load(files(), &opts)).unwrap();
+    let err =
+        pollster::block_on(clip.pixel_features(&vec![0.0; 2 * 3 * 224 * 224], 3)).unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Input(m) if m.contains("expected 3 x 3 x 224 x 224")),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_graph_checks_what_a_hand_made_batch_holds() {
+    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    let config = config();
+    let model = load(&bytes, &config, Towers::Both).unwrap();
+    let text = model.text().unwrap();
+    let t = &config.text_config;
+    let good = TextBatch::from_tokens(&[vec![49406, 320, 49407]], t, 49407).unwrap();
+    let run = |batch: &TextBatch| {
+        graph::text_forward(&mut CpuBackend, text, batch, false)
+            .map(|_| ())
+            .err()
+    };
+    assert!(run(&good).is_none());
+    type Edit = fn(&mut TextBatch);
+    let edits: Vec<(Edit, &str)> = vec![
+        (
+            |b| b.valid_lens = vec![4],
+            "valid length 4 is outside 1..=3",
+        ),
+        (|b| b.valid_lens = vec![0], "valid length 0"),
+        (|b| b.valid_lens = vec![3, 3], "pools positions"),
+        (|b| b.pool_positions = vec![3], "pools positions"),
+        (|b| b.ids[1] = 49408, "outside the vocabulary of 49408"),
+        (|b| b.ids.push(320), "do not split into sequences of 3"),
+        (|b| b.seq_len = 0, "pools positions"),
+    ];
+    for (i, (edit, needle)) in edits.into_iter().enumerate() {
+        let mut batch = good.clone();
+        edit(&mut batch);
+        match run(&batch) {
+            Some(ClipError::Input(m)) => assert!(m.contains(needle), "edit {i}: {m}"),
+            e => panic!("edit {i}: expected an input error, got {e:?}"),
+        }
+    }
+
+    let vision = model.vision().unwrap();
+    let err = graph::vision_forward(&mut CpuBackend, vision, &[0.0; 10], 1, false)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Input(m) if m.contains("pixel buffer holds 10 values")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -14,9 +14,9 @@
 //! `NR = 16` output columns, K-major, so each micro-kernel step reads NR contiguous floats.
 //! The layout is the same for every ISA; the micro-kernel height MR is per ISA (`MR_*`).
 
-use super::ops::{epilogue_block, unavailable, RawEpilogue};
+use super::ops::{epilogue_block, internal, unavailable, RawEpilogue};
 use super::simd::{Isa, Scalar, Simd};
-use crate::error::{ClipError, Result};
+use crate::error::Result;
 use crate::model::Activation;
 
 /// Output columns per packed panel (and per micro-kernel tile).
@@ -52,8 +52,8 @@ pub struct PackedMatrix {
 impl PackedMatrix {
     /// Pack a row-major `[n, k]` matrix.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Result<Self> {
-        if w.len() != n * k {
-            return Err(ClipError::Input(format!(
+        if Some(w.len()) != n.checked_mul(k) {
+            return Err(internal(format_args!(
                 "matrix of {} values is not {n} x {k}",
                 w.len()
             )));
@@ -319,7 +319,7 @@ pub fn matmul(
         if got == want {
             Ok(())
         } else {
-            Err(ClipError::Input(format!(
+            Err(internal(format_args!(
                 "matmul {what} holds {got} values, expected {want} ({m} x {k} times {k} x {n})"
             )))
         }

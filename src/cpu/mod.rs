@@ -1,10 +1,15 @@
-//! The CPU engine: the graph's operations on host memory, with SIMD kernels
+//! The CPU backend: the graph's operations on host memory, with SIMD kernels
 //! (wasm `simd128` in the browser, AVX2/FMA or SSE2 natively, scalar elsewhere).
 //!
 //! `simd.rs` abstracts one vector register; `gemm.rs` (the blocked matmul with its fused
 //! epilogue) and `ops.rs` (LayerNorm, attention, activations) are written once over it;
 //! `reference.rs` keeps the plain scalar versions they are tested against. Weights of
 //! linear layers are packed for the matmul once, at load time (`make_weight`).
+//!
+//! The shapes of every operation are checked by the graph (`graph::Checked`); the CPU has
+//! no limits of its own. What it is handed unchecked is still never read out of bounds:
+//! the kernels check lengths before their unsafe loops and rows are sliced with `get`,
+//! and a mismatch there is a `ClipError::Internal`.
 
 pub mod gemm;
 pub mod ops;
@@ -15,7 +20,7 @@ pub use gemm::{Epilogue, PackedMatrix};
 pub use simd::Isa;
 
 use crate::error::{ClipError, Result};
-use crate::graph::Backend;
+use crate::graph::{Backend, Dims, Shape};
 use crate::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 
 /// A row-major activation matrix.
@@ -24,6 +29,12 @@ pub struct Tensor {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f32>, // [rows, cols]
+}
+
+impl Dims for Tensor {
+    fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
 }
 
 /// A weight as the CPU engine keeps it.
@@ -37,6 +48,12 @@ pub struct CpuWeight {
     pub packed: Option<PackedMatrix>,
 }
 
+impl Shape for CpuWeight {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
 /// Turn a loaded tensor into CPU storage: matrices are packed for the matmul.
 pub fn make_weight(role: WeightRole, t: HostTensor) -> Result<CpuWeight> {
     match (role, t.shape.as_slice()) {
@@ -45,7 +62,7 @@ pub fn make_weight(role: WeightRole, t: HostTensor) -> Result<CpuWeight> {
             shape: t.shape,
             data: Vec::new(),
         }),
-        (WeightRole::Matrix, shape) => Err(ClipError::Input(format!(
+        (WeightRole::Matrix, shape) => Err(ClipError::Internal(format!(
             "tensor `{}` is used as a matrix but has shape {shape:?}",
             t.name
         ))),
@@ -57,6 +74,18 @@ pub fn make_weight(role: WeightRole, t: HostTensor) -> Result<CpuWeight> {
     }
 }
 
+/// Row `r` of a row-major matrix of `cols` columns.
+fn row(data: &[f32], cols: usize, r: usize) -> Result<&[f32]> {
+    r.checked_mul(cols)
+        .and_then(|start| data.get(start..start.checked_add(cols)?))
+        .ok_or_else(|| {
+            ClipError::Internal(format!(
+                "row {r} of {cols} read past {} values: shapes not checked by the graph",
+                data.len()
+            ))
+        })
+}
+
 #[derive(Debug, Default)]
 pub struct CpuBackend;
 
@@ -65,12 +94,6 @@ impl Backend for CpuBackend {
     type Act = Tensor;
 
     fn input(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor> {
-        if data.len() != rows * cols {
-            return Err(ClipError::Input(format!(
-                "input has {} values, expected {rows} x {cols}",
-                data.len()
-            )));
-        }
         Ok(Tensor {
             rows,
             cols,
@@ -86,12 +109,6 @@ impl Backend for CpuBackend {
         residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (n, k) = (linear.out_features, linear.in_features);
-        if x.cols != k {
-            return Err(ClipError::Input(format!(
-                "linear layer takes {k} features, got rows of {}",
-                x.cols
-            )));
-        }
         // A matrix built by hand rather than by `make_weight` is packed here.
         let repacked;
         let w = match &linear.weight.packed {
@@ -102,8 +119,8 @@ impl Backend for CpuBackend {
             }
         };
         if w.n() != n || w.k() != k {
-            return Err(ClipError::Input(format!(
-                "linear weight is {} x {}, expected {n} x {k}",
+            return Err(ClipError::Internal(format!(
+                "packed linear weight is {} x {}, expected {n} x {k}",
                 w.n(),
                 w.k()
             )));
@@ -184,33 +201,16 @@ impl Backend for CpuBackend {
         batch: usize,
     ) -> Result<Tensor> {
         let d = patch_embeds.cols;
-        let patches = patch_embeds.rows / batch.max(1);
-        let tokens = patches + 1;
         let pos = &position_embedding.data;
-        if patches * batch != patch_embeds.rows
-            || class_embedding.data.len() != d
-            || pos.len() < tokens * d
-        {
-            return Err(ClipError::Input(format!(
-                "vision embeddings: {} patch rows of {d} for {batch} images do not match the \
-                 class ({}) and position ({}) embeddings",
-                patch_embeds.rows,
-                class_embedding.data.len(),
-                pos.len()
-            )));
-        }
+        let patches = (pos.len() / d.max(1)).saturating_sub(1);
+        let tokens = patches + 1;
         let mut out = Vec::with_capacity(batch * tokens * d);
         for b in 0..batch {
-            out.extend(
-                class_embedding
-                    .data
-                    .iter()
-                    .zip(&pos[..d])
-                    .map(|(c, p)| c + p),
-            );
+            let class = &class_embedding.data;
+            out.extend(class.iter().zip(row(pos, d, 0)?).map(|(c, p)| c + p));
             for p in 0..patches {
-                let row = &patch_embeds.data[(b * patches + p) * d..][..d];
-                out.extend(row.iter().zip(&pos[(p + 1) * d..][..d]).map(|(x, p)| x + p));
+                let x = row(&patch_embeds.data, d, b * patches + p)?;
+                out.extend(x.iter().zip(row(pos, d, p + 1)?).map(|(x, p)| x + p));
             }
         }
         Ok(Tensor {
@@ -228,23 +228,10 @@ impl Backend for CpuBackend {
         position_embedding: &CpuWeight,
     ) -> Result<Tensor> {
         let d = token_embedding.shape.get(1).copied().unwrap_or(0);
-        let vocab = token_embedding.data.len() / d.max(1);
-        if seq_len == 0
-            || !ids.len().is_multiple_of(seq_len)
-            || position_embedding.data.len() < seq_len * d
-            || ids.iter().any(|&id| id as usize >= vocab)
-        {
-            return Err(ClipError::Input(format!(
-                "text embeddings: {} ids in sequences of {seq_len} do not fit a vocabulary of \
-                 {vocab} and {} positions",
-                ids.len(),
-                position_embedding.data.len() / d.max(1)
-            )));
-        }
         let mut out = Vec::with_capacity(ids.len() * d);
         for (i, &id) in ids.iter().enumerate() {
-            let tok = &token_embedding.data[id as usize * d..][..d];
-            let pos = &position_embedding.data[(i % seq_len) * d..][..d];
+            let tok = row(&token_embedding.data, d, id as usize)?;
+            let pos = row(&position_embedding.data, d, i % seq_len.max(1))?;
             out.extend(tok.iter().zip(pos).map(|(t, p)| t + p));
         }
         Ok(Tensor {
@@ -255,15 +242,9 @@ impl Backend for CpuBackend {
     }
 
     fn gather_rows(&mut self, x: &Tensor, rows: &[usize]) -> Result<Tensor> {
-        if let Some(&r) = rows.iter().find(|&&r| r >= x.rows) {
-            return Err(ClipError::Input(format!(
-                "row {r} requested from an activation of {} rows",
-                x.rows
-            )));
-        }
         let mut out = Vec::with_capacity(rows.len() * x.cols);
         for &r in rows {
-            out.extend_from_slice(&x.data[r * x.cols..][..x.cols]);
+            out.extend_from_slice(row(&x.data, x.cols, r)?);
         }
         Ok(Tensor {
             rows: rows.len(),

@@ -1,7 +1,7 @@
 //! Vectorised element-wise and row kernels over [`Simd`]: exp, the GELU family, the
 //! matmul epilogue (bias, activation, residual), LayerNorm, softmax and multi-head
 //! attention. Each is written once, generic over the vector type, and called through
-//! the safe, ISA-dispatching functions at the bottom. Scalar references: `kernels.rs`.
+//! the safe, ISA-dispatching functions at the bottom. Scalar references: `reference.rs`.
 //!
 //! exp follows Cephes `expf` (range reduction by ln 2, degree-6 polynomial, ~2 ulp);
 //! erf follows the Numerical Recipes erfc fit used by the scalar reference.
@@ -359,18 +359,25 @@ macro_rules! isa_dispatch {
     }};
 }
 
+/// A kernel asked for on an ISA this machine or build lacks.
 pub(crate) fn unavailable(isa: Isa) -> ClipError {
-    ClipError::Input(format!(
+    ClipError::Unsupported(format!(
         "the {} CPU kernels are not available on this machine or build",
         isa.name()
     ))
+}
+
+/// The kernels' own length checks, which keep their unsafe loops in bounds. Callers (the
+/// backend, after the graph's shape checks) pass matching lengths, so a mismatch is a bug.
+pub(crate) fn internal(what: impl std::fmt::Display) -> ClipError {
+    ClipError::Internal(format!("CPU kernel: {what}"))
 }
 
 fn check(what: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
     } else {
-        Err(ClipError::Input(format!(
+        Err(internal(format_args!(
             "{what} holds {got} values, expected {want}"
         )))
     }
@@ -394,7 +401,7 @@ pub fn layer_norm(
     out: &mut [f32],
 ) -> Result<()> {
     if dim == 0 || !x.len().is_multiple_of(dim) {
-        return Err(ClipError::Input(format!(
+        return Err(internal(format_args!(
             "layer norm input of {} values is not rows of {dim}",
             x.len()
         )));
@@ -435,12 +442,12 @@ pub fn attention(
     valid_lens: &[usize],
 ) -> Result<()> {
     if heads == 0 || !width.is_multiple_of(heads) {
-        return Err(ClipError::Input(format!(
+        return Err(internal(format_args!(
             "attention width {width} does not split into {heads} heads"
         )));
     }
     if let Some(&bad) = valid_lens.iter().find(|&&l| l > seq_len) {
-        return Err(ClipError::Input(format!(
+        return Err(internal(format_args!(
             "attention valid length {bad} exceeds the sequence length {seq_len}"
         )));
     }
