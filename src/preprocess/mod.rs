@@ -397,8 +397,10 @@ mod tests {
     #[test]
     fn config_reads_siglip_and_size_forms() {
         let cfg = |json: &str| PreprocessConfig::from_json(json.as_bytes(), 224);
-        let siglip = cfg(r#"{"image_processor_type": "SiglipImageProcessor", "resample": 2,
-                             "size": {"height": 224, "width": 224}}"#)
+        let siglip = cfg(
+            r#"{"image_processor_type": "SiglipImageProcessor", "resample": 2,
+                             "size": {"height": 224, "width": 224}}"#,
+        )
         .unwrap();
         assert_eq!(
             siglip,
@@ -411,8 +413,10 @@ mod tests {
         assert_eq!(siglip.image_mean, [0.5; 3]);
         // SiglipImageProcessor has no centre crop, whatever the file says; an int size is
         // both sides for it, the shortest edge for CLIP.
-        let s = cfg(r#"{"image_processor_type": "SiglipImageProcessor", "size": 224,
-                        "do_center_crop": true, "crop_size": 100}"#)
+        let s = cfg(
+            r#"{"image_processor_type": "SiglipImageProcessor", "size": 224,
+                        "do_center_crop": true, "crop_size": 100}"#,
+        )
         .unwrap();
         assert_eq!(s, PreprocessConfig::siglip_default(224));
         assert_eq!(
@@ -421,7 +425,9 @@ mod tests {
         );
         // CLIPImageProcessor with {height, width} resizes straight there too.
         assert_eq!(
-            cfg(r#"{"size": {"height": 224, "width": 224}}"#).unwrap().size,
+            cfg(r#"{"size": {"height": 224, "width": 224}}"#)
+                .unwrap()
+                .size,
             ResizeTo::Exact {
                 height: 224,
                 width: 224
@@ -429,8 +435,14 @@ mod tests {
         );
         // Sizes that do not give the model's input, incomplete sizes, NaFlex: errors.
         for (json, unsupported) in [
-            (r#"{"image_processor_type": "SiglipImageProcessor", "size": 256}"#, false),
-            (r#"{"size": {"height": 224, "width": 300}, "do_center_crop": false}"#, false),
+            (
+                r#"{"image_processor_type": "SiglipImageProcessor", "size": 256}"#,
+                false,
+            ),
+            (
+                r#"{"size": {"height": 224, "width": 300}, "do_center_crop": false}"#,
+                false,
+            ),
             (r#"{"size": {"height": 224}}"#, false),
             (r#"{"image_processor_type": "Siglip2ImageProcessor"}"#, true),
         ] {

@@ -66,12 +66,16 @@ impl TokenizerConfig {
         let side = |v: Option<String>, name: &str| match v.as_deref() {
             None | Some("right") => Ok(Side::Right),
             Some("left") => Ok(Side::Left),
-            Some(s) => Err(bad(format!("{name} is {s:?}, expected \"left\" or \"right\""))),
+            Some(s) => Err(bad(format!(
+                "{name} is {s:?}, expected \"left\" or \"right\""
+            ))),
         };
         let model_max_length = match raw.model_max_length {
             None => None,
             Some(v) if !(v >= 1.0) => {
-                return Err(bad(format!("model_max_length {v} is not a positive length")))
+                return Err(bad(format!(
+                    "model_max_length {v} is not a positive length"
+                )))
             }
             // `VERY_LARGE_INTEGER` (int(1e30)) stands for "no limit".
             Some(v) if v >= u32::MAX as f64 => None,
@@ -144,7 +148,10 @@ mod tests {
             b"not json",
         ] {
             assert!(
-                matches!(TokenizerConfig::from_json(bad), Err(ClipError::Tokenizer(_))),
+                matches!(
+                    TokenizerConfig::from_json(bad),
+                    Err(ClipError::Tokenizer(_))
+                ),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

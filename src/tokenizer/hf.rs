@@ -179,7 +179,10 @@ fn rewrite_post_processor(
     let mut single = Vec::new();
     let mut pair = Vec::new();
     let mut tokens = Vec::new();
-    for (on, tok, id, what) in [(add_bos, &bos, bos_id, "bos"), (add_eos, &eos, eos_id, "eos")] {
+    for (on, tok, id, what) in [
+        (add_bos, &bos, bos_id, "bos"),
+        (add_eos, &eos, eos_id, "eos"),
+    ] {
         if !on {
             continue;
         }

@@ -161,7 +161,10 @@ pub(crate) mod tests {
     fn broken_messages_are_errors() {
         // A length that lies (says 200, 3 bytes follow), without allocating 200 bytes.
         let e = all(&[0x0a, 0xc8, 0x01, b'a', b'b', b'c']).unwrap_err();
-        assert!(e.contains("200 bytes") && e.contains("3 bytes are left"), "{e}");
+        assert!(
+            e.contains("200 bytes") && e.contains("3 bytes are left"),
+            "{e}"
+        );
         // A length of 2^63.
         let mut m = vec![0x0a];
         varint(1 << 63, &mut m);
@@ -171,7 +174,9 @@ pub(crate) mod tests {
         assert!(all(&[0x0d, 1, 2]).unwrap_err().contains("32-bit"));
         assert!(all(&[0x09, 1, 2]).unwrap_err().contains("64-bit"));
         // Eleven-byte varint; a tenth byte above 1.
-        assert!(all(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(
+            all(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err()
+        );
         assert!(all(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]).is_err());
         // Field number 0, groups, wire types 6 and 7.
         for key in [0x00u8, 0x0b, 0x0c, 0x0e, 0x0f] {

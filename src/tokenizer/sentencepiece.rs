@@ -111,7 +111,10 @@ fn bad(msg: impl std::fmt::Display) -> ClipError {
 fn as_bool(v: Value, what: &str) -> Result<bool> {
     match v {
         Value::Varint(x) => Ok(x != 0),
-        v => Err(bad(format!("{what} is {}, expected a varint", v.wire_name()))),
+        v => Err(bad(format!(
+            "{what} is {}, expected a varint",
+            v.wire_name()
+        ))),
     }
 }
 
@@ -233,9 +236,7 @@ impl ModelProto {
                                     spec.remove_extra_whitespaces =
                                         as_bool(v, "remove_extra_whitespaces")?
                                 }
-                                5 => {
-                                    spec.escape_whitespaces = as_bool(v, "escape_whitespaces")?
-                                }
+                                5 => spec.escape_whitespaces = as_bool(v, "escape_whitespaces")?,
                                 _ => {}
                             }
                             Ok(())
@@ -699,7 +700,11 @@ impl SentencePiece {
 /// `<0x41>` -> 0x41 (`PieceToByte`: two upper-case hex digits).
 fn piece_to_byte(piece: &str) -> Option<u8> {
     let hex = piece.strip_prefix("<0x")?.strip_suffix('>')?;
-    if hex.len() != 2 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+    if hex.len() != 2
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+    {
         return None;
     }
     u8::from_str_radix(hex, 16).ok()
@@ -816,15 +821,13 @@ pub(crate) mod tests {
         let mut pieces = vec![("<unk>", 0.0, 2), ("\u{2581}", -1.0, 1), ("a", -1.0, 1)];
         let names: Vec<String> = (0..256).map(|b| format!("<0x{b:02X}>")).collect();
         pieces.extend(names.iter().map(|n| (n.as_str(), 0.0, 6)));
-        let sp =
-            SentencePiece::from_bytes(&model_bytes(&pieces, &[(35, 1)], None, &[])).unwrap();
+        let sp = SentencePiece::from_bytes(&model_bytes(&pieces, &[(35, 1)], None, &[])).unwrap();
         // "é" is C3 A9: byte pieces start at id 3.
         assert_eq!(sp.encode("aé").unwrap(), vec![1, 2, 3 + 0xc3, 3 + 0xa9]);
         // Byte pieces without byte_fallback, or too few of them, are refused.
         assert!(SentencePiece::from_bytes(&model_bytes(&pieces, &[], None, &[])).is_err());
         assert!(
-            SentencePiece::from_bytes(&model_bytes(&pieces[..100], &[(35, 1)], None, &[]))
-                .is_err()
+            SentencePiece::from_bytes(&model_bytes(&pieces[..100], &[(35, 1)], None, &[])).is_err()
         );
     }
 

@@ -1,12 +1,14 @@
 //! SigLIP's text input from `spiece.model`, as `transformers.SiglipTokenizer` builds it with
 //! `padding="max_length"`, `truncation=True`, `max_length=64`.
 //!
-//! Follows `transformers/models/siglip/tokenization_siglip.py`: lower-case
-//! (`do_lower_case`), `canonicalize_text` (big_vision's: ASCII punctuation removed, runs of
-//! whitespace to one space, stripped), then `"▁" + text` through SentencePiece with the
-//! model's `add_dummy_prefix` turned off; `</s>` is appended, the content cut so that it stays
-//! last, then padded with the pad token (`</s>` too for SigLIP). An empty text is `</s>` and
-//! padding only.
+//! Follows `transformers/models/siglip/tokenization_siglip.py`: `"▁"` before the text (any
+//! `"▁"` in it made a space), lower-case (`do_lower_case`), `canonicalize_text` (big_vision's:
+//! ASCII punctuation removed, runs of whitespace to one space, stripped), then SentencePiece
+//! with the model's `add_dummy_prefix` turned off on `unk_token + text`, the pieces of
+//! `unk_token` dropped from the front (so that the leading `"▁"`, which nmt_nfkc maps to a
+//! space, is not removed as leading whitespace); `</s>` is appended, the content cut so that
+//! it stays last, then padded with the pad token (`</s>` too for SigLIP). An empty text is
+//! `</s>` and padding only.
 
 use super::config::{pad, Side, TokenizerConfig};
 use super::sentencepiece::SentencePiece;
@@ -15,6 +17,9 @@ use crate::error::{ClipError, Result};
 #[derive(Debug, Clone)]
 pub struct SiglipTokenizer {
     sp: SentencePiece,
+    /// `unk_token`, put before the text, and how many ids it encodes to.
+    unk_token: String,
+    unk_len: usize,
     context_length: usize,
     max_length: usize,
     eos_id: u32,
@@ -55,7 +60,11 @@ pub fn canonicalize_text(text: &str) -> String {
 impl SiglipTokenizer {
     /// `spiece.model` bytes and the parsed `tokenizer_config.json` (its defaults when the
     /// file is absent); `context_length` is the text tower's `max_position_embeddings`.
-    pub fn new(spiece_model: &[u8], config: &TokenizerConfig, context_length: usize) -> Result<Self> {
+    pub fn new(
+        spiece_model: &[u8],
+        config: &TokenizerConfig,
+        context_length: usize,
+    ) -> Result<Self> {
         let mut sp = SentencePiece::from_bytes(spiece_model)?;
         // `get_spm_processor`: the dummy prefix is added by hand, as "▁" before the text.
         sp.set_add_dummy_prefix(false);
@@ -75,7 +84,11 @@ impl SiglipTokenizer {
         };
         let eos_id = id(&config.eos_token, "</s>", "end")?;
         let pad_id = id(&config.pad_token, "</s>", "pad")?;
+        let unk_token = config.unk_token.clone().unwrap_or_else(|| "<unk>".into());
+        let unk_len = sp.encode(&unk_token)?.len();
         Ok(SiglipTokenizer {
+            unk_token,
+            unk_len,
             context_length,
             max_length,
             eos_id,
@@ -89,18 +102,20 @@ impl SiglipTokenizer {
 
     /// The SentencePiece ids of the text, before the end token, truncation and padding.
     pub fn encode_content(&self, text: &str) -> Result<Vec<u32>> {
-        // `tokenize` turns a "▁" in the text into a space first.
-        let text = text.replace('\u{2581}', " ");
+        // `tokenize`: "▁" + the text with its own "▁" made spaces; then lower case.
+        let text = format!("\u{2581}{}", text.replace('\u{2581}', " "));
         let text = if self.lower_case {
             text.to_lowercase()
         } else {
             text
         };
+        // `_tokenize`: canonicalise, encode after `unk_token`, drop its pieces.
         let canon = canonicalize_text(&text);
-        if canon.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.sp.encode(&format!("\u{2581}{canon}"))
+        let ids = self.sp.encode(&format!("{}{canon}", self.unk_token))?;
+        Ok(match ids.get(self.unk_len..) {
+            Some(rest) => rest.to_vec(),
+            None => ids,
+        })
     }
 
     /// The model input: `ids </s> pad...`, exactly `context_length` long.
@@ -116,7 +131,12 @@ impl SiglipTokenizer {
             }
         }
         ids.push(self.eos_id);
-        pad(&mut ids, self.context_length, self.pad_id, self.padding_side);
+        pad(
+            &mut ids,
+            self.context_length,
+            self.pad_id,
+            self.padding_side,
+        );
         Ok(ids)
     }
 
@@ -180,10 +200,7 @@ mod tests {
         assert_eq!(t.encode("a a a b").unwrap(), vec![0, 0, 4, 3, 5, 1]);
         // "▁" in the text is a space; upper case is lowered unless do_lower_case is off.
         let t = toy("{}", 6);
-        assert_eq!(
-            t.encode("a\u{2581}b").unwrap(),
-            t.encode("a b").unwrap()
-        );
+        assert_eq!(t.encode("a\u{2581}b").unwrap(), t.encode("a b").unwrap());
         let t = toy(r#"{"do_lower_case": false}"#, 6);
         assert_eq!(t.encode("A").unwrap(), vec![3, 2, 1, 1, 1, 1]);
     }
