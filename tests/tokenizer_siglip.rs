@@ -182,6 +182,36 @@ fn which_files_exist_decides_the_kind() {
     assert!(matches!(e, ClipError::Tokenizer(_)), "{e}");
 }
 
+#[test]
+fn clip_folders_still_give_clip_ids() {
+    // The common type on a CLIP folder's files is CLIP's tokenizer, reference ids intact.
+    for dir in common::model_dirs() {
+        let g = common::Golden::load(&dir);
+        let json = g.file("tokenizer.json");
+        let cfg = std::fs::read(dir.join("tokenizer_config.json")).ok();
+        let tok = Tokenizer::from_files(
+            &TokenizerFiles {
+                tokenizer_json: Some(&json),
+                tokenizer_config: cfg.as_deref(),
+                ..Default::default()
+            },
+            g.config.text_config.max_position_embeddings,
+        )
+        .unwrap();
+        assert_eq!(tok.kind(), TokenizerKind::Clip, "{}", g.name);
+        assert!(!tok.fixed_length());
+        let ctx = g.shape("input_ids")[1];
+        for (text, want) in g.texts.iter().zip(g.ids("input_ids").chunks(ctx)) {
+            assert_eq!(
+                tok.encode_padded(text).unwrap(),
+                want,
+                "{}: {text:?}",
+                g.name
+            );
+        }
+    }
+}
+
 fn tokenizer_error(r: Result<SiglipTokenizer, ClipError>) -> String {
     match r {
         Err(ClipError::Tokenizer(m)) => m,

@@ -72,7 +72,7 @@ impl TokenizerConfig {
         };
         let model_max_length = match raw.model_max_length {
             None => None,
-            Some(v) if !(v >= 1.0) => {
+            Some(v) if v.is_nan() || v < 1.0 => {
                 return Err(bad(format!(
                     "model_max_length {v} is not a positive length"
                 )))
