@@ -1,9 +1,11 @@
-//! Image preprocessing as `transformers.CLIPImageProcessor` (the PIL-based one) does it:
-//! decode, to RGB over white, bicubic shortest-side resize, centre crop, rescale, normalise.
+//! Image preprocessing as `transformers.CLIPImageProcessor` and `SiglipImageProcessor` (the
+//! PIL-based ones) do it: decode, to RGB over white, resize (CLIP: the shortest side to S,
+//! then a centre crop; SigLIP: straight to S x S), rescale, normalise.
 //!
 //! Follows `transformers/image_transforms.py` (`get_resize_output_image_size`, `resize`,
-//! `center_crop`, `rescale`, `normalize`) and, for the resampling, Pillow's `Resample.c`
-//! (see `resize.rs`), so PNG inputs give the reference's `pixel_values` bit for bit.
+//! `center_crop`, `rescale`, `normalize`), the two processors' `preprocess`, and, for the
+//! resampling, Pillow's `Resample.c` (see `resize.rs`: bicubic, bilinear and the other
+//! filters), so PNG inputs give the reference's `pixel_values` bit for bit.
 
 mod decode;
 pub mod resize;
@@ -28,10 +30,21 @@ pub enum ImageInput<'a> {
     },
 }
 
-/// `preprocessor_config.json`, with CLIP's defaults for absent fields.
+/// What `size` of `preprocessor_config.json` resizes the image to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResizeTo {
+    /// `{"shortest_edge": s}`: the shorter side becomes `s`, the aspect ratio kept (CLIP).
+    ShortestEdge(usize),
+    /// `{"height": h, "width": w}`: straight to `w x h`, the aspect ratio not kept (SigLIP).
+    Exact { height: usize, width: usize },
+}
+
+/// `preprocessor_config.json`, with the processor's defaults for absent fields (CLIP's,
+/// or SigLIP's when `image_processor_type` is `SiglipImageProcessor`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessConfig {
-    pub shortest_edge: usize,
+    pub size: ResizeTo,
+    /// Side of the square centre crop (when `do_center_crop`).
     pub crop_size: usize,
     pub do_resize: bool,
     /// PIL filter of the resize (`resample`, 3 = bicubic for CLIP).
@@ -48,11 +61,14 @@ pub struct PreprocessConfig {
 impl PreprocessConfig {
     pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
     pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+    /// `IMAGENET_STANDARD_MEAN` / `_STD`, SigLIP's.
+    pub const SIGLIP_MEAN: [f32; 3] = [0.5; 3];
+    pub const SIGLIP_STD: [f32; 3] = [0.5; 3];
 
     /// CLIP's defaults for a model of input size `image_size`.
     pub fn clip_default(image_size: usize) -> Self {
         PreprocessConfig {
-            shortest_edge: image_size,
+            size: ResizeTo::ShortestEdge(image_size),
             crop_size: image_size,
             do_resize: true,
             resample: Filter::Bicubic,
@@ -62,6 +78,21 @@ impl PreprocessConfig {
             rescale_factor: 1.0 / 255.0,
             image_mean: Self::CLIP_MEAN,
             image_std: Self::CLIP_STD,
+        }
+    }
+
+    /// `SiglipImageProcessor`'s defaults: bicubic straight to `image_size` square, no crop,
+    /// mean and std 0.5.
+    pub fn siglip_default(image_size: usize) -> Self {
+        PreprocessConfig {
+            size: ResizeTo::Exact {
+                height: image_size,
+                width: image_size,
+            },
+            do_center_crop: false,
+            image_mean: Self::SIGLIP_MEAN,
+            image_std: Self::SIGLIP_STD,
+            ..Self::clip_default(image_size)
         }
     }
 
@@ -78,6 +109,7 @@ impl PreprocessConfig {
         }
         #[derive(Deserialize)]
         struct Raw {
+            image_processor_type: Option<String>,
             size: Option<Size>,
             crop_size: Option<Size>,
             do_resize: Option<bool>,
@@ -91,7 +123,46 @@ impl PreprocessConfig {
         }
         let raw: Raw = serde_json::from_slice(bytes)
             .map_err(|e| ClipError::Config(format!("preprocessor_config.json: {e}")))?;
-        let d = Self::clip_default(image_size);
+        let kind = raw.image_processor_type.as_deref().unwrap_or_default();
+        if kind.starts_with("Siglip2") {
+            return Err(ClipError::Unsupported(format!(
+                "preprocessor_config.json: {kind} (SigLIP 2 NaFlex, variable resolution) is not \
+                 supported; the fixed-resolution SigLIP 2 checkpoints use SiglipImageProcessor"
+            )));
+        }
+        // `SiglipImageProcessor` resizes straight to `size` and has no centre crop.
+        let siglip = kind.starts_with("Siglip");
+        let d = if siglip {
+            Self::siglip_default(image_size)
+        } else {
+            Self::clip_default(image_size)
+        };
+        // `get_size_dict`: an int is the shortest edge for CLIP (`default_to_square=False`),
+        // both sides for SigLIP; a dict says which.
+        let size = match raw.size {
+            None => d.size,
+            Some(Size::Int(v)) if siglip => ResizeTo::Exact {
+                height: v,
+                width: v,
+            },
+            Some(Size::Int(v)) => ResizeTo::ShortestEdge(v),
+            Some(Size::Map {
+                shortest_edge: Some(s),
+                ..
+            }) => ResizeTo::ShortestEdge(s),
+            Some(Size::Map {
+                height: Some(height),
+                width: Some(width),
+                ..
+            }) => ResizeTo::Exact { height, width },
+            Some(Size::Map { .. }) => {
+                return Err(ClipError::Config(
+                    "preprocessor_config.json: size needs `shortest_edge`, or `height` and \
+                     `width`"
+                        .into(),
+                ))
+            }
+        };
         let edge = |s: &Option<Size>, default: usize| match s {
             Some(Size::Int(v)) => *v,
             Some(Size::Map {
@@ -102,8 +173,12 @@ impl PreprocessConfig {
             None => default,
         };
         let cfg = PreprocessConfig {
-            shortest_edge: edge(&raw.size, d.shortest_edge),
-            crop_size: edge(&raw.crop_size, d.crop_size),
+            size,
+            crop_size: if siglip {
+                d.crop_size
+            } else {
+                edge(&raw.crop_size, d.crop_size)
+            },
             do_resize: raw.do_resize.unwrap_or(true),
             resample: match raw.resample {
                 None => d.resample,
@@ -114,17 +189,22 @@ impl PreprocessConfig {
                     ))
                 })?,
             },
-            do_center_crop: raw.do_center_crop.unwrap_or(true),
+            do_center_crop: !siglip && raw.do_center_crop.unwrap_or(true),
             do_rescale: raw.do_rescale.unwrap_or(true),
             do_normalize: raw.do_normalize.unwrap_or(true),
             rescale_factor: raw.rescale_factor.unwrap_or(d.rescale_factor),
             image_mean: raw.image_mean.unwrap_or(d.image_mean),
             image_std: raw.image_std.unwrap_or(d.image_std),
         };
-        if cfg.crop_size != image_size || !cfg.do_center_crop && cfg.shortest_edge != image_size {
+        let (out_w, out_h) = match (cfg.do_center_crop, cfg.size) {
+            (true, _) => (cfg.crop_size, cfg.crop_size),
+            (false, ResizeTo::ShortestEdge(s)) => (s, s),
+            (false, ResizeTo::Exact { height, width }) => (width, height),
+        };
+        if cfg.crop_size != image_size || (out_w, out_h) != (image_size, image_size) {
             return Err(ClipError::Config(format!(
-                "preprocessor_config.json produces {} px images but the model takes {image_size} px",
-                cfg.crop_size
+                "preprocessor_config.json produces {out_w}x{out_h} px images but the model takes \
+                 {image_size} px"
             )));
         }
         if cfg.image_std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
@@ -182,26 +262,29 @@ impl Preprocessor {
         let (w, h) = (px.width as u64, px.height as u64);
         // `get_resize_output_image_size(size=shortest_edge, default_to_square=False)`: the
         // short side becomes S, the long one `int(S * long / short)` (f64 division, truncated).
-        let (rw, rh) = if cfg.do_resize {
-            let s = cfg.shortest_edge as u64;
-            let (short, long) = if w <= h { (w, h) } else { (h, w) };
-            // Python divides the exact integer product; so does f64 below 2^53.
-            let new_long = s
-                .checked_mul(long)
-                .filter(|p| *p < 1 << 53)
-                .map_or(0, |p| (p as f64 / short as f64) as u64);
-            if new_long == 0 || s == 0 {
-                return Err(ClipError::Image(format!(
-                    "cannot resize a {w}x{h} image to shortest edge {s}"
-                )));
+        let (rw, rh) = match (cfg.do_resize, cfg.size) {
+            (false, _) => (w, h),
+            // `resize(size=(height, width))`: straight there (SigLIP).
+            (true, ResizeTo::Exact { height, width }) => (width as u64, height as u64),
+            (true, ResizeTo::ShortestEdge(s)) => {
+                let s = s as u64;
+                let (short, long) = if w <= h { (w, h) } else { (h, w) };
+                // Python divides the exact integer product; so does f64 below 2^53.
+                let new_long = s
+                    .checked_mul(long)
+                    .filter(|p| *p < 1 << 53)
+                    .map_or(0, |p| (p as f64 / short as f64) as u64);
+                if new_long == 0 || s == 0 {
+                    return Err(ClipError::Image(format!(
+                        "cannot resize a {w}x{h} image to shortest edge {s}"
+                    )));
+                }
+                if w <= h {
+                    (s, new_long)
+                } else {
+                    (new_long, s)
+                }
             }
-            if w <= h {
-                (s, new_long)
-            } else {
-                (new_long, s)
-            }
-        } else {
-            (w, h)
         };
         let (out_w, out_h) = if cfg.do_center_crop {
             (cfg.crop_size as u64, cfg.crop_size as u64)
@@ -312,6 +395,92 @@ mod tests {
     }
 
     #[test]
+    fn config_reads_siglip_and_size_forms() {
+        let cfg = |json: &str| PreprocessConfig::from_json(json.as_bytes(), 224);
+        let siglip = cfg(
+            r#"{"image_processor_type": "SiglipImageProcessor", "resample": 2,
+                             "size": {"height": 224, "width": 224}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            siglip,
+            PreprocessConfig {
+                resample: Filter::Bilinear,
+                ..PreprocessConfig::siglip_default(224)
+            }
+        );
+        assert!(!siglip.do_center_crop);
+        assert_eq!(siglip.image_mean, [0.5; 3]);
+        // SiglipImageProcessor has no centre crop, whatever the file says; an int size is
+        // both sides for it, the shortest edge for CLIP.
+        let s = cfg(
+            r#"{"image_processor_type": "SiglipImageProcessor", "size": 224,
+                        "do_center_crop": true, "crop_size": 100}"#,
+        )
+        .unwrap();
+        assert_eq!(s, PreprocessConfig::siglip_default(224));
+        assert_eq!(
+            cfg(r#"{"size": 224}"#).unwrap().size,
+            ResizeTo::ShortestEdge(224)
+        );
+        // CLIPImageProcessor with {height, width} resizes straight there too.
+        assert_eq!(
+            cfg(r#"{"size": {"height": 224, "width": 224}}"#)
+                .unwrap()
+                .size,
+            ResizeTo::Exact {
+                height: 224,
+                width: 224
+            }
+        );
+        // Sizes that do not give the model's input, incomplete sizes, NaFlex: errors.
+        for (json, unsupported) in [
+            (
+                r#"{"image_processor_type": "SiglipImageProcessor", "size": 256}"#,
+                false,
+            ),
+            (
+                r#"{"size": {"height": 224, "width": 300}, "do_center_crop": false}"#,
+                false,
+            ),
+            (r#"{"size": {"height": 224}}"#, false),
+            (r#"{"image_processor_type": "Siglip2ImageProcessor"}"#, true),
+        ] {
+            match cfg(json) {
+                Err(ClipError::Config(_)) if !unsupported => {}
+                Err(ClipError::Unsupported(_)) if unsupported => {}
+                r => panic!("{json}: {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn exact_resize_keeps_the_whole_image() {
+        // 8x4, left half black, right half white: straight to 224 x 224, no crop, so the
+        // left column is black and the right one white (a centre crop of a shortest-edge
+        // resize would show only the middle).
+        let pre = Preprocessor::new(PreprocessConfig::siglip_default(224));
+        let data: Vec<u8> = (0..8 * 4)
+            .flat_map(|i| {
+                let v = if i % 8 < 4 { 0 } else { 255 };
+                [v, v, v, 255]
+            })
+            .collect();
+        let px = pre
+            .pixel_values(&ImageInput::Rgba {
+                width: 8,
+                height: 4,
+                data: &data,
+            })
+            .unwrap();
+        assert_eq!(px.len(), 3 * 224 * 224);
+        for y in [0, 100, 223] {
+            assert_eq!(px[y * 224], -1.0);
+            assert_eq!(px[y * 224 + 223], 1.0);
+        }
+    }
+
+    #[test]
     fn crop_offsets_follow_transformers() {
         // (size - crop) // 2 when it fits; ceil((crop - size) / 2) of zero padding otherwise.
         assert_eq!(crop_offset(286, 224), 31);
@@ -326,7 +495,7 @@ mod tests {
         // shortest_edge 200 < crop 224: transformers' center_crop pads with 0 (before
         // rescale), i.e. (0 - mean) / std after normalisation.
         let mut cfg = PreprocessConfig::clip_default(224);
-        cfg.shortest_edge = 200;
+        cfg.size = ResizeTo::ShortestEdge(200);
         let pre = Preprocessor::new(cfg.clone());
         let white = vec![255u8; 8 * 8 * 4];
         let px = pre

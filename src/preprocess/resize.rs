@@ -1,6 +1,7 @@
 //! Resampling bit-exact with Pillow's `Image.resize(size, Image.BICUBIC)` on 8-bit images,
-//! which is what `transformers.CLIPImageProcessor` calls (and Pillow's other convolution
-//! filters, for preprocessor configs that ask for them).
+//! which is what `transformers.CLIPImageProcessor` calls, and `Image.BILINEAR` (triangle,
+//! support 1), which SigLIP 2's `SiglipImageProcessor` configs ask for (and Pillow's other
+//! convolution filters).
 //!
 //! Follows Pillow `src/libImaging/Resample.c` (`precompute_coeffs`, `normalize_coeffs_8bpc`,
 //! `ImagingResampleHorizontal_8bpc` / `Vertical_8bpc`, `ImagingResampleInner`):
@@ -9,8 +10,9 @@
 //! - each output sample's taps are normalised to sum 1 in f64, then rounded half away from
 //!   zero to fixed point with 22 fractional bits (`PRECISION_BITS = 32 - 8 - 2`);
 //! - sums start at 0.5 (`1 << 21`), are shifted right by 22 (floor) and clamped to 0..=255;
-//! - horizontal pass first, into an 8-bit intermediate, then the vertical pass; a pass is
-//!   skipped when its size does not change.
+//! - two passes with an 8-bit intermediate, horizontal first, except where Pillow 13 goes
+//!   vertical first (see [`vertical_first`]); a pass is skipped when its size does not
+//!   change.
 //!
 //! Each output sample depends only on its own taps, so computing a window of the output (the
 //! centre crop) gives the same bytes as resizing everything and cropping afterwards, without
@@ -240,70 +242,116 @@ pub fn resize_window(
             "window {window:?} outside the {out_width}x{out_height} result"
         ));
     }
+    if window.width == 0 || window.height == 0 {
+        return Ok(Vec::new());
+    }
     let c = channels;
-
-    // Horizontal pass over the source rows the vertical pass reads: [rows, window.width, c].
-    let vert = (out_height != height as u64)
-        .then(|| Taps::new(filter, height, out_height, window.y0, window.height));
+    let need_h = out_width != width as u64;
+    let need_v = out_height != height as u64;
+    // The source rows / columns the window's taps read (all of the window's own when that
+    // axis is not resized).
+    let span = |t: &Taps, n: usize| {
+        let first = t.start.iter().copied().min().unwrap_or(0);
+        let last = (0..n).map(|i| t.start[i] + t.len[i]).max().unwrap_or(first);
+        (first, last - first)
+    };
+    let mut horiz = need_h.then(|| Taps::new(filter, width, out_width, window.x0, window.width));
+    let mut vert = need_v.then(|| Taps::new(filter, height, out_height, window.y0, window.height));
+    let (col0, cols) = match &horiz {
+        Some(t) => span(t, window.width),
+        None => (window.x0 as usize, window.width),
+    };
     let (row0, rows) = match &vert {
-        Some(t) if window.height > 0 => {
-            let first = t.start.iter().copied().min().unwrap_or(0);
-            let last = (0..window.height)
-                .map(|i| t.start[i] + t.len[i])
-                .max()
-                .unwrap_or(first);
-            (first, last - first)
-        }
-        Some(_) => (0, 0),
-        // No vertical pass: the window's rows are source rows.
+        Some(t) => span(t, window.height),
         None => (window.y0 as usize, window.height),
     };
-    let mut tmp = vec![0u8; rows * window.width * c];
-    if out_width != width as u64 {
-        let horiz = Taps::new(filter, width, out_width, window.x0, window.width);
-        for (r, out_row) in tmp.chunks_exact_mut(window.width * c).enumerate() {
-            let in_row = &src[(row0 + r) * width * c..][..width * c];
-            match c {
-                1 => horizontal_row::<1>(in_row, out_row, &horiz),
-                3 => horizontal_row::<3>(in_row, out_row, &horiz),
-                4 => horizontal_row::<4>(in_row, out_row, &horiz),
-                _ => {
-                    for (x, out_px) in out_row.chunks_exact_mut(c).enumerate() {
-                        let (start, k) = horiz.row(x);
-                        for (ch, out) in out_px.iter_mut().enumerate() {
-                            let mut acc = HALF;
-                            for (i, &w) in k.iter().enumerate() {
-                                acc += in_row[(start + i) * c + ch] as i32 * w;
-                            }
-                            *out = clip8(acc);
+    // Taps relative to the first source column / row read (Pillow shifts its bounds too).
+    if let Some(t) = &mut horiz {
+        t.start.iter_mut().for_each(|s| *s -= col0);
+    }
+    if let Some(t) = &mut vert {
+        t.start.iter_mut().for_each(|s| *s -= row0);
+    }
+    let stride = width * c;
+    let src_at = |row: usize, col: usize| (row * width + col) * c;
+    if need_h && need_v && vertical_first(width, height, out_width, out_height) {
+        // Vertical pass over the columns the horizontal pass reads: [window.height, cols, c].
+        let (Some(vert), Some(horiz)) = (&vert, &horiz) else {
+            return Err(ClipError::Internal("resize: taps of both passes".into()));
+        };
+        let tmp = vertical_pass(&src[src_at(row0, col0)..], stride, cols * c, vert);
+        Ok(horizontal_pass(&tmp, cols * c, window.height, c, horiz))
+    } else {
+        // Horizontal pass over the rows the vertical pass reads: [rows, window.width, c].
+        let tmp = match &horiz {
+            Some(h) => horizontal_pass(&src[src_at(row0, col0)..], stride, rows, c, h),
+            // Same width: the window's columns are source columns.
+            None => (0..rows)
+                .flat_map(|r| &src[src_at(row0 + r, col0)..][..cols * c])
+                .copied()
+                .collect(),
+        };
+        Ok(match &vert {
+            Some(v) => vertical_pass(&tmp, window.width * c, window.width * c, v),
+            None => tmp,
+        })
+    }
+}
+
+/// Pillow 13 resizes vertically first when both axes change, the height shrinks and the
+/// vertical pass removes more than twice as many lines as the horizontal one (measured on
+/// Pillow 13.0 against both orders, every filter: the order changes the 8-bit
+/// intermediate, so it changes results by a level here and there).
+fn vertical_first(width: usize, height: usize, out_width: u64, out_height: u64) -> bool {
+    let (w, h, ow, oh) = (
+        width as i128,
+        height as i128,
+        out_width as i128,
+        out_height as i128,
+    );
+    oh < h && 2 * (w - ow) < h - oh
+}
+
+/// The horizontal pass over `rows` rows of `stride` bytes: `[rows, taps.count, c]`.
+fn horizontal_pass(src: &[u8], stride: usize, rows: usize, c: usize, taps: &Taps) -> Vec<u8> {
+    let out_width = taps.start.len();
+    let mut out = vec![0u8; rows * out_width * c];
+    for (r, out_row) in out.chunks_exact_mut((out_width * c).max(1)).enumerate() {
+        let in_row = &src[r * stride..];
+        match c {
+            1 => horizontal_row::<1>(in_row, out_row, taps),
+            3 => horizontal_row::<3>(in_row, out_row, taps),
+            4 => horizontal_row::<4>(in_row, out_row, taps),
+            _ => {
+                for (x, out_px) in out_row.chunks_exact_mut(c).enumerate() {
+                    let (start, k) = taps.row(x);
+                    for (ch, out) in out_px.iter_mut().enumerate() {
+                        let mut acc = HALF;
+                        for (i, &w) in k.iter().enumerate() {
+                            acc += in_row[(start + i) * c + ch] as i32 * w;
                         }
+                        *out = clip8(acc);
                     }
                 }
             }
         }
-    } else {
-        // Same width: the window's columns are source columns.
-        let x0 = window.x0 as usize;
-        for (r, out_row) in tmp.chunks_exact_mut(window.width * c).enumerate() {
-            out_row.copy_from_slice(&src[((row0 + r) * width + x0) * c..][..window.width * c]);
-        }
     }
+    out
+}
 
-    let Some(vert) = vert else {
-        return Ok(tmp);
-    };
-    // Vertical pass: [window.height, window.width, c].
-    let stride = window.width * c;
-    let mut out = vec![0u8; window.height * stride];
+/// The vertical pass: output row `y` sums rows `taps.row(y)` of `src` (rows `stride` bytes
+/// apart), each `width` bytes wide: `[taps.count, width]`.
+fn vertical_pass(src: &[u8], stride: usize, width: usize, taps: &Taps) -> Vec<u8> {
+    let out_rows = taps.start.len();
+    let mut out = vec![0u8; out_rows * width];
     // Row at a time: `acc[i] += row[i] * w` runs over contiguous memory and vectorises.
     // Integer sums do not depend on their order, so this equals Pillow's per-pixel loop.
-    let mut acc = vec![0i32; stride];
-    for (y, out_row) in out.chunks_exact_mut(stride.max(1)).enumerate() {
-        let (start, k) = vert.row(y);
-        let start = start - row0;
+    let mut acc = vec![0i32; width];
+    for (y, out_row) in out.chunks_exact_mut(width.max(1)).enumerate() {
+        let (start, k) = taps.row(y);
         acc.fill(HALF);
         for (j, &w) in k.iter().enumerate() {
-            let row = &tmp[(start + j) * stride..][..stride];
+            let row = &src[(start + j) * stride..][..width];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += p as i32 * w;
             }
@@ -312,7 +360,7 @@ pub fn resize_window(
             *o = clip8(a);
         }
     }
-    Ok(out)
+    out
 }
 
 /// One row of the horizontal pass for `C` interleaved channels: `[width, C]` source to
@@ -430,7 +478,15 @@ mod tests {
     fn window_equals_crop_of_full_resize() {
         let (w, h, c) = (61, 43, 3);
         let src = noise(w * h * c, 7);
-        for (ow, oh) in [(224u64, 157u64), (30, 20), (61, 100), (100, 43)] {
+        // (70, 20) and (224, 30) go vertical first.
+        for (ow, oh) in [
+            (224u64, 157u64),
+            (30, 20),
+            (61, 100),
+            (100, 43),
+            (70, 20),
+            (224, 30),
+        ] {
             let all = full(&src, w, h, c, ow, oh);
             let win = Window {
                 x0: ow / 3,
@@ -449,6 +505,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn pass_order_follows_pillow() {
+        // Pillow 13.0's `Image.resize((4, 3), BILINEAR)` of this 2x4 image: vertical first
+        // (the height shrinks, the width grows). Horizontal first would give 118 for the
+        // last row's third pixel instead of 119.
+        let src = [200, 128, 0, 128, 0, 200, 37, 128];
+        let win = Window {
+            x0: 0,
+            y0: 0,
+            width: 4,
+            height: 3,
+        };
+        let out = resize_window(Filter::Bilinear, &src, 2, 4, 1, 4, 3, win).unwrap();
+        assert_eq!(out, [140, 137, 131, 128, 0, 41, 123, 164, 26, 57, 119, 150]);
+        // Vertical first only when the height shrinks by more than twice the width's loss.
+        assert!(vertical_first(200, 256, 224, 224));
+        assert!(!vertical_first(256, 200, 224, 224));
+        assert!(!vertical_first(100, 100, 60, 20));
+        assert!(vertical_first(100, 100, 61, 20));
+        assert!(!vertical_first(55, 61, 88, 64));
+        assert!(!vertical_first(300, 400, 100, 100));
     }
 
     #[test]

@@ -1,131 +1,182 @@
-//! CLIP's byte-level BPE via the `tokenizers` crate, from `tokenizer.json` bytes.
+//! Text to token ids, for each tokenizer a supported checkpoint ships:
 //!
-//! Follows `transformers.CLIPTokenizer` (fast) with `padding="max_length"`, `truncation=True`,
-//! `max_length=77`: `<|startoftext|> tokens <|endoftext|>`, the content cut so that the end
-//! token stays last, then padded with the pad token (`<|endoftext|>` for CLIP).
+//! | files | kind | as |
+//! | --- | --- | --- |
+//! | `tokenizer.json` with `<\|startoftext\|>` (CLIP) | [`ClipTokenizer`] | `CLIPTokenizer` |
+//! | `spiece.model` (SigLIP) | [`SiglipTokenizer`] over [`SentencePiece`] | `SiglipTokenizer` |
+//! | another `tokenizer.json` (SigLIP 2's Gemma) | [`HfTokenizer`] | `GemmaTokenizerFast` |
 //!
-//! The text normalisation the reference applies (NFC, runs of whitespace to one space, lower
-//! case) lives in `tokenizer.json`'s normalizer; when a file's normalizer does not do it,
-//! [`ClipTokenizer::from_json`] installs CLIP's own, as the vocabulary only holds lower-case
-//! words and an upper-case word would silently split into other tokens.
+//! [`Tokenizer`] holds any of them; `tokenizer_config.json` (`tokenizer_class`) or, without
+//! it, the files present decide which.
+
+mod clip;
+mod config;
+mod hf;
+mod protobuf;
+pub mod sentencepiece;
+mod siglip;
+
+pub use clip::ClipTokenizer;
+pub use config::{Side, TokenizerConfig};
+pub use hf::HfTokenizer;
+pub use sentencepiece::SentencePiece;
+pub use siglip::{canonicalize_text, SiglipTokenizer};
 
 use crate::error::{ClipError, Result};
-use tokenizers::normalizers::replace::ReplacePattern;
-use tokenizers::normalizers::{Lowercase, NormalizerWrapper, Replace, Sequence, NFC};
-use tokenizers::{NormalizedString, Normalizer};
 
-pub struct ClipTokenizer {
-    inner: tokenizers::Tokenizer,
-    context_length: usize,
-    bos_id: u32,
-    eos_id: u32,
-    pad_id: u32,
+/// The tokenizer files of a model folder, as bytes (`None`: the file is absent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenizerFiles<'a> {
+    pub tokenizer_json: Option<&'a [u8]>,
+    pub spiece_model: Option<&'a [u8]>,
+    pub tokenizer_config: Option<&'a [u8]>,
 }
 
-impl std::fmt::Debug for ClipTokenizer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClipTokenizer")
-            .field("vocab_size", &self.inner.get_vocab_size(true))
-            .field("context_length", &self.context_length)
-            .field("bos_id", &self.bos_id)
-            .field("eos_id", &self.eos_id)
-            .field("pad_id", &self.pad_id)
-            .finish()
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// CLIP's byte-level BPE from `tokenizer.json`.
+    Clip,
+    /// SigLIP's SentencePiece unigram model from `spiece.model`.
+    SentencePiece,
+    /// Any other `tokenizer.json`, its ids padded to a fixed length (SigLIP 2).
+    Json,
 }
 
-impl ClipTokenizer {
-    /// `tokenizer.json` bytes; `context_length` is the text tower's `max_position_embeddings`.
-    pub fn from_json(bytes: &[u8], context_length: usize) -> Result<Self> {
-        if context_length < 2 {
-            return Err(ClipError::Tokenizer(format!(
-                "context length {context_length} leaves no room for the start and end tokens"
-            )));
-        }
-        let mut inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| ClipError::Tokenizer(format!("cannot read tokenizer.json: {e}")))?;
-        // Some tokenizer.json files carry their own padding/truncation (77, `LongestFirst`);
-        // we pad and truncate here, the same way whatever the file says.
-        inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| ClipError::Tokenizer(format!("tokenizer.json: {e}")))?;
-        if !normalizes_like_clip(inner.get_normalizer()) {
-            inner.with_normalizer(Some(clip_normalizer()?));
-        }
-        let id = |tok: &str| {
-            inner.token_to_id(tok).ok_or_else(|| {
-                ClipError::Tokenizer(format!(
-                    "tokenizer.json has no `{tok}` token: not a CLIP tokenizer"
-                ))
-            })
+#[derive(Debug)]
+pub enum Tokenizer {
+    Clip(ClipTokenizer),
+    SentencePiece(SiglipTokenizer),
+    Json(HfTokenizer),
+}
+
+impl Tokenizer {
+    /// Which tokenizer the files describe: `tokenizer_config.json`'s `tokenizer_class` when
+    /// it names one, else `spiece.model` before `tokenizer.json`, and a `tokenizer.json`
+    /// with CLIP's start token is CLIP's.
+    pub fn kind_of(files: &TokenizerFiles, config: &TokenizerConfig) -> Result<TokenizerKind> {
+        let class = config.tokenizer_class.as_deref();
+        let missing = |file: &str| {
+            ClipError::NotFound(format!(
+                "{file} (tokenizer_config.json names {} for this model)",
+                class.unwrap_or_default()
+            ))
         };
-        let bos_id = id("<|startoftext|>")?;
-        let eos_id = id("<|endoftext|>")?;
-        Ok(ClipTokenizer {
-            inner,
-            context_length,
-            bos_id,
-            eos_id,
-            pad_id: eos_id,
+        match class {
+            Some("SiglipTokenizer") => {
+                return match files.spiece_model {
+                    Some(_) => Ok(TokenizerKind::SentencePiece),
+                    None => Err(missing("spiece.model")),
+                }
+            }
+            Some("CLIPTokenizer" | "CLIPTokenizerFast") => {
+                return match files.tokenizer_json {
+                    Some(_) => Ok(TokenizerKind::Clip),
+                    None => Err(missing("tokenizer.json")),
+                }
+            }
+            _ => {}
+        }
+        if let Some(json) = files.tokenizer_json {
+            // Without a class, `spiece.model` wins: SigLIP repositories ship it, and a
+            // `tokenizer.json` beside it would lack `SiglipTokenizer`'s canonicalisation.
+            if class.is_none() && files.spiece_model.is_some() {
+                return Ok(TokenizerKind::SentencePiece);
+            }
+            // CLIP's start token, as a JSON string (the file is parsed once, later).
+            const START: &[u8] = b"\"<|startoftext|>\"";
+            let clip = class.is_none() && json.windows(START.len()).any(|w| w == START);
+            return Ok(if clip {
+                TokenizerKind::Clip
+            } else {
+                TokenizerKind::Json
+            });
+        }
+        match (files.spiece_model, class) {
+            (Some(_), None) => Ok(TokenizerKind::SentencePiece),
+            (Some(_), Some(c)) => Err(ClipError::Unsupported(format!(
+                "tokenizer class {c} from spiece.model alone (supported: SiglipTokenizer; other \
+                 classes need their tokenizer.json)"
+            ))),
+            (None, _) => Err(ClipError::NotFound(
+                "a tokenizer: the model has neither tokenizer.json nor spiece.model".into(),
+            )),
+        }
+    }
+
+    /// The tokenizer of a model folder; `context_length` is the text tower's
+    /// `max_position_embeddings`.
+    pub fn from_files(files: &TokenizerFiles, context_length: usize) -> Result<Self> {
+        let config = match files.tokenizer_config {
+            Some(b) => TokenizerConfig::from_json(b)?,
+            None => TokenizerConfig::default(),
+        };
+        fn need<'a>(f: Option<&'a [u8]>, name: &str) -> Result<&'a [u8]> {
+            f.ok_or_else(|| ClipError::Internal(format!("tokenizer kind chosen without {name}")))
+        }
+        Ok(match Self::kind_of(files, &config)? {
+            TokenizerKind::Clip => Tokenizer::Clip(ClipTokenizer::from_json(
+                need(files.tokenizer_json, "tokenizer.json")?,
+                context_length,
+            )?),
+            TokenizerKind::SentencePiece => Tokenizer::SentencePiece(SiglipTokenizer::new(
+                need(files.spiece_model, "spiece.model")?,
+                &config,
+                context_length,
+            )?),
+            TokenizerKind::Json => Tokenizer::Json(HfTokenizer::new(
+                need(files.tokenizer_json, "tokenizer.json")?,
+                &config,
+                context_length,
+            )?),
         })
     }
 
-    /// `<|startoftext|> ... <|endoftext|>`, truncated to the context length with the end
-    /// token kept last; not padded.
+    pub fn kind(&self) -> TokenizerKind {
+        match self {
+            Tokenizer::Clip(_) => TokenizerKind::Clip,
+            Tokenizer::SentencePiece(_) => TokenizerKind::SentencePiece,
+            Tokenizer::Json(_) => TokenizerKind::Json,
+        }
+    }
+
+    /// Whether the padding is part of the model input (SigLIP: every position is attended),
+    /// so [`encode`](Self::encode) gives exactly `context_length` ids.
+    pub fn fixed_length(&self) -> bool {
+        !matches!(self, Tokenizer::Clip(_))
+    }
+
+    /// The ids the text tower takes: CLIP's `<|startoftext|> ... <|endoftext|>` unpadded
+    /// (its causal encoder is read at the end token), the others' padded to
+    /// `context_length`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        // Without the post-processor: the start/end tokens are added here, so a
-        // tokenizer.json with or without a `RobertaProcessing` step gives the same ids.
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| ClipError::Tokenizer(format!("cannot tokenize {text:?}: {e}")))?;
-        let body = enc.get_ids();
-        let keep = body.len().min(self.context_length - 2);
-        let mut ids = Vec::with_capacity(keep + 2);
-        ids.push(self.bos_id);
-        ids.extend_from_slice(&body[..keep]);
-        ids.push(self.eos_id);
-        Ok(ids)
+        match self {
+            Tokenizer::Clip(t) => t.encode(text),
+            Tokenizer::SentencePiece(t) => t.encode(text),
+            Tokenizer::Json(t) => t.encode(text),
+        }
     }
 
-    /// Like [`encode`](Self::encode), padded with the pad token to the context length.
+    /// Exactly `context_length` ids, padded with the pad token.
     pub fn encode_padded(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = self.encode(text)?;
-        ids.resize(self.context_length, self.pad_id);
-        Ok(ids)
+        match self {
+            Tokenizer::Clip(t) => t.encode_padded(text),
+            _ => self.encode(text),
+        }
     }
 
-    pub fn bos_id(&self) -> u32 {
-        self.bos_id
-    }
-    pub fn eos_id(&self) -> u32 {
-        self.eos_id
-    }
     pub fn pad_id(&self) -> u32 {
-        self.pad_id
+        match self {
+            Tokenizer::Clip(t) => t.pad_id(),
+            Tokenizer::SentencePiece(t) => t.pad_id(),
+            Tokenizer::Json(t) => t.pad_id(),
+        }
     }
+
     pub fn context_length(&self) -> usize {
-        self.context_length
+        match self {
+            Tokenizer::Clip(t) => t.context_length(),
+            Tokenizer::SentencePiece(t) => t.context_length(),
+            Tokenizer::Json(t) => t.context_length(),
+        }
     }
-}
-
-/// Whether `tokenizer.json`'s normalizer does what the reference does before BPE: NFC,
-/// runs of whitespace to one space, lower case. Tested on a probe string rather than by
-/// reading the JSON, so any spelling of the same steps is accepted.
-fn normalizes_like_clip(normalizer: Option<&NormalizerWrapper>) -> bool {
-    let Some(n) = normalizer else {
-        return false;
-    };
-    // "E" + combining acute (NFC: "é"), a tab and a newline, an upper-case "X".
-    let mut probe = NormalizedString::from("E\u{301}\t\n X");
-    n.normalize(&mut probe).is_ok() && probe.get() == "\u{e9} x"
-}
-
-/// NFC, `\s+` to one space, lower case: the normalizer of `openai/clip-vit-base-patch32`'s
-/// tokenizer.json, for files that lack it (the vocabulary holds lower-case words only).
-fn clip_normalizer() -> Result<NormalizerWrapper> {
-    let ws = Replace::new(ReplacePattern::Regex(r"\s+".into()), " ")
-        .map_err(|e| ClipError::Tokenizer(format!("whitespace normalizer: {e}")))?;
-    Ok(Sequence::new(vec![NFC.into(), ws.into(), Lowercase.into()]).into())
 }
