@@ -36,11 +36,11 @@ var<workgroup> partial: array<vec4<f32>, WG>; // per-thread partial sums of p * 
 const LOWEST: f32 = -3.4028234e38; // rounds to the most negative finite f32
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, @builtin(workgroup_id) wid: vec3<u32>) {
     let tid = inv.tid;
-    let i = inv.wid.x; // query row within the sequence
-    let h = inv.wid.y; // head
-    let s = inv.wid.z; // sequence
+    let i = wid.x; // query row within the sequence
+    let h = wid.y; // head
+    let s = wid.z; // sequence
     if (i >= p.seq_len || h >= p.heads || s >= arrayLength(&valid_lens)) {
         return;
     }

@@ -21,9 +21,9 @@ override WG: u32; // threads per row, a power of two
 //#include "workgroup_reduce.wgsl"
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(inv: Invocation) {
+fn main(inv: Invocation, @builtin(workgroup_id) wid: vec3<u32>) {
     let tid = inv.tid;
-    let row = inv.wid.y * p.groups_x + inv.wid.x;
+    let row = wid.y * p.groups_x + wid.x;
     if (row >= p.rows) {
         return;
     }

@@ -68,7 +68,8 @@ fn load_w(col: u32, k4: u32) -> vec4<f32> {
     }
     let i = col * (p.k / 4u) + k4;
 //#if F16_WEIGHTS
-    return vec4<f32>(unpack2x16float(w[i].x), unpack2x16float(w[i].y));
+    let h = w[i];
+    return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
 //#else
     return w[i];
 //#endif

@@ -6,12 +6,12 @@
 // round for the subgroups' partials, instead of log2(WG) barrier rounds. Used where the
 // device has the SUBGROUP feature.
 //
-// The kernel's entry point takes an `Invocation`, which carries the builtins the
-// reductions need.
+// The kernel's entry point takes an `Invocation`, the builtins the reductions need.
+// (Not `workgroup_id`: a struct argument counts as non-uniform as a whole, and kernels
+// branch on the workgroup id before calling a reduction.)
 
 struct Invocation {
     @builtin(local_invocation_index) tid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
 //#if SUBGROUPS
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) size: u32,

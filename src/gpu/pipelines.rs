@@ -355,7 +355,7 @@ mod tests {
             } else {
                 assert_eq!((&label, &browser), (&plain_label, &plain));
             }
-            let f16 = plain.contains("unpack2x16float(w[");
+            let f16 = plain.contains("var<storage, read> w: array<vec2<u32>>");
             assert_eq!(f16, spec.f16_weights, "{label}");
         }
     }
