@@ -1,13 +1,13 @@
 // Fused multi-head attention, softmax(q k^T * scale + mask) v, one workgroup per
 // (query row, head, sequence), as CLIPAttention with transformers' causal and padding
 // masks. Query i of sequence s sees key j when j < valid_lens[s] and, if causal, j <= i
-// (always at least key 0, as the CPU engine). The scores of the row stay in workgroup
+// (always at least key 0, as the CPU backend). The scores of the row stay in workgroup
 // memory, so the whole product happens in one launch with no [seq, seq] buffer.
-// Softmax is the max-subtracted form, exact in f32 for any score range.
-// attention_subgroup.wgsl is the same kernel with subgroup reductions.
+// Softmax is the max-subtracted form, exact in f32 for any score range. The row max and
+// sum are workgroup_reduce.wgsl's, with subgroups where the device has them.
 
-struct Params {
-    seq_len: u32,
+struct Params { // AttentionParams in src/gpu/pipelines.rs
+    seq_len: u32,  // at most MAX_SEQ
     heads: u32,
     head_dim: u32, // a multiple of 4, at most 4 * WG
     width: u32,    // heads * head_dim: the row stride of q, k, v, out
@@ -17,9 +17,8 @@ struct Params {
     pad1: u32,
 }
 
-override WG: u32 = 64u; // threads per row, a power of two, at most 256
-
-const MAX_SEQ: u32 = 1024u; // longest sequence (ViT-L/14 at 336 px has 577 tokens)
+override WG: u32;      // threads per row, a power of two
+override MAX_SEQ: u32; // longest sequence (ViT-L/14 at 336 px has 577 tokens)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;          // [seqs * seq_len, width / 4]
@@ -29,43 +28,16 @@ const MAX_SEQ: u32 = 1024u; // longest sequence (ViT-L/14 at 336 px has 577 toke
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;  // same as q
 
 var<workgroup> scores: array<f32, MAX_SEQ>;
-var<workgroup> q_row: array<vec4<f32>, 64>;   // head_dim / 4 <= 64
-var<workgroup> red: array<f32, 256>;
-var<workgroup> partial: array<vec4<f32>, 256>; // per-thread partial sums of p * v
+var<workgroup> q_row: array<vec4<f32>, WG>;   // head_dim / 4 <= WG
+var<workgroup> partial: array<vec4<f32>, WG>; // per-thread partial sums of p * v
 
-fn workgroup_max(tid: u32, x: f32) -> f32 {
-    red[tid] = x;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (tid < s) {
-            red[tid] = max(red[tid], red[tid + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+//#include "workgroup_reduce.wgsl"
 
-fn workgroup_sum(tid: u32, x: f32) -> f32 {
-    red[tid] = x;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (tid < s) {
-            red[tid] += red[tid + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+const LOWEST: f32 = -3.4028234e38; // rounds to the most negative finite f32
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(
-    @builtin(local_invocation_index) tid: u32,
-    @builtin(workgroup_id) wid: vec3<u32>,
-) {
+fn main(inv: Invocation, @builtin(workgroup_id) wid: vec3<u32>) {
+    let tid = inv.tid;
     let i = wid.x; // query row within the sequence
     let h = wid.y; // head
     let s = wid.z; // sequence
@@ -89,7 +61,7 @@ fn main(
     keys = max(keys, 1u);
 
     // Scores, one key per thread at a time.
-    var m = -3.4028234e38;
+    var m = LOWEST;
     for (var j = tid; j < keys; j += WG) {
         let kr = (base + j) * w4 + col;
         var dot4 = vec4<f32>(0.0);
@@ -100,14 +72,14 @@ fn main(
         scores[j] = sc;
         m = max(m, sc);
     }
-    let row_max = workgroup_max(tid, m);
+    let row_max = workgroup_max(inv, m);
     var l = 0.0;
     for (var j = tid; j < keys; j += WG) {
         let e = exp(scores[j] - row_max);
         scores[j] = e;
         l += e;
     }
-    let denom = workgroup_sum(tid, l); // its barriers also publish every scores[j]
+    let denom = workgroup_sum(inv, l); // its barriers also publish every scores[j]
 
     // p v: thread (part, d) sums keys part, part + parts, ... for vec4 column d.
     let parts = WG / hd4;

@@ -7,14 +7,19 @@
 // arrays into memory, which runs an order of magnitude slower. The k loop stages
 // BK-deep slices of both operands in workgroup memory, transposed so that one vec4 read
 // gives a thread its 4 rows (or 4 columns) at one depth.
-// The engine picks WG_X / WG_Y per matrix shape: 16 x 16 (64 x 64 tiles) for large
+// The backend picks WG_X / WG_Y per matrix shape: 16 x 16 (64 x 64 tiles) for large
 // products, 8 x 8 (32 x 32 tiles) when the rows are few (50 rows for ViT-B/32 batch 1)
 // so that the launch still spreads over every compute unit. When even that leaves too
 // few workgroups, the k range is split over `splits` workgroups along z (split-K): each
 // writes its raw partial tile to out[z] and the `reduce` entry point sums the partials
 // and applies the epilogue.
+//
+// With F16_WEIGHTS the weight is stored as f16 (half the memory and the bandwidth, which
+// bound the small-batch products): four halves per vec2<u32>, widened with
+// unpack2x16float (core WGSL, so no shader-f16 feature is needed); all arithmetic stays
+// f32. Split-K partials are f32 either way, reduced by the f32 variant's `reduce`.
 
-struct Params {
+struct Params { // MatmulParams in src/gpu/pipelines.rs
     m: u32,            // rows of a and out
     n: u32,            // rows of w = columns of out
     k: u32,            // inner dimension, a multiple of 4
@@ -29,28 +34,62 @@ struct Params {
     pad2: u32,
 }
 
-override WG_X: u32 = 16u; // threads along n (tile width 4 * WG_X), at most 16
-override WG_Y: u32 = 16u; // threads along m (tile height 4 * WG_Y), at most 16
-override REDUCE_WG: u32 = 256u; // threads per workgroup of `reduce`
-
-const BK: u32 = 16u;       // depth of one staged slice
-const MAX_TILE: u32 = 64u; // 4 * the largest WG_X / WG_Y
+override WG_X: u32;      // threads along n (tile width 4 * WG_X)
+override WG_Y: u32;      // threads along m (tile height 4 * WG_Y)
+override BK: u32;        // depth of one staged slice, a multiple of 4
+override REDUCE_WG: u32; // threads per workgroup of `reduce`
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;       // [m, k / 4]; reduce: partials
+//#if F16_WEIGHTS
+@group(0) @binding(2) var<storage, read> w: array<vec2<u32>>;       // [n, k / 4] x 4 f16
+//#else
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // [n, k / 4]
+//#endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;          // [n] (unused if !has_bias)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;      // [m, n] (unused if !has_residual)
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;     // [m, n], or [splits, m, n]
 
-// [BK][tile / 4]: element (kk, i) holds rows (or columns) 4i..4i+3 at depth kk.
-var<workgroup> a_tile: array<vec4<f32>, 256>; // BK * MAX_TILE / 4
-var<workgroup> w_tile: array<vec4<f32>, 256>;
+// The staged slices of a, then of w, each [BK][tile / 4]: element (kk, i) of a slice
+// holds rows (or columns) 4i..4i+3 at depth kk.
+var<workgroup> tiles: array<vec4<f32>, BK * (WG_Y + WG_X)>;
+
+// a[row, 4 k4 .. 4 k4 + 3] and w[col, 4 k4 .. 4 k4 + 3], zero outside the matrices.
+fn load_a(row: u32, k4: u32) -> vec4<f32> {
+    if (row >= p.m || k4 >= p.k / 4u) {
+        return vec4<f32>(0.0);
+    }
+    return a[row * (p.k / 4u) + k4];
+}
+
+fn load_w(col: u32, k4: u32) -> vec4<f32> {
+    if (col >= p.n || k4 >= p.k / 4u) {
+        return vec4<f32>(0.0);
+    }
+    let i = col * (p.k / 4u) + k4;
+//#if F16_WEIGHTS
+    let h = w[i];
+    return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
+//#else
+    return w[i];
+//#endif
+}
+
+// Transposes `v`, row r of a tile at depths 4 c4 .. 4 c4 + 3, into the slice at `first`
+// whose rows come in `quads` vec4s per depth.
+fn stage(first: u32, quads: u32, r: u32, c4: u32, v: vec4<f32>) {
+    let base = first + c4 * 4u * quads + r / 4u;
+    let comp = r % 4u;
+    tiles[base][comp] = v.x;
+    tiles[base + quads][comp] = v.y;
+    tiles[base + 2u * quads][comp] = v.z;
+    tiles[base + 3u * quads][comp] = v.w;
+}
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 // erf(x) with |error| < 1.2e-7: Numerical Recipes' erfc (Chebyshev fit), the same
-// formula as the CPU engine. WGSL has no erf.
+// formula as the CPU backend. WGSL has no erf.
 fn erf(x: f32) -> f32 {
     let z = abs(x);
     let t = 1.0 / (1.0 + 0.5 * z);
@@ -113,7 +152,6 @@ fn main(
     let col0 = wid.x * bn;
     let tid = lid.y * WG_X + lid.x;
     let threads = WG_X * WG_Y;
-    let k4 = p.k / 4u;
     // This workgroup's share of k. Chunks are BK multiples, so only the last one ends
     // inside a tile, at k itself, which the loads below check.
     let k_begin = wid.z * p.k_chunk;
@@ -124,45 +162,23 @@ fn main(
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
+    let w_first = BK * WG_Y; // the w slice follows the a slice in `tiles`
     for (var kt = k_begin; kt < k_end; kt += BK) {
-        // Stage a[row0 .. row0 + bm, kt .. kt + BK], zero outside the matrix.
+        // Stage a[row0 .. row0 + bm, kt .. kt + BK] and w[col0 .. col0 + bn, kt .. kt + BK].
         for (var i = tid; i < bm * (BK / 4u); i += threads) {
             let r = i / (BK / 4u);
             let c4 = i % (BK / 4u);
-            let gr = row0 + r;
-            let gk = kt / 4u + c4;
-            var v = vec4<f32>(0.0);
-            if (gr < p.m && gk < k4) {
-                v = a[gr * k4 + gk];
-            }
-            let base = c4 * 4u * (bm / 4u) + r / 4u;
-            let comp = r % 4u;
-            a_tile[base][comp] = v.x;
-            a_tile[base + bm / 4u][comp] = v.y;
-            a_tile[base + 2u * (bm / 4u)][comp] = v.z;
-            a_tile[base + 3u * (bm / 4u)][comp] = v.w;
+            stage(0u, bm / 4u, r, c4, load_a(row0 + r, kt / 4u + c4));
         }
-        // Stage w[col0 .. col0 + bn, kt .. kt + BK] the same way.
         for (var i = tid; i < bn * (BK / 4u); i += threads) {
             let r = i / (BK / 4u);
             let c4 = i % (BK / 4u);
-            let gr = col0 + r;
-            let gk = kt / 4u + c4;
-            var v = vec4<f32>(0.0);
-            if (gr < p.n && gk < k4) {
-                v = w[gr * k4 + gk];
-            }
-            let base = c4 * 4u * (bn / 4u) + r / 4u;
-            let comp = r % 4u;
-            w_tile[base][comp] = v.x;
-            w_tile[base + bn / 4u][comp] = v.y;
-            w_tile[base + 2u * (bn / 4u)][comp] = v.z;
-            w_tile[base + 3u * (bn / 4u)][comp] = v.w;
+            stage(w_first, bn / 4u, r, c4, load_w(col0 + r, kt / 4u + c4));
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            let av = a_tile[kk * (bm / 4u) + lid.y]; // rows 4 lid.y .. + 3
-            let wv = w_tile[kk * (bn / 4u) + lid.x]; // columns 4 lid.x .. + 3
+            let av = tiles[kk * (bm / 4u) + lid.y];           // rows 4 lid.y .. + 3
+            let wv = tiles[w_first + kk * (bn / 4u) + lid.x]; // columns 4 lid.x .. + 3
             acc0 += av.x * wv;
             acc1 += av.y * wv;
             acc2 += av.z * wv;

@@ -2,14 +2,12 @@
 // and token 1 + p is patch p, each plus its position embedding. One thread per output
 // element.
 
-struct Params {
+struct Params { // VisionEmbedParams in src/gpu/pipelines.rs
     batch: u32,
     patches: u32,  // patches per image (tokens - 1)
     dim: u32,
     groups_x: u32, // workgroups along x of the launch grid
 }
-
-override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> patch_embeds: array<f32>;  // [batch * patches, dim]
@@ -17,13 +15,14 @@ override WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> position: array<f32>;      // [patches + 1, dim]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;     // [batch * (patches + 1), dim]
 
-@compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.y * (p.groups_x * WG) + gid.x;
+//#include "elementwise.wgsl"
+
+fn elements() -> u32 {
+    return p.batch * (p.patches + 1u) * p.dim;
+}
+
+fn element(idx: u32) {
     let tokens = p.patches + 1u;
-    if (idx >= p.batch * tokens * p.dim) {
-        return;
-    }
     let row = idx / p.dim;
     let c = idx % p.dim;
     let b = row / tokens;

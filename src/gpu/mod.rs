@@ -12,7 +12,7 @@
 //!   submitted only when a result is read back (one copy of the final rows).
 //!
 //! To add a kernel: write `shaders/NAME.wgsl` (a uniform `Params` struct at binding 0,
-//! inputs next, the output last, workgroup size as an `override`, every thread
+//! inputs next, the output last, sizes as `override`s set from Rust, every thread
 //! bounds-checked), add its pipeline and `Params` twin to `pipelines.rs`, call it through
 //! `GpuBackend::launch` from the `Backend` method, and add a case comparing it with the
 //! CPU engine to `tests/gpu_kernels.rs`.
@@ -24,6 +24,7 @@
 pub mod context;
 pub mod pipelines;
 pub mod pool;
+mod wgsl;
 
 pub use context::{GpuOptions, WeightPrecision};
 
@@ -31,7 +32,10 @@ use crate::error::{ClipError, Result};
 use crate::graph::{Backend, Dims, Shape};
 use crate::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 use context::Context;
-use pipelines::{AttentionParams, LayerNormParams, MatmulParams, Params3, Pipelines};
+use pipelines::{
+    AttentionParams, GatherRowsParams, LayerNormParams, MatmulParams, Pipelines, TextEmbedParams,
+    VisionEmbedParams,
+};
 use pool::{Pool, Pooled};
 use std::future::Future;
 use std::pin::Pin;
@@ -751,10 +755,10 @@ impl Backend for GpuBackend {
         let rows = batch * (patches + 1);
         let out = self.alloc(rows, d)?;
         let (gx, gy) = self.elementwise_grid(rows * d)?;
-        let params = Params3 {
-            a: u32_of("batch", batch)?,
-            b: u32_of("patches", patches)?,
-            c: u32_of("dim", d)?,
+        let params = VisionEmbedParams {
+            batch: u32_of("batch", batch)?,
+            patches: u32_of("patches", patches)?,
+            dim: u32_of("dim", d)?,
             groups_x: gx,
         };
         u32_of("elements", rows * d)?;
@@ -785,10 +789,10 @@ impl Backend for GpuBackend {
         let out = self.alloc(ids.len(), d)?;
         let (gx, gy) = self.elementwise_grid(ids.len() * d)?;
         u32_of("elements", ids.len() * d)?;
-        let params = Params3 {
-            a: u32_of("rows", ids.len())?,
-            b: u32_of("seq_len", seq_len)?,
-            c: u32_of("dim", d)?,
+        let params = TextEmbedParams {
+            rows: u32_of("rows", ids.len())?,
+            seq_len: u32_of("seq_len", seq_len)?,
+            dim: u32_of("dim", d)?,
             groups_x: gx,
         };
         self.launch(
@@ -815,10 +819,10 @@ impl Backend for GpuBackend {
         let out = self.alloc(rows.len(), x.cols)?;
         let (gx, gy) = self.elementwise_grid(rows.len() * x.cols)?;
         u32_of("elements", rows.len() * x.cols)?;
-        let params = Params3 {
-            a: idx.len() as u32,
-            b: u32_of("cols", x.cols)?,
-            c: 0,
+        let params = GatherRowsParams {
+            rows: idx.len() as u32,
+            cols: u32_of("cols", x.cols)?,
+            pad: 0,
             groups_x: gx,
         };
         self.launch(

@@ -1,25 +1,23 @@
-//! The compute pipelines, one per WGSL file under `shaders/` (two for the matmul tile
-//! shapes), created once per device, and the uniform struct of each kernel, laid out as
-//! in its shader.
+//! The compute pipelines, created once per device, and the uniform struct of each
+//! kernel, laid out as its shader's `Params`.
+//!
+//! Each kernel is one file under `shaders/`. Its variants (subgroup or workgroup-memory
+//! reductions, f32 or f16 weights) are `//#if` blocks and shared pieces `//#include`d,
+//! composed by [`super::wgsl`] once the device is known. Every size the WGSL depends on
+//! (workgroup sizes, the matmul slice depth, the attention kernel's longest sequence) is
+//! an `override` without a default, set from the constants below: they are its only
+//! statement.
 
 use super::context::Context;
+use super::wgsl;
 use crate::error::{ClipError, Result};
 use bytemuck::{Pod, Zeroable};
-
-const MATMUL: &str = include_str!("../../shaders/matmul.wgsl");
-const MATMUL_F16: &str = include_str!("../../shaders/matmul_f16.wgsl");
-const LAYER_NORM: &str = include_str!("../../shaders/layer_norm.wgsl");
-const LAYER_NORM_SUBGROUP: &str = include_str!("../../shaders/layer_norm_subgroup.wgsl");
-const ATTENTION: &str = include_str!("../../shaders/attention.wgsl");
-const ATTENTION_SUBGROUP: &str = include_str!("../../shaders/attention_subgroup.wgsl");
-const VISION_EMBED: &str = include_str!("../../shaders/vision_embed.wgsl");
-const TEXT_EMBED: &str = include_str!("../../shaders/text_embed.wgsl");
-const GATHER_ROWS: &str = include_str!("../../shaders/gather_rows.wgsl");
 
 /// Matmul tile of a launch: `(WG_X, WG_Y)` threads, each computing 4 x 4 outputs.
 pub const MATMUL_LARGE: (u32, u32) = (16, 16); // 64 x 64 outputs per workgroup
 pub const MATMUL_SMALL: (u32, u32) = (8, 8); // 32 x 32: few rows still fill the GPU
-/// Depth of the matmul's staged slices: split-K chunks are multiples of it.
+/// Depth of the matmul's staged slices (a multiple of 4): split-K chunks are multiples
+/// of it.
 pub const MATMUL_BK: usize = 16;
 /// Below this many workgroups a product's k range is split (a discrete GPU has ~100
 /// compute units and wants a few workgroups each)...
@@ -32,7 +30,8 @@ pub const LAYER_NORM_WG: u32 = 128;
 /// Threads per attention row: one per key while scoring; `head_dim / 4` column groups
 /// times `64 / (head_dim / 4)` key partitions while summing `p v`.
 pub const ATTENTION_WG: u32 = 64;
-/// The attention kernel's workgroup arrays: longest sequence, widest head.
+/// The attention kernel's workgroup arrays: longest sequence, widest head (a vec4 of the
+/// query row per thread).
 pub const ATTENTION_MAX_SEQ: usize = 1024;
 pub const ATTENTION_MAX_HEAD_DIM: usize = 4 * ATTENTION_WG as usize;
 /// Threads per workgroup of the element-wise kernels.
@@ -74,14 +73,33 @@ pub struct AttentionParams {
     pub pad: [u32; 2],
 }
 
-/// Shared by vision_embed (batch, patches, dim), text_embed (rows, seq_len, dim) and
-/// gather_rows (rows, cols, unused): three sizes and the launch grid's width.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
-pub struct Params3 {
-    pub a: u32,
-    pub b: u32,
-    pub c: u32,
+pub struct VisionEmbedParams {
+    pub batch: u32,
+    /// Patches per image (tokens - 1).
+    pub patches: u32,
+    pub dim: u32,
+    pub groups_x: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct TextEmbedParams {
+    /// Token ids, all sequences together.
+    pub rows: u32,
+    pub seq_len: u32,
+    pub dim: u32,
+    pub groups_x: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct GatherRowsParams {
+    /// Output rows.
+    pub rows: u32,
+    pub cols: u32,
+    pub pad: u32,
     pub groups_x: u32,
 }
 
@@ -90,7 +108,7 @@ pub struct Pipelines {
     pub matmul_small: wgpu::ComputePipeline,
     /// Split-K: sums the partial products, then the epilogue.
     pub matmul_reduce: wgpu::ComputePipeline,
-    /// The same with f16 weights.
+    /// The same with f16 weights (their split-K partials go to `matmul_reduce`).
     pub matmul_f16_large: wgpu::ComputePipeline,
     pub matmul_f16_small: wgpu::ComputePipeline,
     pub layer_norm: wgpu::ComputePipeline,
@@ -100,60 +118,147 @@ pub struct Pipelines {
     pub gather_rows: wgpu::ComputePipeline,
 }
 
-fn pipeline(
-    ctx: &Context,
-    label: &str,
-    source: &str,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
-    pipeline_entry(ctx, label, source, "main", constants)
+/// A kernel file.
+struct Kernel {
+    file: &'static str,
+    source: &'static str,
+    /// Whether its reductions have a subgroup variant (`//#if SUBGROUPS`).
+    reduces: bool,
 }
 
-fn pipeline_entry(
-    ctx: &Context,
-    label: &str,
-    source: &str,
-    entry: &str,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(label),
-            source: wgpu::ShaderSource::Wgsl(source.into()),
-        });
-    ctx.device
-        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(label),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        })
+/// A kernel file of `shaders/`, compiled in.
+macro_rules! kernel {
+    ($file:literal, reduces: $reduces:literal) => {
+        Kernel {
+            file: $file,
+            source: include_str!(concat!("../../shaders/", $file)),
+            reduces: $reduces,
+        }
+    };
 }
 
-/// A kernel with a reduction: its subgroup variant where the device has subgroups, else
-/// the workgroup-memory one.
-fn reduction(
-    ctx: &Context,
-    label: &str,
-    plain: &str,
-    subgroup: &str,
-    constants: &[(&str, f64)],
-) -> wgpu::ComputePipeline {
-    if !ctx.subgroups {
-        return pipeline(ctx, label, plain, constants);
+const MATMUL: Kernel = kernel!("matmul.wgsl", reduces: false);
+const LAYER_NORM: Kernel = kernel!("layer_norm.wgsl", reduces: true);
+const ATTENTION: Kernel = kernel!("attention.wgsl", reduces: true);
+const VISION_EMBED: Kernel = kernel!("vision_embed.wgsl", reduces: false);
+const TEXT_EMBED: Kernel = kernel!("text_embed.wgsl", reduces: false);
+const GATHER_ROWS: Kernel = kernel!("gather_rows.wgsl", reduces: false);
+
+/// One pipeline: an entry point of a kernel's variant and its override constants.
+struct Spec {
+    label: &'static str,
+    kernel: &'static Kernel,
+    /// The `F16_WEIGHTS` flag: weights stored as f16.
+    f16_weights: bool,
+    entry: &'static str,
+    constants: &'static [(&'static str, f64)],
+}
+
+/// Override constants of the matmul tiles and of the element-wise kernels.
+const LARGE_TILE: &[(&str, f64)] = &[
+    ("WG_X", MATMUL_LARGE.0 as f64),
+    ("WG_Y", MATMUL_LARGE.1 as f64),
+    ("BK", MATMUL_BK as f64),
+];
+const SMALL_TILE: &[(&str, f64)] = &[
+    ("WG_X", MATMUL_SMALL.0 as f64),
+    ("WG_Y", MATMUL_SMALL.1 as f64),
+    ("BK", MATMUL_BK as f64),
+];
+const ELEMENTWISE: &[(&str, f64)] = &[("WG", ELEMENTWISE_WG as f64)];
+
+const fn main_of(
+    label: &'static str,
+    kernel: &'static Kernel,
+    f16_weights: bool,
+    constants: &'static [(&'static str, f64)],
+) -> Spec {
+    Spec {
+        label,
+        kernel,
+        f16_weights,
+        entry: "main",
+        constants,
     }
-    // Browsers require the `enable` directive, which naga does not parse yet.
-    #[cfg(target_arch = "wasm32")]
-    let owned = format!("enable subgroups;\n{subgroup}");
-    #[cfg(target_arch = "wasm32")]
-    let subgroup = owned.as_str();
-    pipeline(ctx, &format!("{label}_subgroup"), subgroup, constants)
+}
+
+const MATMUL_LARGE_F32: Spec = main_of("matmul_large", &MATMUL, false, LARGE_TILE);
+const MATMUL_SMALL_F32: Spec = main_of("matmul_small", &MATMUL, false, SMALL_TILE);
+const MATMUL_LARGE_F16: Spec = main_of("matmul_f16_large", &MATMUL, true, LARGE_TILE);
+const MATMUL_SMALL_F16: Spec = main_of("matmul_f16_small", &MATMUL, true, SMALL_TILE);
+const MATMUL_REDUCE: Spec = Spec {
+    label: "matmul_reduce",
+    kernel: &MATMUL,
+    f16_weights: false,
+    entry: "reduce",
+    constants: &[("REDUCE_WG", ELEMENTWISE_WG as f64)],
+};
+const LAYER_NORM_MAIN: Spec = main_of(
+    "layer_norm",
+    &LAYER_NORM,
+    false,
+    &[("WG", LAYER_NORM_WG as f64)],
+);
+const ATTENTION_MAIN: Spec = main_of(
+    "attention",
+    &ATTENTION,
+    false,
+    &[
+        ("WG", ATTENTION_WG as f64),
+        ("MAX_SEQ", ATTENTION_MAX_SEQ as f64),
+    ],
+);
+const VISION_EMBED_MAIN: Spec = main_of("vision_embed", &VISION_EMBED, false, ELEMENTWISE);
+const TEXT_EMBED_MAIN: Spec = main_of("text_embed", &TEXT_EMBED, false, ELEMENTWISE);
+const GATHER_ROWS_MAIN: Spec = main_of("gather_rows", &GATHER_ROWS, false, ELEMENTWISE);
+
+/// Browsers require `enable subgroups;` ahead of a shader that uses subgroups, and
+/// naga, wgpu's native shader compiler, does not parse the directive yet.
+const ENABLE_SUBGROUPS: bool = cfg!(target_arch = "wasm32");
+
+impl Spec {
+    /// The WGSL of this pipeline on a device with (or without) `subgroups`, and its
+    /// label; `enable` says whether to write `enable subgroups;` where they are used.
+    fn wgsl(&self, subgroups: bool, enable: bool) -> Result<(String, String)> {
+        let subgroups = subgroups && self.kernel.reduces;
+        let body = wgsl::compose(
+            self.kernel.file,
+            self.kernel.source,
+            &[("SUBGROUPS", subgroups), ("F16_WEIGHTS", self.f16_weights)],
+        )?;
+        if !subgroups {
+            return Ok((self.label.to_string(), body));
+        }
+        let body = if enable {
+            format!("enable subgroups;\n{body}")
+        } else {
+            body
+        };
+        Ok((format!("{}_subgroup", self.label), body))
+    }
+
+    fn build(&self, ctx: &Context) -> Result<wgpu::ComputePipeline> {
+        let (label, source) = self.wgsl(ctx.subgroups, ENABLE_SUBGROUPS)?;
+        let module = ctx
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+        Ok(ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some(self.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: self.constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            }))
+    }
 }
 
 impl Pipelines {
@@ -161,38 +266,155 @@ impl Pipelines {
     /// through an error scope instead of wgpu's panicking default handler.
     pub async fn new(ctx: &Context) -> Result<Pipelines> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mm = |label, src, (x, y): (u32, u32)| {
-            pipeline(ctx, label, src, &[("WG_X", x as f64), ("WG_Y", y as f64)])
-        };
-        let wg = |n: u32| [("WG", n as f64)];
-        let ln_wg = wg(LAYER_NORM_WG);
-        let att_wg = wg(ATTENTION_WG);
-        let layer_norm = reduction(ctx, "layer_norm", LAYER_NORM, LAYER_NORM_SUBGROUP, &ln_wg);
-        let attention = reduction(ctx, "attention", ATTENTION, ATTENTION_SUBGROUP, &att_wg);
-        let pipelines = Pipelines {
-            matmul_large: mm("matmul_large", MATMUL, MATMUL_LARGE),
-            matmul_small: mm("matmul_small", MATMUL, MATMUL_SMALL),
-            matmul_reduce: pipeline_entry(
-                ctx,
-                "matmul_reduce",
-                MATMUL,
-                "reduce",
-                &[("REDUCE_WG", ELEMENTWISE_WG as f64)],
-            ),
-            matmul_f16_large: mm("matmul_f16_large", MATMUL_F16, MATMUL_LARGE),
-            matmul_f16_small: mm("matmul_f16_small", MATMUL_F16, MATMUL_SMALL),
-            layer_norm,
-            attention,
-            vision_embed: pipeline(ctx, "vision_embed", VISION_EMBED, &wg(ELEMENTWISE_WG)),
-            text_embed: pipeline(ctx, "text_embed", TEXT_EMBED, &wg(ELEMENTWISE_WG)),
-            gather_rows: pipeline(ctx, "gather_rows", GATHER_ROWS, &wg(ELEMENTWISE_WG)),
-        };
+        let built = (|| {
+            Ok(Pipelines {
+                matmul_large: MATMUL_LARGE_F32.build(ctx)?,
+                matmul_small: MATMUL_SMALL_F32.build(ctx)?,
+                matmul_reduce: MATMUL_REDUCE.build(ctx)?,
+                matmul_f16_large: MATMUL_LARGE_F16.build(ctx)?,
+                matmul_f16_small: MATMUL_SMALL_F16.build(ctx)?,
+                layer_norm: LAYER_NORM_MAIN.build(ctx)?,
+                attention: ATTENTION_MAIN.build(ctx)?,
+                vision_embed: VISION_EMBED_MAIN.build(ctx)?,
+                text_embed: TEXT_EMBED_MAIN.build(ctx)?,
+                gather_rows: GATHER_ROWS_MAIN.build(ctx)?,
+            })
+        })();
         if let Some(e) = scope.pop().await {
             return Err(ClipError::Gpu(format!(
                 "compiling the WGSL kernels failed on {}: {e}",
                 ctx.info.name
             )));
         }
-        Ok(pipelines)
+        built
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [&Spec; 10] = [
+        &MATMUL_LARGE_F32,
+        &MATMUL_SMALL_F32,
+        &MATMUL_REDUCE,
+        &MATMUL_LARGE_F16,
+        &MATMUL_SMALL_F16,
+        &LAYER_NORM_MAIN,
+        &ATTENTION_MAIN,
+        &VISION_EMBED_MAIN,
+        &TEXT_EMBED_MAIN,
+        &GATHER_ROWS_MAIN,
+    ];
+
+    /// Each kernel's uniform, as laid out on the Rust side.
+    fn params_size(kernel: &Kernel) -> usize {
+        match kernel.file {
+            "matmul.wgsl" => size_of::<MatmulParams>(),
+            "layer_norm.wgsl" => size_of::<LayerNormParams>(),
+            "attention.wgsl" => size_of::<AttentionParams>(),
+            "vision_embed.wgsl" => size_of::<VisionEmbedParams>(),
+            "text_embed.wgsl" => size_of::<TextEmbedParams>(),
+            "gather_rows.wgsl" => size_of::<GatherRowsParams>(),
+            other => panic!("no params struct for {other}"),
+        }
+    }
+
+    #[test]
+    fn every_pipeline_is_listed_once() {
+        assert_eq!(
+            size_of::<Pipelines>(),
+            ALL.len() * size_of::<wgpu::ComputePipeline>()
+        );
+        let mut labels: Vec<_> = ALL.iter().map(|s| s.label).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), ALL.len());
+    }
+
+    #[test]
+    fn variants_compose_to_plain_wgsl() {
+        for spec in ALL {
+            let (plain_label, plain) = spec.wgsl(false, true).unwrap();
+            let (label, native) = spec.wgsl(true, false).unwrap();
+            let (_, browser) = spec.wgsl(true, true).unwrap();
+            for src in [&plain, &native, &browser] {
+                assert!(!src.contains("//#"), "{label}: a directive is left");
+                assert!(!src.contains("#include"), "{label}");
+            }
+            assert_eq!(plain_label, spec.label);
+            let uses_subgroups = |src: &str| src.contains("@builtin(subgroup_size)");
+            assert!(!uses_subgroups(&plain) && !plain.contains("enable"));
+            // `reduces` says exactly which kernels have a subgroup variant...
+            assert_eq!(spec.kernel.reduces, plain != native, "{label}");
+            if spec.kernel.reduces {
+                assert_eq!(label, format!("{}_subgroup", spec.label));
+                assert!(uses_subgroups(&native) && !native.contains("enable"));
+                // ...which the browser gets behind the `enable` it requires.
+                assert_eq!(browser, format!("enable subgroups;\n{native}"));
+            } else {
+                assert_eq!((&label, &browser), (&plain_label, &plain));
+            }
+            let f16 = plain.contains("var<storage, read> w: array<vec2<u32>>");
+            assert_eq!(f16, spec.f16_weights, "{label}");
+        }
+    }
+
+    /// Parse and validate every variant with naga (wgpu's shader compiler) without a GPU,
+    /// then resolve its overrides with this module's constants, as pipeline creation does.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn every_variant_compiles_with_its_constants() {
+        use wgpu::naga;
+        for spec in ALL {
+            for subgroups in [false, true] {
+                let (label, src) = spec.wgsl(subgroups, false).unwrap();
+                let module = naga::front::wgsl::parse_str(&src)
+                    .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&src)));
+                let info = naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    // As wgpu grants them: subgroups with the SUBGROUP feature, f16
+                    // unpacking on every device that is not downlevel.
+                    naga::valid::Capabilities::SUBGROUP
+                        | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+                )
+                .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+                .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&src)));
+
+                // Every size comes from Rust: no named override has a default of its own.
+                for (_, o) in module.overrides.iter() {
+                    if let Some(name) = &o.name {
+                        assert!(o.init.is_none(), "{label}: override {name} has a default");
+                    }
+                }
+                // The uniform at binding 0 is laid out as its Rust twin.
+                let (_, uniform) = module
+                    .global_variables
+                    .iter()
+                    .find(|(_, g)| g.space == naga::AddressSpace::Uniform)
+                    .unwrap();
+                assert_eq!(
+                    uniform.binding,
+                    Some(naga::ResourceBinding {
+                        group: 0,
+                        binding: 0
+                    })
+                );
+                let size = module.types[uniform.ty].inner.size(module.to_ctx());
+                assert_eq!(size as usize, params_size(spec.kernel), "{label}");
+
+                let mut constants = naga::back::PipelineConstants::default();
+                for &(k, v) in spec.constants {
+                    constants.insert(k.to_string(), v);
+                }
+                let entry = Some((naga::ShaderStage::Compute, spec.entry));
+                naga::back::pipeline_constants::process_overrides(
+                    &module, &info, entry, &constants,
+                )
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            }
+        }
     }
 }
