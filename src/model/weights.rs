@@ -563,6 +563,10 @@ mod tests {
     fn each_tower_lists_its_own_tensors_once() {
         for name in ClipConfig::PRESETS {
             let cfg = ClipConfig::preset(name).unwrap();
+            if cfg.family == Family::Siglip {
+                // Not described yet: refused (see `siglip_weights_are_refused_for_now`).
+                continue;
+            }
             let both = tensor_specs(&cfg, Towers::Both).unwrap();
             let mut names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();
             names.sort_unstable();
@@ -587,6 +591,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn siglip_weights_are_refused_for_now() {
+        let cfg = ClipConfig::preset("siglip2-b16-224").unwrap();
+        let e = tensor_specs(&cfg, Towers::Both).unwrap_err();
+        assert_eq!(e.code(), "unsupported", "{e}");
     }
 
     #[test]
