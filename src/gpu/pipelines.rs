@@ -19,12 +19,7 @@ pub const MATMUL_SMALL: (u32, u32) = (8, 8); // 32 x 32: few rows still fill the
 /// Depth of the matmul's staged slices (a multiple of 4): split-K chunks are multiples
 /// of it.
 pub const MATMUL_BK: usize = 16;
-/// Below this many workgroups a product's k range is split (a discrete GPU has ~100
-/// compute units and wants a few workgroups each)...
-pub const MATMUL_SPLIT_BELOW: usize = 128;
-/// ...into chunks of at least this depth, at most this many.
-pub const MATMUL_MIN_CHUNK: usize = 128;
-pub const MATMUL_MAX_SPLITS: usize = 8;
+/// (How a product is split along k is `plan::MatmulPlan`'s choice.)
 /// Threads per LayerNorm row: dims are 64..1280, so 128 threads do 1..10 elements each.
 pub const LAYER_NORM_WG: u32 = 128;
 /// Threads per attention row: one per key while scoring; `head_dim / 4` column groups

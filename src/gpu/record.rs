@@ -1,0 +1,218 @@
+//! Recording a forward pass: kernel launches go into one command encoder, their uniforms
+//! and small index arrays into one arena buffer written just before the submit, and
+//! activations into pooled buffers.
+
+use super::pipelines::{self, Pipelines};
+use super::pool::Pool;
+use super::{GpuAct, GpuBackend};
+use crate::error::{ClipError, Result};
+use std::sync::Arc;
+
+/// Uniforms and small index arrays of the commands being recorded, written to the GPU
+/// in one `write_buffer` right before the commands are submitted.
+pub(super) struct Arena {
+    pub(super) buffer: wgpu::Buffer,
+    pub(super) data: Vec<u8>,
+    /// Offsets of bindings must be multiples of this (256 on most adapters).
+    pub(super) align: usize,
+}
+
+pub(super) const ARENA_BYTES: u64 = 1 << 20;
+
+pub(super) fn arena_buffer(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("arena"),
+        size,
+        usage: wgpu::BufferUsages::UNIFORM
+            | wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// What one binding of a kernel points at.
+pub(super) enum Bind<'a> {
+    Buffer(&'a wgpu::Buffer),
+    /// `(piece, size)`: a piece staged in the arena with the launch.
+    Arena(u64, u64),
+    /// A binding number the kernel's entry point does not use.
+    Skip,
+}
+
+impl GpuBackend {
+    pub(super) fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        let device = &self.ctx.device;
+        self.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("forward"),
+            })
+        })
+    }
+
+    /// Submit what was recorded, after the arena it reads.
+    pub(super) fn submit(&mut self) {
+        if !self.arena.data.is_empty() {
+            self.ctx
+                .queue
+                .write_buffer(&self.arena.buffer, 0, &self.arena.data);
+            self.arena.data.clear();
+        }
+        if let Some(enc) = self.encoder.take() {
+            self.ctx.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Place `pieces` in the arena; returns their offsets. Submits the recorded commands
+    /// first when the arena is full, and grows it when one pass needs more.
+    pub(super) fn stage(&mut self, pieces: &[&[u8]]) -> Vec<u64> {
+        let align = self.arena.align;
+        let need: usize = pieces.iter().map(|p| p.len().div_ceil(align) * align).sum();
+        let cap = self.arena.buffer.size() as usize;
+        if self.arena.data.len().div_ceil(align) * align + need > cap {
+            self.submit();
+            if need > cap {
+                let size = (need.max(2 * cap) as u64).div_ceil(16) * 16;
+                self.arena.buffer = arena_buffer(&self.ctx.device, size);
+            }
+        }
+        pieces
+            .iter()
+            .map(|p| {
+                let off = self.arena.data.len().div_ceil(align) * align;
+                self.arena.data.resize(off, 0);
+                self.arena.data.extend_from_slice(p);
+                // Pad to 16: a binding's size must be a multiple of its element stride.
+                let end = self.arena.data.len().div_ceil(16) * 16;
+                self.arena.data.resize(end, 0);
+                off as u64
+            })
+            .collect()
+    }
+
+    /// A pooled buffer for `[rows, cols]` f32.
+    pub(super) fn alloc(&mut self, rows: usize, cols: usize) -> Result<GpuAct> {
+        let bytes = (rows * cols * 4) as u64;
+        self.ctx.check_size("an activation", bytes)?;
+        let buffer = match self.pool.take(bytes) {
+            Some(b) => b,
+            None => self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("activation"),
+                size: Pool::class(bytes),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        Ok(GpuAct {
+            buf: Arc::new(self.pool.lend(buffer)),
+            rows,
+            cols,
+        })
+    }
+
+    /// A launch grid of `n` workgroups: `(x, y)` with `x * y >= n`, both within the
+    /// per-dimension limit. Pipelines rebuild the flat index from `groups_x`.
+    pub(super) fn grid(&self, n: usize) -> Result<(u32, u32)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension.max(1) as usize;
+        let x = n.clamp(1, max);
+        let y = n.div_ceil(x);
+        if y > max {
+            return Err(ClipError::Gpu(format!(
+                "a launch of {n} workgroups exceeds this device's grid"
+            )));
+        }
+        Ok((x as u32, y as u32))
+    }
+
+    /// Record one kernel launch: binding 0 is `params` (a uniform in the arena), then
+    /// `binds` in order, then `out` last.
+    pub(super) fn launch(
+        &mut self,
+        which: fn(&Pipelines) -> &wgpu::ComputePipeline,
+        params: &[u8],
+        aux: Option<&[u8]>,
+        binds: &[Bind<'_>],
+        groups: (u32, u32, u32),
+    ) {
+        let mut pieces = vec![params];
+        pieces.extend(aux);
+        let offsets = self.stage(&pieces);
+        let pipeline = which(&self.pipelines).clone();
+        let layout = pipeline.get_bind_group_layout(0);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena.buffer,
+                offset: offsets[0],
+                size: wgpu::BufferSize::new(params.len().div_ceil(16) as u64 * 16),
+            }),
+        }];
+        for (i, b) in binds.iter().enumerate() {
+            let resource = match *b {
+                Bind::Buffer(buf) => buf.as_entire_binding(),
+                Bind::Arena(off, size) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &self.arena.buffer,
+                    offset: offsets[off as usize],
+                    size: wgpu::BufferSize::new(size.max(4).div_ceil(16) * 16),
+                }),
+                Bind::Skip => continue,
+            };
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource,
+            });
+        }
+        let group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &layout,
+                entries: &entries,
+            });
+        if groups.0 == 0 || groups.1 == 0 || groups.2 == 0 {
+            return;
+        }
+        let mut pass = self
+            .encoder()
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: None,
+                timestamp_writes: None,
+            });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    }
+
+    /// Stage host data in a mapped buffer and copy it into `dst` inside the encoder,
+    /// so that it lands in order with the passes already recorded (a pooled `dst` may
+    /// still be read by one of them).
+    pub(super) fn upload(&mut self, dst: &wgpu::Buffer, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let size = (data.len() as u64).div_ceil(4) * 4;
+        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("upload"),
+            size,
+            usage: wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: true,
+        });
+        {
+            let mut view = staging
+                .get_mapped_range_mut(..)
+                .map_err(|e| ClipError::Gpu(format!("cannot map an upload buffer: {e}")))?;
+            view.slice(..data.len()).copy_from_slice(data);
+        }
+        staging.unmap();
+        self.encoder()
+            .copy_buffer_to_buffer(&staging, 0, dst, 0, size);
+        Ok(())
+    }
+
+    /// Elementwise launch grid for `n` outputs.
+    pub(super) fn elementwise_grid(&self, n: usize) -> Result<(u32, u32)> {
+        self.grid(n.div_ceil(pipelines::ELEMENTWISE_WG as usize))
+    }
+}
