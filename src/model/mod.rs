@@ -2,6 +2,7 @@
 //! and the weight structs that mirror the module tree of `transformers.CLIPModel`.
 
 pub mod config;
+pub mod plan;
 pub mod random;
 pub mod safetensors;
 pub mod weights;
