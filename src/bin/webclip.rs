@@ -141,6 +141,9 @@ preprocessor_config.json (CLIP defaults when absent).";
         })
     }
 
+    /// The flags `load_model` reads.
+    const MODEL_FLAGS: &[&str] = &["model", "weights", "backend", "gpu-weights"];
+
     /// Load a model folder with the towers the command needs.
     fn load_model(args: &Args, towers: Towers) -> CliResult<Clip> {
         let dir = PathBuf::from(args.need("model")?);
@@ -171,18 +174,7 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn embed(raw: &[String]) -> CliResult<()> {
-        let args = Args::parse(
-            raw,
-            &[
-                "model",
-                "weights",
-                "backend",
-                "gpu-weights",
-                "image",
-                "text",
-                "out",
-            ],
-        )?;
+        let args = Args::parse(raw, &[MODEL_FLAGS, &["image", "text", "out"]].concat())?;
         let out = PathBuf::from(args.need("out")?);
         if !args.positional.is_empty() {
             return Err(Failure::Usage(format!(
@@ -273,18 +265,7 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn classify(raw: &[String]) -> CliResult<()> {
-        let args = Args::parse(
-            raw,
-            &[
-                "model",
-                "weights",
-                "backend",
-                "gpu-weights",
-                "labels",
-                "template",
-                "top",
-            ],
-        )?;
+        let args = Args::parse(raw, &[MODEL_FLAGS, &["labels", "template", "top"]].concat())?;
         let labels: Vec<String> = args
             .need("labels")?
             .split(',')

@@ -214,7 +214,9 @@ pub struct WasmClip {
 /// `WasmClip.load`'s options, as js/engine.js passes them: the small files as bytes and
 /// the choices; absent choices take the JS API's defaults.
 #[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// No `deny_unknown_fields`: serde-wasm-bindgen reads a struct's fields by name and never
+// sees the others.
+#[serde(rename_all = "camelCase")]
 struct LoadOptions {
     /// `config.json`
     config: Bytes,

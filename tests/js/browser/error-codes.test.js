@@ -2,24 +2,14 @@
 // thread has the worker's code, message and cause chain, for errors from Rust and from the
 // JS layer; a worker that cannot start rejects with `worker`.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../server.js';
-import { launch } from './harness.js';
+import { useBrowser } from './harness.js';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = useBrowser();
 
 test('codes, messages and causes cross from the worker', async () => {
-  const r = await browser.run(`${server.url}/pages/index.html`, async (h) => {
+  const r = await env.browser.run(`${env.server.url}/pages/index.html`, async (h) => {
     const describe = (e) => e && { message: e.message, code: e.code, isError: e instanceof Error, cause: describe(e.cause) };
     const err = (promise) => promise.then(() => 'resolved', describe);
     const base = h.model('tiny-quickgelu');
