@@ -3,6 +3,7 @@
 // directly or, with `worker: true`, through `worker.js`.
 
 import init, { ImageBatch, WasmClip, WeightBytes } from './webclip.js';
+import { codeOf, webclipError } from './errors.js';
 import { ByteCache, isNode, readWeights, readWhole, toSource } from './sources.js';
 
 let wasmReady = null;
@@ -19,7 +20,7 @@ export function initWasm(wasmUrl) {
     }
   })().catch((e) => {
     wasmReady = null; // let a later call try again
-    throw new Error(`webclip: could not load webclip_bg.wasm: ${e?.message ?? e}`, { cause: e });
+    throw webclipError('wasm', `webclip: could not load webclip_bg.wasm: ${e?.message ?? e}`, e);
   });
   return wasmReady;
 }
@@ -44,15 +45,19 @@ function modelSources(model, towers) {
   } else if (model && typeof model === 'object') {
     spec = model;
   } else {
-    throw new Error(
+    throw webclipError(
+      'bad-input',
       "webclip: `model` must be a folder URL (or path in Node.js) or { config, weights, tokenizer, preprocessor }",
     );
   }
   for (const k of ['config', 'weights']) {
-    if (spec[k] == null) throw new Error(`webclip: model.${k} (${MODEL_FILES[k]}) is required`);
+    if (spec[k] == null) throw webclipError('bad-input', `webclip: model.${k} (${MODEL_FILES[k]}) is required`);
   }
   if (towers !== 'vision' && spec.tokenizer == null) {
-    throw new Error("webclip: model.tokenizer (tokenizer.json) is required for the text tower; pass towers: 'vision' to load only the image encoder");
+    throw webclipError(
+      'bad-tokenizer',
+      "webclip: model.tokenizer (tokenizer.json) is required for the text tower; pass towers: 'vision' to load only the image encoder",
+    );
   }
   const src = (k) => toSource(spec[k], MODEL_FILES[k]);
   return {
@@ -93,7 +98,8 @@ export class LocalEngine {
     };
     const srcs = modelSources(options.model, towers);
     if (backend === 'webgpu' && !hasWebGpu()) {
-      throw new Error(
+      throw webclipError(
+        'no-webgpu',
         "webclip: backend 'webgpu' was requested but WebGPU is not available here (no navigator.gpu); use backend: 'auto' or 'cpu'",
       );
     }
@@ -107,7 +113,7 @@ export class LocalEngine {
       const src = srcs[phase];
       if (!src) return null;
       return readWhole(src, progress(phase, src), cache).catch((e) => {
-        if (optional && / not found at /.test(e.message)) return null;
+        if (optional && e?.code === 'not-found') return null;
         throw e;
       });
     };
@@ -124,10 +130,18 @@ export class LocalEngine {
     const rustBackend = backend === 'auto' && !hasWebGpu() ? 'cpu' : backend;
     let clip;
     try {
-      clip = await WasmClip.load(config, bytes, tokenizer, preprocessor, rustBackend, towers, options.maxBatch ?? 0, options.gpuWeights ?? 'auto');
+      clip = await WasmClip.load(bytes, {
+        config,
+        tokenizer,
+        preprocessor,
+        backend: rustBackend,
+        towers,
+        maxBatch: options.maxBatch ?? 0,
+        gpuWeights: options.gpuWeights ?? 'auto',
+      });
     } catch (e) {
       const where = srcs.weights.url ?? srcs.weights.path;
-      throw new Error(`webclip: could not load the model${where ? ` (${where})` : ''}: ${e?.message ?? e}`, { cause: e });
+      throw webclipError(codeOf(e), `webclip: could not load the model${where ? ` (${where})` : ''}: ${e?.message ?? e}`, e);
     }
     let adapter = clip.backendAdapter || null;
     if (clip.backendKind === 'webgpu' && !adapter) adapter = await adapterName();
@@ -158,23 +172,27 @@ export class LocalEngine {
   }
 
   /**
-   * Run `fn(wasmClip)`. A GPU device lost before or during it fails this call with an
-   * Error saying so and frees the model; the next call reloads it (same backend choice:
-   * 'webgpu' opens a new device, 'auto' may fall back to the CPU engine) and then runs.
+   * Run `fn(wasmClip)`. A GPU device lost before or during it fails this call with a
+   * `device-lost` Error and frees the model; the next call reloads it (same backend
+   * choice: 'webgpu' opens a new device, 'auto' may fall back to the CPU engine) and runs.
    */
   async guard(fn) {
     if (this.lost) await this.recover();
     try {
       return await fn(this.clip);
     } catch (e) {
-      if (this.info.backend !== 'webgpu' || !(await this.deviceLost())) throw e;
-      const why = /the GPU device was lost \((.*?)\); load the model again/.exec(e?.message ?? '')?.[1];
+      // A call the loss broke may fail with another GPU error before the browser reports
+      // the loss: ask the device too.
+      const lost = e?.code === 'device-lost' || (this.info.backend === 'webgpu' && (await this.deviceLost()));
+      if (!lost) throw e;
+      const why = this.clip.deviceLostReason;
       this.lost = why ?? 'lost';
       this.clip.free();
       this.clip = null;
-      throw new Error(
+      throw webclipError(
+        'device-lost',
         `webclip: the GPU device was lost${why ? ` (${why})` : ''}; this call failed, and the next call will reload the model`,
-        { cause: e },
+        e,
       );
     }
   }
@@ -193,8 +211,13 @@ export class LocalEngine {
     try {
       next = await LocalEngine.load(this.options);
     } catch (e) {
-      // this.lost stays set: the call after this one tries again.
-      throw new Error(`webclip: the GPU device was lost and reloading the model failed: ${String(e?.message ?? e).replace(/^webclip: /, '')}`, { cause: e });
+      // this.lost stays set: the call after this one tries again. The code says why the
+      // reload failed (`no-webgpu`, `network`, ...).
+      throw webclipError(
+        codeOf(e),
+        `webclip: the GPU device was lost and reloading the model failed: ${String(e?.message ?? e).replace(/^webclip: /, '')}`,
+        e,
+      );
     }
     const info = next.info.backendInfo;
     this.clip = next.clip;
@@ -207,10 +230,10 @@ export class LocalEngine {
 
   /** Destroy the GPU device and wait until the browser reports it lost (tests only). */
   async loseDevice() {
-    if (this.info.backend !== 'webgpu' || !this.clip) throw new Error('webclip: _loseDevice: the model is not on a WebGPU device');
+    if (this.info.backend !== 'webgpu' || !this.clip) throw webclipError('unsupported', 'webclip: _loseDevice: the model is not on a WebGPU device');
     this.clip.loseDeviceForTesting();
     for (let waited = 0; !this.clip.deviceLost; waited += 10) {
-      if (waited > 5000) throw new Error('webclip: _loseDevice: the device-lost callback did not fire within 5 s');
+      if (waited > 5000) throw webclipError('gpu', 'webclip: _loseDevice: the device-lost callback did not fire within 5 s');
       await new Promise((r) => setTimeout(r, 10));
     }
   }
@@ -277,7 +300,7 @@ export async function toPixels(img, what = 'image') {
     try {
       bitmap = await createImageBitmap(img);
     } catch (e) {
-      throw new Error(`webclip: ${what}: unsupported image type ${img.type} (use PNG, JPEG, WebP or GIF)`, { cause: e });
+      throw webclipError('bad-image', `webclip: ${what}: unsupported image type ${img.type} (use PNG, JPEG, WebP or GIF)`, e);
     }
     try {
       return draw(bitmap, bitmap.width, bitmap.height, what);
@@ -287,7 +310,7 @@ export async function toPixels(img, what = 'image') {
   }
   if (is(img, 'ImageData') || (img && typeof img === 'object' && 'data' in img && 'width' in img && 'height' in img)) {
     const data = bytesOf(img.data);
-    if (!data) throw new Error(`webclip: ${what}: { width, height, data } needs data as a Uint8Array or Uint8ClampedArray of RGBA`);
+    if (!data) throw webclipError('bad-input', `webclip: ${what}: { width, height, data } needs data as a Uint8Array or Uint8ClampedArray of RGBA`);
     return { width: img.width, height: img.height, data };
   }
   if (is(img, 'HTMLImageElement')) {
@@ -295,7 +318,7 @@ export async function toPixels(img, what = 'image') {
       try {
         await img.decode();
       } catch (e) {
-        throw new Error(`webclip: ${what}: the <img> (${img.currentSrc || img.src}) could not be loaded or decoded`, { cause: e });
+        throw webclipError('bad-image', `webclip: ${what}: the <img> (${img.currentSrc || img.src}) could not be loaded or decoded`, e);
       }
     }
     return draw(img, img.naturalWidth, img.naturalHeight, what);
@@ -305,29 +328,31 @@ export async function toPixels(img, what = 'image') {
   if (is(img, 'ImageBitmap') || is(img, 'HTMLCanvasElement') || is(img, 'OffscreenCanvas')) {
     return draw(img, img.width, img.height, what);
   }
-  throw new Error(
+  throw webclipError(
+    'bad-input',
     `webclip: ${what}: unsupported input ${img === null ? 'null' : typeof img === 'object' ? img.constructor?.name ?? 'object' : typeof img}; pass a Blob, bytes, ImageData, ImageBitmap, <img>, <canvas> or OffscreenCanvas`,
   );
 }
 
 function draw(source, width, height, what) {
-  if (!width || !height) throw new Error(`webclip: ${what} has no pixels (${width}x${height}); is it loaded?`);
+  if (!width || !height) throw webclipError('bad-image', `webclip: ${what} has no pixels (${width}x${height}); is it loaded?`);
   let canvas;
   if (typeof OffscreenCanvas !== 'undefined') canvas = new OffscreenCanvas(width, height);
   else if (typeof document !== 'undefined') {
     canvas = document.createElement('canvas');
     canvas.width = width;
     canvas.height = height;
-  } else throw new Error(`webclip: ${what}: no canvas here to read its pixels; pass the file bytes instead`);
+  } else throw webclipError('unsupported', `webclip: ${what}: no canvas here to read its pixels; pass the file bytes instead`);
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
   ctx.drawImage(source, 0, 0);
   try {
     const data = ctx.getImageData(0, 0, width, height).data;
     return { width, height, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
   } catch (e) {
-    throw new Error(
+    throw webclipError(
+      'bad-image',
       `webclip: ${what} is cross-origin without CORS, so its pixels cannot be read; serve it with CORS and set crossOrigin = 'anonymous', or pass the file as a Blob`,
-      { cause: e },
+      e,
     );
   }
 }

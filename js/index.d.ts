@@ -115,7 +115,57 @@ export interface Ranked {
   score: number;
 }
 
-/** A loaded CLIP model. Calls on one instance run one after another, in call order. */
+/**
+ * What went wrong, as the `code` of every Error webclip rejects with (see README, "Errors").
+ * Match on it, never on the message, which may change.
+ */
+export type WebclipErrorCode =
+  /** A file that is not there (HTTP 404, no such path). */
+  | 'not-found'
+  /** A download that failed: no connection, a dropped one, an HTTP error, an HTML page instead of the file. */
+  | 'network'
+  /** A local file that could not be read. */
+  | 'io'
+  /** `config.json` or `preprocessor_config.json` is invalid. */
+  | 'bad-config'
+  /** `model.safetensors` is not safetensors, truncated, or lacks or misshapes a tensor. */
+  | 'bad-weights'
+  /** `tokenizer.json` is invalid, or missing for the text tower. */
+  | 'bad-tokenizer'
+  /** A wrong option or argument. */
+  | 'bad-input'
+  /** Bytes that are no decodable image, or an image whose pixels cannot be read. */
+  | 'bad-image'
+  /** The call needs a tower that `towers` did not load. */
+  | 'tower-not-loaded'
+  /** A call after `dispose()`. */
+  | 'disposed'
+  /** No WebGPU here, or no adapter or device can be had (`backend: 'webgpu'`). */
+  | 'no-webgpu'
+  /** The GPU device was lost; the next call reloads the model. */
+  | 'device-lost'
+  /** A failure on a working GPU device: a limit too small for the model, out of memory. */
+  | 'gpu'
+  /** Valid input this build or environment cannot run (`worker: true` in Node.js, ...). */
+  | 'unsupported'
+  /** `webclip_bg.wasm` could not be fetched or instantiated. */
+  | 'wasm'
+  /** The Worker could not be started or failed. */
+  | 'worker'
+  /** A bug in webclip. */
+  | 'internal';
+
+/** The Error every rejected promise (and every throw) of webclip carries. */
+export interface WebclipError extends Error {
+  code: WebclipErrorCode;
+  /** The failure this one wraps, when there is one (an Error from Rust, `fetch`, ...). */
+  cause?: unknown;
+}
+
+/**
+ * A loaded CLIP model. Calls on one instance run one after another, in call order. Every
+ * failure rejects with a {@link WebclipError}.
+ */
 export declare class Clip {
   /** Download (or read) a model and start its engine. */
   static load(options: LoadOptions): Promise<Clip>;

@@ -3,14 +3,18 @@
 // returns a model whose calls run one at a time, here or in a dedicated Worker.
 
 import { LocalEngine, initWasm } from './engine.js';
+import { deserializeError, webclipError, withCode } from './errors.js';
 import { isNode } from './sources.js';
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
 const TOWERS = ['both', 'vision', 'text'];
 const GPU_WEIGHTS = ['auto', 'f16', 'f32'];
 
+const badInput = (message) => webclipError('bad-input', message);
+const badArgument = (message) => withCode(new TypeError(message), 'bad-input');
+
 function validate(options) {
-  if (!options || typeof options !== 'object') throw new Error('webclip: Clip.load needs an options object with a `model`');
+  if (!options || typeof options !== 'object') throw badInput('webclip: Clip.load needs an options object with a `model`');
   const o = {
     model: options.model,
     backend: options.backend ?? 'auto',
@@ -23,12 +27,12 @@ function validate(options) {
     onProgress: options.onProgress,
   };
   if (o.backend === 'gpu') o.backend = 'webgpu';
-  if (!BACKENDS.includes(o.backend)) throw new Error(`webclip: backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(options.backend)}`);
-  if (!TOWERS.includes(o.towers)) throw new Error(`webclip: towers must be one of ${TOWERS.join(', ')}, not ${JSON.stringify(options.towers)}`);
-  if (!GPU_WEIGHTS.includes(o.gpuWeights)) throw new Error(`webclip: gpuWeights must be one of ${GPU_WEIGHTS.join(', ')}, not ${JSON.stringify(options.gpuWeights)}`);
-  if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw new Error('webclip: maxBatch must be a non-negative integer');
-  if (o.onProgress != null && typeof o.onProgress !== 'function') throw new Error('webclip: onProgress must be a function');
-  if (o.model == null) throw new Error('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer, preprocessor }');
+  if (!BACKENDS.includes(o.backend)) throw badInput(`webclip: backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(options.backend)}`);
+  if (!TOWERS.includes(o.towers)) throw badInput(`webclip: towers must be one of ${TOWERS.join(', ')}, not ${JSON.stringify(options.towers)}`);
+  if (!GPU_WEIGHTS.includes(o.gpuWeights)) throw badInput(`webclip: gpuWeights must be one of ${GPU_WEIGHTS.join(', ')}, not ${JSON.stringify(options.gpuWeights)}`);
+  if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw badInput('webclip: maxBatch must be a non-negative integer');
+  if (o.onProgress != null && typeof o.onProgress !== 'function') throw badInput('webclip: onProgress must be a function');
+  if (o.model == null) throw badInput('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer, preprocessor }');
   return o;
 }
 
@@ -48,7 +52,7 @@ function absolute(model) {
 class WorkerEngine {
   static async load(options) {
     if (typeof Worker === 'undefined') {
-      throw new Error('webclip: worker: true needs Web Workers (a browser); in Node.js use worker: false');
+      throw webclipError('unsupported', 'webclip: worker: true needs Web Workers (a browser); in Node.js use worker: false');
     }
     const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'webclip' });
     const engine = new WorkerEngine(worker);
@@ -73,26 +77,34 @@ class WorkerEngine {
       this.pending.delete(data.id);
       if (data.info) this.info = data.info;
       if (data.ok) p.resolve(data.result);
-      else p.reject(new Error(data.error));
+      else p.reject(deserializeError(data.error));
     };
-    const fail = (message) => {
-      for (const p of this.pending.values()) p.reject(new Error(message));
+    /** Every pending and later call rejects with `error()` (a fresh Error each). */
+    const fail = (error) => {
+      for (const p of this.pending.values()) p.reject(error());
       this.pending.clear();
-      this.dead = message;
+      this.dead = error;
     };
     worker.onerror = (e) => {
       e.preventDefault?.();
-      fail(`webclip: the worker failed: ${e.message || 'it could not be started (is worker.js served next to index.js?)'}`);
+      const why = e.message || 'it could not be started (is worker.js served next to index.js?)';
+      fail(() => webclipError('worker', `webclip: the worker failed: ${why}`));
     };
-    worker.onmessageerror = () => fail('webclip: a message from the worker could not be read');
+    worker.onmessageerror = () => fail(() => webclipError('worker', 'webclip: a message from the worker could not be read'));
   }
 
   call(method, args, onProgress, transfer = []) {
-    if (this.dead) return Promise.reject(new Error(this.dead));
+    if (this.dead) return Promise.reject(this.dead());
     const id = this.next++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
-      this.worker.postMessage({ id, method, args }, transfer);
+      try {
+        this.worker.postMessage({ id, method, args }, transfer);
+      } catch (e) {
+        // A DataCloneError: something in `args` cannot cross to a worker.
+        this.pending.delete(id);
+        reject(webclipError('bad-input', `webclip: ${method}: its arguments cannot be sent to the worker: ${e?.message ?? e}`, e));
+      }
     });
   }
 
@@ -113,10 +125,10 @@ class WorkerEngine {
 
   dispose() {
     this.worker.terminate();
-    const err = new Error('webclip: this Clip was disposed');
-    for (const p of this.pending.values()) p.reject(err);
+    const disposed = () => webclipError('disposed', 'webclip: this Clip was disposed');
+    for (const p of this.pending.values()) p.reject(disposed());
     this.pending.clear();
-    this.dead = err.message;
+    this.dead = disposed;
   }
 }
 
@@ -129,13 +141,13 @@ async function cloneable(img, i) {
     try {
       await img.decode();
     } catch (e) {
-      throw new Error(`webclip: image ${i}: the <img> (${img.currentSrc || img.src}) could not be loaded or decoded`, { cause: e });
+      throw webclipError('bad-image', `webclip: image ${i}: the <img> (${img.currentSrc || img.src}) could not be loaded or decoded`, e);
     }
   }
   try {
     return await createImageBitmap(img);
   } catch (e) {
-    throw new Error(`webclip: image ${i}: cannot read its pixels: ${e?.message ?? e}`, { cause: e });
+    throw webclipError('bad-image', `webclip: image ${i}: cannot read its pixels: ${e?.message ?? e}`, e);
   }
 }
 
@@ -162,7 +174,7 @@ export class Clip {
 
   constructor(engine) {
     if (!(engine instanceof LocalEngine || engine instanceof WorkerEngine)) {
-      throw new Error('webclip: use `await Clip.load({ model })` to make a Clip');
+      throw badInput('webclip: use `await Clip.load({ model })` to make a Clip');
     }
     this._engine = engine;
     this._queue = Promise.resolve();
@@ -191,7 +203,7 @@ export class Clip {
   _run(fn) {
     // The engine is taken now: a call made before dispose() still runs.
     const engine = this._engine;
-    if (!engine) return Promise.reject(new Error('webclip: this Clip was disposed; load the model again to use it'));
+    if (!engine) return Promise.reject(webclipError('disposed', 'webclip: this Clip was disposed; load the model again to use it'));
     const run = async () => {
       try {
         return await fn(engine);
@@ -220,8 +232,8 @@ export class Clip {
    * @returns {Promise<Float32Array[]>}
    */
   embedImages(images, { normalize = true } = {}) {
-    if (!Array.isArray(images)) return Promise.reject(new TypeError('webclip: embedImages takes an array of images'));
-    if (this.towers === 'text') return Promise.reject(new Error("webclip: the vision tower is not loaded (towers: 'text')"));
+    if (!Array.isArray(images)) return Promise.reject(badArgument('webclip: embedImages takes an array of images'));
+    if (this.towers === 'text') return Promise.reject(webclipError('tower-not-loaded', "webclip: the vision tower is not loaded (towers: 'text')"));
     if (images.length === 0) return Promise.resolve([]);
     return this._run((e) => e.embedImages(images, !!normalize));
   }
@@ -237,9 +249,9 @@ export class Clip {
    */
   embedTexts(texts, { normalize = true } = {}) {
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
-      return Promise.reject(new TypeError('webclip: embedTexts takes an array of strings'));
+      return Promise.reject(badArgument('webclip: embedTexts takes an array of strings'));
     }
-    if (this.towers === 'vision') return Promise.reject(new Error("webclip: the text tower is not loaded (towers: 'vision')"));
+    if (this.towers === 'vision') return Promise.reject(webclipError('tower-not-loaded', "webclip: the text tower is not loaded (towers: 'vision')"));
     if (texts.length === 0) return Promise.resolve([]);
     return this._run((e) => e.embedTexts(texts, !!normalize));
   }
@@ -256,10 +268,10 @@ export class Clip {
    */
   async classify(image, labels, { template = '{}' } = {}) {
     if (!Array.isArray(labels) || labels.length === 0 || labels.some((l) => typeof l !== 'string')) {
-      throw new TypeError('webclip: classify takes a non-empty array of label strings');
+      throw badArgument('webclip: classify takes a non-empty array of label strings');
     }
     if (typeof template !== 'string' || !template.includes('{}')) {
-      throw new TypeError("webclip: template must be a string with a {} where the label goes, e.g. 'a photo of a {}'");
+      throw badArgument("webclip: template must be a string with a {} where the label goes, e.g. 'a photo of a {}'");
     }
     const prompts = labels.map((l) => template.replaceAll('{}', l));
     const known = new Map(prompts.filter((p) => this._labels.has(p)).map((p) => [p, this._labels.get(p)]));
@@ -294,7 +306,7 @@ export class Clip {
 
   /** Cosine similarity of two vectors of the same length. */
   static cosine(a, b) {
-    if (a.length !== b.length) throw new Error(`webclip: cosine of vectors of lengths ${a.length} and ${b.length}`);
+    if (a.length !== b.length) throw badInput(`webclip: cosine of vectors of lengths ${a.length} and ${b.length}`);
     let ab = 0;
     let aa = 0;
     let bb = 0;

@@ -1,8 +1,10 @@
 // Where model files come from and how their bytes get here: HTTP (with progress, Range
 // requests for one tower, Cache Storage), Blobs, ArrayBuffers and, in Node.js, file paths.
-// Every failure is an Error that names the file and, for downloads, the URL.
+// Every failure is an Error that names the file and, for downloads, the URL, with a `code`
+// (errors.js): `not-found`, `network`, `io`, `bad-weights`, `bad-input`.
 
 import { WeightPlan } from './webclip.js';
+import { webclipError } from './errors.js';
 
 export const isNode =
   typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
@@ -16,7 +18,7 @@ export function toSource(value, what) {
     const s = String(value);
     if (/^(https?|blob|data):/i.test(s)) return { kind: 'url', url: s, what };
     if (/^file:/i.test(s)) {
-      if (!isNode) throw new Error(`webclip: cannot read ${what} from a file: URL in a browser (${s})`);
+      if (!isNode) throw webclipError('bad-input', `webclip: cannot read ${what} from a file: URL in a browser (${s})`);
       return { kind: 'path', path: s, what };
     }
     if (isNode) return { kind: 'path', path: s, what };
@@ -28,7 +30,8 @@ export function toSource(value, what) {
   if (ArrayBuffer.isView(value)) {
     return { kind: 'bytes', bytes: new Uint8Array(value.buffer, value.byteOffset, value.byteLength), what };
   }
-  throw new Error(
+  throw webclipError(
+    'bad-input',
     `webclip: ${what} must be a URL, a file path (Node.js), a Blob, an ArrayBuffer or a Uint8Array, not ${describe(value)}`,
   );
 }
@@ -50,16 +53,17 @@ async function httpFetch(src, range) {
   try {
     res = await fetch(src.url, { headers });
   } catch (e) {
-    throw new Error(`webclip: could not download ${src.what} from ${src.url}: ${e?.message ?? e}`, { cause: e });
+    throw webclipError('network', `webclip: could not download ${src.what} from ${src.url}: ${e?.message ?? e}`, e);
   }
   if (!res.ok) {
-    const why = res.status === 404 ? 'not found' : 'the server refused it';
-    throw new Error(`webclip: ${src.what} ${why} at ${src.url} (HTTP ${res.status} ${res.statusText})`.trimEnd());
+    const [code, why] = res.status === 404 ? ['not-found', 'not found'] : ['network', 'the server refused it'];
+    throw webclipError(code, `webclip: ${src.what} ${why} at ${src.url} (HTTP ${res.status} ${res.statusText})`.trimEnd());
   }
   const type = res.headers.get('content-type') ?? '';
   if (/text\/html/i.test(type)) {
     res.body?.cancel().catch(() => {});
-    throw new Error(
+    throw webclipError(
+      'network',
       `webclip: ${src.url} returned an HTML page, not ${src.what}: is the model URL right (a folder with config.json, model.safetensors, ...)?`,
     );
   }
@@ -77,9 +81,10 @@ async function readBody(res, src, expected, onBytes) {
     try {
       step = await reader.read();
     } catch (e) {
-      throw new Error(
+      throw webclipError(
+        'network',
         `webclip: download of ${src.what} from ${src.url} failed after ${got}${expected > 0 ? ` of ${expected}` : ''} bytes: ${e?.message ?? e}`,
-        { cause: e },
+        e,
       );
     }
     if (step.done) break;
@@ -96,7 +101,8 @@ async function readBody(res, src, expected, onBytes) {
   }
   if (buf) {
     if (got < expected) {
-      throw new Error(
+      throw webclipError(
+        'network',
         `webclip: truncated download of ${src.what} from ${src.url}: got ${got} of ${expected} bytes`,
       );
     }
@@ -127,7 +133,8 @@ async function httpRange(src, start, end, onBytes) {
   const m = /bytes\s+(\d+)-(\d+)\/(\d+|\*)/i.exec(res.headers.get('content-range') ?? '');
   if (!m || Number(m[1]) !== start || Number(m[2]) !== end - 1) {
     res.body?.cancel().catch(() => {});
-    throw new Error(
+    throw webclipError(
+      'network',
       `webclip: ${src.url} answered a request for bytes ${start}-${end - 1} with ${res.headers.get('content-range') ?? 'no Content-Range'}`,
     );
   }
@@ -222,7 +229,8 @@ async function localFile(src) {
   try {
     return await fs.open(path, 'r');
   } catch (e) {
-    throw new Error(`webclip: cannot open ${src.what} at ${src.path}: ${e.message}`, { cause: e });
+    const code = e?.code === 'ENOENT' ? 'not-found' : 'io';
+    throw webclipError(code, `webclip: cannot open ${src.what} at ${src.path}: ${e.message}`, e);
   }
 }
 
@@ -301,8 +309,7 @@ export async function readWeights(src, towers, progress, cache) {
     const header = await read(0, Math.min(headerLen, size));
     const plan = planFor(src, header, towers, size);
     const ranges = plan.ranges;
-    let total = headerLen;
-    for (let i = 0; i < ranges.length; i += 2) total += ranges[i + 1] - ranges[i];
+    const total = plan.totalBytes;
     let loaded = headerLen;
     progress(loaded, total);
     const segments = [[0, header]];
@@ -320,7 +327,7 @@ function headerLength(src, first8) {
   try {
     return WeightPlan.headerLength(first8);
   } catch (e) {
-    throw new Error(`webclip: ${src.what}${where(src)} is not a safetensors file: ${e.message}`);
+    throw webclipError('bad-weights', `webclip: ${src.what}${where(src)} is not a safetensors file: ${e.message}`, e);
   }
 }
 
@@ -330,15 +337,16 @@ function planFor(src, header, towers, size) {
   try {
     plan = WeightPlan.parse(header, towers);
   } catch (e) {
-    throw new Error(`webclip: ${src.what}${where(src)} is not a valid safetensors file: ${e.message}`);
+    throw webclipError('bad-weights', `webclip: ${src.what}${where(src)} is not a valid safetensors file: ${e.message}`, e);
   }
   try {
     if (size && size < plan.dataEnd) {
-      throw new Error(
+      throw webclipError(
+        'bad-weights',
         `webclip: ${src.what}${where(src)} is truncated: ${size} bytes, but its header describes ${plan.dataEnd}`,
       );
     }
-    return { headerLen: plan.headerLen, dataEnd: plan.dataEnd, ranges: Array.from(plan.ranges) };
+    return { headerLen: plan.headerLen, totalBytes: plan.totalBytes, ranges: Array.from(plan.ranges) };
   } finally {
     plan.free();
   }
@@ -382,7 +390,7 @@ async function readWeightsHttp(src, towers, progress, cache) {
     }
   }
   const plan = planFor(src, header, towers, size);
-  const total = plan.headerLen + plan.ranges.reduce((acc, v, i) => acc + (i % 2 ? v : -v), 0);
+  const total = plan.totalBytes;
   let loaded = plan.headerLen;
   progress(loaded, total);
   const segments = [[0, header]];

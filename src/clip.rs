@@ -4,11 +4,12 @@
 use crate::cpu::{self, CpuBackend};
 use crate::error::{ClipError, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
-use crate::graph::{self, Backend, TextBatch};
+use crate::graph::{self, pool_position, Backend, TextBatch};
 use crate::model::safetensors::TensorBytes;
-use crate::model::{ClipConfig, ClipModel, SafeTensors, Towers};
+use crate::model::{ClipConfig, ClipModel, HostTensor, SafeTensors, Towers, WeightRole};
 use crate::preprocess::{ImageInput, PreprocessConfig, Preprocessor};
 use crate::tokenizer::ClipTokenizer;
+use std::path::{Path, PathBuf};
 
 /// Which engine to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,13 +51,69 @@ pub struct ClipOptions {
 /// The files of a Hugging Face CLIP repository, as bytes.
 pub struct ModelFiles<'a> {
     pub config: &'a [u8],
-    /// `model.safetensors`: where its bytes come from, with its parsed header.
+    /// `model.safetensors`: where its bytes come from (`Clip::load` reads the header).
     pub weights: &'a dyn TensorBytes,
-    pub weights_header: &'a SafeTensors,
     /// `tokenizer.json`; required for the text tower's `text_features`.
     pub tokenizer: Option<&'a [u8]>,
     /// `preprocessor_config.json`; CLIP's defaults when absent.
     pub preprocessor: Option<&'a [u8]>,
+}
+
+/// A model folder in the Hugging Face layout, read from disk: `config.json`,
+/// `model.safetensors` (or another weights file), and `tokenizer.json` and
+/// `preprocessor_config.json` when they are there.
+pub struct ModelFolder {
+    pub config: Vec<u8>,
+    pub weights: Vec<u8>,
+    pub tokenizer: Option<Vec<u8>>,
+    pub preprocessor: Option<Vec<u8>>,
+    /// Where the weights were read from, for error messages.
+    pub weights_path: PathBuf,
+}
+
+impl ModelFolder {
+    /// Read `dir`; `weights` replaces `dir/model.safetensors` (a float16 copy, say).
+    pub fn read(dir: &Path, weights: Option<&Path>) -> Result<ModelFolder> {
+        let read =
+            |path: &Path| std::fs::read(path).map_err(|e| ClipError::file("cannot read", path, e));
+        let optional = |name: &str| {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(ClipError::file("cannot read", &path, e)),
+            }
+        };
+        let weights_path = weights.map_or_else(|| dir.join("model.safetensors"), Path::to_path_buf);
+        Ok(ModelFolder {
+            config: read(&dir.join("config.json"))?,
+            weights: read(&weights_path)?,
+            tokenizer: optional("tokenizer.json")?,
+            preprocessor: optional("preprocessor_config.json")?,
+            weights_path,
+        })
+    }
+
+    pub fn files(&self) -> ModelFiles<'_> {
+        ModelFiles {
+            config: &self.config,
+            weights: &self.weights,
+            tokenizer: self.tokenizer.as_deref(),
+            preprocessor: self.preprocessor.as_deref(),
+        }
+    }
+
+    /// `Clip::load` on these files; a broken weights file is named in the error.
+    pub async fn load(&self, options: &ClipOptions) -> Result<Clip> {
+        Clip::load(self.files(), options)
+            .await
+            .map_err(|e| match e {
+                ClipError::SafeTensors(m) => {
+                    ClipError::SafeTensors(format!("{}: {m}", self.weights_path.display()))
+                }
+                e => e,
+            })
+    }
 }
 
 /// Which engine is active, and why.
@@ -134,7 +191,27 @@ pub struct BackendModel<B: Backend> {
     pub backend: B,
 }
 
+/// How a backend turns a loaded f32 tensor into its weight storage.
+pub type MakeWeight<'a, B> =
+    dyn FnMut(&B, WeightRole, HostTensor) -> Result<<B as Backend>::Weight> + 'a;
+
 impl<B: Backend> BackendModel<B> {
+    /// Load the requested towers from a safetensors file (its parsed `header` and where its
+    /// bytes are) onto `backend`, each tensor converted by `make`.
+    pub fn load<S: TensorBytes + ?Sized>(
+        config: &ClipConfig,
+        header: &SafeTensors,
+        weights: &S,
+        towers: Towers,
+        backend: B,
+        make: &mut MakeWeight<'_, B>,
+    ) -> Result<Self> {
+        let model = ClipModel::load(config, header, weights, towers, &mut |role, t| {
+            make(&backend, role, t)
+        })?;
+        Ok(BackendModel { model, backend })
+    }
+
     /// Projected image features for `n` preprocessed images `[n, 3, S, S]`.
     pub async fn pixel_features(&mut self, pixels: &[f32], n: usize) -> Result<Embeddings> {
         let tower = self.model.vision()?;
@@ -167,37 +244,35 @@ pub(crate) enum Loaded {
     Gpu(Box<BackendModel<GpuBackend>>),
 }
 
-fn load_cpu(files: &ModelFiles<'_>, config: &ClipConfig, towers: Towers) -> Result<Loaded> {
-    let model = ClipModel::load(
-        config,
-        files.weights_header,
-        files.weights,
-        towers,
-        &mut cpu::make_weight,
-    )?;
-    Ok(Loaded::Cpu(Box::new(BackendModel {
-        model,
-        backend: CpuBackend,
-    })))
+/// The model's config and its weights file, with the header read once.
+struct Checkpoint<'a> {
+    config: &'a ClipConfig,
+    header: &'a SafeTensors,
+    weights: &'a dyn TensorBytes,
+    towers: Towers,
 }
 
-fn load_gpu(
-    files: &ModelFiles<'_>,
-    config: &ClipConfig,
-    towers: Towers,
-    gpu: GpuBackend,
-) -> Result<Loaded> {
-    let model = ClipModel::load(
-        config,
-        files.weights_header,
-        files.weights,
-        towers,
-        &mut |role, t| gpu.make_weight(role, t),
-    )?;
-    Ok(Loaded::Gpu(Box::new(BackendModel {
-        model,
-        backend: gpu,
-    })))
+impl Checkpoint<'_> {
+    fn on<B: Backend>(&self, backend: B, make: &mut MakeWeight<'_, B>) -> Result<BackendModel<B>> {
+        BackendModel::load(
+            self.config,
+            self.header,
+            self.weights,
+            self.towers,
+            backend,
+            make,
+        )
+    }
+
+    fn cpu(&self) -> Result<Loaded> {
+        let model = self.on(CpuBackend, &mut |_, role, t| cpu::make_weight(role, t))?;
+        Ok(Loaded::Cpu(Box::new(model)))
+    }
+
+    fn gpu(&self, gpu: GpuBackend) -> Result<Loaded> {
+        let model = self.on(gpu, &mut |g, role, t| g.make_weight(role, t))?;
+        Ok(Loaded::Gpu(Box::new(model)))
+    }
 }
 
 fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
@@ -222,20 +297,18 @@ fn cpu_info(reason: String) -> BackendInfo {
 /// hardware WebGPU adapter when one can hold the model, else the CPU engine, and says
 /// why.
 async fn load_engine(
-    files: &ModelFiles<'_>,
-    config: &ClipConfig,
+    checkpoint: &Checkpoint<'_>,
     options: &ClipOptions,
 ) -> Result<(Loaded, BackendInfo)> {
-    let towers = options.towers;
     match options.backend {
         BackendChoice::Cpu => Ok((
-            load_cpu(files, config, towers)?,
+            checkpoint.cpu()?,
             cpu_info("the CPU engine was requested".into()),
         )),
         BackendChoice::Gpu => {
             let gpu = GpuBackend::new(&options.gpu).await?;
             let info = gpu_info(&gpu, "the WebGPU engine was requested".into());
-            Ok((load_gpu(files, config, towers, gpu)?, info))
+            Ok((checkpoint.gpu(gpu)?, info))
         }
         BackendChoice::Auto => {
             let reason = match GpuBackend::new(&options.gpu).await {
@@ -246,10 +319,10 @@ async fn load_engine(
                 Ok(gpu) => {
                     let name = gpu.adapter_info().name.clone();
                     let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}`"));
-                    match load_gpu(files, config, towers, gpu) {
+                    match checkpoint.gpu(gpu) {
                         Ok(engine) => return Ok((engine, info)),
                         // A bad checkpoint fails the same way on the CPU: report it as is.
-                        Err(e @ ClipError::Gpu(_)) => {
+                        Err(e @ (ClipError::Gpu(_) | ClipError::DeviceLost(_))) => {
                             format!("the WebGPU adapter `{name}` cannot hold the model: {e}")
                         }
                         Err(e) => return Err(e),
@@ -257,7 +330,7 @@ async fn load_engine(
                 }
                 Err(e) => format!("WebGPU is unavailable: {e}"),
             };
-            Ok((load_cpu(files, config, towers)?, cpu_info(reason)))
+            Ok((checkpoint.cpu()?, cpu_info(reason)))
         }
     }
 }
@@ -296,7 +369,14 @@ impl Clip {
             )?),
             _ => None,
         };
-        let (engine, backend_info) = load_engine(&files, &config, options).await?;
+        let header = SafeTensors::read(files.weights)?;
+        let checkpoint = Checkpoint {
+            config: &config,
+            header: &header,
+            weights: files.weights,
+            towers: options.towers,
+        };
+        let (engine, backend_info) = load_engine(&checkpoint, options).await?;
         let max_batch = match (options.max_batch, &engine) {
             (0, Loaded::Gpu(_)) => 32,
             (0, Loaded::Cpu(_)) => 8,
@@ -317,10 +397,18 @@ impl Clip {
     }
 
     /// The GPU device was lost (driver reset, the browser reclaimed it): every call now
-    /// fails with `ClipError::Gpu`; load the model again (a new device, or the CPU engine
-    /// with `BackendChoice::Cpu`) to continue.
+    /// fails with `ClipError::DeviceLost`; load the model again (a new device, or the CPU
+    /// engine with `BackendChoice::Cpu`) to continue.
     pub fn is_device_lost(&self) -> bool {
         matches!(&self.engine, Loaded::Gpu(e) if e.backend.is_lost())
+    }
+
+    /// wgpu's reason for the loss (`Destroyed: ...`), once the GPU device is lost.
+    pub fn device_lost_reason(&self) -> Option<String> {
+        match &self.engine {
+            Loaded::Gpu(e) => e.backend.lost_reason(),
+            Loaded::Cpu(_) => None,
+        }
     }
 
     /// Destroy the GPU device, as a driver reset or the browser reclaiming it would (the
@@ -428,6 +516,14 @@ impl Clip {
         Ok(out)
     }
 
+    /// Projected features for `rows` token id sequences of equal length laid end to end
+    /// (`[rows, len]`, padded after the end token as `CLIPTokenizer` pads): each row is cut
+    /// after its end token, which gives the same features.
+    pub async fn padded_token_features(&mut self, ids: &[u32], rows: usize) -> Result<Embeddings> {
+        let texts = unpad_rows(ids, rows, self.config.text_config.eos_token_id)?;
+        self.token_features(&texts).await
+    }
+
     /// Projected features (before normalisation) for texts, in order.
     pub async fn text_features(&mut self, texts: &[&str]) -> Result<Embeddings> {
         if texts.is_empty() {
@@ -448,5 +544,59 @@ impl Clip {
     /// `exp(logit_scale) * cosine`: `[images, texts]`.
     pub fn logits(&self, image_features: &Embeddings, text_features: &Embeddings) -> Embeddings {
         logits(image_features, text_features, self.logit_scale())
+    }
+}
+
+/// Split `[rows, len]` padded token ids into rows cut after their end token (see
+/// [`graph::pool_position`]). No ids and no rows is an empty batch.
+fn unpad_rows(ids: &[u32], rows: usize, eos_token_id: u32) -> Result<Vec<Vec<u32>>> {
+    if rows == 0 && ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Rows of at least one id, all of one length.
+    if rows == 0 || ids.len() < rows || !ids.len().is_multiple_of(rows) {
+        return Err(ClipError::Input(format!(
+            "{} token ids do not split into {rows} equal rows",
+            ids.len()
+        )));
+    }
+    Ok(ids
+        .chunks(ids.len() / rows)
+        .map(|row| row[..=pool_position(row, eos_token_id)].to_vec())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EOS: u32 = 49407;
+
+    #[test]
+    fn padded_rows_are_cut_after_their_end_token() {
+        // Padded with the end token (CLIP's pad) and with zeros (OpenCLIP's).
+        let ids = [49406, 320, EOS, EOS, EOS, 49406, 320, 1929, EOS, 0];
+        let rows = unpad_rows(&ids, 2, EOS).unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![49406, 320, EOS], vec![49406, 320, 1929, EOS]]
+        );
+        // A row without an end token is kept whole (pooled at its last position).
+        assert_eq!(unpad_rows(&[1, 2, 3], 1, EOS).unwrap(), vec![vec![1, 2, 3]]);
+        // eos_token_id 2 (old configs): pooled at the largest id, as transformers does.
+        assert_eq!(unpad_rows(&[5, 9, 7, 0], 1, 2).unwrap(), vec![vec![5, 9]]);
+        assert!(unpad_rows(&[], 0, EOS).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ids_that_do_not_split_into_rows_are_input_errors() {
+        for (n, rows) in [(0, 3), (10, 3), (2, 3), (4, 0)] {
+            let err = unpad_rows(&vec![EOS; n], rows, EOS).unwrap_err();
+            assert!(
+                matches!(err, ClipError::Input(_)),
+                "{n} ids, {rows} rows: {err}"
+            );
+            assert!(err.to_string().contains("equal rows"), "{err}");
+        }
     }
 }

@@ -48,8 +48,8 @@ pub enum ClipError {
     Gpu(String),
 
     /// The GPU device was lost (driver reset, the browser reclaimed it); the model must be
-    /// loaded again.
-    #[error("GPU: {0}")]
+    /// loaded again. Holds wgpu's reason (`Destroyed: ...`).
+    #[error("GPU: the GPU device was lost ({0}); load the model again to get a new device")]
     DeviceLost(String),
 
     /// No WebGPU adapter or device can be had (no `navigator.gpu`, no adapter, refused).
@@ -100,11 +100,115 @@ impl ClipError {
 
 pub type Result<T, E = ClipError> = std::result::Result<T, E>;
 
+impl ClipError {
+    /// A failed file operation, `NotFound` or `Io` by its kind, naming the file:
+    /// `ClipError::file("cannot read", path, e)`.
+    pub fn file(action: &str, path: &std::path::Path, e: std::io::Error) -> ClipError {
+        let msg = format!("{action} {}: {e}", path.display());
+        match e.kind() {
+            std::io::ErrorKind::NotFound => ClipError::NotFound(msg),
+            _ => ClipError::Io(msg),
+        }
+    }
+}
+
 impl From<std::io::Error> for ClipError {
     fn from(e: std::io::Error) -> Self {
         match e.kind() {
             std::io::ErrorKind::NotFound => ClipError::NotFound(e.to_string()),
             _ => ClipError::Io(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each variant: adding a variant without a code here fails to compile below.
+    fn every_kind() -> Vec<ClipError> {
+        let s = || "x".to_string();
+        let all = vec![
+            ClipError::Config(s()),
+            ClipError::SafeTensors(s()),
+            ClipError::MissingTensor { name: s() },
+            ClipError::TensorShape {
+                name: s(),
+                expected: vec![],
+                found: vec![],
+            },
+            ClipError::UnsupportedDtype {
+                name: s(),
+                dtype: s(),
+            },
+            ClipError::Tokenizer(s()),
+            ClipError::Image(s()),
+            ClipError::Input(s()),
+            ClipError::TowerNotLoaded("text"),
+            ClipError::Gpu(s()),
+            ClipError::DeviceLost(s()),
+            ClipError::NoGpu(s()),
+            ClipError::NotFound(s()),
+            ClipError::Io(s()),
+            ClipError::Unsupported(s()),
+            ClipError::Internal(s()),
+        ];
+        for e in &all {
+            // Exhaustive: a new variant must be added to the list above.
+            match e {
+                ClipError::Config(_)
+                | ClipError::SafeTensors(_)
+                | ClipError::MissingTensor { .. }
+                | ClipError::TensorShape { .. }
+                | ClipError::UnsupportedDtype { .. }
+                | ClipError::Tokenizer(_)
+                | ClipError::Image(_)
+                | ClipError::Input(_)
+                | ClipError::TowerNotLoaded(_)
+                | ClipError::Gpu(_)
+                | ClipError::DeviceLost(_)
+                | ClipError::NoGpu(_)
+                | ClipError::NotFound(_)
+                | ClipError::Io(_)
+                | ClipError::Unsupported(_)
+                | ClipError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// The JS layer's list of codes (js/errors.js), the typed union (js/index.d.ts) and the
+    /// documented table (js/README.md) name every code Rust produces.
+    #[test]
+    fn every_code_is_known_to_the_js_layer() {
+        let sources = [
+            ("js/errors.js", include_str!("../js/errors.js")),
+            ("js/index.d.ts", include_str!("../js/index.d.ts")),
+            ("js/README.md", include_str!("../js/README.md")),
+        ];
+        for e in every_kind() {
+            let code = e.code();
+            for (file, text) in sources {
+                let quoted = [format!("'{code}'"), format!("`{code}`")];
+                assert!(
+                    quoted.iter().any(|q| text.contains(q.as_str())),
+                    "{file} does not list the code `{code}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn io_errors_keep_not_found_apart() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = ClipError::file(
+            "cannot read",
+            std::path::Path::new("m/config.json"),
+            missing,
+        );
+        assert_eq!(e.code(), "not-found");
+        assert!(e.to_string().contains("m/config.json"), "{e}");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(ClipError::from(denied).code(), "io");
     }
 }

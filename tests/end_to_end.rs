@@ -3,29 +3,14 @@
 mod common;
 
 use common::*;
-use webclip::model::SafeTensors;
-use webclip::{BackendChoice, Clip, ClipOptions, Embeddings, ImageInput, ModelFiles};
+use webclip::{BackendChoice, Clip, ClipOptions, Embeddings, ImageInput};
 
 fn load(g: &Golden, weights_file: &str) -> Clip {
-    let weights = g.file(weights_file);
-    let header = SafeTensors::parse(&weights).unwrap();
-    let (config, tokenizer, preprocessor) = (
-        g.file("config.json"),
-        g.file("tokenizer.json"),
-        g.file("preprocessor_config.json"),
-    );
-    let files = ModelFiles {
-        config: &config,
-        weights: &weights,
-        weights_header: &header,
-        tokenizer: Some(&tokenizer),
-        preprocessor: Some(&preprocessor),
-    };
     let options = ClipOptions {
         backend: BackendChoice::Cpu,
         ..Default::default()
     };
-    pollster::block_on(Clip::load(files, &options)).unwrap()
+    g.clip(weights_file, &options).unwrap()
 }
 
 fn image_features(clip: &mut Clip, g: &Golden) -> Embeddings {

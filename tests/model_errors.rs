@@ -2,7 +2,7 @@
 mod common;
 
 use common::*;
-use webclip::clip::{Clip, ClipOptions, ModelFiles};
+use webclip::clip::{Clip, ClipOptions, ModelFiles, ModelFolder};
 use webclip::cpu::{self, CpuBackend};
 use webclip::graph::{self, TextBatch};
 use webclip::model::safetensors::{write_f32, Dtype};
@@ -181,23 +181,12 @@ fn bad_configs_are_rejected_with_reasons() {
 
 #[test]
 fn calls_on_missing_towers_and_bad_tokens_are_errors_and_empty_lists_are_empty() {
-    let dir = tiny();
-    let config = std::fs::read(dir.join("config.json")).unwrap();
-    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
-    let header = SafeTensors::parse(&weights).unwrap();
-    let files = || ModelFiles {
-        config: &config,
-        weights: &weights,
-        weights_header: &header,
-        tokenizer: Some(&tokenizer),
-        preprocessor: None,
-    };
+    let folder = ModelFolder::read(&tiny(), None).unwrap();
     let opts = ClipOptions {
         towers: Towers::Vision,
         ..Default::default()
     };
-    let mut clip = pollster::block_on(Clip::load(files(), &opts)).unwrap();
+    let mut clip = pollster::block_on(folder.load(&opts)).unwrap();
     let err = pollster::block_on(clip.text_features(&["a cat"])).unwrap_err();
     assert!(matches!(err, ClipError::TowerNotLoaded("text")), "{err}");
     assert_eq!(
@@ -205,7 +194,7 @@ fn calls_on_missing_towers_and_bad_tokens_are_errors_and_empty_lists_are_empty()
         0
     );
 
-    let mut clip = pollster::block_on(Clip::load(files(), &ClipOptions::default())).unwrap();
+    let mut clip = pollster::block_on(folder.load(&ClipOptions::default())).unwrap();
     assert_eq!(pollster::block_on(clip.text_features(&[])).unwrap().rows, 0);
     let err =
         pollster::block_on(clip.token_features(&[vec![49406, 1_000_000, 49407]])).unwrap_err();
@@ -220,7 +209,7 @@ fn calls_on_missing_towers_and_bad_tokens_are_errors_and_empty_lists_are_empty()
         max_batch: 1,
         ..Default::default()
     };
-    let mut clip = pollster::block_on(Clip::load(files(), &opts)).unwrap();
+    let mut clip = pollster::block_on(folder.load(&opts)).unwrap();
     let err =
         pollster::block_on(clip.pixel_features(&vec![0.0; 2 * 3 * 224 * 224], 3)).unwrap_err();
     assert!(
@@ -341,4 +330,66 @@ fn scalars_load_as_either_shape_and_the_patch_conv_must_be_4d() {
     }
     // Only the vision tower reads the patch conv.
     assert!(load(&bytes, &config(), Towers::Text).is_ok());
+}
+
+#[test]
+fn a_model_folder_needs_config_and_weights_only() {
+    let dir = std::env::temp_dir().join(format!("webclip-folder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = ModelFolder::read(&dir, None).err().expect("no config.json");
+    assert_eq!(err.code(), "not-found", "{err}");
+    assert!(err.to_string().contains("config.json"), "{err}");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(tiny().join(f), dir.join(f)).unwrap();
+    }
+    // No tokenizer.json, no preprocessor_config.json: CLIP's preprocessing, images only.
+    let folder = ModelFolder::read(&dir, None).unwrap();
+    assert!(folder.tokenizer.is_none() && folder.preprocessor.is_none());
+    let mut clip = pollster::block_on(folder.load(&ClipOptions::default())).unwrap();
+    let png = std::fs::read(image_path("tiny-7x5.png")).unwrap();
+    let feats = pollster::block_on(clip.image_features(&[webclip::ImageInput::Encoded(&png)]));
+    assert_eq!(feats.unwrap().rows, 1);
+    let err = pollster::block_on(clip.text_features(&["a cat"])).unwrap_err();
+    assert_eq!(err.code(), "bad-tokenizer", "{err}");
+
+    // A broken weights file is named in the error.
+    std::fs::write(dir.join("model.safetensors"), b"not a safetensors file").unwrap();
+    let folder = ModelFolder::read(&dir, None).unwrap();
+    let err = pollster::block_on(folder.load(&ClipOptions::default()))
+        .err()
+        .expect("bad weights");
+    assert_eq!(err.code(), "bad-weights", "{err}");
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn clip_load_reads_the_header_from_the_weights_source() {
+    let dir = tiny();
+    let config = std::fs::read(dir.join("config.json")).unwrap();
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let files = |weights: &Vec<u8>| {
+        let files = ModelFiles {
+            config: &config,
+            weights,
+            tokenizer: None,
+            preprocessor: None,
+        };
+        let opts = ClipOptions {
+            towers: Towers::Vision,
+            ..Default::default()
+        };
+        pollster::block_on(Clip::load(files, &opts))
+    };
+    assert!(files(&weights).is_ok());
+    // Cut inside the header and inside the data: both are truncation errors at load.
+    for cut in [5, 100, weights.len() - 1] {
+        let err = files(&weights[..cut].to_vec()).err().expect("truncated");
+        assert!(matches!(err, ClipError::SafeTensors(_)), "cut {cut}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("trunc") || msg.contains("short"),
+            "cut {cut}: {msg}"
+        );
+    }
 }

@@ -6,9 +6,9 @@ mod common;
 
 use common::parity::*;
 use common::*;
-use webclip::clip::{BackendModel, ModelFiles};
+use webclip::clip::BackendModel;
 use webclip::gpu::{GpuBackend, GpuOptions, WeightPrecision};
-use webclip::model::{SafeTensors, Towers};
+use webclip::model::Towers;
 use webclip::{BackendChoice, Clip, ClipError, ClipOptions};
 
 fn require_gpu() -> bool {
@@ -176,30 +176,8 @@ fn auto_weight_precision_follows_the_adapters_shader_f16_feature() {
     assert_eq!(clip.backend().weights, None);
 }
 
-fn model_files<'a>(
-    config: &'a [u8],
-    weights: &'a Vec<u8>,
-    st: &'a SafeTensors,
-    tok: &'a [u8],
-) -> ModelFiles<'a> {
-    ModelFiles {
-        config,
-        weights,
-        weights_header: st,
-        tokenizer: Some(tok),
-        preprocessor: None,
-    }
-}
-
 fn load_clip(g: &Golden, options: &ClipOptions) -> webclip::Result<Clip> {
-    let config = g.file("config.json");
-    let weights = g.file("model.safetensors");
-    let st = SafeTensors::parse(&weights).unwrap();
-    let tok = g.file("tokenizer.json");
-    pollster::block_on(Clip::load(
-        model_files(&config, &weights, &st, &tok),
-        options,
-    ))
+    g.clip("model.safetensors", options)
 }
 
 #[test]
@@ -258,9 +236,10 @@ fn no_adapter_is_an_error_for_gpu_and_a_fallback_for_auto() {
     .err()
     .expect("no adapter must fail for backend gpu");
     assert!(
-        matches!(&err, ClipError::Gpu(m) if m.contains("adapter")),
+        matches!(&err, ClipError::NoGpu(m) if m.contains("adapter")),
         "{err}"
     );
+    assert_eq!(err.code(), "no-webgpu");
     let clip = load_clip(
         &g,
         &ClipOptions {
@@ -318,7 +297,7 @@ fn limits_too_small_for_the_checkpoint_are_an_error() {
 }
 
 #[test]
-fn a_lost_device_fails_the_next_call_with_a_gpu_error_and_a_new_load_recovers() {
+fn a_lost_device_fails_the_next_call_with_a_device_lost_error_and_a_new_load_recovers() {
     let g = Golden::load(&model_dirs()[0]);
     let Some(probe) = gpu() else { return };
     drop(probe);
@@ -339,13 +318,15 @@ fn a_lost_device_fails_the_next_call_with_a_gpu_error_and_a_new_load_recovers() 
         let err = pollster::block_on(clip.text_features(&texts))
             .expect_err("a call on a lost device must fail");
         assert!(
-            matches!(&err, ClipError::Gpu(m) if m.contains("device was lost") && m.contains("Destroyed")),
+            matches!(&err, ClipError::DeviceLost(m) if m.contains("Destroyed")),
             "{err}"
         );
+        assert!(err.to_string().contains("device was lost"), "{err}");
+        assert_eq!(err.code(), "device-lost");
         let err = pollster::block_on(clip.pixel_features(&g.pixels(&g.images[0]), 1))
             .expect_err("a call on a lost device must fail");
         assert!(
-            matches!(&err, ClipError::Gpu(m) if m.contains("lost")),
+            matches!(&err, ClipError::DeviceLost(_)) && err.to_string().contains("lost"),
             "{err}"
         );
     }

@@ -14,10 +14,10 @@ fn main() {
 mod cli {
     use std::path::{Path, PathBuf};
     use std::time::Instant;
-    use webclip::clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFiles};
+    use webclip::clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFolder};
     use webclip::gpu::{GpuOptions, WeightPrecision};
     use webclip::model::safetensors::{write_f32, Dtype};
-    use webclip::model::{random, ClipConfig, SafeTensors, Towers};
+    use webclip::model::{random, ClipConfig, Towers};
     use webclip::{ClipError, ImageInput};
 
     const USAGE: &str = "\
@@ -127,16 +127,11 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn read(path: &Path) -> Result<Vec<u8>, ClipError> {
-        std::fs::read(path)
-            .map_err(|e| ClipError::Io(format!("cannot read {}: {e}", path.display())))
+        std::fs::read(path).map_err(|e| ClipError::file("cannot read", path, e))
     }
 
-    fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ClipError> {
-        if path.exists() {
-            read(path).map(Some)
-        } else {
-            Ok(None)
-        }
+    fn create(path: &Path) -> Result<std::fs::File, ClipError> {
+        std::fs::File::create(path).map_err(|e| ClipError::file("cannot create", path, e))
     }
 
     /// `--gpu-weights`: f32 unless asked (the library's default; results match the CPU
@@ -148,28 +143,15 @@ preprocessor_config.json (CLIP defaults when absent).";
         })
     }
 
+    /// The flags `load_model` reads.
+    const MODEL_FLAGS: &[&str] = &["model", "weights", "backend", "gpu-weights"];
+
     /// Load a model folder with the towers the command needs.
     fn load_model(args: &Args, towers: Towers) -> CliResult<Clip> {
         let dir = PathBuf::from(args.need("model")?);
-        let weights_path = args
-            .get("weights")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| dir.join("model.safetensors"));
         let backend = BackendChoice::parse(args.get("backend").unwrap_or("cpu"))?;
         let weights_precision = gpu_weights(args)?;
-        let config = read(&dir.join("config.json"))?;
-        let weights = read(&weights_path)?;
-        let header = SafeTensors::parse(&weights)
-            .map_err(|e| ClipError::SafeTensors(format!("{}: {e}", weights_path.display())))?;
-        let tokenizer = read_optional(&dir.join("tokenizer.json"))?;
-        let preprocessor = read_optional(&dir.join("preprocessor_config.json"))?;
-        let files = ModelFiles {
-            config: &config,
-            weights: &weights,
-            weights_header: &header,
-            tokenizer: tokenizer.as_deref(),
-            preprocessor: preprocessor.as_deref(),
-        };
+        let folder = ModelFolder::read(&dir, args.get("weights").map(Path::new))?;
         let options = ClipOptions {
             backend,
             towers,
@@ -179,7 +161,7 @@ preprocessor_config.json (CLIP defaults when absent).";
             },
             ..Default::default()
         };
-        Ok(pollster::block_on(Clip::load(files, &options))?)
+        Ok(pollster::block_on(folder.load(&options))?)
     }
 
     fn engine_summary(clip: &Clip) -> String {
@@ -194,18 +176,7 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn embed(raw: &[String]) -> CliResult<()> {
-        let args = Args::parse(
-            raw,
-            &[
-                "model",
-                "weights",
-                "backend",
-                "gpu-weights",
-                "image",
-                "text",
-                "out",
-            ],
-        )?;
+        let args = Args::parse(raw, &[MODEL_FLAGS, &["image", "text", "out"]].concat())?;
         let out = PathBuf::from(args.need("out")?);
         if !args.positional.is_empty() {
             return Err(Failure::Usage(format!(
@@ -253,8 +224,7 @@ preprocessor_config.json (CLIP defaults when absent).";
             ("image_features".to_string(), vec![image_features.rows, dim]),
             ("text_features".to_string(), vec![text_features.rows, dim]),
         ];
-        let file = std::fs::File::create(&out)
-            .map_err(|e| ClipError::Io(format!("cannot create {}: {e}", out.display())))?;
+        let file = create(&out)?;
         write_f32(
             std::io::BufWriter::new(file),
             &spec,
@@ -297,18 +267,7 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     fn classify(raw: &[String]) -> CliResult<()> {
-        let args = Args::parse(
-            raw,
-            &[
-                "model",
-                "weights",
-                "backend",
-                "gpu-weights",
-                "labels",
-                "template",
-                "top",
-            ],
-        )?;
+        let args = Args::parse(raw, &[MODEL_FLAGS, &["labels", "template", "top"]].concat())?;
         let labels: Vec<String> = args
             .need("labels")?
             .split(',')
@@ -389,12 +348,10 @@ preprocessor_config.json (CLIP defaults when absent).";
             }
         };
         let out = PathBuf::from(args.need("out")?);
-        std::fs::create_dir_all(&out)
-            .map_err(|e| ClipError::Io(format!("cannot create {}: {e}", out.display())))?;
+        std::fs::create_dir_all(&out).map_err(|e| ClipError::file("cannot create", &out, e))?;
         let write = |name: &str, bytes: &[u8]| -> Result<(), ClipError> {
-            std::fs::write(out.join(name), bytes).map_err(|e| {
-                ClipError::Io(format!("cannot write {}: {e}", out.join(name).display()))
-            })
+            let path = out.join(name);
+            std::fs::write(&path, bytes).map_err(|e| ClipError::file("cannot write", &path, e))
         };
         write("config.json", config.to_json().as_bytes())?;
         write("tokenizer.json", CLIP_TOKENIZER)?;
@@ -411,8 +368,7 @@ preprocessor_config.json (CLIP defaults when absent).";
             preprocessor.to_string().as_bytes(),
         )?;
         let path = out.join("model.safetensors");
-        let file = std::fs::File::create(&path)
-            .map_err(|e| ClipError::Io(format!("cannot create {}: {e}", path.display())))?;
+        let file = create(&path)?;
         let start = Instant::now();
         random::write_random_weights(std::io::BufWriter::new(file), &config, seed, dtype)?;
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -1,7 +1,8 @@
 //! The wgpu device: adapter choice, limits, and error capture. wgpu's default handler
 //! for errors outside an error scope panics, and a lost device would otherwise surface
 //! as a hang or a panic later; both are recorded here and turned into `ClipError::Gpu`
-//! at the next operation.
+//! (an operation failed) or `ClipError::DeviceLost` at the next operation. No adapter or
+//! device at all is `ClipError::NoGpu`.
 
 use crate::error::{ClipError, Result};
 use std::sync::{Arc, Mutex};
@@ -73,11 +74,8 @@ pub struct ErrorSink {
 impl ErrorSink {
     /// `Err` when the device was lost or an operation failed since the last check.
     pub fn check(&self) -> Result<()> {
-        if let Some(m) = self.lost.lock().ok().and_then(|g| g.clone()) {
-            // js/engine.js reads the reason from this wording when it reloads the model.
-            return Err(ClipError::Gpu(format!(
-                "the GPU device was lost ({m}); load the model again to get a new device"
-            )));
+        if let Some(reason) = self.lost_reason() {
+            return Err(ClipError::DeviceLost(reason));
         }
         if let Some(m) = self.uncaptured.lock().ok().and_then(|mut g| g.take()) {
             return Err(ClipError::Gpu(m));
@@ -87,6 +85,15 @@ impl ErrorSink {
 
     pub fn is_lost(&self) -> bool {
         self.lost.lock().map_or(true, |g| g.is_some())
+    }
+
+    /// wgpu's reason for the loss (`Destroyed: ...`), once the device is lost.
+    pub fn lost_reason(&self) -> Option<String> {
+        match self.lost.lock() {
+            Ok(g) => g.clone(),
+            // A callback panicked while holding the lock: the device is unusable anyway.
+            Err(_) => Some("the device-lost record is poisoned".into()),
+        }
     }
 }
 
@@ -100,7 +107,7 @@ fn browser_gpu_reachable() -> Result<()> {
     if defined("Window") || defined("WorkerGlobalScope") {
         Ok(())
     } else {
-        Err(ClipError::Gpu(
+        Err(ClipError::NoGpu(
             "WebGPU is reachable only from a window or a dedicated worker".into(),
         ))
     }
@@ -141,7 +148,7 @@ impl Context {
                 apply_limit_buckets: false,
             })
             .await
-            .map_err(|e| ClipError::Gpu(format!("no WebGPU adapter: {e}")))?;
+            .map_err(|e| ClipError::NoGpu(format!("no WebGPU adapter: {e}")))?;
         let info = adapter.get_info();
 
         // Ask for everything the adapter has: the defaults (128 MiB bindings, 256 MiB
@@ -170,7 +177,7 @@ impl Context {
                 trace: wgpu::Trace::Off,
             })
             .await
-            .map_err(|e| ClipError::Gpu(format!("cannot open a device on {}: {e}", info.name)))?;
+            .map_err(|e| ClipError::NoGpu(format!("cannot open a device on {}: {e}", info.name)))?;
 
         let errors = Arc::new(ErrorSink::default());
         let sink = errors.clone();

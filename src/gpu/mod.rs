@@ -154,8 +154,13 @@ impl GpuBackend {
         self.ctx.errors.is_lost()
     }
 
+    /// wgpu's reason for the loss (`Destroyed: ...`), once the device is lost.
+    pub fn lost_reason(&self) -> Option<String> {
+        self.ctx.errors.lost_reason()
+    }
+
     /// Destroy the device, as a driver reset or a browser reclaiming the GPU would: every
-    /// later call fails with `ClipError::Gpu`. For exercising that path in tests.
+    /// later call fails with `ClipError::DeviceLost`. For exercising that path in tests.
     #[doc(hidden)]
     pub fn lose_device(&self) {
         self.ctx.device.destroy();

@@ -4,6 +4,7 @@
 //! also describes `SiglipModel` checkpoints ([`Family`]).
 
 pub mod config;
+pub mod plan;
 pub mod random;
 pub mod safetensors;
 pub mod weights;

@@ -90,6 +90,12 @@ impl TensorInfo {
 pub trait TensorBytes {
     /// Bytes `[start, end)` of the safetensors file.
     fn read_range(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>>;
+
+    /// The file's length, when this source knows it (a file in memory does; the parts of
+    /// a ranged download do not, and the JS layer checked it).
+    fn file_len(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl TensorBytes for [u8] {
@@ -101,11 +107,19 @@ impl TensorBytes for [u8] {
             ))
         })
     }
+
+    fn file_len(&self) -> Option<usize> {
+        Some(self.len())
+    }
 }
 
 impl TensorBytes for Vec<u8> {
     fn read_range(&self, start: usize, end: usize) -> Result<Cow<'_, [u8]>> {
         self.as_slice().read_range(start, end)
+    }
+
+    fn file_len(&self) -> Option<usize> {
+        Some(self.len())
     }
 }
 
@@ -222,8 +236,21 @@ impl SafeTensors {
 
     /// Parse a whole file in memory and check it is long enough for every tensor.
     pub fn parse(file: &[u8]) -> Result<Self> {
-        let st = Self::parse_header(file)?;
-        st.check_len(file.len())?;
+        Self::read(file)
+    }
+
+    /// Read and parse the header from wherever the file's bytes are, and check the file
+    /// is long enough for every tensor when the source knows its length.
+    pub fn read<S: TensorBytes + ?Sized>(src: &S) -> Result<Self> {
+        let len = src.file_len();
+        // A short file still gets the header's own error ("too short", "truncated inside").
+        let upto = |n: usize| len.map_or(n, |l| l.min(n));
+        let first8 = src.read_range(0, upto(8))?;
+        let header_len = Self::header_len(&first8)?;
+        let st = Self::parse_header(&src.read_range(0, upto(header_len))?)?;
+        if let Some(l) = len {
+            st.check_len(l)?;
+        }
         Ok(st)
     }
 

@@ -1,17 +1,17 @@
 //! The JavaScript-facing API (wasm-bindgen), kept thin: bytes in, `Float32Array` out,
-//! every failure a `JsError` carrying the `ClipError` message. Fetching, caching, image
-//! decoding in the browser and the worker live in the JS layer (`js/`), which is the
-//! public API; this module is its engine room.
+//! every failure a JS `Error` with the `ClipError` message and its stable `code`
+//! ([`ClipError::code`]). Fetching, caching, image decoding in the browser and the worker
+//! live in the JS layer (`js/`), which is the public API; this module is its engine room.
 //!
 //! Memory: the weights stay in JS (`WeightBytes` holds `Uint8Array` handles, no copy) and
 //! are copied into wasm one tensor at a time while the engine converts them, so a 600 MB
 //! checkpoint never sits in wasm memory twice. Calls on one model are serialised by the JS
 //! layer; the `RefCell` here turns a second concurrent call into an error, never a panic.
 
-use crate::clip::{BackendChoice, Clip, ClipOptions, ModelFiles};
+use crate::clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFiles};
 use crate::error::ClipError;
 use crate::gpu::{GpuOptions, WeightPrecision};
-use crate::graph::pool_position;
+use crate::model::plan;
 use crate::model::safetensors::TensorBytes;
 use crate::model::{SafeTensors, Towers};
 use crate::preprocess::ImageInput;
@@ -22,8 +22,18 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-fn js_err(e: ClipError) -> JsError {
-    JsError::new(&e.to_string())
+/// A JS `Error` with the message and `error.code` (`JsError` cannot carry properties).
+fn js_err(e: ClipError) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
+    err.into()
+}
+
+fn busy() -> JsValue {
+    js_err(ClipError::Input(
+        "the model is busy with another call; await it before the next".into(),
+    ))
 }
 
 /// Panics are bugs, not input errors (the library returns `ClipError` for those); the
@@ -50,9 +60,11 @@ impl WeightBytes {
     }
 
     /// Bytes of the file starting at `offset` (the whole file: offset 0).
-    pub fn add(&mut self, offset: f64, bytes: Uint8Array) -> Result<(), JsError> {
+    pub fn add(&mut self, offset: f64, bytes: Uint8Array) -> Result<(), JsValue> {
         if !(offset >= 0.0 && offset <= usize::MAX as f64 && offset.fract() == 0.0) {
-            return Err(JsError::new(&format!("invalid segment offset {offset}")));
+            return Err(js_err(ClipError::Input(format!(
+                "invalid segment offset {offset}"
+            ))));
         }
         let at = self
             .segments
@@ -82,65 +94,52 @@ impl TensorBytes for WeightBytes {
     }
 }
 
-/// What a download of `model.safetensors` needs, from the start of the file.
+/// What a download of `model.safetensors` needs, from the start of the file
+/// ([`plan::WeightPlan`]).
 #[wasm_bindgen]
-pub struct WeightPlan {
-    header_len: usize,
-    data_end: usize,
-    ranges: Vec<f64>,
-}
+pub struct WeightPlan(plan::WeightPlan);
 
 #[wasm_bindgen]
 impl WeightPlan {
     /// How many bytes the header occupies (8 + JSON), from the file's first 8 bytes.
     #[wasm_bindgen(js_name = headerLength)]
-    pub fn header_length(first8: &[u8]) -> Result<f64, JsError> {
+    pub fn header_length(first8: &[u8]) -> Result<f64, JsValue> {
         Ok(SafeTensors::header_len(first8).map_err(js_err)? as f64)
     }
 
     /// Parse the header (the file's first `headerLength` bytes) and list the byte ranges
     /// of the tensors the requested towers use, adjacent ones merged.
-    pub fn parse(header: &[u8], towers: &str) -> Result<WeightPlan, JsError> {
+    pub fn parse(header: &[u8], towers: &str) -> Result<WeightPlan, JsValue> {
         let towers = Towers::parse(towers).map_err(js_err)?;
         let st = SafeTensors::parse_header(header).map_err(js_err)?;
-        let mut wanted: Vec<(usize, usize)> = st
-            .tensors()
-            .filter(|t| towers.wants(&t.name) && t.end > t.start)
-            .map(|t| (t.start, t.end))
-            .collect();
-        wanted.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::new();
-        for (s, e) in wanted {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        Ok(WeightPlan {
-            header_len: st.data_start,
-            data_end: st.data_end,
-            ranges: merged
-                .into_iter()
-                .flat_map(|(s, e)| [s as f64, e as f64])
-                .collect(),
-        })
+        Ok(WeightPlan(plan::WeightPlan::new(&st, towers)))
     }
 
     #[wasm_bindgen(getter, js_name = headerLen)]
     pub fn header_len(&self) -> f64 {
-        self.header_len as f64
+        self.0.header_len as f64
     }
 
     /// The least number of bytes a complete file holds.
     #[wasm_bindgen(getter, js_name = dataEnd)]
     pub fn data_end(&self) -> f64 {
-        self.data_end as f64
+        self.0.data_end as f64
+    }
+
+    /// Bytes the plan reads: the header and every range.
+    #[wasm_bindgen(getter, js_name = totalBytes)]
+    pub fn total_bytes(&self) -> f64 {
+        self.0.total_bytes() as f64
     }
 
     /// `[start0, end0, start1, end1, ...]`, end exclusive.
     #[wasm_bindgen(getter)]
     pub fn ranges(&self) -> Vec<f64> {
-        self.ranges.clone()
+        self.0
+            .ranges
+            .iter()
+            .flat_map(|&(s, e)| [s as f64, e as f64])
+            .collect()
     }
 }
 
@@ -175,13 +174,13 @@ impl ImageBatch {
 
     /// `width * height * 4` bytes of RGBA8, row-major (an `ImageData`'s `data`).
     #[wasm_bindgen(js_name = pushRgba)]
-    pub fn push_rgba(&mut self, width: u32, height: u32, data: Vec<u8>) -> Result<(), JsError> {
+    pub fn push_rgba(&mut self, width: u32, height: u32, data: Vec<u8>) -> Result<(), JsValue> {
         let expected = width as u64 * height as u64 * 4;
         if data.len() as u64 != expected {
-            return Err(JsError::new(&format!(
-                "invalid input: RGBA data of a {width}x{height} image must hold {expected} bytes, not {}",
+            return Err(js_err(ClipError::Input(format!(
+                "RGBA data of a {width}x{height} image must hold {expected} bytes, not {}",
                 data.len()
-            )));
+            ))));
         }
         self.items.push(Item::Rgba {
             width,
@@ -212,47 +211,103 @@ pub struct WasmClip {
     backend_weights: Option<String>,
 }
 
-#[wasm_bindgen]
-impl WasmClip {
-    /// `backend`: auto | cpu | webgpu; `towers`: both | vision | text; `max_batch`: images
-    /// or texts per forward pass (0: default); `gpu_weights`: auto | f16 | f32, how the
-    /// GPU engine stores matrices (ignored by the CPU engine).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn load(
-        config: Vec<u8>,
-        weights: WeightBytes,
-        tokenizer: Option<Vec<u8>>,
-        preprocessor: Option<Vec<u8>>,
-        backend: String,
-        towers: String,
-        max_batch: usize,
-        gpu_weights: String,
-    ) -> Result<WasmClip, JsError> {
-        let options = ClipOptions {
-            backend: BackendChoice::parse(&backend).map_err(js_err)?,
-            towers: Towers::parse(&towers).map_err(js_err)?,
-            max_batch,
+/// `WasmClip.load`'s options, as js/engine.js passes them: the small files as bytes and
+/// the choices; absent choices take the JS API's defaults.
+#[derive(serde::Deserialize)]
+// No `deny_unknown_fields`: serde-wasm-bindgen reads a struct's fields by name and never
+// sees the others.
+#[serde(rename_all = "camelCase")]
+struct LoadOptions {
+    /// `config.json`
+    config: Bytes,
+    /// `tokenizer.json`; needed for `textFeatures`.
+    #[serde(default)]
+    tokenizer: Option<Bytes>,
+    /// `preprocessor_config.json`; CLIP's defaults when absent.
+    #[serde(default)]
+    preprocessor: Option<Bytes>,
+    /// `auto` | `cpu` | `webgpu`
+    #[serde(default = "auto")]
+    backend: String,
+    /// `both` | `vision` | `text`
+    #[serde(default = "both")]
+    towers: String,
+    /// Images or texts per forward pass; 0: the engine's default.
+    #[serde(default)]
+    max_batch: usize,
+    /// `auto` | `f16` | `f32`: how the GPU engine stores matrices (the CPU ignores it).
+    #[serde(default = "auto")]
+    gpu_weights: String,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+fn both() -> String {
+    "both".into()
+}
+
+/// A `Uint8Array` (or `ArrayBuffer`) copied in one go; serde's `Vec<u8>` would read it
+/// element by element.
+struct Bytes(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a Uint8Array")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
+    }
+}
+
+impl LoadOptions {
+    fn clip_options(&self) -> crate::Result<ClipOptions> {
+        Ok(ClipOptions {
+            backend: BackendChoice::parse(&self.backend)?,
+            towers: Towers::parse(&self.towers)?,
+            max_batch: self.max_batch,
             gpu: GpuOptions {
-                weights: WeightPrecision::parse(&gpu_weights).map_err(js_err)?,
+                weights: WeightPrecision::parse(&self.gpu_weights)?,
                 ..GpuOptions::default()
             },
-        };
-        let first8 = weights.read_range(0, 8).map_err(|_| {
-            js_err(ClipError::SafeTensors(
-                "file is too short for a header".into(),
-            ))
-        })?;
-        let header_len = SafeTensors::header_len(&first8).map_err(js_err)?;
-        let prefix = weights.read_range(0, header_len).map_err(js_err)?;
-        let header = SafeTensors::parse_header(&prefix).map_err(js_err)?;
+        })
+    }
+}
+
+/// A JS result of features: L2-normalised rows when `normalize`.
+fn features(emb: crate::Result<Embeddings>, normalize: bool) -> Result<JsValue, JsValue> {
+    let emb = emb.map_err(js_err)?;
+    let emb = if normalize { emb.normalized() } else { emb };
+    Ok(Float32Array::from(emb.data.as_slice()).into())
+}
+
+#[wasm_bindgen]
+impl WasmClip {
+    /// Load a model from `weights` and `options`: `{ config, tokenizer?, preprocessor? }`
+    /// as `Uint8Array`s, and `backend` (auto | cpu | webgpu), `towers` (both | vision |
+    /// text), `maxBatch` (0: default), `gpuWeights` (auto | f16 | f32).
+    pub async fn load(weights: WeightBytes, options: JsValue) -> Result<WasmClip, JsValue> {
+        let options: LoadOptions = serde_wasm_bindgen::from_value(options)
+            .map_err(|e| js_err(ClipError::Input(format!("WasmClip.load options: {e}"))))?;
         let files = ModelFiles {
-            config: &config,
+            config: &options.config.0,
             weights: &weights,
-            weights_header: &header,
-            tokenizer: tokenizer.as_deref(),
-            preprocessor: preprocessor.as_deref(),
+            tokenizer: options.tokenizer.as_ref().map(|b| b.0.as_slice()),
+            preprocessor: options.preprocessor.as_ref().map(|b| b.0.as_slice()),
         };
-        let clip = Clip::load(files, &options).await.map_err(js_err)?;
+        let clip_options = options.clip_options().map_err(js_err)?;
+        let clip = Clip::load(files, &clip_options).await.map_err(js_err)?;
         let info = clip.backend().clone();
         Ok(WasmClip {
             dim: clip.config.projection_dim,
@@ -269,8 +324,8 @@ impl WasmClip {
 
     /// Projected image features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = imageFeatures)]
-    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
-    // gets an error, instead of two passes sharing the engine's buffers.
+    // The borrow spans the forward pass on purpose (here and below): a concurrent call
+    // fails to borrow and gets an error, instead of two passes sharing the engine's buffers.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
         let inner = self.inner.clone();
@@ -292,25 +347,19 @@ impl WasmClip {
                     },
                 })
                 .collect();
-            let emb = clip.image_features(&inputs).await.map_err(js_err)?;
-            let emb = if normalize { emb.normalized() } else { emb };
-            Ok(Float32Array::from(emb.data.as_slice()).into())
+            features(clip.image_features(&inputs).await, normalize)
         })
     }
 
     /// Projected text features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = textFeatures)]
-    // The borrow spans the forward pass on purpose: a concurrent call fails to borrow and
-    // gets an error, instead of two passes sharing the engine's buffers.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn text_features(&self, texts: Vec<String>, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut clip = borrow(&inner)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let emb = clip.text_features(&refs).await.map_err(js_err)?;
-            let emb = if normalize { emb.normalized() } else { emb };
-            Ok(Float32Array::from(emb.data.as_slice()).into())
+            features(clip.text_features(&refs).await, normalize)
         })
     }
 
@@ -323,40 +372,19 @@ impl WasmClip {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut clip = borrow(&inner)?;
-            let emb = clip.pixel_features(&pixels, n).await.map_err(js_err)?;
-            let emb = if normalize { emb.normalized() } else { emb };
-            Ok(Float32Array::from(emb.data.as_slice()).into())
+            features(clip.pixel_features(&pixels, n).await, normalize)
         })
     }
 
     /// Projected features for token ids `[n, len]` (`<|startoftext|> ... <|endoftext|>`,
-    /// padded after the end token as `CLIPTokenizer` pads); each row is cut after its
-    /// first end token, which gives the same features.
+    /// padded after the end token as `CLIPTokenizer` pads): `Clip::padded_token_features`.
     #[wasm_bindgen(js_name = tokenFeatures)]
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn token_features(&self, ids: Vec<u32>, n: usize, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mut clip = borrow(&inner)?;
-            if n == 0 && ids.is_empty() {
-                return Ok(Float32Array::new_with_length(0).into());
-            }
-            // Rows of at least one id: `chunks(0)` would panic.
-            if n == 0 || ids.len() < n || !ids.len().is_multiple_of(n) {
-                return Err(js_err(ClipError::Input(format!(
-                    "{} token ids do not split into {n} equal rows",
-                    ids.len()
-                )))
-                .into());
-            }
-            let eos = clip.config.text_config.eos_token_id;
-            let rows: Vec<Vec<u32>> = ids
-                .chunks(ids.len() / n)
-                .map(|row| row[..=pool_position(row, eos)].to_vec())
-                .collect();
-            let emb = clip.token_features(&rows).await.map_err(js_err)?;
-            let emb = if normalize { emb.normalized() } else { emb };
-            Ok(Float32Array::from(emb.data.as_slice()).into())
+            features(clip.padded_token_features(&ids, n).await, normalize)
         })
     }
 
@@ -418,21 +446,24 @@ impl WasmClip {
         self.inner.try_borrow().is_ok_and(|c| c.is_device_lost())
     }
 
+    /// Why the GPU device was lost (`Destroyed: ...`), once it is; `undefined` before, on
+    /// the CPU engine, and while a call holds the model.
+    #[wasm_bindgen(getter, js_name = deviceLostReason)]
+    pub fn device_lost_reason(&self) -> Option<String> {
+        self.inner.try_borrow().ok()?.device_lost_reason()
+    }
+
     /// Destroy the GPU device (`GPUDevice.destroy()`), so that the browser reports it lost
     /// with reason `destroyed` as it would after a driver reset: for tests of the recovery
     /// path. Does nothing on the CPU engine.
     #[wasm_bindgen(js_name = loseDeviceForTesting)]
-    pub fn lose_device_for_testing(&self) -> Result<(), JsError> {
-        let clip = self.inner.try_borrow().map_err(|_| {
-            JsError::new("the model is busy with another call; await it before the next")
-        })?;
+    pub fn lose_device_for_testing(&self) -> Result<(), JsValue> {
+        let clip = self.inner.try_borrow().map_err(|_| busy())?;
         clip.lose_device_for_testing();
         Ok(())
     }
 }
 
 fn borrow(inner: &Rc<RefCell<Clip>>) -> Result<std::cell::RefMut<'_, Clip>, JsValue> {
-    inner.try_borrow_mut().map_err(|_| {
-        JsError::new("the model is busy with another call; await it before the next").into()
-    })
+    inner.try_borrow_mut().map_err(|_| busy())
 }

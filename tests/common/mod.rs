@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use webclip::clip::{Clip, ClipOptions, ModelFolder};
 use webclip::model::{ClipConfig, SafeTensors};
 
 /// `$WEBCLIP_FIXTURES`, else `../shared/fixtures` beside the project root.
@@ -113,6 +114,12 @@ impl Golden {
 
     pub fn file(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.dir.join(name)).unwrap()
+    }
+
+    /// `Clip::load` on this model folder, with `weights_file` as its weights.
+    pub fn clip(&self, weights_file: &str, options: &ClipOptions) -> webclip::Result<Clip> {
+        let folder = ModelFolder::read(&self.dir, Some(&self.dir.join(weights_file)))?;
+        pollster::block_on(folder.load(options))
     }
 }
 

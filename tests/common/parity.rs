@@ -2,13 +2,9 @@
 //! inputs, written once over `Backend` so the CPU and GPU suites assert the same things.
 
 use super::*;
-use webclip::clip::{logits, BackendModel, Embeddings};
+use webclip::clip::{logits, BackendModel, Embeddings, MakeWeight};
 use webclip::graph::{self, Backend, TextBatch};
-use webclip::model::{ClipModel, HostTensor, SafeTensors, Towers, WeightRole};
-
-/// How an engine turns a loaded tensor into its weight storage.
-pub type MakeWeight<'a, B> =
-    dyn FnMut(&B, WeightRole, HostTensor) -> webclip::Result<<B as Backend>::Weight> + 'a;
+use webclip::model::{SafeTensors, Towers};
 
 /// Load a fixture weights file onto `backend`, converting each tensor with `make`.
 pub fn load_encoder<B: Backend>(
@@ -18,16 +14,8 @@ pub fn load_encoder<B: Backend>(
     make: &mut MakeWeight<B>,
 ) -> BackendModel<B> {
     let bytes = g.file(file);
-    let st = SafeTensors::parse(&bytes).unwrap();
-    let model = ClipModel::load(
-        &g.config,
-        &st,
-        bytes.as_slice(),
-        Towers::Both,
-        &mut |r, t| make(&backend, r, t),
-    )
-    .unwrap();
-    BackendModel { model, backend }
+    let header = SafeTensors::read(&bytes).unwrap();
+    BackendModel::load(&g.config, &header, &bytes, Towers::Both, backend, make).unwrap()
 }
 
 /// Every golden text, cut after its end token (the fast path), from `input_ids` and the mask.

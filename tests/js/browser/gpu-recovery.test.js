@@ -37,20 +37,21 @@ for (const worker of [false, true]) {
       const before = { backend: clip.backend, info: clip.backendInfo };
       await clip.embedTexts(texts);
       await clip._loseDevice();
-      const lost = await clip.embedTexts(texts).then(() => null, (e) => e.message);
+      const codes = {};
+      const lost = await clip.embedTexts(texts).then(() => null, (e) => ((codes.lost = e.code), e.message));
       const afterLoss = clip.backendInfo;
       let noAdapter = null;
       if (!worker) {
         // No adapter for the reload: 'webgpu' does not fall back; the call after tries again.
         const request = navigator.gpu.requestAdapter;
         navigator.gpu.requestAdapter = async () => null;
-        noAdapter = await clip.embedTexts(texts).then(() => null, (e) => e.message);
+        noAdapter = await clip.embedTexts(texts).then(() => null, (e) => ((codes.noAdapter = e.code), e.message));
         navigator.gpu.requestAdapter = request;
       }
       const n = await window.weightDownloads();
       const recovered = h.plain(await clip.embedTexts(texts));
       const reloadDownloads = (await window.weightDownloads()) - n;
-      const out = { before, lost, afterLoss, noAdapter, recovered, reloadDownloads, backend: clip.backend, info: clip.backendInfo };
+      const out = { before, lost, codes, afterLoss, noAdapter, recovered, reloadDownloads, backend: clip.backend, info: clip.backendInfo };
       // And it keeps working on the new device.
       out.again = h.plain(await clip.embedTexts(texts.slice(0, 1)));
       clip.dispose();
@@ -59,9 +60,11 @@ for (const worker of [false, true]) {
 
     assert.equal(r.before.backend, 'webgpu', JSON.stringify(r.before.info));
     assert.match(r.lost ?? 'the call after the loss resolved', LOST);
+    assert.equal(r.codes.lost, 'device-lost');
     assert.deepEqual(r.afterLoss, r.before.info, 'backendInfo changes only once the model is reloaded');
     if (!worker) {
       assert.match(r.noAdapter ?? 'the reload without an adapter resolved', /^webclip: the GPU device was lost and reloading the model failed: could not load the model .*no WebGPU adapter/);
+      assert.equal(r.codes.noAdapter, 'no-webgpu', 'a failed reload has the code of its failure');
     }
     assert.equal(r.backend, 'webgpu');
     assert.equal(r.info.kind, 'webgpu');
@@ -99,7 +102,8 @@ test("'auto': a device lost during a call fails it; with no adapter left the nex
       return create.apply(this, args);
     };
     const blob = await h.imageBlob(image);
-    const lost = await clip.embedImages([blob]).then(() => null, (e) => e.message);
+    let lostCode = null;
+    const lost = await clip.embedImages([blob]).then(() => null, (e) => ((lostCode = e.code), e.message));
     GPUDevice.prototype.createCommandEncoder = create;
 
     // The GPU is gone for good: no adapter for the reload.
@@ -108,7 +112,7 @@ test("'auto': a device lost during a call fails it; with no adapter left the nex
     const images = h.plain(await clip.embedImages([blob]));
     const reloadDownloads = (await window.weightDownloads()) - n1;
     const textsOut = h.plain(await clip.embedTexts(texts));
-    const out = { before, armed, lost, loadDownloads, reloadDownloads, images, texts: textsOut, backend: clip.backend, info: clip.backendInfo };
+    const out = { before, armed, lost, lostCode, loadDownloads, reloadDownloads, images, texts: textsOut, backend: clip.backend, info: clip.backendInfo };
     clip.dispose();
     return out;
   }, { name: NAME, texts: g.texts, image });
@@ -116,6 +120,7 @@ test("'auto': a device lost during a call fails it; with no adapter left the nex
   assert.equal(r.before.backend, 'webgpu', `'auto' took the GPU: ${JSON.stringify(r.before.info)}`);
   assert.equal(r.armed, false, 'the device was destroyed during the call');
   assert.match(r.lost ?? 'the call during the loss resolved', LOST);
+  assert.equal(r.lostCode, 'device-lost');
   assert.equal(r.backend, 'cpu');
   assert.equal(r.info.kind, 'cpu');
   assert.equal(r.info.adapter, null);

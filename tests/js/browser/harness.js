@@ -1,9 +1,11 @@
 // Debian's Chromium, headless, driven by playwright-core; WebGPU on SwiftShader.
 
 import { chromium } from 'playwright-core';
+import { before, after } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { startServer } from '../server.js';
 
 export const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -56,4 +58,21 @@ export async function launch() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The test server and Chromium for one test file: started before its tests, closed after.
+ * Returns `{ server, browser }`, filled in once the tests run.
+ */
+export function useBrowser() {
+  const env = {};
+  before(async () => {
+    env.server = await startServer();
+    env.browser = await launch();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.close();
+  });
+  return env;
 }

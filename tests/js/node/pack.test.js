@@ -43,7 +43,7 @@ test('npm pack installs into a fresh project and works there', (t) => {
   // The declarations type-check a typical use, and reject a wrong one.
   writeFileSync(
     path.join(app, 'use.ts'),
-    `import { Clip, type Progress, type Label } from 'webclip';
+    `import { Clip, type Progress, type Label, type WebclipError, type WebclipErrorCode } from 'webclip';
      const seen: Progress[] = [];
      const clip: Clip = await Clip.load({ model: '/m/', backend: 'auto', towers: 'vision', worker: true, cache: true, onProgress: (p) => seen.push(p) });
      const kind: 'webgpu' | 'cpu' = clip.backendInfo.kind;
@@ -53,8 +53,12 @@ test('npm pack installs into a fresh project and works there', (t) => {
      const ranked: number = clip.rank(texts[0], images)[0].index + Clip.cosine(texts[0], images[0]) + clip.logitScale;
      // @ts-expect-error: not a backend
      await Clip.load({ model: '/m/', backend: 'tpu' });
+     const retry = await clip.embedTexts(['a cat']).catch((e: WebclipError) => e.code === 'network' || e.code === 'not-found');
+     const code: WebclipErrorCode = 'device-lost';
+     // @ts-expect-error: not an error code
+     const wrong: WebclipErrorCode = 'no-such-code';
      clip.dispose();
-     export { kind, top, ranked };`,
+     export { kind, top, ranked, retry, code, wrong };`,
   );
   const tsc = path.join(pkgDir, '..', 'tests', 'js', 'node_modules', 'typescript', 'bin', 'tsc');
   writeFileSync(

@@ -15,7 +15,7 @@ test('pixelFeatures and tokenFeatures match the reference on its own inputs', as
   const ref = readSafetensors(path.join(g.dir, 'golden.safetensors'));
   const weights = new WeightBytes();
   weights.add(0, new Uint8Array(readFileSync(path.join(g.dir, 'model.safetensors'))));
-  const clip = await WasmClip.load(readFileSync(path.join(g.dir, 'config.json')), weights, null, null, 'cpu', 'both', 0, 'auto');
+  const clip = await WasmClip.load(weights, { config: readFileSync(path.join(g.dir, 'config.json')), backend: 'cpu' });
 
   // Padded to 77 with the end token, as CLIPTokenizer pads: each row is cut after its end token.
   const ids = Uint32Array.from(ref.input_ids.data);
@@ -34,5 +34,22 @@ test('pixelFeatures and tokenFeatures match the reference on its own inputs', as
   await assert.rejects(clip.tokenFeatures(new Uint32Array(0), 3, true), /do not split into 3 equal rows/);
   await assert.rejects(clip.tokenFeatures(new Uint32Array(10), 3, true), /do not split into 3 equal rows/);
   await assert.rejects(clip.pixelFeatures(new Float32Array(10), 1, true), /pixel buffer/);
+  // Rust's errors arrive as JS Errors with the ClipError's code.
+  await assert.rejects(clip.tokenFeatures(new Uint32Array(10), 3, true), (e) => e instanceof Error && e.code === 'bad-input');
+  // No tokenizer was given: the text tower cannot encode strings.
+  await assert.rejects(clip.textFeatures(['a cat'], true), (e) => e.code === 'bad-tokenizer' && /tokenizer/.test(e.message));
   clip.free();
+
+  // One options object, checked: a bad choice or a missing config is a bad-input Error.
+  const again = () => {
+    const w = new WeightBytes();
+    w.add(0, new Uint8Array(readFileSync(path.join(g.dir, 'model.safetensors'))));
+    return w;
+  };
+  const config = readFileSync(path.join(g.dir, 'config.json'));
+  await assert.rejects(WasmClip.load(again(), { config, backend: 'tpu' }), (e) => e.code === 'bad-input' && /tpu/.test(e.message));
+  await assert.rejects(WasmClip.load(again(), { backend: 'cpu' }), (e) => e.code === 'bad-input' && /config/.test(e.message));
+  const vision = await WasmClip.load(again(), { config, backend: 'cpu', towers: 'vision' });
+  await assert.rejects(vision.tokenFeatures(ids, n, true), (e) => e.code === 'tower-not-loaded');
+  vision.free();
 });
