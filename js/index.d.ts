@@ -42,7 +42,7 @@ export interface LoadOptions {
    * model.safetensors, tokenizer.json, preprocessor_config.json; or the files one by one.
    */
   model: string | URL | ModelFiles;
-  /** `'auto'` (default): WebGPU when available, else the CPU engine. */
+  /** `'auto'` (default): WebGPU when available, else the CPU backend. */
   backend?: 'auto' | Backend;
   /**
    * Which encoders to load (default `'both'`). With one tower over HTTP only that tower's
@@ -56,10 +56,10 @@ export interface LoadOptions {
   /** Images or texts per forward pass (bounds memory); 0 or absent: the default. */
   maxBatch?: number;
   /**
-   * How the WebGPU engine stores the matrices of linear layers (arithmetic stays f32).
+   * How the WebGPU backend stores the matrices of linear layers (arithmetic stays f32).
    * `'f16'` halves their GPU memory and bandwidth, with embeddings within cosine 0.9999
    * of f32 storage on the test models; `'auto'` (default) takes f16 when the adapter
-   * offers the `shader-f16` feature, else f32. Ignored by the CPU engine.
+   * offers the `shader-f16` feature, else f32. Ignored by the CPU backend.
    */
   gpuWeights?: GpuWeights;
   /** Where webclip_bg.wasm is, when a bundler moves it. */
@@ -73,7 +73,7 @@ export interface BackendInfo {
   adapter: string | null;
   /** Why this engine runs (for `'auto'`: why not the GPU, when not). */
   reason: string;
-  /** How the WebGPU engine stores matrices (`gpuWeights` resolved); null on the CPU engine. */
+  /** How the WebGPU backend stores matrices (`gpuWeights` resolved); null on the CPU backend. */
   weights: GpuWeights | null;
 }
 

@@ -1,5 +1,5 @@
 //! The public API: load a checkpoint, embed images and texts, compare them. It ties the
-//! tokenizer, the preprocessor and one engine (CPU or GPU) together.
+//! tokenizer, the preprocessor and one backend (CPU or GPU) together.
 
 use crate::cpu::{self, CpuBackend};
 use crate::error::{ClipError, Result};
@@ -11,11 +11,11 @@ use crate::preprocess::{ImageInput, PreprocessConfig, Preprocessor};
 use crate::tokenizer::ClipTokenizer;
 use std::path::{Path, PathBuf};
 
-/// Which engine to run on.
+/// Which backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
     /// WebGPU when an adapter and device can be had and the adapter is real hardware
-    /// (software rasterisers are ~100x slower than the CPU engine), else the CPU engine.
+    /// (software rasterisers are ~100x slower than the CPU backend), else the CPU backend.
     #[default]
     Auto,
     Cpu,
@@ -41,10 +41,10 @@ impl BackendChoice {
 pub struct ClipOptions {
     pub backend: BackendChoice,
     pub towers: Towers,
-    /// Images or texts per forward pass (bounds activation memory). 0 = the engine's
+    /// Images or texts per forward pass (bounds activation memory). 0 = the backend's
     /// default: 8 on the CPU, 32 on the GPU (whose throughput grows with the batch).
     pub max_batch: usize,
-    /// Adapter choice and limits for the WebGPU engine.
+    /// Adapter choice and limits for the WebGPU backend.
     pub gpu: GpuOptions,
 }
 
@@ -116,17 +116,17 @@ impl ModelFolder {
     }
 }
 
-/// Which engine is active, and why.
+/// Which backend is active, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendInfo {
     /// `"cpu"` or `"webgpu"`.
     pub kind: &'static str,
     /// The GPU adapter's name, when on the GPU.
     pub adapter: Option<String>,
-    /// Why this engine was chosen (for `auto`: why the GPU was not taken).
+    /// Why this backend was chosen (for `auto`: why the GPU was not taken).
     pub reason: String,
     /// How the GPU stores linear layers' matrices (`"f16"` or `"f32"`); `None` on the
-    /// CPU engine, which ignores `GpuOptions::weights`.
+    /// CPU backend, which ignores `GpuOptions::weights`.
     pub weights: Option<&'static str>,
 }
 
@@ -164,12 +164,24 @@ impl Embeddings {
     }
 }
 
-/// `exp(logit_scale) * cos(image, text)`: `[images, texts]`.
-pub fn logits(
-    image_features: &Embeddings,
-    text_features: &Embeddings,
-    logit_scale: f32,
-) -> Embeddings {
+/// Image-text scores `[images, texts]`, row-major: `exp(logit_scale) * cos(image, text)`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Logits {
+    pub images: usize,
+    pub texts: usize,
+    /// `[images, texts]`.
+    pub data: Vec<f32>,
+}
+
+impl Logits {
+    /// The scores of image `i` against every text.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.texts..][..self.texts]
+    }
+}
+
+/// `exp(logit_scale) * cos(image, text)` for every pair.
+pub fn logits(image_features: &Embeddings, text_features: &Embeddings, logit_scale: f32) -> Logits {
     let (a, b) = (image_features.normalized(), text_features.normalized());
     let scale = logit_scale.exp();
     let mut data = Vec::with_capacity(a.rows * b.rows);
@@ -178,9 +190,9 @@ pub fn logits(
             data.push(scale * i.iter().zip(t).map(|(x, y)| x * y).sum::<f32>());
         }
     }
-    Embeddings {
-        rows: a.rows,
-        dim: b.rows,
+    Logits {
+        images: a.rows,
+        texts: b.rows,
         data,
     }
 }
@@ -293,27 +305,27 @@ fn cpu_info(reason: String) -> BackendInfo {
     }
 }
 
-/// Pick and load the engine as `choice` asks: `Gpu` never falls back; `Auto` takes a
-/// hardware WebGPU adapter when one can hold the model, else the CPU engine, and says
+/// Pick and load the backend as `choice` asks: `Gpu` never falls back; `Auto` takes a
+/// hardware WebGPU adapter when one can hold the model, else the CPU backend, and says
 /// why.
-async fn load_engine(
+async fn load_backend(
     checkpoint: &Checkpoint<'_>,
     options: &ClipOptions,
 ) -> Result<(Loaded, BackendInfo)> {
     match options.backend {
         BackendChoice::Cpu => Ok((
             checkpoint.cpu()?,
-            cpu_info("the CPU engine was requested".into()),
+            cpu_info("the CPU backend was requested".into()),
         )),
         BackendChoice::Gpu => {
             let gpu = GpuBackend::new(&options.gpu).await?;
-            let info = gpu_info(&gpu, "the WebGPU engine was requested".into());
+            let info = gpu_info(&gpu, "the WebGPU backend was requested".into());
             Ok((checkpoint.gpu(gpu)?, info))
         }
         BackendChoice::Auto => {
             let reason = match GpuBackend::new(&options.gpu).await {
                 Ok(gpu) if gpu.is_software() => format!(
-                    "the WebGPU adapter `{}` is a software rasteriser, slower than the CPU engine",
+                    "the WebGPU adapter `{}` is a software rasteriser, slower than the CPU backend",
                     gpu.adapter_info().name
                 ),
                 Ok(gpu) => {
@@ -347,7 +359,7 @@ const _: () = {
 /// A loaded CLIP model.
 pub struct Clip {
     pub config: ClipConfig,
-    engine: Loaded,
+    loaded: Loaded,
     tokenizer: Option<ClipTokenizer>,
     preprocessor: Preprocessor,
     backend_info: BackendInfo,
@@ -376,15 +388,15 @@ impl Clip {
             weights: files.weights,
             towers: options.towers,
         };
-        let (engine, backend_info) = load_engine(&checkpoint, options).await?;
-        let max_batch = match (options.max_batch, &engine) {
+        let (loaded, backend_info) = load_backend(&checkpoint, options).await?;
+        let max_batch = match (options.max_batch, &loaded) {
             (0, Loaded::Gpu(_)) => 32,
             (0, Loaded::Cpu(_)) => 8,
             (n, _) => n,
         };
         Ok(Clip {
             config,
-            engine,
+            loaded,
             tokenizer,
             preprocessor,
             backend_info,
@@ -398,38 +410,38 @@ impl Clip {
 
     /// The GPU device was lost (driver reset, the browser reclaimed it): every call now
     /// fails with `ClipError::DeviceLost`; load the model again (a new device, or the CPU
-    /// engine with `BackendChoice::Cpu`) to continue.
+    /// backend with `BackendChoice::Cpu`) to continue.
     pub fn is_device_lost(&self) -> bool {
-        matches!(&self.engine, Loaded::Gpu(e) if e.backend.is_lost())
+        matches!(&self.loaded, Loaded::Gpu(e) if e.backend.is_lost())
     }
 
     /// wgpu's reason for the loss (`Destroyed: ...`), once the GPU device is lost.
     pub fn device_lost_reason(&self) -> Option<String> {
-        match &self.engine {
+        match &self.loaded {
             Loaded::Gpu(e) => e.backend.lost_reason(),
             Loaded::Cpu(_) => None,
         }
     }
 
     /// Destroy the GPU device, as a driver reset or the browser reclaiming it would (the
-    /// device-lost callback fires with reason `Destroyed`); does nothing on the CPU engine.
+    /// device-lost callback fires with reason `Destroyed`); does nothing on the CPU backend.
     /// For exercising the recovery path in tests.
     #[doc(hidden)]
     pub fn lose_device_for_testing(&self) {
-        if let Loaded::Gpu(e) = &self.engine {
+        if let Loaded::Gpu(e) = &self.loaded {
             e.backend.lose_device();
         }
     }
 
     pub fn towers(&self) -> Towers {
-        match &self.engine {
+        match &self.loaded {
             Loaded::Cpu(e) => e.model.towers(),
             Loaded::Gpu(e) => e.model.towers(),
         }
     }
 
     pub fn logit_scale(&self) -> f32 {
-        match &self.engine {
+        match &self.loaded {
             Loaded::Cpu(e) => e.model.logit_scale,
             Loaded::Gpu(e) => e.model.logit_scale,
         }
@@ -465,7 +477,7 @@ impl Clip {
         graph::check::pixels(vision, pixels.len(), n)?;
         for chunk in pixels.chunks(self.max_batch * per_image) {
             let rows = chunk.len() / per_image;
-            out.extend(match &mut self.engine {
+            out.extend(match &mut self.loaded {
                 Loaded::Cpu(e) => e.pixel_features(chunk, rows).await?,
                 Loaded::Gpu(e) => e.pixel_features(chunk, rows).await?,
             });
@@ -508,7 +520,7 @@ impl Clip {
             .map_or(self.config.text_config.eos_token_id, |t| t.pad_id());
         for chunk in texts.chunks(self.max_batch) {
             let batch = TextBatch::from_tokens(chunk, &self.config.text_config, pad)?;
-            out.extend(match &mut self.engine {
+            out.extend(match &mut self.loaded {
                 Loaded::Cpu(e) => e.token_features(&batch).await?,
                 Loaded::Gpu(e) => e.token_features(&batch).await?,
             });
@@ -542,7 +554,7 @@ impl Clip {
     }
 
     /// `exp(logit_scale) * cosine`: `[images, texts]`.
-    pub fn logits(&self, image_features: &Embeddings, text_features: &Embeddings) -> Embeddings {
+    pub fn logits(&self, image_features: &Embeddings, text_features: &Embeddings) -> Logits {
         logits(image_features, text_features, self.logit_scale())
     }
 }

@@ -19,7 +19,7 @@ pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
-pub use clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFiles};
+pub use clip::{BackendChoice, Clip, ClipOptions, Embeddings, Logits, ModelFiles};
 pub use error::{ClipError, Result};
 pub use model::{ClipConfig, Towers};
 pub use preprocess::ImageInput;

@@ -152,7 +152,7 @@ fn gpu_weights_flag_is_parsed_and_picks_the_storage() {
     let bad = run_with("cpu", "f8");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--gpu-weights"));
-    // The CPU engine accepts and ignores it.
+    // The CPU backend accepts and ignores it.
     let cpu = run_with("cpu", "f16");
     assert!(
         cpu.status.success(),

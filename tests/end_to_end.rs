@@ -1,4 +1,4 @@
-//! From files to features: `Clip::load` on each fixture model (CPU engine), images from their
+//! From files to features: `Clip::load` on each fixture model (CPU backend), images from their
 //! PNG/JPEG files and texts from their strings, against the transformers reference.
 mod common;
 
@@ -57,10 +57,10 @@ fn image_features_from_files_match_reference() {
         let g = Golden::load(&dir);
         let mut clip = load(&g, "model.safetensors");
         let got = image_features(&mut clip, &g);
-        // README: PNG cosine > 0.9999 (our PNG pixels are exact, so this is the engine's
+        // README: PNG cosine > 0.9999 (our PNG pixels are exact, so this is the backend's
         // error only), JPEG > 0.999 (JPEG decoders differ).
         check_images(&g, &got, "f32", 0.9999, 0.999);
-        // PNG pixels are exact, so PNG features also meet the engine's own bound.
+        // PNG pixels are exact, so PNG features also meet the backend's own bound.
         for (i, name) in g.images.iter().enumerate() {
             if name.ends_with(".png") {
                 let want = &g.f32("image_features")[i * got.dim..][..got.dim];

@@ -1,4 +1,4 @@
-//! Every GPU kernel against the CPU engine, through the `Backend` trait, on shapes that
+//! Every GPU kernel against the CPU backend, through the `Backend` trait, on shapes that
 //! are not multiples of the tile sizes. Natively this runs on whatever adapter wgpu
 //! finds (Mesa lavapipe in CI). Without one the tests print a note and pass, unless
 //! `WEBCLIP_REQUIRE_GPU=1`, where they fail.
@@ -28,8 +28,8 @@ fn gpu() -> Option<GpuBackend> {
     gpu_with(&GpuOptions::default())
 }
 
-/// Weight construction for both engines from the same host data.
-trait Engine: Backend {
+/// Weight construction for both backends from the same host data.
+trait TestBackend: Backend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight;
 }
 
@@ -41,13 +41,13 @@ fn host(shape: &[usize], data: &[f32]) -> HostTensor {
     }
 }
 
-impl Engine for CpuBackend {
+impl TestBackend for CpuBackend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
         cpu::make_weight(role, host(shape, data)).unwrap()
     }
 }
 
-impl Engine for GpuBackend {
+impl TestBackend for GpuBackend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
         self.make_weight(role, host(shape, data)).unwrap()
     }
@@ -100,7 +100,7 @@ macro_rules! compare {
     }};
 }
 
-fn linear<E: Engine>(
+fn linear<E: TestBackend>(
     b: &E,
     w: &[f32],
     bias: Option<&[f32]>,
@@ -382,7 +382,7 @@ fn bad_shapes_are_errors_not_panics() {
 /// Operations whose shapes do not fit, on one backend: the errors they give through the
 /// graph's checks; and, unchecked (straight to the backend), that none panics and the
 /// backend still works after.
-fn shape_errors<E: Engine>(b: &mut E) -> Vec<String> {
+fn shape_errors<E: TestBackend>(b: &mut E) -> Vec<String> {
     let x = b.input(&[0.0; 12], 3, 4).unwrap();
     let q = b.input(&[0.0; 64], 8, 8).unwrap();
     let l = linear(b, &[0.0; 40], None, 8, 5);

@@ -1,4 +1,4 @@
-//! The CPU engine against the transformers reference, fed the reference's own inputs.
+//! The CPU backend against the transformers reference, fed the reference's own inputs.
 mod common;
 
 use common::parity::*;

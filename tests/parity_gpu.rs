@@ -1,5 +1,5 @@
-//! The GPU engine against the transformers reference, fed the reference's own inputs
-//! (as tests/parity_cpu.rs does for the CPU engine), plus the engine choice of
+//! The GPU backend against the transformers reference, fed the reference's own inputs
+//! (as tests/parity_cpu.rs does for the CPU backend), plus the backend choice of
 //! `Clip::load`. Without an adapter the tests print a note and pass, unless
 //! `WEBCLIP_REQUIRE_GPU=1`, where they fail.
 mod common;
@@ -160,7 +160,7 @@ fn auto_weight_precision_follows_the_adapters_shader_f16_feature() {
         }
     }
 
-    // The CPU engine ignores the option and says so by reporting no precision.
+    // The CPU backend ignores the option and says so by reporting no precision.
     let clip = load_clip(
         &g,
         &ClipOptions {
@@ -181,7 +181,7 @@ fn load_clip(g: &Golden, options: &ClipOptions) -> webclip::Result<Clip> {
 }
 
 #[test]
-fn clip_load_picks_the_engine_and_says_why() {
+fn clip_load_picks_the_backend_and_says_why() {
     let dir = &model_dirs()[0];
     let g = Golden::load(dir);
     let Some(probe) = gpu() else { return };

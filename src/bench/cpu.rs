@@ -1,4 +1,4 @@
-//! CPU engine benchmark, single thread: the FMA peak of the ISA in use (a register-only
+//! CPU backend benchmark, single thread: the FMA peak of the ISA in use (a register-only
 //! microbenchmark), GFLOP/s of every GEMM shape of the model against it, and encoder
 //! latencies on random weights of the real shape (timing does not depend on the values).
 //! Run: `cargo run --release --example cpu_bench [preset]` (or `webclip bench --backend cpu`).
@@ -178,7 +178,7 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
     let io = |e: std::io::Error| crate::error::ClipError::Io(e.to_string());
     writeln!(
         out,
-        "# webclip CPU engine, {preset}, one thread, ISA {}",
+        "# webclip CPU backend, {preset}, one thread, ISA {}",
         isa.name()
     )
     .map_err(io)?;

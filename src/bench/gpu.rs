@@ -1,4 +1,4 @@
-//! `webclip bench --backend gpu`: the GPU engine on whatever adapter wgpu finds, with
+//! `webclip bench --backend gpu`: the GPU backend on whatever adapter wgpu finds, with
 //! ViT-B/32-shaped random weights (no download). Prints the adapter, image latency and
 //! throughput per batch size, text latency, and the GFLOP/s of each of the model's
 //! matrix products. Native only (it blocks on the device).

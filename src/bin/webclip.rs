@@ -36,9 +36,9 @@ usage:
       latency and matmul GFLOP/s on random weights of a real shape (one thread on the CPU;
       --batches, --iterations and --gpu-weights for the GPU)
 
---gpu-weights: how the GPU engine stores matrices (default f32; f16 halves GPU memory and
+--gpu-weights: how the GPU backend stores matrices (default f32; f16 halves GPU memory and
 bandwidth, cosine > 0.9999 to f32; auto: f16 when the adapter offers shader-f16); the CPU
-engine ignores it.
+backend ignores it.
 
 DIR is a Hugging Face CLIP repository folder: config.json, model.safetensors, tokenizer.json,
 preprocessor_config.json (CLIP defaults when absent).";
@@ -135,7 +135,7 @@ preprocessor_config.json (CLIP defaults when absent).";
     }
 
     /// `--gpu-weights`: f32 unless asked (the library's default; results match the CPU
-    /// engine to 1e-3).
+    /// backend to 1e-3).
     fn gpu_weights(args: &Args) -> CliResult<WeightPrecision> {
         let v = args.get("gpu-weights").unwrap_or("f32");
         WeightPrecision::parse(v).map_err(|_| {
@@ -164,7 +164,7 @@ preprocessor_config.json (CLIP defaults when absent).";
         Ok(pollster::block_on(folder.load(&options))?)
     }
 
-    fn engine_summary(clip: &Clip) -> String {
+    fn backend_summary(clip: &Clip) -> String {
         let b = clip.backend();
         match &b.adapter {
             Some(adapter) => match b.weights {
@@ -242,7 +242,7 @@ preprocessor_config.json (CLIP defaults when absent).";
             "embedded {} images and {} texts (dim {dim}) on {} in {:.3} s (model load {:.3} s) -> {}",
             image_features.rows,
             text_features.rows,
-            engine_summary(&clip),
+            backend_summary(&clip),
             compute.as_secs_f64(),
             loaded.as_secs_f64(),
             out.display()

@@ -37,7 +37,7 @@ impl Dims for Tensor {
     }
 }
 
-/// A weight as the CPU engine keeps it.
+/// A weight as the CPU backend keeps it.
 #[derive(Debug, Clone)]
 pub struct CpuWeight {
     pub shape: Vec<usize>,

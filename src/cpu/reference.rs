@@ -1,6 +1,6 @@
 //! Plain scalar reference kernels: the straightforward loops the SIMD kernels (`gemm.rs`,
 //! `ops.rs`) are tested against, and the accuracy reference for `erf`. Not used by the
-//! engine itself.
+//! backend itself.
 
 use crate::model::Activation;
 

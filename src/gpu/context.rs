@@ -19,7 +19,7 @@ pub struct GpuOptions {
     pub disable_subgroups: bool,
     /// How to store the matrices of linear layers (f16: half the memory and bandwidth;
     /// arithmetic stays f32; features within cosine 0.9999 of f32 weights on the test
-    /// models). Default `F32`, so library results match the CPU engine to 1e-3.
+    /// models). Default `F32`, so library results match the CPU backend to 1e-3.
     pub weights: WeightPrecision,
     /// Cap the largest buffer below what the adapter allows (to test the limits check,
     /// or to keep a browser tab's footprint down). `None` = the adapter's limits.
@@ -62,7 +62,7 @@ impl WeightPrecision {
     }
 }
 
-/// Errors recorded by wgpu's callbacks, read by the engine before each operation.
+/// Errors recorded by wgpu's callbacks, read by the backend before each operation.
 #[derive(Default)]
 pub struct ErrorSink {
     /// The device is gone: every later call fails until a new device is made.
@@ -113,7 +113,7 @@ fn browser_gpu_reachable() -> Result<()> {
     }
 }
 
-/// An open device with the facts the engine needs about it.
+/// An open device with the facts the backend needs about it.
 pub struct Context {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -209,7 +209,7 @@ impl Context {
     }
 
     /// Software rasterisers (SwiftShader, llvmpipe/lavapipe, WARP) run compute at a
-    /// hundredth of the CPU engine's speed: `auto` skips them.
+    /// hundredth of the CPU backend's speed: `auto` skips them.
     pub fn is_software(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
     }

@@ -128,7 +128,7 @@ impl GpuBackend {
     }
 
     /// A software rasteriser (SwiftShader, llvmpipe/lavapipe, WARP): far slower than the
-    /// CPU engine, so `auto` does not pick it.
+    /// CPU backend, so `auto` does not pick it.
     pub fn is_software(&self) -> bool {
         self.ctx.is_software()
     }
@@ -198,13 +198,13 @@ impl GpuBackend {
     }
 
     /// Upload one weight; the host copy is dropped by the caller right after. This is the
-    /// GPU engine's `make` function for [`crate::model::ClipModel::load`].
+    /// GPU backend's `make` function for [`crate::model::ClipModel::load`].
     pub fn make_weight(&self, role: WeightRole, t: HostTensor) -> Result<GpuWeight> {
         self.ctx.errors.check()?;
         if role == WeightRole::Matrix && t.shape.get(1).is_some_and(|k| !k.is_multiple_of(4)) {
             // The matmul reads rows as vec4; every CLIP checkpoint has such widths.
             return Err(ClipError::Gpu(format!(
-                "`{}` has shape {:?}: the GPU engine needs in_features divisible by 4",
+                "`{}` has shape {:?}: the GPU backend needs in_features divisible by 4",
                 t.name, t.shape
             )));
         }

@@ -1,10 +1,10 @@
 //! The JavaScript-facing API (wasm-bindgen), kept thin: bytes in, `Float32Array` out,
 //! every failure a JS `Error` with the `ClipError` message and its stable `code`
 //! ([`ClipError::code`]). Fetching, caching, image decoding in the browser and the worker
-//! live in the JS layer (`js/`), which is the public API; this module is its engine room.
+//! live in the JS layer (`js/`), which is the public API; this module is its backend room.
 //!
 //! Memory: the weights stay in JS (`WeightBytes` holds `Uint8Array` handles, no copy) and
-//! are copied into wasm one tensor at a time while the engine converts them, so a 600 MB
+//! are copied into wasm one tensor at a time while the backend converts them, so a 600 MB
 //! checkpoint never sits in wasm memory twice. Calls on one model are serialised by the JS
 //! layer; the `RefCell` here turns a second concurrent call into an error, never a panic.
 
@@ -232,10 +232,10 @@ struct LoadOptions {
     /// `both` | `vision` | `text`
     #[serde(default = "both")]
     towers: String,
-    /// Images or texts per forward pass; 0: the engine's default.
+    /// Images or texts per forward pass; 0: the backend's default.
     #[serde(default)]
     max_batch: usize,
-    /// `auto` | `f16` | `f32`: how the GPU engine stores matrices (the CPU ignores it).
+    /// `auto` | `f16` | `f32`: how the GPU backend stores matrices (the CPU ignores it).
     #[serde(default = "auto")]
     gpu_weights: String,
 }
@@ -325,7 +325,7 @@ impl WasmClip {
     /// Projected image features `[n * dim]`, L2-normalised when `normalize`.
     #[wasm_bindgen(js_name = imageFeatures)]
     // The borrow spans the forward pass on purpose (here and below): a concurrent call
-    // fails to borrow and gets an error, instead of two passes sharing the engine's buffers.
+    // fails to borrow and gets an error, instead of two passes sharing the backend's buffers.
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
         let inner = self.inner.clone();
@@ -433,7 +433,7 @@ impl WasmClip {
         self.backend_reason.clone()
     }
 
-    /// `f16` or `f32`: how the GPU engine stores matrices; `undefined` on the CPU engine.
+    /// `f16` or `f32`: how the GPU backend stores matrices; `undefined` on the CPU backend.
     #[wasm_bindgen(getter, js_name = backendWeights)]
     pub fn backend_weights(&self) -> Option<String> {
         self.backend_weights.clone()
@@ -447,7 +447,7 @@ impl WasmClip {
     }
 
     /// Why the GPU device was lost (`Destroyed: ...`), once it is; `undefined` before, on
-    /// the CPU engine, and while a call holds the model.
+    /// the CPU backend, and while a call holds the model.
     #[wasm_bindgen(getter, js_name = deviceLostReason)]
     pub fn device_lost_reason(&self) -> Option<String> {
         self.inner.try_borrow().ok()?.device_lost_reason()
@@ -455,7 +455,7 @@ impl WasmClip {
 
     /// Destroy the GPU device (`GPUDevice.destroy()`), so that the browser reports it lost
     /// with reason `destroyed` as it would after a driver reset: for tests of the recovery
-    /// path. Does nothing on the CPU engine.
+    /// path. Does nothing on the CPU backend.
     #[wasm_bindgen(js_name = loseDeviceForTesting)]
     pub fn lose_device_for_testing(&self) -> Result<(), JsValue> {
         let clip = self.inner.try_borrow().map_err(|_| busy())?;

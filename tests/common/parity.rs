@@ -1,4 +1,4 @@
-//! Engine-independent parity checks against the reference, fed the reference's own
+//! Backend-independent parity checks against the reference, fed the reference's own
 //! inputs, written once over `Backend` so the CPU and GPU suites assert the same things.
 
 use super::*;
@@ -31,7 +31,7 @@ pub fn golden_texts(g: &Golden) -> Vec<Vec<u32>> {
 
 /// Every vision hidden state of the first image, then all images' features, within the
 /// fixtures' engine tolerance (max abs 1e-3).
-pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &str) {
+pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: &str) {
     let tower = enc.model.vision.as_ref().unwrap();
     let px = g.pixels(&g.images[0]);
     let out = graph::vision_forward(&mut enc.backend, tower, &px, 1, true).unwrap();
@@ -46,7 +46,7 @@ pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &
         let err = max_abs_diff(&got, &g.f32(&format!("vision_hidden_states.{k}")));
         assert!(
             err < 1e-3,
-            "{engine} {} vision hidden state {k}: max abs error {err}",
+            "{backend} {} vision hidden state {k}: max abs error {err}",
             g.name
         );
     }
@@ -54,7 +54,7 @@ pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &
     let err = max_abs_diff(&img.data, &g.f32("image_features"));
     assert!(
         err < 1e-3,
-        "{engine} {} image_features: max abs error {err}",
+        "{backend} {} image_features: max abs error {err}",
         g.name
     );
 }
@@ -62,7 +62,7 @@ pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &
 /// Every text hidden state of the first text over the full context (padding rows
 /// included), then all texts' features both padded with the mask and cut after their end
 /// token, within max abs 1e-3.
-pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &str) {
+pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: &str) {
     let tower = enc.model.text.as_ref().unwrap();
     let cfg = tower.config.clone();
     let ids = g.ids("input_ids");
@@ -81,7 +81,7 @@ pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &st
         let err = max_abs_diff(&got, &g.f32(&format!("text_hidden_states.{k}")));
         assert!(
             err < 1e-3,
-            "{engine} {} text hidden state {k}: max abs error {err}",
+            "{backend} {} text hidden state {k}: max abs error {err}",
             g.name
         );
     }
@@ -90,14 +90,14 @@ pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &st
     let err = max_abs_diff(&padded.data, &g.f32("text_features"));
     assert!(
         err < 1e-3,
-        "{engine} {} padded text_features: max abs error {err}",
+        "{backend} {} padded text_features: max abs error {err}",
         g.name
     );
     let (_, cut) = features(enc, g, true);
     let err = max_abs_diff(&cut.data, &g.f32("text_features"));
     assert!(
         err < 1e-3,
-        "{engine} {} text_features: max abs error {err}",
+        "{backend} {} text_features: max abs error {err}",
         g.name
     );
 }
@@ -125,13 +125,13 @@ pub fn features<B: Backend>(
 }
 
 /// `logits_per_image` within the fixtures' 1e-2.
-pub fn check_logits<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, engine: &str) {
+pub fn check_logits<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: &str) {
     let (img, txt) = features(enc, g, true);
     let l = logits(&img, &txt, enc.model.logit_scale);
     let err = max_abs_diff(&l.data, &g.f32("logits_per_image"));
     assert!(
         err < 1e-2,
-        "{engine} {} logits: max abs error {err}",
+        "{backend} {} logits: max abs error {err}",
         g.name
     );
 }

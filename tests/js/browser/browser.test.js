@@ -1,5 +1,5 @@
 // The built package in headless Chromium, served from 127.0.0.1: parity with the
-// reference on the CPU engine and on WebGPU (SwiftShader), downloads (progress, Range
+// reference on the CPU backend and on WebGPU (SwiftShader), downloads (progress, Range
 // requests for one tower, Cache Storage), the worker, and errors.
 
 import { test, before, after } from 'node:test';
@@ -80,7 +80,7 @@ function checkParity(name, r, t, onlyImages = null) {
 }
 
 for (const name of MODELS) {
-  test(`${name}: CPU engine in the browser matches the reference`, async (t) => {
+  test(`${name}: CPU backend in the browser matches the reference`, async (t) => {
     const p = await page();
     const r = await embedAll(p, name, 'cpu');
     await p.close();
@@ -90,7 +90,7 @@ for (const name of MODELS) {
 
   // SwiftShader runs about 1 GFLOP/s: every image on the tiny model, a few on the larger.
   const few = name === 'tiny-quickgelu' ? null : ['astronaut.png', 'chelsea.jpg', 'rgba-200x256.png'];
-  test(`${name}: WebGPU engine (SwiftShader) matches the reference`, async (t) => {
+  test(`${name}: WebGPU backend (SwiftShader) matches the reference`, async (t) => {
     const p = await page();
     const r = await embedAll(p, name, 'webgpu', {}, few);
     await p.close();
@@ -296,7 +296,7 @@ test('worker: true gives the same numbers without blocking the main thread', asy
   assert.ok(r.progress > 0, 'progress events cross from the worker');
   assert.deepEqual(r.got, r.want, 'bit-identical to the main thread');
   assert.ok(r.ticks >= r.ms / 10 / 3, `${r.ticks} ticks in ${r.ms} ms`);
-  // On the main thread the CPU engine would block for the whole call (r.ms).
+  // On the main thread the CPU backend would block for the whole call (r.ms).
   assert.ok(r.maxGap < Math.max(200, r.ms / 2), `main thread blocked for ${r.maxGap} ms of ${r.ms}`);
   assert.match(r.bad, /unsupported image type text\/plain/);
   assert.deepEqual(r.after[0], r.want[0], 'usable after an error');

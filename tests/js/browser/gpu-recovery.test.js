@@ -2,7 +2,7 @@
 // the tiny fixture). The contract (js/README.md): the first call that runs after or
 // during the loss rejects with an Error saying the device was lost and that the next call
 // reloads; the next call reloads the model from its sources with the same backend choice
-// ('webgpu': a new device; 'auto': the CPU engine when no GPU can be had) and runs;
+// ('webgpu': a new device; 'auto': the CPU backend when no GPU can be had) and runs;
 // `backend` / `backendInfo` then describe the new engine and say it recovered.
 
 import { test, before, after } from 'node:test';
@@ -69,7 +69,7 @@ for (const worker of [false, true]) {
     assert.equal(r.backend, 'webgpu');
     assert.equal(r.info.kind, 'webgpu');
     assert.ok(r.info.adapter, 'adapter named');
-    assert.match(r.info.reason, /^recovered after the GPU device was lost \(Destroyed\b.*\): the WebGPU engine was requested$/);
+    assert.match(r.info.reason, /^recovered after the GPU device was lost \(Destroyed\b.*\): the WebGPU backend was requested$/);
     assertParity(assert, r.recovered, g.textEmbeds, g.texts);
     assertParity(assert, r.again, g.textEmbeds.slice(0, 1), g.texts.slice(0, 1));
     // The cache is on (the default): the reload read the weights from Cache Storage.
@@ -77,7 +77,7 @@ for (const worker of [false, true]) {
   });
 }
 
-test("'auto': a device lost during a call fails it; with no adapter left the next call reloads onto the CPU engine", async () => {
+test("'auto': a device lost during a call fails it; with no adapter left the next call reloads onto the CPU backend", async () => {
   const g = golden(NAME);
   const image = 'chelsea.png';
   const r = await run(async (h, { name, texts, image }) => {

@@ -1,4 +1,4 @@
-// The package in Node.js 20 (CPU engine, no navigator.gpu): fixture models read from
+// The package in Node.js 20 (CPU backend, no navigator.gpu): fixture models read from
 // file paths and over HTTP, embeddings matched against the PyTorch reference.
 
 import { test, before, after } from 'node:test';
