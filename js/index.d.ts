@@ -71,7 +71,7 @@ export interface BackendInfo {
   kind: Backend;
   /** The GPU adapter, on WebGPU. */
   adapter: string | null;
-  /** Why this engine runs (for `'auto'`: why not the GPU, when not). */
+  /** Why this backend runs (for `'auto'`: why not the GPU, when not). */
   reason: string;
   /** How the WebGPU backend stores matrices (`gpuWeights` resolved); null on the CPU backend. */
   weights: GpuWeights | null;
@@ -181,11 +181,11 @@ export declare class Clip {
   private constructor();
 
   /**
-   * The engine that runs the calls. After a lost GPU device the next call reloads the
+   * The backend that runs the calls. After a lost GPU device the next call reloads the
    * model, which may change it ('auto' falls back to the CPU when no device can be had).
    */
   readonly backend: Backend;
-  /** Which engine runs and why; after a reload, `reason` starts with `recovered after the GPU device was lost`. */
+  /** Which backend runs and why; after a reload, `reason` starts with `recovered after the GPU device was lost`. */
   readonly backendInfo: BackendInfo;
   /** Length of each embedding (`projection_dim`). */
   readonly dim: number;

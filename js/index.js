@@ -1,4 +1,4 @@
-// webclip: CLIP image and text embeddings in the browser (WebGPU or a SIMD CPU engine in
+// webclip: CLIP image and text embeddings in the browser (WebGPU or a SIMD CPU backend in
 // WebAssembly) and in Node.js. `Clip.load` downloads a Hugging Face CLIP checkpoint and
 // returns a model whose calls run one at a time, here or in a dedicated Worker.
 
@@ -182,7 +182,7 @@ export class Clip {
     const info = engine.info;
     /** `'webgpu'` or `'cpu'`. */
     this.backend = info.backend;
-    /** `{ kind, adapter, reason }`: which engine runs and why. */
+    /** `{ kind, adapter, reason, weights }`: which backend runs, on which adapter, why, and how the GPU stores its matrices. */
     this.backendInfo = info.backendInfo;
     /** Length of each embedding. */
     this.dim = info.dim;
@@ -208,7 +208,7 @@ export class Clip {
       try {
         return await fn(engine);
       } finally {
-        // A reload after a lost GPU device may have changed the engine.
+        // A reload after a lost GPU device may have changed the backend.
         this.backend = engine.info.backend;
         this.backendInfo = engine.info.backendInfo;
       }
