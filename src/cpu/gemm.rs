@@ -31,7 +31,7 @@ const NC: usize = 512;
 
 // Micro-kernel rows per ISA; each row is NR / lanes vectors. AVX2: 6 x 2 ymm = 12
 // accumulators + 2 B + 1 broadcast of 16 registers (the classic 6x16 shape). 128-bit
-// (SSE2, wasm, whose backends map v128 onto the same 16 xmm on x86): 2 x 4 = 8 + 4 B + 1;
+// (SSE2, wasm, whose JS engines map v128 onto the same 16 xmm on x86): 2 x 4 = 8 + 4 B + 1;
 // 3 x 4 spills and measured a third slower. Scalar: 4 x 16 floats, vectorised by LLVM.
 const MR_AVX2: usize = 6;
 const MR_128: usize = 2;
