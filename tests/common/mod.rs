@@ -27,8 +27,13 @@ pub fn image_path(name: &str) -> PathBuf {
 
 /// Every model folder with reference outputs (`config.json` + `golden.safetensors`).
 pub fn model_dirs() -> Vec<PathBuf> {
-    let dir = fixtures_dir();
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
+    model_dirs_in(&fixtures_dir())
+}
+
+/// The model folders directly under `dir` (the SigLIP ones sit one level down, in
+/// `siglip/`, so that the CLIP suites do not pick them up).
+pub fn model_dirs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read fixtures at {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("config.json").exists() && p.join("golden.safetensors").exists())
@@ -114,6 +119,20 @@ impl Golden {
 
     pub fn file(&self, name: &str) -> Vec<u8> {
         std::fs::read(self.dir.join(name)).unwrap()
+    }
+
+    /// A file the folder may lack (`spiece.model` or `tokenizer.json`, say).
+    pub fn optional_file(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(name)).ok()
+    }
+
+    /// The text tower's `max_position_embeddings`.
+    pub fn context_length(&self) -> usize {
+        self.config.text_config.max_position_embeddings
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.config.vision_config.image_size
     }
 
     /// `Clip::load` on this model folder, with `weights_file` as its weights.
