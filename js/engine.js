@@ -117,12 +117,18 @@ export class LocalEngine {
         throw e;
       });
     };
-    const [config, tokenizer, preprocessor, weights] = await Promise.all([
+    const pending = [
       small('config'),
       small('tokenizer'),
       small('preprocessor', srcs.optionalPreprocessor),
       wasm.then(() => readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache)),
-    ]);
+    ];
+    // All start at once, but a failure is reported in this order (config.json first: a
+    // wrong folder or URL fails there), not in whichever order the requests happen to fail.
+    for (const p of pending) p?.catch(() => {});
+    const [config, tokenizer, preprocessor, weights] = [
+      await pending[0], await pending[1], await pending[2], await pending[3],
+    ];
 
     const bytes = new WeightBytes();
     for (const [offset, seg] of weights.segments) bytes.add(offset, seg);
