@@ -81,17 +81,7 @@ fn first_golden() -> (Golden, Preprocessor) {
 fn raw_rgba_gives_the_same_pixels_as_the_file() {
     let (g, pre) = first_golden();
     for name in g.images.iter().filter(|n| n.ends_with(".png")) {
-        let bytes = read_image(name);
-        let rgba = image::load_from_memory(&bytes).unwrap().to_rgba8();
-        let from_rgba = pre
-            .pixel_values(&ImageInput::Rgba {
-                width: rgba.width(),
-                height: rgba.height(),
-                data: rgba.as_raw(),
-            })
-            .unwrap();
-        let from_file = pre.pixel_values(&ImageInput::Encoded(&bytes)).unwrap();
-        assert_eq!(from_rgba, from_file, "{name}");
+        assert_rgba_matches_file(&pre, name, &g.name);
     }
 }
 

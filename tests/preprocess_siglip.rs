@@ -5,7 +5,7 @@
 mod common;
 mod siglip_common;
 
-use common::{image_path, max_abs_diff};
+use common::{assert_rgba_matches_file, image_path, max_abs_diff};
 use siglip_common::*;
 use webclip::preprocess::{Filter, PreprocessConfig, Preprocessor, ResizeTo};
 use webclip::ImageInput;
@@ -123,21 +123,7 @@ fn raw_rgba_gives_the_same_pixels_as_the_file() {
         let g = SiglipGolden::load(&dir);
         let pre = preprocessor_for(&g);
         for name in g.images.iter().filter(|n| n.ends_with(".png")) {
-            let bytes = std::fs::read(image_path(name)).unwrap();
-            let rgba = image::load_from_memory(&bytes).unwrap().to_rgba8();
-            let from_rgba = pre
-                .pixel_values(&ImageInput::Rgba {
-                    width: rgba.width(),
-                    height: rgba.height(),
-                    data: rgba.as_raw(),
-                })
-                .unwrap();
-            assert_eq!(
-                from_rgba,
-                pre.pixel_values(&ImageInput::Encoded(&bytes)).unwrap(),
-                "{} {name}",
-                g.name
-            );
+            assert_rgba_matches_file(&pre, name, &g.name);
         }
     }
 }

@@ -142,6 +142,22 @@ impl Golden {
     }
 }
 
+/// Raw RGBA pixels of image `name` give exactly the `pixel_values` of the encoded file.
+pub fn assert_rgba_matches_file(pre: &webclip::preprocess::Preprocessor, name: &str, what: &str) {
+    use webclip::ImageInput;
+    let bytes = std::fs::read(image_path(name)).unwrap();
+    let rgba = image::load_from_memory(&bytes).unwrap().to_rgba8();
+    let from_rgba = pre
+        .pixel_values(&ImageInput::Rgba {
+            width: rgba.width(),
+            height: rgba.height(),
+            data: rgba.as_raw(),
+        })
+        .unwrap();
+    let from_file = pre.pixel_values(&ImageInput::Encoded(&bytes)).unwrap();
+    assert_eq!(from_rgba, from_file, "{what} {name}");
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter()
