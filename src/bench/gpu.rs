@@ -8,9 +8,7 @@ use crate::error::Result;
 use crate::gpu::{GpuBackend, GpuOptions, GpuWeight};
 use crate::graph::{Backend, TextBatch};
 use crate::model::random::{write_random_weights, Rng};
-use crate::model::{
-    ClipConfig, ClipModel, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole,
-};
+use crate::model::{ClipConfig, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -81,15 +79,16 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
     write_random_weights(&mut bytes, &config, 0, Dtype::F32)?;
     let st = SafeTensors::parse(&bytes)?;
     let t0 = Instant::now();
-    let model = ClipModel::load(&config, &st, bytes.as_slice(), Towers::Both, &mut |r, t| {
-        gpu.make_weight(r, t)
-    })?;
+    let mut enc = BackendModel::load(
+        &config,
+        &st,
+        bytes.as_slice(),
+        Towers::Both,
+        gpu,
+        &mut GpuBackend::make_weight,
+    )?;
     drop(bytes);
     println!("upload: {:.2} s", t0.elapsed().as_secs_f64());
-    let mut enc = BackendModel {
-        model,
-        backend: gpu,
-    };
 
     let v = &config.vision_config;
     let per_image = v.num_channels * v.image_size * v.image_size;
