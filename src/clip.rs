@@ -6,9 +6,9 @@ use crate::error::{ClipError, Result};
 use crate::gpu::{GpuBackend, GpuOptions};
 use crate::graph::{self, pool_position, Backend, TextBatch};
 use crate::model::safetensors::TensorBytes;
-use crate::model::{ClipConfig, ClipModel, HostTensor, SafeTensors, Towers, WeightRole};
+use crate::model::{ClipConfig, ClipModel, Family, HostTensor, SafeTensors, Towers, WeightRole};
 use crate::preprocess::{ImageInput, PreprocessConfig, Preprocessor};
-use crate::tokenizer::ClipTokenizer;
+use crate::tokenizer::{Tokenizer, TokenizerFiles};
 use std::path::{Path, PathBuf};
 
 /// Which backend to run on.
@@ -48,24 +48,28 @@ pub struct ClipOptions {
     pub gpu: GpuOptions,
 }
 
-/// The files of a Hugging Face CLIP repository, as bytes.
+/// The files of a Hugging Face CLIP or SigLIP repository, as bytes.
 pub struct ModelFiles<'a> {
     pub config: &'a [u8],
     /// `model.safetensors`: where its bytes come from (`Clip::load` reads the header).
     pub weights: &'a dyn TensorBytes,
-    /// `tokenizer.json`; required for the text tower's `text_features`.
-    pub tokenizer: Option<&'a [u8]>,
-    /// `preprocessor_config.json`; CLIP's defaults when absent.
+    /// `tokenizer.json` (CLIP, SigLIP 2) or `spiece.model` (SigLIP), with
+    /// `tokenizer_config.json` when there is one; required for `text_features`.
+    pub tokenizer: TokenizerFiles<'a>,
+    /// `preprocessor_config.json`; the family's defaults when absent.
     pub preprocessor: Option<&'a [u8]>,
 }
 
 /// A model folder in the Hugging Face layout, read from disk: `config.json`,
-/// `model.safetensors` (or another weights file), and `tokenizer.json` and
+/// `model.safetensors` (or another weights file), and the tokenizer files
+/// (`tokenizer.json`, `spiece.model`, `tokenizer_config.json`) and
 /// `preprocessor_config.json` when they are there.
 pub struct ModelFolder {
     pub config: Vec<u8>,
     pub weights: Vec<u8>,
     pub tokenizer: Option<Vec<u8>>,
+    pub spiece_model: Option<Vec<u8>>,
+    pub tokenizer_config: Option<Vec<u8>>,
     pub preprocessor: Option<Vec<u8>>,
     /// Where the weights were read from, for error messages.
     pub weights_path: PathBuf,
@@ -89,6 +93,8 @@ impl ModelFolder {
             config: read(&dir.join("config.json"))?,
             weights: read(&weights_path)?,
             tokenizer: optional("tokenizer.json")?,
+            spiece_model: optional("spiece.model")?,
+            tokenizer_config: optional("tokenizer_config.json")?,
             preprocessor: optional("preprocessor_config.json")?,
             weights_path,
         })
@@ -98,7 +104,11 @@ impl ModelFolder {
         ModelFiles {
             config: &self.config,
             weights: &self.weights,
-            tokenizer: self.tokenizer.as_deref(),
+            tokenizer: TokenizerFiles {
+                tokenizer_json: self.tokenizer.as_deref(),
+                spiece_model: self.spiece_model.as_deref(),
+                tokenizer_config: self.tokenizer_config.as_deref(),
+            },
             preprocessor: self.preprocessor.as_deref(),
         }
     }
@@ -164,7 +174,8 @@ impl Embeddings {
     }
 }
 
-/// Image-text scores `[images, texts]`, row-major: `exp(logit_scale) * cos(image, text)`.
+/// Image-text scores `[images, texts]`, row-major: `exp(logit_scale) * cos(image, text)
+/// + logit_bias` (the bias is SigLIP's; 0 for CLIP).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Logits {
     pub images: usize,
@@ -180,14 +191,19 @@ impl Logits {
     }
 }
 
-/// `exp(logit_scale) * cos(image, text)` for every pair.
-pub fn logits(image_features: &Embeddings, text_features: &Embeddings, logit_scale: f32) -> Logits {
+/// `exp(logit_scale) * cos(image, text) + logit_bias` for every pair.
+pub fn logits(
+    image_features: &Embeddings,
+    text_features: &Embeddings,
+    logit_scale: f32,
+    logit_bias: f32,
+) -> Logits {
     let (a, b) = (image_features.normalized(), text_features.normalized());
     let scale = logit_scale.exp();
     let mut data = Vec::with_capacity(a.rows * b.rows);
     for i in a.iter() {
         for t in b.iter() {
-            data.push(scale * i.iter().zip(t).map(|(x, y)| x * y).sum::<f32>());
+            data.push(scale * i.iter().zip(t).map(|(x, y)| x * y).sum::<f32>() + logit_bias);
         }
     }
     Logits {
@@ -360,7 +376,7 @@ const _: () = {
 pub struct Clip {
     pub config: ClipConfig,
     loaded: Loaded,
-    tokenizer: Option<ClipTokenizer>,
+    tokenizer: Option<Tokenizer>,
     preprocessor: Preprocessor,
     backend_info: BackendInfo,
     max_batch: usize,
@@ -370,16 +386,19 @@ impl Clip {
     pub async fn load(files: ModelFiles<'_>, options: &ClipOptions) -> Result<Clip> {
         let config = ClipConfig::from_json(files.config)?;
         let image_size = config.vision_config.image_size;
-        let preprocessor = Preprocessor::new(match files.preprocessor {
-            Some(bytes) => PreprocessConfig::from_json(bytes, image_size)?,
-            None => PreprocessConfig::clip_default(image_size),
+        let preprocessor = Preprocessor::new(match (files.preprocessor, config.family) {
+            (Some(bytes), _) => PreprocessConfig::from_json(bytes, image_size)?,
+            (None, Family::Clip) => PreprocessConfig::clip_default(image_size),
+            (None, Family::Siglip) => PreprocessConfig::siglip_default(image_size),
         });
-        let tokenizer = match (options.towers.text(), files.tokenizer) {
-            (true, Some(bytes)) => Some(ClipTokenizer::from_json(
-                bytes,
+        let t = &files.tokenizer;
+        let has_tokenizer = t.tokenizer_json.is_some() || t.spiece_model.is_some();
+        let tokenizer = match options.towers.text() && has_tokenizer {
+            true => Some(Tokenizer::from_files(
+                t,
                 config.text_config.max_position_embeddings,
             )?),
-            _ => None,
+            false => None,
         };
         let header = SafeTensors::read(files.weights)?;
         let checkpoint = Checkpoint {
@@ -440,6 +459,7 @@ impl Clip {
         }
     }
 
+    /// The checkpoint's `logit_scale` (its `exp` multiplies cosines into logits).
     pub fn logit_scale(&self) -> f32 {
         match &self.loaded {
             Loaded::Cpu(e) => e.model.logit_scale,
@@ -447,14 +467,30 @@ impl Clip {
         }
     }
 
+    /// SigLIP's `logit_bias`, added to every logit; 0 for CLIP.
+    pub fn logit_bias(&self) -> f32 {
+        match &self.loaded {
+            Loaded::Cpu(e) => e.model.logit_bias,
+            Loaded::Gpu(e) => e.model.logit_bias,
+        }
+    }
+
+    /// Turn logits into scores: CLIP's softmax over the texts of each image, SigLIP's
+    /// sigmoid of each logit (the labels are independent; a row need not sum to 1).
+    pub fn probabilities(&self, logits: &Logits) -> Vec<f32> {
+        probabilities(self.config.family, logits)
+    }
+
     pub fn preprocessor(&self) -> &Preprocessor {
         &self.preprocessor
     }
 
-    pub fn tokenizer(&self) -> Result<&ClipTokenizer> {
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
         self.tokenizer.as_ref().ok_or_else(|| {
             if self.towers().text() {
-                ClipError::Tokenizer("no tokenizer.json was given with the model".into())
+                ClipError::Tokenizer(
+                    "no tokenizer (tokenizer.json or spiece.model) was given with the model".into(),
+                )
             } else {
                 ClipError::TowerNotLoaded("text")
             }
@@ -514,10 +550,13 @@ impl Clip {
             dim: self.config.projection_dim,
             data: Vec::new(),
         };
-        let pad = self
-            .tokenizer
-            .as_ref()
-            .map_or(self.config.text_config.eos_token_id, |t| t.pad_id());
+        // Without a tokenizer: CLIP pads after the end token with it; SigLIP with its pad.
+        let text = &self.config.text_config;
+        let default_pad = match text.causal {
+            true => text.eos_token_id,
+            false => text.pad_token_id,
+        };
+        let pad = self.tokenizer.as_ref().map_or(default_pad, |t| t.pad_id());
         for chunk in texts.chunks(self.max_batch) {
             let batch = TextBatch::from_tokens(chunk, &self.config.text_config, pad)?;
             out.extend(match &mut self.loaded {
@@ -529,10 +568,11 @@ impl Clip {
     }
 
     /// Projected features for `rows` token id sequences of equal length laid end to end
-    /// (`[rows, len]`, padded after the end token as `CLIPTokenizer` pads): each row is cut
-    /// after its end token, which gives the same features.
+    /// (`[rows, len]`, padded as the model's tokenizer pads). CLIP: each row is cut after
+    /// its end token, which gives the same features; SigLIP: the rows are taken whole.
     pub async fn padded_token_features(&mut self, ids: &[u32], rows: usize) -> Result<Embeddings> {
-        let texts = unpad_rows(ids, rows, self.config.text_config.eos_token_id)?;
+        let text = &self.config.text_config;
+        let texts = unpad_rows(ids, rows, text.causal.then_some(text.eos_token_id))?;
         self.token_features(&texts).await
     }
 
@@ -553,15 +593,43 @@ impl Clip {
         self.token_features(&ids).await
     }
 
-    /// `exp(logit_scale) * cosine`: `[images, texts]`.
+    /// `exp(logit_scale) * cosine + logit_bias`: `[images, texts]`.
     pub fn logits(&self, image_features: &Embeddings, text_features: &Embeddings) -> Logits {
-        logits(image_features, text_features, self.logit_scale())
+        logits(
+            image_features,
+            text_features,
+            self.logit_scale(),
+            self.logit_bias(),
+        )
     }
 }
 
-/// Split `[rows, len]` padded token ids into rows cut after their end token (see
-/// [`graph::pool_position`]). No ids and no rows is an empty batch.
-fn unpad_rows(ids: &[u32], rows: usize, eos_token_id: u32) -> Result<Vec<Vec<u32>>> {
+/// Scores from logits `[images, texts]`, row-major: for CLIP the softmax over each image's
+/// texts, for SigLIP the sigmoid of each logit.
+pub fn probabilities(family: Family, logits: &Logits) -> Vec<f32> {
+    match family {
+        Family::Siglip => logits
+            .data
+            .iter()
+            .map(|&l| 1.0 / (1.0 + (-l).exp()))
+            .collect(),
+        Family::Clip => {
+            let mut out = Vec::with_capacity(logits.data.len());
+            for row in logits.data.chunks(logits.texts.max(1)) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exp: Vec<f32> = row.iter().map(|&l| (l - max).exp()).collect();
+                let sum: f32 = exp.iter().sum();
+                out.extend(exp.iter().map(|e| e / sum));
+            }
+            out
+        }
+    }
+}
+
+/// Split `[rows, len]` padded token ids into rows, each cut after its end token when
+/// `eos_token_id` is given (see [`graph::pool_position`]). No ids and no rows is an empty
+/// batch.
+fn unpad_rows(ids: &[u32], rows: usize, eos_token_id: Option<u32>) -> Result<Vec<Vec<u32>>> {
     if rows == 0 && ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -574,7 +642,10 @@ fn unpad_rows(ids: &[u32], rows: usize, eos_token_id: u32) -> Result<Vec<Vec<u32
     }
     Ok(ids
         .chunks(ids.len() / rows)
-        .map(|row| row[..=pool_position(row, eos_token_id)].to_vec())
+        .map(|row| match eos_token_id {
+            Some(eos) => row[..=pool_position(row, eos)].to_vec(),
+            None => row.to_vec(),
+        })
         .collect())
 }
 
@@ -588,22 +659,33 @@ mod tests {
     fn padded_rows_are_cut_after_their_end_token() {
         // Padded with the end token (CLIP's pad) and with zeros (OpenCLIP's).
         let ids = [49406, 320, EOS, EOS, EOS, 49406, 320, 1929, EOS, 0];
-        let rows = unpad_rows(&ids, 2, EOS).unwrap();
+        let rows = unpad_rows(&ids, 2, Some(EOS)).unwrap();
         assert_eq!(
             rows,
             vec![vec![49406, 320, EOS], vec![49406, 320, 1929, EOS]]
         );
         // A row without an end token is kept whole (pooled at its last position).
-        assert_eq!(unpad_rows(&[1, 2, 3], 1, EOS).unwrap(), vec![vec![1, 2, 3]]);
+        assert_eq!(
+            unpad_rows(&[1, 2, 3], 1, Some(EOS)).unwrap(),
+            vec![vec![1, 2, 3]]
+        );
         // eos_token_id 2 (old configs): pooled at the largest id, as transformers does.
-        assert_eq!(unpad_rows(&[5, 9, 7, 0], 1, 2).unwrap(), vec![vec![5, 9]]);
-        assert!(unpad_rows(&[], 0, EOS).unwrap().is_empty());
+        assert_eq!(
+            unpad_rows(&[5, 9, 7, 0], 1, Some(2)).unwrap(),
+            vec![vec![5, 9]]
+        );
+        assert!(unpad_rows(&[], 0, Some(EOS)).unwrap().is_empty());
+        // SigLIP: rows whole, the padding included.
+        assert_eq!(
+            unpad_rows(&[7, 1, 1, 8, 9, 1], 2, None).unwrap(),
+            vec![vec![7, 1, 1], vec![8, 9, 1]]
+        );
     }
 
     #[test]
     fn ids_that_do_not_split_into_rows_are_input_errors() {
         for (n, rows) in [(0, 3), (10, 3), (2, 3), (4, 0)] {
-            let err = unpad_rows(&vec![EOS; n], rows, EOS).unwrap_err();
+            let err = unpad_rows(&vec![EOS; n], rows, Some(EOS)).unwrap_err();
             assert!(
                 matches!(err, ClipError::Input(_)),
                 "{n} ids, {rows} rows: {err}"

@@ -3,14 +3,19 @@
 //! graph. The graph runs them through [`Checked`] (`check.rs`), which checks every
 //! operation's shapes once, so the backends need not.
 //! Follows `transformers/models/clip/modeling_clip.py` (CLIPVisionTransformer,
-//! CLIPTextTransformer, CLIPEncoderLayer) at transformers 5.24.
+//! CLIPTextTransformer, CLIPEncoderLayer) and `models/siglip/modeling_siglip.py`
+//! (SiglipVisionTransformer, SiglipTextTransformer, SiglipMultiheadAttentionPoolingHead)
+//! at transformers 5.24.
 
 pub mod check;
 
 pub use check::Checked;
 
 use crate::error::{ClipError, Result};
-use crate::model::{Activation, EncoderLayer, LayerNorm, Linear, TextTower, VisionTower};
+use crate::model::{
+    Activation, EncoderLayer, LayerNorm, Linear, PoolingHead, TextConfig, TextTower, VisionPooling,
+    VisionTower,
+};
 use std::future::Future;
 
 /// An activation's `(rows, cols)`, which the graph's checks read.
@@ -50,29 +55,29 @@ pub trait Backend {
     /// LayerNorm over each row.
     fn layer_norm(&mut self, x: &Self::Act, ln: &LayerNorm<Self::Weight>) -> Result<Self::Act>;
 
-    /// Multi-head scaled dot-product attention. `q`, `k`, `v` are
-    /// `[valid_lens.len() * seq_len, heads * head_dim]`: sequence `s` holds rows
-    /// `s * seq_len ..`. Query `i` of sequence `s` sees key `j` when `j < valid_lens[s]`
-    /// and, if `causal`, `j <= i`. Scale `1/sqrt(head_dim)`. Returns the same shape.
-    #[allow(clippy::too_many_arguments)]
+    /// Multi-head scaled dot-product attention over `valid_lens.len()` sequences. `q` is
+    /// `[sequences * shape.queries, heads * head_dim]` (sequence `s` holds rows
+    /// `s * queries ..`), `k` and `v` `[sequences * shape.keys, heads * head_dim]` (rows
+    /// `s * keys ..`). Query `i` of sequence `s` sees key `j` when `j < valid_lens[s]` and,
+    /// if `causal` (then `queries == keys`), `j <= i`. Scale `1/sqrt(head_dim)`. Returns
+    /// `q`'s shape.
     fn attention(
         &mut self,
         q: &Self::Act,
         k: &Self::Act,
         v: &Self::Act,
-        seq_len: usize,
-        heads: usize,
-        causal: bool,
+        shape: AttentionShape,
         valid_lens: &[usize],
     ) -> Result<Self::Act>;
 
-    /// Vision embeddings for `batch` images from patch embeddings `[batch * patches, hidden]`:
-    /// output row `b * (patches + 1)` is `class + pos[0]`, row `b * (patches + 1) + 1 + p`
-    /// is `patch_embeds[b * patches + p] + pos[1 + p]`.
+    /// Vision embeddings for `batch` images from patch embeddings `[batch * patches, hidden]`.
+    /// With a class embedding (CLIP) output row `b * (patches + 1)` is `class + pos[0]` and
+    /// row `b * (patches + 1) + 1 + p` is `patch_embeds[b * patches + p] + pos[1 + p]`;
+    /// without one (SigLIP) row `b * patches + p` is `patch_embeds[b * patches + p] + pos[p]`.
     fn vision_embed(
         &mut self,
         patch_embeds: &Self::Act,
-        class_embedding: &Self::Weight,
+        class_embedding: Option<&Self::Weight>,
         position_embedding: &Self::Weight,
         batch: usize,
     ) -> Result<Self::Act>;
@@ -94,6 +99,31 @@ pub trait Backend {
     fn read(&mut self, x: &Self::Act) -> impl Future<Output = Result<Vec<f32>>>;
 }
 
+/// What one attention call computes (see [`Backend::attention`]): `queries` query rows and
+/// `keys` key/value rows per sequence, `heads` heads; `causal` masks key `j > i` for query
+/// `i` and needs `queries == keys`. Self-attention has `queries == keys`; SigLIP's pooling
+/// head has one query per image over all its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub queries: usize,
+    pub keys: usize,
+    pub heads: usize,
+    pub causal: bool,
+}
+
+impl AttentionShape {
+    /// Every row of a sequence of `len` attends to the others (or, if `causal`, to those
+    /// before it).
+    pub fn self_attention(len: usize, heads: usize, causal: bool) -> Self {
+        AttentionShape {
+            queries: len,
+            keys: len,
+            heads,
+            causal,
+        }
+    }
+}
+
 /// One encoder layer (pre-LN transformer block), as CLIPEncoderLayer.
 fn encoder_layer<B: Backend>(
     b: &mut Checked<B>,
@@ -109,15 +139,16 @@ fn encoder_layer<B: Backend>(
     let q = b.linear(&x, &attn.q_proj, None, None)?;
     let k = b.linear(&x, &attn.k_proj, None, None)?;
     let v = b.linear(&x, &attn.v_proj, None, None)?;
-    let ctx = b.attention(&q, &k, &v, seq_len, attn.num_heads, causal, valid_lens)?;
+    let shape = AttentionShape::self_attention(seq_len, attn.num_heads, causal);
+    let ctx = b.attention(&q, &k, &v, shape, valid_lens)?;
     let h = b.linear(&ctx, &attn.out_proj, None, Some(h))?;
     let x = b.layer_norm(&h, &layer.layer_norm2)?;
     let x = b.linear(&x, &layer.mlp.fc1, Some(activation), None)?;
     b.linear(&x, &layer.mlp.fc2, None, Some(&h))
 }
 
-/// The part both towers share: the encoder layers over sequences of `seq_len` rows, then
-/// pooling one row per sequence, a final LayerNorm and the projection.
+/// The encoder layers over sequences of `seq_len` rows, which both towers of both
+/// families share.
 struct Stack<'a> {
     seq_len: usize,
     causal: bool,
@@ -126,18 +157,14 @@ struct Stack<'a> {
 }
 
 impl Stack<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn run_and_pool<B: Backend>(
+    /// The encoder output; with `hidden_states`, the input of every layer is kept there.
+    fn run<B: Backend>(
         &self,
         b: &mut Checked<B>,
         layers: &[EncoderLayer<B::Weight>],
         mut h: B::Act,
-        pool_rows: &[usize],
-        final_norm: &LayerNorm<B::Weight>,
-        projection: &Linear<B::Weight>,
-        keep_hidden_states: bool,
-    ) -> Result<Forward<B::Act>> {
-        let mut hidden_states = Vec::new();
+        mut hidden_states: Option<&mut Vec<B::Act>>,
+    ) -> Result<B::Act> {
         for layer in layers {
             let next = encoder_layer(
                 b,
@@ -148,25 +175,58 @@ impl Stack<'_> {
                 self.valid_lens,
                 self.activation,
             )?;
-            if keep_hidden_states {
-                hidden_states.push(std::mem::replace(&mut h, next));
-            } else {
-                h = next;
+            let input = std::mem::replace(&mut h, next);
+            if let Some(states) = hidden_states.as_deref_mut() {
+                states.push(input);
             }
         }
-        // LayerNorm is per row, so pooling first and normalising only the pooled rows gives
-        // the same result as transformers' normalise-everything-then-pool.
-        let pooled = b.gather_rows(&h, pool_rows)?;
-        if keep_hidden_states {
-            hidden_states.push(h);
-        }
-        let pooled = b.layer_norm(&pooled, final_norm)?;
-        let features = b.linear(&pooled, projection, None, None)?;
-        Ok(Forward {
-            features,
-            hidden_states,
-        })
+        Ok(h)
     }
+}
+
+/// Pool `rows` of `h` (one per sequence), LayerNorm them and project: CLIP's towers and
+/// SigLIP's text tower. LayerNorm is per row, so pooling first and normalising only the
+/// pooled rows gives the same result as transformers' normalise-everything-then-pool.
+fn pool_norm_project<B: Backend>(
+    b: &mut Checked<B>,
+    h: &B::Act,
+    rows: &[usize],
+    norm: &LayerNorm<B::Weight>,
+    projection: &Linear<B::Weight>,
+) -> Result<B::Act> {
+    let pooled = b.gather_rows(h, rows)?;
+    let pooled = b.layer_norm(&pooled, norm)?;
+    b.linear(&pooled, projection, None, None)
+}
+
+/// SigLIP's attention-pooling head over `x` (`batch` images of `tokens` rows, after
+/// `post_layernorm`): the probe attends over each image's tokens, then
+/// `h + mlp(layernorm(h))`. One row per image.
+fn pooling_head<B: Backend>(
+    b: &mut Checked<B>,
+    head: &PoolingHead<B::Weight>,
+    x: &B::Act,
+    batch: usize,
+    tokens: usize,
+    activation: Activation,
+) -> Result<B::Act> {
+    let a = &head.attention;
+    let dim = head.probe.len();
+    let probe = b.input(&head.probe.repeat(batch), batch, dim)?;
+    let q = b.linear(&probe, &a.q_proj, None, None)?;
+    let k = b.linear(x, &a.k_proj, None, None)?;
+    let v = b.linear(x, &a.v_proj, None, None)?;
+    let shape = AttentionShape {
+        queries: 1,
+        keys: tokens,
+        heads: a.num_heads,
+        causal: false,
+    };
+    let ctx = b.attention(&q, &k, &v, shape, &vec![tokens; batch])?;
+    let h = b.linear(&ctx, &a.out_proj, None, None)?;
+    let y = b.layer_norm(&h, &head.layernorm)?;
+    let y = b.linear(&y, &head.mlp.fc1, Some(activation), None)?;
+    b.linear(&y, &head.mlp.fc2, None, Some(&h))
 }
 
 /// Flatten `[batch, C, S, S]` pixels into patch rows `[batch * grid^2, C * P * P]`, inner
@@ -204,6 +264,9 @@ pub struct Forward<A> {
     pub features: A,
     /// `[batch * tokens, hidden]` each; empty unless asked for.
     pub hidden_states: Vec<A>,
+    /// SigLIP's vision `last_hidden_state` (every token after `post_layernorm`: the
+    /// pooling head's input), when hidden states are asked for; `None` otherwise.
+    pub normed_hidden_state: Option<A>,
 }
 
 /// The vision tower on `batch` preprocessed images `[batch, C, S, S]`.
@@ -218,11 +281,19 @@ pub fn vision_forward<B: Backend>(
     check::pixels(c, pixels.len(), batch)?;
     let b = &mut Checked::new(b);
     let patches = patchify(pixels, batch, c.num_channels, c.image_size, c.patch_size);
-    let patch_rows = batch * c.grid() * c.grid();
+    let patch_rows = batch * c.num_patches();
     let x = b.input(&patches, patch_rows, c.patch_dim())?;
     let x = b.linear(&x, &tower.patch_embedding, None, None)?;
-    let x = b.vision_embed(&x, &tower.class_embedding, &tower.position_embedding, batch)?;
-    let h = b.layer_norm(&x, &tower.pre_layrnorm)?;
+    let x = b.vision_embed(
+        &x,
+        tower.class_embedding.as_ref(),
+        &tower.position_embedding,
+        batch,
+    )?;
+    let h = match &tower.pre_layrnorm {
+        Some(ln) => b.layer_norm(&x, ln)?,
+        None => x,
+    };
 
     let tokens = c.num_positions();
     let stack = Stack {
@@ -231,17 +302,35 @@ pub fn vision_forward<B: Backend>(
         valid_lens: &vec![tokens; batch],
         activation: c.hidden_act,
     };
-    // Pool the class token of each image.
-    let class_rows: Vec<usize> = (0..batch).map(|i| i * tokens).collect();
-    stack.run_and_pool(
+    let mut hidden_states = Vec::new();
+    let h = stack.run(
         b,
         &tower.layers,
         h,
-        &class_rows,
-        &tower.post_layernorm,
-        &tower.visual_projection,
-        keep_hidden_states,
-    )
+        keep_hidden_states.then_some(&mut hidden_states),
+    )?;
+    let (features, normed_hidden_state) = match &tower.pooling {
+        VisionPooling::ClassToken { visual_projection } => {
+            // The class token of each image.
+            let class_rows: Vec<usize> = (0..batch).map(|i| i * tokens).collect();
+            let features =
+                pool_norm_project(b, &h, &class_rows, &tower.post_layernorm, visual_projection)?;
+            (features, None)
+        }
+        VisionPooling::Head(head) => {
+            let normed = b.layer_norm(&h, &tower.post_layernorm)?;
+            let features = pooling_head(b, head, &normed, batch, tokens, c.hidden_act)?;
+            (features, keep_hidden_states.then_some(normed))
+        }
+    };
+    if keep_hidden_states {
+        hidden_states.push(h);
+    }
+    Ok(Forward {
+        features,
+        hidden_states,
+        normed_hidden_state,
+    })
 }
 
 /// Token ids for the text tower: `batch` sequences of `seq_len`, the row of each sequence
@@ -255,15 +344,13 @@ pub struct TextBatch {
 }
 
 impl TextBatch {
-    /// Build a batch from tokenised texts (each `<|startoftext|> ... <|endoftext|>`, no
-    /// padding). The text encoder is causal and only the pooled row is read, so every
-    /// sequence stops right after its end token: the batch is as long as its longest text,
-    /// not the full context, with the same result at a fraction of the cost.
-    pub fn from_tokens(
-        texts: &[Vec<u32>],
-        tower: &crate::model::TextConfig,
-        pad_id: u32,
-    ) -> Result<Self> {
+    /// Build a batch from tokenised texts. CLIP (a causal tower): each text is
+    /// `<|startoftext|> ... <|endoftext|>` without padding; only the pooled row is read, so
+    /// every sequence stops right after its end token: the batch is as long as its longest
+    /// text, not the full context, with the same result at a fraction of the cost. SigLIP
+    /// (bidirectional, pooled at the last position): the padding is part of the input, so
+    /// every text is padded with `pad_id` to the full context, as its tokenizer pads.
+    pub fn from_tokens(texts: &[Vec<u32>], tower: &TextConfig, pad_id: u32) -> Result<Self> {
         let context = tower.max_position_embeddings;
         let mut pool_positions = Vec::with_capacity(texts.len());
         for (i, t) in texts.iter().enumerate() {
@@ -273,7 +360,10 @@ impl TextBatch {
                     t.len()
                 )));
             }
-            pool_positions.push(pool_position(t, tower.eos_token_id));
+            pool_positions.push(match tower.causal {
+                true => pool_position(t, tower.eos_token_id),
+                false => context - 1,
+            });
         }
         let seq_len = pool_positions.iter().map(|p| p + 1).max().unwrap_or(1);
         let mut ids = Vec::with_capacity(texts.len() * seq_len);
@@ -294,14 +384,9 @@ impl TextBatch {
     }
 
     /// A batch exactly as given: `ids` `[batch, seq_len]` with an attention mask (1 = real
-    /// token), as the reference's tokenizer outputs it. Used by parity tests to run the full
-    /// context and compare every hidden state row.
-    pub fn full(
-        ids: Vec<u32>,
-        mask: &[u32],
-        seq_len: usize,
-        tower: &crate::model::TextConfig,
-    ) -> Result<Self> {
+    /// token), as the reference's tokenizer outputs it (SigLIP has no mask: pass all ones).
+    /// Used by parity tests to run the full context and compare every hidden state row.
+    pub fn full(ids: Vec<u32>, mask: &[u32], seq_len: usize, tower: &TextConfig) -> Result<Self> {
         if seq_len == 0
             || !ids.len().is_multiple_of(seq_len)
             || mask.len() != ids.len()
@@ -313,7 +398,10 @@ impl TextBatch {
         }
         let pool_positions = ids
             .chunks(seq_len)
-            .map(|t| pool_position(t, tower.eos_token_id))
+            .map(|t| match tower.causal {
+                true => pool_position(t, tower.eos_token_id),
+                false => seq_len - 1,
+            })
             .collect();
         let valid_lens = mask
             .chunks(seq_len)
@@ -381,25 +469,32 @@ pub fn text_forward<B: Backend>(
     )?;
     let stack = Stack {
         seq_len: batch.seq_len,
-        causal: true,
+        causal: c.causal,
         valid_lens: &batch.valid_lens,
         activation: c.hidden_act,
     };
+    let mut hidden_states = Vec::new();
+    let h = stack.run(
+        b,
+        &tower.layers,
+        h,
+        keep_hidden_states.then_some(&mut hidden_states),
+    )?;
     let rows: Vec<usize> = batch
         .pool_positions
         .iter()
         .enumerate()
         .map(|(i, p)| i * batch.seq_len + p)
         .collect();
-    stack.run_and_pool(
-        b,
-        &tower.layers,
-        h,
-        &rows,
-        &tower.final_layer_norm,
-        &tower.text_projection,
-        keep_hidden_states,
-    )
+    let features = pool_norm_project(b, &h, &rows, &tower.final_layer_norm, &tower.projection)?;
+    if keep_hidden_states {
+        hidden_states.push(h);
+    }
+    Ok(Forward {
+        features,
+        hidden_states,
+        normed_hidden_state: None,
+    })
 }
 
 #[cfg(test)]

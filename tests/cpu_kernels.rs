@@ -4,7 +4,7 @@
 
 use webclip::cpu::gemm::{self, Epilogue, PackedMatrix};
 use webclip::cpu::{ops, reference, CpuBackend, CpuWeight, Isa};
-use webclip::graph::{Backend, Checked};
+use webclip::graph::{AttentionShape, Backend, Checked};
 use webclip::model::random::Rng;
 use webclip::model::{Activation, Linear};
 use webclip::ClipError;
@@ -236,25 +236,35 @@ fn layer_norm_matches_scalar_reference() {
 #[test]
 fn attention_matches_scalar_reference() {
     let mut rng = Rng::new(5);
-    // (sequences' valid lengths, seq_len, heads, head_dim, causal, q/k scale)
-    type Case<'a> = (&'a [usize], usize, usize, usize, bool, f32);
+    // (sequences' valid lengths, queries, keys, heads, head_dim, causal, q/k scale)
+    type Case<'a> = (&'a [usize], usize, usize, usize, usize, bool, f32);
     let cases: &[Case] = &[
-        (&[50, 50], 50, 12, 64, false, 1.0),  // ViT-B/32 image, batch 2
-        (&[197], 197, 3, 13, false, 1.0),     // odd head_dim
-        (&[77, 10, 1], 77, 8, 64, true, 1.0), // text: full context and short prompts
-        (&[7, 3], 7, 5, 80, true, 6.0),       // peaked softmax (large scores)
-        (&[1], 1, 1, 3, false, 1.0),          // a single key
-        (&[0, 5], 5, 2, 4, true, 1.0),        // an empty sequence still attends to key 0
+        (&[50, 50], 50, 50, 12, 64, false, 1.0), // ViT-B/32 image, batch 2
+        (&[197], 197, 197, 3, 13, false, 1.0),   // odd head_dim
+        (&[77, 10, 1], 77, 77, 8, 64, true, 1.0), // text: full context and short prompts
+        (&[7, 3], 7, 7, 5, 80, true, 6.0),       // peaked softmax (large scores)
+        (&[1], 1, 1, 1, 3, false, 1.0),          // a single key
+        (&[0, 5], 5, 5, 2, 4, true, 1.0),        // an empty sequence still attends to key 0
+        (&[196, 196], 1, 196, 4, 16, false, 1.0), // SigLIP's pooling head: one probe query
+        (&[729], 1, 729, 16, 72, false, 3.0),    // So400m/14 at 384 px
+        (&[9, 4], 3, 9, 2, 8, false, 1.0),       // a few queries over more keys
     ];
     for isa in isas() {
-        for &(valid, seq, heads, hd, causal, scale) in cases {
+        for &(valid, queries, keys, heads, hd, causal, scale) in cases {
             let width = heads * hd;
-            let n = valid.len() * seq * width;
+            let n = valid.len() * queries * width;
+            let kv = valid.len() * keys * width;
+            let shape = AttentionShape {
+                queries,
+                keys,
+                heads,
+                causal,
+            };
             let q = rng.fill_uniform(n, scale);
-            let k = rng.fill_uniform(n, scale);
-            let v = rng.fill_uniform(n, 1.0);
+            let k = rng.fill_uniform(kv, scale);
+            let v = rng.fill_uniform(kv, 1.0);
             let mut want = vec![0f32; n];
-            reference::attention(&q, &k, &v, &mut want, width, seq, heads, causal, valid);
+            reference::attention(&q, &k, &v, &mut want, width, shape, valid);
             let mut buf = guarded(n);
             ops::attention(
                 isa,
@@ -263,14 +273,13 @@ fn attention_matches_scalar_reference() {
                 &v,
                 &mut buf[GUARD..GUARD + n],
                 width,
-                seq,
-                heads,
-                causal,
+                shape,
                 valid,
             )
             .unwrap();
             let what = format!(
-                "{} attention {valid:?} x {seq}, {heads} heads of {hd}, causal {causal}",
+                "{} attention {valid:?} x {queries} queries over {keys} keys, {heads} heads of \
+                 {hd}, causal {causal}",
                 isa.name()
             );
             check_guards(&buf, &what);
@@ -283,10 +292,26 @@ fn attention_matches_scalar_reference() {
             assert!(e <= 1.0, "{what}: element {i}: {e} x tolerance");
         }
         let mut out = [0f32; 12];
-        // Width not divisible by the heads; a valid length past the sequence.
+        // Width not divisible by the heads; a valid length past the keys; causal with
+        // more queries than keys; keys of the wrong length.
         let z = [0f32; 12];
-        assert!(ops::attention(isa, &z, &z, &z, &mut out, 6, 2, 4, false, &[2]).is_err());
-        assert!(ops::attention(isa, &z, &z, &z, &mut out, 6, 2, 2, false, &[3]).is_err());
+        let shape = |queries, keys, heads, causal| AttentionShape {
+            queries,
+            keys,
+            heads,
+            causal,
+        };
+        for (s, lens) in [
+            (shape(2, 2, 4, false), [2]),
+            (shape(2, 2, 2, false), [3]),
+            (shape(2, 1, 2, true), [1]),
+            (shape(2, 3, 2, false), [3]),
+        ] {
+            assert!(
+                ops::attention(isa, &z, &z, &z, &mut out, 6, s, &lens).is_err(),
+                "{s:?}"
+            );
+        }
     }
 }
 
@@ -350,7 +375,16 @@ fn kernel_length_mismatches_are_internal_and_a_missing_isa_is_unsupported() {
     let z = [0f32; 12];
     let mut o = [0f32; 12];
     assert!(matches!(
-        ops::attention(Isa::Scalar, &z, &z, &z, &mut o, 6, 2, 2, false, &[3]),
+        ops::attention(
+            Isa::Scalar,
+            &z,
+            &z,
+            &z,
+            &mut o,
+            6,
+            AttentionShape::self_attention(2, 2, false),
+            &[3]
+        ),
         Err(ClipError::Internal(_))
     ));
     assert!(matches!(
@@ -394,19 +428,32 @@ fn unchecked_embeddings_are_internal_errors_and_checked_ones_bad_input() {
         packed: None,
     };
     // Three patch rows are not two images of two patches.
-    let direct = b.vision_embed(&x, &class, &table(3, 4), 2);
+    let direct = b.vision_embed(&x, Some(&class), &table(3, 4), 2);
     assert!(matches!(direct, Err(ClipError::Internal(_))));
-    let err = Checked::new(&mut b)
-        .vision_embed(&x, &class, &table(3, 4), 2)
-        .unwrap_err();
-    assert!(
-        matches!(&err, ClipError::Input(m) if m.contains("3 patch rows")),
-        "{err}"
-    );
+    for (class, pos) in [(Some(&class), table(3, 4)), (None, table(2, 4))] {
+        let err = Checked::new(&mut b)
+            .vision_embed(&x, class, &pos, 2)
+            .unwrap_err();
+        assert!(
+            matches!(&err, ClipError::Input(m) if m.contains("3 patch rows")),
+            "{err}"
+        );
+    }
     let y = Checked::new(&mut b)
-        .vision_embed(&x, &class, &table(4, 4), 1)
+        .vision_embed(&x, Some(&class), &table(4, 4), 1)
         .unwrap();
     assert_eq!((y.rows, y.cols), (4, 4));
     assert_eq!(&y.data[..4], &[2.5; 4]);
     assert_eq!(&y.data[4..], &[1.5; 12]);
+    // Without a class token (SigLIP) each patch takes the position of its own index.
+    let pos = CpuWeight {
+        shape: vec![3, 4],
+        data: (0..12).map(|i| (i / 4) as f32).collect(),
+        packed: None,
+    };
+    let y = Checked::new(&mut b)
+        .vision_embed(&x, None, &pos, 1)
+        .unwrap();
+    assert_eq!((y.rows, y.cols), (3, 4));
+    assert_eq!(y.data, [[1.0; 4], [2.0; 4], [3.0; 4]].concat());
 }

@@ -5,7 +5,7 @@
 
 use webclip::cpu::{self, CpuBackend};
 use webclip::gpu::{GpuBackend, GpuOptions};
-use webclip::graph::{Backend, Checked};
+use webclip::graph::{AttentionShape, Backend, Checked};
 use webclip::model::random::Rng;
 use webclip::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 use webclip::ClipError;
@@ -251,32 +251,45 @@ fn layer_norm_matches_cpu_with_and_without_subgroups() {
 
 fn attention_cases(g: &mut GpuBackend, label: &str) {
     let mut rng = Rng::new(13);
-    // (sequences, seq_len, heads, head_dim, causal, valid lengths)
-    let cases: &[(usize, usize, usize, bool, &[usize])] = &[
-        (1, 1, 16, false, &[1]),
-        (7, 4, 16, true, &[7, 3]),
-        (50, 12, 64, false, &[50]),
-        (77, 8, 64, true, &[77, 5, 1]),
-        (197, 4, 64, false, &[197, 197]),
-        (23, 6, 80, true, &[20, 23]),
-        (13, 2, 256, false, &[13]),
+    // (queries, keys, heads, head_dim, causal, valid lengths): self-attention has as many
+    // queries as keys; SigLIP's pooling head one query over every token.
+    type Case<'a> = (usize, usize, usize, usize, bool, &'a [usize]);
+    let cases: &[Case] = &[
+        (1, 1, 1, 16, false, &[1]),
+        (7, 7, 4, 16, true, &[7, 3]),
+        (50, 50, 12, 64, false, &[50]),
+        (77, 77, 8, 64, true, &[77, 5, 1]),
+        (197, 197, 4, 64, false, &[197, 197]),
+        (23, 23, 6, 80, true, &[20, 23]),
+        (13, 13, 2, 256, false, &[13]),
+        (64, 64, 4, 16, false, &[64, 64]), // SigLIP text: both ways over the padding
+        (1, 196, 4, 16, false, &[196, 196]),
+        (1, 729, 16, 72, false, &[729]), // So400m/14 at 384 px
+        (3, 9, 2, 8, false, &[9, 4]),
     ];
-    for &(seq, heads, hd, causal, lens) in cases {
-        let rows = lens.len() * seq;
+    for &(queries, keys, heads, hd, causal, lens) in cases {
+        let (rows, kv_rows) = (lens.len() * queries, lens.len() * keys);
         let width = heads * hd;
         let q = rng.fill_uniform(rows * width, 1.0);
-        let k = rng.fill_uniform(rows * width, 1.0);
-        let v = rng.fill_uniform(rows * width, 1.0);
-        let what =
-            format!("{label} attention seq {seq} heads {heads}x{hd} causal={causal} lens {lens:?}");
+        let k = rng.fill_uniform(kv_rows * width, 1.0);
+        let v = rng.fill_uniform(kv_rows * width, 1.0);
+        let what = format!(
+            "{label} attention {queries} queries over {keys} keys, heads {heads}x{hd} \
+             causal={causal} lens {lens:?}"
+        );
+        let shape = AttentionShape {
+            queries,
+            keys,
+            heads,
+            causal,
+        };
         compare!(g, 1e-5, what, |b| {
             let (qa, ka, va) = (
                 b.input(&q, rows, width).unwrap(),
-                b.input(&k, rows, width).unwrap(),
-                b.input(&v, rows, width).unwrap(),
+                b.input(&k, kv_rows, width).unwrap(),
+                b.input(&v, kv_rows, width).unwrap(),
             );
-            b.attention(&qa, &ka, &va, seq, heads, causal, lens)
-                .unwrap()
+            b.attention(&qa, &ka, &va, shape, lens).unwrap()
         });
     }
 }
@@ -291,19 +304,25 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
 fn embeddings_and_gather_match_cpu() {
     let Some(mut g) = gpu() else { return };
     let mut rng = Rng::new(17);
-    for &(batch, patches, d) in &[(1, 49, 64), (3, 7, 80)] {
+    for &(batch, patches, d, class_token) in &[
+        (1, 49, 64, true),
+        (3, 7, 80, true),
+        (2, 64, 64, false), // SigLIP: no class token
+    ] {
         let pe = rng.fill_uniform(batch * patches * d, 1.0);
         let class = rng.fill_uniform(d, 1.0);
-        let pos = rng.fill_uniform((patches + 1) * d, 1.0);
+        let tokens = patches + usize::from(class_token);
+        let pos = rng.fill_uniform(tokens * d, 1.0);
         compare!(
             &mut g,
             0.0,
-            format!("vision_embed {batch}x{patches}x{d}"),
+            format!("vision_embed {batch}x{patches}x{d} class token {class_token}"),
             |b| {
                 let x = b.input(&pe, batch * patches, d).unwrap();
                 let c = b.weight(WeightRole::Vector, &[d], &class);
-                let p = b.weight(WeightRole::Table, &[patches + 1, d], &pos);
-                b.vision_embed(&x, &c, &p, batch).unwrap()
+                let p = b.weight(WeightRole::Table, &[tokens, d], &pos);
+                b.vision_embed(&x, class_token.then_some(&c), &p, batch)
+                    .unwrap()
             }
         );
     }
@@ -366,9 +385,10 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(matches!(c.gather_rows(&x, &[3]), Err(ClipError::Input(_))));
     let q = c.input(&[0.0; 8 * 6], 8, 6).unwrap();
     // head_dim 3 is not a multiple of 4: the graph's checks pass, the GPU's limit does not.
-    assert!(g.attention(&q, &q, &q, 8, 2, false, &[8]).is_err());
+    let two_heads = AttentionShape::self_attention(8, 2, false);
+    assert!(g.attention(&q, &q, &q, two_heads, &[8]).is_err());
     assert!(matches!(
-        Checked::new(&mut g).attention(&q, &q, &q, 8, 2, false, &[8]),
+        Checked::new(&mut g).attention(&q, &q, &q, two_heads, &[8]),
         Err(ClipError::Gpu(_))
     ));
     // A weight with in_features not divisible by 4 is refused at upload.
@@ -397,6 +417,12 @@ fn shape_errors<E: TestBackend>(b: &mut E) -> Vec<String> {
     let pos = b.weight(WeightRole::Table, &[3, 4], &[0.0; 12]);
     let tok = b.weight(WeightRole::Table, &[10, 4], &[0.0; 40]);
     let tpos = b.weight(WeightRole::Table, &[5, 4], &[0.0; 20]);
+    let att = |queries, keys, heads, causal| AttentionShape {
+        queries,
+        keys,
+        heads,
+        causal,
+    };
     // `$b` is a backend or a `Checked` one: the same method names.
     macro_rules! bad_calls {
         ($b:expr) => {{
@@ -407,12 +433,16 @@ fn shape_errors<E: TestBackend>(b: &mut E) -> Vec<String> {
                 b.linear(&x, &l4, None, Some(&q)).err(),
                 b.layer_norm(&x, &ln).err(),
                 // Valid lengths past the sequence, and of zero.
-                b.attention(&q, &q, &q, 8, 2, false, &[9]).err(),
-                b.attention(&q, &q, &q, 8, 2, true, &[0]).err(),
-                b.attention(&q, &q, &q, 4, 2, false, &[4]).err(),
-                b.attention(&q, &x, &q, 8, 2, false, &[8]).err(),
-                b.attention(&q, &q, &q, 8, 3, false, &[8]).err(),
-                b.vision_embed(&x, &class, &pos, 2).err(),
+                b.attention(&q, &q, &q, att(8, 8, 2, false), &[9]).err(),
+                b.attention(&q, &q, &q, att(8, 8, 2, true), &[0]).err(),
+                b.attention(&q, &q, &q, att(4, 4, 2, false), &[4]).err(),
+                b.attention(&q, &x, &q, att(8, 8, 2, false), &[8]).err(),
+                b.attention(&q, &q, &q, att(8, 8, 3, false), &[8]).err(),
+                // Keys of another length than said; causal with fewer keys than queries.
+                b.attention(&q, &q, &q, att(8, 4, 2, false), &[4]).err(),
+                b.attention(&x, &q, &q, att(3, 8, 2, true), &[8]).err(),
+                b.vision_embed(&x, Some(&class), &pos, 2).err(),
+                b.vision_embed(&x, None, &pos, 2).err(),
                 b.text_embed(&[1, 2, 10], 3, &tok, &tpos).err(),
                 b.text_embed(&[1, 2, 3], 2, &tok, &tpos).err(),
                 b.text_embed(&[0; 6], 6, &tok, &tpos).err(),
@@ -450,7 +480,7 @@ fn shape_errors_are_the_graphs_and_the_same_on_both_backends() {
         cpu[4].contains("valid length 9") && cpu[5].contains("valid length 0"),
         "{cpu:?}"
     );
-    assert!(cpu[10].contains("vocabulary of 10"), "{cpu:?}");
+    assert!(cpu[13].contains("vocabulary of 10"), "{cpu:?}");
     assert_eq!(shape_errors(&mut g), cpu);
 }
 

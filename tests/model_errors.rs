@@ -372,7 +372,7 @@ fn clip_load_reads_the_header_from_the_weights_source() {
         let files = ModelFiles {
             config: &config,
             weights,
-            tokenizer: None,
+            tokenizer: Default::default(),
             preprocessor: None,
         };
         let opts = ClipOptions {

@@ -11,7 +11,7 @@ fn load(g: &Golden, file: &str) -> webclip::clip::BackendModel<CpuBackend> {
 
 #[test]
 fn vision_hidden_states_and_features_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         check_vision(&mut load(&g, "model.safetensors"), &g, "cpu");
     }
@@ -19,7 +19,7 @@ fn vision_hidden_states_and_features_match_reference() {
 
 #[test]
 fn text_hidden_states_and_features_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         check_text(&mut load(&g, "model.safetensors"), &g, "cpu");
     }
@@ -27,7 +27,7 @@ fn text_hidden_states_and_features_match_reference() {
 
 #[test]
 fn logits_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         check_logits(&mut load(&g, "model.safetensors"), &g, "cpu");
     }
@@ -35,7 +35,7 @@ fn logits_match_reference() {
 
 #[test]
 fn fp16_checkpoint_matches_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         // Fixtures README: float16 weights with float32 arithmetic, cosine above 0.9999.
         check_cosines(

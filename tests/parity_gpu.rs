@@ -51,7 +51,7 @@ fn load_gpu_with(g: &Golden, file: &str, opts: &GpuOptions) -> Option<BackendMod
 
 #[test]
 fn vision_hidden_states_and_features_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let Some(mut enc) = load_gpu(&g, "model.safetensors") else {
             return;
@@ -62,7 +62,7 @@ fn vision_hidden_states_and_features_match_reference() {
 
 #[test]
 fn text_hidden_states_and_features_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let Some(mut enc) = load_gpu(&g, "model.safetensors") else {
             return;
@@ -73,7 +73,7 @@ fn text_hidden_states_and_features_match_reference() {
 
 #[test]
 fn logits_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let Some(mut enc) = load_gpu(&g, "model.safetensors") else {
             return;
@@ -84,7 +84,7 @@ fn logits_match_reference() {
 
 #[test]
 fn fp16_checkpoint_matches_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let Some(mut enc) = load_gpu(&g, "model.fp16.safetensors") else {
             return;
@@ -100,7 +100,7 @@ fn f16_weight_storage_keeps_features_within_tolerance() {
         weights: WeightPrecision::F16,
         ..Default::default()
     };
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         for file in ["model.safetensors", "model.fp16.safetensors"] {
             let Some(mut enc) = load_gpu_with(&g, file, &f16) else {

@@ -20,7 +20,7 @@ pub use gemm::{Epilogue, PackedMatrix};
 pub use simd::Isa;
 
 use crate::error::{ClipError, Result};
-use crate::graph::{Backend, Dims, Shape};
+use crate::graph::{AttentionShape, Backend, Dims, Shape};
 use crate::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 
 /// A row-major activation matrix.
@@ -168,9 +168,7 @@ impl Backend for CpuBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        seq_len: usize,
-        heads: usize,
-        causal: bool,
+        shape: AttentionShape,
         valid_lens: &[usize],
     ) -> Result<Tensor> {
         let mut out = vec![0f32; q.data.len()];
@@ -181,9 +179,7 @@ impl Backend for CpuBackend {
             &v.data,
             &mut out,
             q.cols,
-            seq_len,
-            heads,
-            causal,
+            shape,
             valid_lens,
         )?;
         Ok(Tensor {
@@ -196,21 +192,23 @@ impl Backend for CpuBackend {
     fn vision_embed(
         &mut self,
         patch_embeds: &Tensor,
-        class_embedding: &CpuWeight,
+        class_embedding: Option<&CpuWeight>,
         position_embedding: &CpuWeight,
         batch: usize,
     ) -> Result<Tensor> {
         let d = patch_embeds.cols;
         let pos = &position_embedding.data;
-        let patches = (pos.len() / d.max(1)).saturating_sub(1);
-        let tokens = patches + 1;
+        let tokens = pos.len() / d.max(1);
+        let first = usize::from(class_embedding.is_some()); // the first patch's position
+        let patches = tokens.saturating_sub(first);
         let mut out = Vec::with_capacity(batch * tokens * d);
         for b in 0..batch {
-            let class = &class_embedding.data;
-            out.extend(class.iter().zip(row(pos, d, 0)?).map(|(c, p)| c + p));
+            if let Some(class) = class_embedding {
+                out.extend(class.data.iter().zip(row(pos, d, 0)?).map(|(c, p)| c + p));
+            }
             for p in 0..patches {
                 let x = row(&patch_embeds.data, d, b * patches + p)?;
-                out.extend(x.iter().zip(row(pos, d, p + 1)?).map(|(x, p)| x + p));
+                out.extend(x.iter().zip(row(pos, d, first + p)?).map(|(x, p)| x + p));
             }
         }
         Ok(Tensor {

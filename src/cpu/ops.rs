@@ -8,6 +8,7 @@
 
 use super::simd::{Isa, Scalar, Simd};
 use crate::error::{ClipError, Result};
+use crate::graph::AttentionShape;
 use crate::model::Activation;
 
 // ---------------------------------------------------------------------------------------
@@ -282,29 +283,33 @@ unsafe fn attention_impl<S: Simd>(
     v: *const f32,
     out: *mut f32,
     width: usize,
-    seq_len: usize,
-    heads: usize,
-    causal: bool,
+    shape: AttentionShape,
     valid_lens: &[usize],
     scores: *mut f32,
 ) {
+    let AttentionShape {
+        queries,
+        keys: seq_keys,
+        heads,
+        causal,
+    } = shape;
     let hd = width / heads;
     let sc = 1.0 / (hd as f32).sqrt();
     for (s, &valid) in valid_lens.iter().enumerate() {
-        let base = s * seq_len;
+        let (q_base, kv_base) = (s * queries, s * seq_keys);
         for h in 0..heads {
             let col = h * hd;
-            for i in 0..seq_len {
-                let qi = q.add((base + i) * width + col);
+            for i in 0..queries {
+                let qi = q.add((q_base + i) * width + col);
                 let keys = if causal { valid.min(i + 1) } else { valid }.max(1);
                 for j in 0..keys {
-                    *scores.add(j) = dot::<S>(qi, k.add((base + j) * width + col), hd) * sc;
+                    *scores.add(j) = dot::<S>(qi, k.add((kv_base + j) * width + col), hd) * sc;
                 }
                 let total = softmax_exp::<S>(scores, keys);
-                let o = out.add((base + i) * width + col);
+                let o = out.add((q_base + i) * width + col);
                 std::ptr::write_bytes(o, 0, hd);
                 for j in 0..keys {
-                    axpy::<S>(*scores.add(j), v.add((base + j) * width + col), o, hd);
+                    axpy::<S>(*scores.add(j), v.add((kv_base + j) * width + col), o, hd);
                 }
                 scale::<S>(1.0 / total, o, hd);
             }
@@ -436,30 +441,40 @@ pub fn attention(
     v: &[f32],
     out: &mut [f32],
     width: usize,
-    seq_len: usize,
-    heads: usize,
-    causal: bool,
+    shape: AttentionShape,
     valid_lens: &[usize],
 ) -> Result<()> {
+    let AttentionShape {
+        queries,
+        keys,
+        heads,
+        causal,
+    } = shape;
     if heads == 0 || !width.is_multiple_of(heads) {
         return Err(internal(format_args!(
             "attention width {width} does not split into {heads} heads"
         )));
     }
-    if let Some(&bad) = valid_lens.iter().find(|&&l| l > seq_len) {
+    if let Some(&bad) = valid_lens.iter().find(|&&l| l > keys) {
         return Err(internal(format_args!(
-            "attention valid length {bad} exceeds the sequence length {seq_len}"
+            "attention valid length {bad} exceeds the {keys} keys"
         )));
     }
-    let n = valid_lens.len() * seq_len * width;
+    if causal && queries > keys {
+        return Err(internal(format_args!(
+            "causal attention of {queries} queries over {keys} keys"
+        )));
+    }
+    let n = valid_lens.len() * queries * width;
+    let kv = valid_lens.len() * keys * width;
     check("attention queries", q.len(), n)?;
-    check("attention keys", k.len(), n)?;
-    check("attention values", v.len(), n)?;
+    check("attention keys", k.len(), kv)?;
+    check("attention values", v.len(), kv)?;
     check("attention output", out.len(), n)?;
-    if n == 0 {
+    if n == 0 || kv == 0 {
         return Ok(());
     }
-    let mut scores = vec![0f32; seq_len]; // [keys] of one query
+    let mut scores = vec![0f32; keys]; // [keys] of one query
     let (qp, kp, vp, op, sp) = (
         q.as_ptr(),
         k.as_ptr(),
@@ -475,9 +490,7 @@ pub fn attention(
             vp: *const f32,
             op: *mut f32,
             width: usize,
-            seq_len: usize,
-            heads: usize,
-            causal: bool,
+            shape: AttentionShape,
             valid_lens: &[usize],
             sp: *mut f32,
         )

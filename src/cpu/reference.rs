@@ -2,6 +2,7 @@
 //! `ops.rs`) are tested against, and the accuracy reference for `erf`. Not used by the
 //! backend itself.
 
+use crate::graph::AttentionShape;
 use crate::model::Activation;
 
 /// `out[m, n] = sum_k a[m, k] * b[n, k]`: activations times a `[out, in]` weight.
@@ -79,29 +80,35 @@ pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, dim: usize, out: &m
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Queries `[sequences * queries, width]` over keys and values `[sequences * keys, width]`,
+/// as [`crate::graph::Backend::attention`].
 pub fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     out: &mut [f32],
     width: usize,
-    seq_len: usize,
-    heads: usize,
-    causal: bool,
+    shape: AttentionShape,
     valid_lens: &[usize],
 ) {
+    let AttentionShape {
+        queries,
+        keys: seq_keys,
+        heads,
+        causal,
+    } = shape;
     let hd = width / heads;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut scores = vec![0f32; seq_len];
+    let mut scores = vec![0f32; seq_keys];
     for (s, &valid) in valid_lens.iter().enumerate() {
-        let base = s * seq_len;
+        let (base, kv_base) = (s * queries, s * seq_keys);
         for h in 0..heads {
-            for i in 0..seq_len {
+            for i in 0..queries {
                 let qi = &q[(base + i) * width + h * hd..][..hd];
                 let keys = if causal { valid.min(i + 1) } else { valid }.max(1);
                 let mut max = f32::NEG_INFINITY;
                 for j in 0..keys {
-                    let kj = &k[(base + j) * width + h * hd..][..hd];
+                    let kj = &k[(kv_base + j) * width + h * hd..][..hd];
                     scores[j] = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
                     max = max.max(scores[j]);
                 }
@@ -114,7 +121,7 @@ pub fn attention(
                 o.fill(0.0);
                 for j in 0..keys {
                     let p = scores[j] / sum;
-                    let vj = &v[(base + j) * width + h * hd..][..hd];
+                    let vj = &v[(kv_base + j) * width + h * hd..][..hd];
                     o.iter_mut().zip(vj).for_each(|(o, v)| *o += p * v);
                 }
             }

@@ -11,7 +11,7 @@ use super::plan::MatmulPlan;
 use super::record::Bind;
 use super::{GpuAct, GpuBackend, GpuWeight};
 use crate::error::{ClipError, Result};
-use crate::graph::Backend;
+use crate::graph::{AttentionShape, Backend};
 use crate::model::{Activation, LayerNorm, Linear};
 use std::future::Future;
 
@@ -155,41 +155,46 @@ impl Backend for GpuBackend {
         q: &GpuAct,
         k: &GpuAct,
         v: &GpuAct,
-        seq_len: usize,
-        heads: usize,
-        causal: bool,
+        shape: AttentionShape,
         valid_lens: &[usize],
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
+        let AttentionShape {
+            queries,
+            keys,
+            heads,
+            causal,
+        } = shape;
         let width = q.cols;
         let seqs = valid_lens.len();
         let head_dim = width / heads.max(1);
         if !head_dim.is_multiple_of(4)
             || head_dim > pipelines::ATTENTION_MAX_HEAD_DIM
-            || seq_len > pipelines::ATTENTION_MAX_SEQ
+            || keys > pipelines::ATTENTION_MAX_SEQ
         {
             return Err(ClipError::Gpu(format!(
                 "the attention kernel handles head_dim a multiple of 4 up to {} and sequences \
-                 up to {} tokens, not head_dim {head_dim} over {seq_len} tokens",
+                 up to {} tokens, not head_dim {head_dim} over {keys} tokens",
                 pipelines::ATTENTION_MAX_HEAD_DIM,
                 pipelines::ATTENTION_MAX_SEQ
             )));
         }
         let out = self.alloc(q.rows, width)?;
         let max = self.ctx.limits.max_compute_workgroups_per_dimension as usize;
-        if seqs > max || heads > max {
+        if seqs > max || heads > max || queries > max {
             return Err(ClipError::Gpu(format!(
                 "attention over {seqs} sequences of {heads} heads exceeds this device's grid"
             )));
         }
         let params = AttentionParams {
-            seq_len: u32_of("seq_len", seq_len)?,
+            queries: u32_of("queries", queries)?,
+            keys: u32_of("keys", keys)?,
             heads: u32_of("heads", heads)?,
             head_dim: head_dim as u32,
             width: u32_of("width", width)?,
             causal: causal as u32,
             scale: 1.0 / (head_dim as f32).sqrt(),
-            pad: [0; 2],
+            pad: 0,
         };
         let lens = valid_lens
             .iter()
@@ -206,7 +211,7 @@ impl Backend for GpuBackend {
                 Bind::Arena(1, (lens.len() * 4) as u64),
                 Bind::Buffer(out.buffer()),
             ],
-            (seq_len as u32, heads as u32, seqs as u32),
+            (queries as u32, heads as u32, seqs as u32),
         );
         Ok(out)
     }
@@ -214,17 +219,16 @@ impl Backend for GpuBackend {
     fn vision_embed(
         &mut self,
         patch_embeds: &GpuAct,
-        class_embedding: &GpuWeight,
+        class_embedding: Option<&GpuWeight>,
         position_embedding: &GpuWeight,
         batch: usize,
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
         let d = patch_embeds.cols;
-        let patches = position_embedding
-            .shape
-            .first()
-            .map_or(0, |t| t.saturating_sub(1));
-        let rows = batch * (patches + 1);
+        let tokens = position_embedding.shape.first().copied().unwrap_or(0);
+        let class_token = usize::from(class_embedding.is_some());
+        let patches = tokens.saturating_sub(class_token);
+        let rows = batch * tokens;
         let out = self.alloc(rows, d)?;
         let (gx, gy) = self.elementwise_grid(rows * d)?;
         let params = VisionEmbedParams {
@@ -232,7 +236,12 @@ impl Backend for GpuBackend {
             patches: u32_of("patches", patches)?,
             dim: u32_of("dim", d)?,
             groups_x: gx,
+            class_token: class_token as u32,
+            pad: [0; 3],
         };
+        // Without a class token the kernel never reads its binding; any buffer fills it.
+        let dummy = self.dummy.clone();
+        let class = class_embedding.map_or(&dummy, |c| &c.buffer);
         u32_of("elements", rows * d)?;
         self.launch(
             |k| &k.vision_embed,
@@ -240,7 +249,7 @@ impl Backend for GpuBackend {
             None,
             &[
                 Bind::Buffer(patch_embeds.buffer()),
-                Bind::Buffer(&class_embedding.buffer),
+                Bind::Buffer(class),
                 Bind::Buffer(&position_embedding.buffer),
                 Bind::Buffer(out.buffer()),
             ],

@@ -59,23 +59,29 @@ pub struct LayerNormParams {
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct AttentionParams {
-    pub seq_len: u32,
+    /// Query rows per sequence.
+    pub queries: u32,
+    /// Key and value rows per sequence.
+    pub keys: u32,
     pub heads: u32,
     pub head_dim: u32,
     pub width: u32,
     pub causal: u32,
     pub scale: f32,
-    pub pad: [u32; 2],
+    pub pad: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub struct VisionEmbedParams {
     pub batch: u32,
-    /// Patches per image (tokens - 1).
+    /// Patches per image.
     pub patches: u32,
     pub dim: u32,
     pub groups_x: u32,
+    /// 1 when a class token leads each image's tokens (CLIP), 0 without one (SigLIP).
+    pub class_token: u32,
+    pub pad: [u32; 3],
 }
 
 #[repr(C)]

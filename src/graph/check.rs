@@ -4,7 +4,7 @@
 //! sequence and grid bounds). A failed check is `ClipError::Input`: the operation was
 //! handed shapes that do not fit together, and both backends say so in the same words.
 
-use super::{Backend, Dims, Shape};
+use super::{AttentionShape, Backend, Dims, Shape};
 use crate::error::{ClipError, Result};
 use crate::model::{Activation, LayerNorm, Linear, VisionConfig};
 
@@ -98,60 +98,72 @@ impl<'b, B: Backend> Checked<'b, B> {
         self.b.layer_norm(x, ln)
     }
 
-    /// [`Backend::attention`]: `q`, `k`, `v` of one shape, `rows = sequences * seq_len`,
-    /// a width the heads divide, every valid length in `1..=seq_len`.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Backend::attention`]: `q` of `sequences * queries` rows, `k` and `v` of one shape
+    /// with `sequences * keys` rows and `q`'s width, a width the heads divide, every valid
+    /// length in `1..=keys`, and `queries == keys` when causal.
     pub fn attention(
         &mut self,
         q: &B::Act,
         k: &B::Act,
         v: &B::Act,
-        seq_len: usize,
-        heads: usize,
-        causal: bool,
+        shape: AttentionShape,
         valid_lens: &[usize],
     ) -> Result<B::Act> {
+        let AttentionShape {
+            queries,
+            keys,
+            heads,
+            causal,
+        } = shape;
         let (rows, width) = q.dims();
+        let seqs = valid_lens.len();
+        ensure(Some(rows) == seqs.checked_mul(queries), || {
+            format!("attention queries: {rows} rows are not {seqs} sequences of {queries}")
+        })?;
+        let kv_rows = seqs.checked_mul(keys);
         for (what, a) in [("keys", k), ("values", v)] {
             let (r, c) = a.dims();
-            ensure((r, c) == (rows, width), || {
-                format!("attention {what} are [{r}, {c}], queries [{rows}, {width}]")
+            ensure(Some(r) == kv_rows && c == width, || {
+                format!(
+                    "attention {what} are [{r}, {c}], expected {seqs} sequences of {keys} rows \
+                     of {width}"
+                )
             })?;
         }
+        ensure(!causal || queries == keys, || {
+            format!("causal attention needs as many queries as keys, not {queries} and {keys}")
+        })?;
         ensure(heads > 0 && width.is_multiple_of(heads), || {
             format!("attention width {width} does not split into {heads} heads")
         })?;
-        let seqs = valid_lens.len();
-        ensure(Some(rows) == seqs.checked_mul(seq_len), || {
-            format!("attention over {rows} rows is not {seqs} sequences of {seq_len}")
-        })?;
-        if let Some(bad) = valid_lens.iter().find(|&&l| l == 0 || l > seq_len) {
+        if let Some(bad) = valid_lens.iter().find(|&&l| l == 0 || l > keys) {
             return Err(ClipError::Input(format!(
-                "attention valid length {bad} is outside 1..={seq_len}"
+                "attention valid length {bad} is outside 1..={keys}"
             )));
         }
-        self.b
-            .attention(q, k, v, seq_len, heads, causal, valid_lens)
+        self.b.attention(q, k, v, shape, valid_lens)
     }
 
-    /// [`Backend::vision_embed`]: a class embedding `[dim]`, a position embedding
-    /// `[patches + 1, dim]` and `batch * patches` patch rows of `dim`.
+    /// [`Backend::vision_embed`]: `batch * patches` patch rows of `dim`, a position
+    /// embedding `[patches (+ 1 with a class embedding), dim]`, a class embedding `[dim]`.
     pub fn vision_embed(
         &mut self,
         patch_embeds: &B::Act,
-        class_embedding: &B::Weight,
+        class_embedding: Option<&B::Weight>,
         position_embedding: &B::Weight,
         batch: usize,
     ) -> Result<B::Act> {
         let (rows, d) = patch_embeds.dims();
-        let class = class_embedding.shape();
+        let class = class_embedding.map(|c| c.shape());
         let pos = position_embedding.shape();
+        let extra = usize::from(class.is_some());
         let patches = match *pos {
-            [tokens, pd] if pd == d && tokens > 0 => Some(tokens - 1),
+            [tokens, pd] if pd == d && tokens > extra => Some(tokens - extra),
             _ => None,
         };
         ensure(
-            class == [d] && patches.is_some_and(|p| batch.checked_mul(p) == Some(rows)),
+            class.is_none_or(|c| c == [d])
+                && patches.is_some_and(|p| batch.checked_mul(p) == Some(rows)),
             || {
                 format!(
                     "vision embeddings: {rows} patch rows of {d} for {batch} images do not \

@@ -164,6 +164,11 @@ pub struct TextConfig {
     /// position and never reads it (its default, 49407, is not even in the vocabulary).
     pub eos_token_id: u32,
     pub pad_token_id: u32,
+    /// CLIP: causal attention, pooled at the end token (so a batch may stop right after
+    /// it). SigLIP: bidirectional attention over the whole padded context (the padding is
+    /// part of the input), pooled at the last position. Set from the family.
+    #[serde(skip)]
+    pub causal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -289,6 +294,7 @@ impl Defaults {
                     bos_token_id: 49406,
                     eos_token_id: 49407,
                     pad_token_id: 1,
+                    causal: true,
                 },
                 vision: VisionConfig {
                     hidden_size: 768,
@@ -317,6 +323,7 @@ impl Defaults {
                     bos_token_id: 49406,
                     eos_token_id: 49407,
                     pad_token_id: 1,
+                    causal: false,
                 },
                 vision: VisionConfig {
                     hidden_size: 768,
@@ -448,6 +455,7 @@ impl ClipConfig {
             bos_token_id: t.bos_token_id.unwrap_or(d.text.bos_token_id),
             eos_token_id: t.eos_token_id.unwrap_or(d.text.eos_token_id),
             pad_token_id: t.pad_token_id.unwrap_or(d.text.pad_token_id),
+            causal: d.text.causal,
         };
         let vision = VisionConfig {
             hidden_size: v.hidden_size.unwrap_or(d.vision.hidden_size),
@@ -623,6 +631,14 @@ impl ClipConfig {
                 v.class_token
             )));
         }
+        if t.causal != class_token {
+            return Err(ClipError::Config(format!(
+                "a {} text tower attends {} (text_config.causal is {})",
+                self.family.display_name(),
+                if class_token { "causally" } else { "both ways" },
+                t.causal
+            )));
+        }
         // SigLIP compares the text head's output with the pooled image embedding directly
         // (no projection on the vision side), so the two widths must agree.
         if self.family == Family::Siglip && self.projection_dim != v.hidden_size {
@@ -675,6 +691,7 @@ impl ClipConfig {
                 bos_token_id: 49406,
                 eos_token_id: 2,
                 pad_token_id: 1,
+                causal: true,
             },
             vision_config: VisionConfig {
                 hidden_size: vis_w,

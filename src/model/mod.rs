@@ -1,7 +1,7 @@
 //! The checkpoint: `config.json`, `model.safetensors` in the Hugging Face layout,
-//! and the weight structs that mirror the module tree of `transformers.CLIPModel`,
-//! described once in `weights::describe` for loading and for random weights; the config
-//! also describes `SiglipModel` checkpoints ([`Family`]).
+//! and the weight structs that mirror the module tree of `transformers.CLIPModel` and
+//! `SiglipModel` ([`Family`]), described once in `weights::describe` for loading and for
+//! random weights.
 
 pub mod config;
 pub mod plan;
@@ -13,5 +13,6 @@ pub use config::{Activation, ClipConfig, Family, TextConfig, VisionConfig};
 pub use safetensors::{Dtype, SafeTensors, TensorInfo};
 pub use weights::{
     describe, tensor_specs, Attention, ClipModel, EncoderLayer, HostTensor, LayerNorm, Linear, Mlp,
-    TensorKind, TensorSource, TensorSpec, TextTower, Tower, Towers, VisionTower, WeightRole,
+    PoolingHead, TensorKind, TensorSource, TensorSpec, TextTower, Tower, Towers, VisionPooling,
+    VisionTower, WeightRole,
 };

@@ -56,7 +56,9 @@ pub fn write_random_weights<W: Write>(
                 let fan_in: usize = spec.shape[1..].iter().product();
                 buf.extend(rng.fill_uniform(n, (3.0 / fan_in as f32).sqrt()));
             }
-            TensorKind::Weight(WeightRole::Table) => buf.extend(rng.fill_uniform(n, 0.5)),
+            TensorKind::Weight(WeightRole::Table) | TensorKind::Host => {
+                buf.extend(rng.fill_uniform(n, 0.5))
+            }
             TensorKind::Weight(WeightRole::NormScale) => {
                 buf.extend(rng.fill_uniform(n, 0.2).into_iter().map(|v| 1.0 + v));
             }

@@ -102,6 +102,9 @@ pub enum TensorKind {
     /// A number the graph reads on the host (`logit_scale`), stored as `[]` (or `[1]`);
     /// `typical` is a trained checkpoint's value, which random weights take.
     Scalar { typical: f32 },
+    /// A small tensor the graph keeps on the host and feeds in as an input (SigLIP's
+    /// attention-pooling probe); random weights give it unit-ish values.
+    Host,
 }
 
 /// One tensor of a checkpoint, as [`describe`] names it.
@@ -130,6 +133,19 @@ pub trait TensorSource {
     ) -> Result<Self::W>;
     /// The scalar tensor `name`, see [`TensorKind::Scalar`].
     fn scalar(&mut self, name: &str, typical: f32, tower: Option<Tower>) -> Result<f32>;
+    /// The tensor `name` as f32 on the host, see [`TensorKind::Host`].
+    fn host(&mut self, name: &str, shape: &[usize], tower: Option<Tower>) -> Result<Vec<f32>>;
+    /// The tensor `name` of file shape `shape`, cut along its first dimension into
+    /// `parts` equal weights (PyTorch's `nn.MultiheadAttention` packs q, k and v into one
+    /// `in_proj_weight` / `in_proj_bias`). Each part has the role's shape.
+    fn split(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        parts: usize,
+        role: WeightRole,
+        tower: Option<Tower>,
+    ) -> Result<Vec<Self::W>>;
 }
 
 #[derive(Debug)]
@@ -171,17 +187,43 @@ pub struct EncoderLayer<W> {
     pub mlp: Mlp<W>,
 }
 
+/// SigLIP's `SiglipMultiheadAttentionPoolingHead`: one learned query attends over every
+/// token (`nn.MultiheadAttention`, q/k/v unpacked from `in_proj`), then a LayerNorm'd MLP
+/// with a residual; its output is the image embedding.
+#[derive(Debug)]
+pub struct PoolingHead<W> {
+    /// `head.probe` `[1, 1, hidden]`, kept on the host: the single query.
+    pub probe: Vec<f32>,
+    pub attention: Attention<W>,
+    pub layernorm: LayerNorm<W>,
+    pub mlp: Mlp<W>,
+}
+
+/// How the vision tower pools its tokens into one embedding.
+#[derive(Debug)]
+pub enum VisionPooling<W> {
+    /// CLIP: the class token, `post_layernorm`, then `visual_projection` `[proj, hidden]`
+    /// (no bias).
+    ClassToken { visual_projection: Linear<W> },
+    /// SigLIP: `post_layernorm` over every token, then the attention-pooling head.
+    Head(PoolingHead<W>),
+}
+
 #[derive(Debug)]
 pub struct VisionTower<W> {
     pub config: VisionConfig,
-    /// The patch conv (stride = kernel = patch, no bias) as a matrix `[hidden, C*P*P]`.
+    /// The patch conv (stride = kernel = patch; SigLIP's has a bias) as a matrix
+    /// `[hidden, C*P*P]`.
     pub patch_embedding: Linear<W>,
-    pub class_embedding: W,    // [hidden]
-    pub position_embedding: W, // [grid*grid + 1, hidden]
-    pub pre_layrnorm: LayerNorm<W>,
+    /// `[hidden]`; CLIP only.
+    pub class_embedding: Option<W>,
+    /// `[positions, hidden]`: the patches, after the class token when there is one.
+    pub position_embedding: W,
+    /// CLIP only.
+    pub pre_layrnorm: Option<LayerNorm<W>>,
     pub layers: Vec<EncoderLayer<W>>,
     pub post_layernorm: LayerNorm<W>,
-    pub visual_projection: Linear<W>, // [proj, hidden], no bias
+    pub pooling: VisionPooling<W>,
 }
 
 #[derive(Debug)]
@@ -191,7 +233,8 @@ pub struct TextTower<W> {
     pub position_embedding: W, // [context, hidden]
     pub layers: Vec<EncoderLayer<W>>,
     pub final_layer_norm: LayerNorm<W>,
-    pub text_projection: Linear<W>, // [proj, hidden], no bias
+    /// `[proj, hidden]`: CLIP's `text_projection` (no bias), SigLIP's `text_model.head`.
+    pub projection: Linear<W>,
 }
 
 #[derive(Debug)]
@@ -201,6 +244,8 @@ pub struct ClipModel<W> {
     pub text: Option<TextTower<W>>,
     /// `exp(logit_scale)` multiplies cosine similarities into logits.
     pub logit_scale: f32,
+    /// Added to every logit: SigLIP's `logit_bias`; 0 for CLIP, which has none.
+    pub logit_bias: f32,
 }
 
 impl<W> ClipModel<W> {
@@ -276,6 +321,72 @@ impl<S: TensorSource> Scope<'_, S> {
         })
     }
 
+    fn mlp(&mut self, prefix: &str, hidden: usize, inter: usize) -> Result<Mlp<S::W>> {
+        Ok(Mlp {
+            fc1: self.linear(&format!("{prefix}.fc1"), &[inter, hidden], true)?,
+            fc2: self.linear(&format!("{prefix}.fc2"), &[hidden, inter], true)?,
+        })
+    }
+
+    /// `{prefix}` = `SiglipMultiheadAttentionPoolingHead`: `probe`, `attention` (an
+    /// `nn.MultiheadAttention`: `in_proj_weight` `[3 hidden, hidden]` packs q, k, v),
+    /// `layernorm`, `mlp`.
+    fn pooling_head(
+        &mut self,
+        prefix: &str,
+        hidden: usize,
+        inter: usize,
+        heads: usize,
+        eps: f32,
+    ) -> Result<PoolingHead<S::W>> {
+        let probe = self
+            .src
+            .host(&format!("{prefix}.probe"), &[1, 1, hidden], self.tower)?;
+        let a = format!("{prefix}.attention");
+        let weights = self.src.split(
+            &format!("{a}.in_proj_weight"),
+            &[3 * hidden, hidden],
+            3,
+            WeightRole::Matrix,
+            self.tower,
+        )?;
+        let biases = self.src.split(
+            &format!("{a}.in_proj_bias"),
+            &[3 * hidden],
+            3,
+            WeightRole::Vector,
+            self.tower,
+        )?;
+        let mut packed = weights
+            .into_iter()
+            .zip(biases)
+            .map(|(weight, bias)| Linear {
+                weight,
+                bias: Some(bias),
+                in_features: hidden,
+                out_features: hidden,
+            });
+        let mut next = || {
+            packed.next().ok_or_else(|| {
+                ClipError::Internal(format!("{a}.in_proj_weight did not split into q, k, v"))
+            })
+        };
+        let (q_proj, k_proj, v_proj) = (next()?, next()?, next()?);
+        let attention = Attention {
+            q_proj,
+            k_proj,
+            v_proj,
+            out_proj: self.linear(&format!("{a}.out_proj"), &[hidden, hidden], true)?,
+            num_heads: heads,
+        };
+        Ok(PoolingHead {
+            probe,
+            attention,
+            layernorm: self.layer_norm(&format!("{prefix}.layernorm"), hidden, eps)?,
+            mlp: self.mlp(&format!("{prefix}.mlp"), hidden, inter)?,
+        })
+    }
+
     /// `{prefix}.encoder.layers.{i}` for `i < n` (`CLIPEncoderLayer`, shared by SigLIP).
     #[allow(clippy::too_many_arguments)]
     fn encoder(
@@ -304,10 +415,7 @@ impl<S: TensorSource> Scope<'_, S> {
                     out_proj: proj("out_proj")?,
                     num_heads: heads,
                 };
-                let mlp = Mlp {
-                    fc1: self.linear(&format!("{p}.mlp.fc1"), &[inter, hidden], true)?,
-                    fc2: self.linear(&format!("{p}.mlp.fc2"), &[hidden, inter], true)?,
-                };
+                let mlp = self.mlp(&format!("{p}.mlp"), hidden, inter)?;
                 Ok(EncoderLayer {
                     layer_norm1,
                     self_attn,
@@ -319,24 +427,17 @@ impl<S: TensorSource> Scope<'_, S> {
     }
 }
 
-/// The checkpoint layout: the module tree of `transformers.CLIPModel` for `config`, the
-/// requested towers only, every tensor taken from `src` under its Hugging Face name and
-/// file shape. A second checkpoint family is a second description built from the same
-/// `Scope` pieces (and chosen here by the config's family); the loader, the generator
-/// and [`tensor_specs`] follow it unchanged.
+/// The checkpoint layout: the module tree of `transformers.CLIPModel` or `SiglipModel`
+/// (by the config's family) for `config`, the requested towers only, every tensor taken
+/// from `src` under its Hugging Face name and file shape. Both families share the encoder
+/// layers (`Scope::encoder`); they differ in the embeddings and the pooling. The loader,
+/// the generator and [`tensor_specs`] follow this description unchanged.
 pub fn describe<S: TensorSource>(
     config: &ClipConfig,
     towers: Towers,
     src: &mut S,
 ) -> Result<ClipModel<S::W>> {
-    if config.family == Family::Siglip {
-        // The config and tokenizers of SigLIP are in place; its towers are not described yet.
-        return Err(ClipError::Unsupported(
-            "SigLIP checkpoints (`model_type: \"siglip\"`) are recognised, but this version \
-             of webclip cannot load their weights yet"
-                .into(),
-        ));
-    }
+    let siglip = config.family == Family::Siglip;
     let proj = config.projection_dim;
     let text = if towers.text() {
         let t = &config.text_config;
@@ -367,7 +468,11 @@ pub fn describe<S: TensorSource>(
                 t.layer_norm_eps,
             )?,
             final_layer_norm: s.layer_norm("text_model.final_layer_norm", h, t.layer_norm_eps)?,
-            text_projection: s.linear("text_projection", &[proj, h], false)?,
+            projection: if siglip {
+                s.linear("text_model.head", &[proj, h], true)?
+            } else {
+                s.linear("text_projection", &[proj, h], false)?
+            },
         })
     } else {
         None
@@ -376,48 +481,80 @@ pub fn describe<S: TensorSource>(
     let vision = if towers.vision() {
         let v = &config.vision_config;
         let h = v.hidden_size;
+        let eps = v.layer_norm_eps;
         let mut s = Scope {
             src: &mut *src,
             tower: Some(Tower::Vision),
         };
         let e = "vision_model.embeddings";
-        let class_embedding =
-            s.weight(&format!("{e}.class_embedding"), &[h], WeightRole::Vector)?;
+        let class_embedding = match v.class_token {
+            true => Some(s.weight(&format!("{e}.class_embedding"), &[h], WeightRole::Vector)?),
+            false => None,
+        };
         let conv = [h, v.num_channels, v.patch_size, v.patch_size];
-        let patch_embedding = s.linear(&format!("{e}.patch_embedding"), &conv, false)?;
+        let patch_embedding = s.linear(&format!("{e}.patch_embedding"), &conv, siglip)?;
+        let position_embedding = s.weight(
+            &format!("{e}.position_embedding.weight"),
+            &[v.num_positions(), h],
+            WeightRole::Table,
+        )?;
+        let pre_layrnorm = match siglip {
+            false => Some(s.layer_norm("vision_model.pre_layrnorm", h, eps)?),
+            true => None,
+        };
+        let layers = s.encoder(
+            "vision_model",
+            v.num_hidden_layers,
+            h,
+            v.intermediate_size,
+            v.num_attention_heads,
+            eps,
+        )?;
+        let post_layernorm = s.layer_norm("vision_model.post_layernorm", h, eps)?;
+        let pooling = if siglip {
+            VisionPooling::Head(s.pooling_head(
+                "vision_model.head",
+                h,
+                v.intermediate_size,
+                v.num_attention_heads,
+                eps,
+            )?)
+        } else {
+            VisionPooling::ClassToken {
+                visual_projection: s.linear("visual_projection", &[proj, h], false)?,
+            }
+        };
         Some(VisionTower {
             config: v.clone(),
             patch_embedding,
             class_embedding,
-            position_embedding: s.weight(
-                &format!("{e}.position_embedding.weight"),
-                &[v.num_positions(), h],
-                WeightRole::Table,
-            )?,
-            pre_layrnorm: s.layer_norm("vision_model.pre_layrnorm", h, v.layer_norm_eps)?,
-            layers: s.encoder(
-                "vision_model",
-                v.num_hidden_layers,
-                h,
-                v.intermediate_size,
-                v.num_attention_heads,
-                v.layer_norm_eps,
-            )?,
-            post_layernorm: s.layer_norm("vision_model.post_layernorm", h, v.layer_norm_eps)?,
-            visual_projection: s.linear("visual_projection", &[proj, h], false)?,
+            position_embedding,
+            pre_layrnorm,
+            layers,
+            post_layernorm,
+            pooling,
         })
     } else {
         None
     };
 
     let mut s = Scope { src, tower: None };
-    // A trained CLIP's: exp(logit_scale) = 100, the clamp training ends at.
-    let logit_scale = s.scalar("logit_scale", 100f32.ln())?;
+    // A trained CLIP's: exp(logit_scale) = 100, the clamp training ends at. SigLIP's
+    // trained values differ per checkpoint; random weights take its initial ones.
+    let (logit_scale, logit_bias) = if siglip {
+        (
+            s.scalar("logit_scale", config.logit_scale_init_value)?,
+            s.scalar("logit_bias", config.logit_bias_init_value)?,
+        )
+    } else {
+        (s.scalar("logit_scale", 100f32.ln())?, 0.0)
+    };
     Ok(ClipModel {
         config: config.clone(),
         vision,
         text,
         logit_scale,
+        logit_bias,
     })
 }
 
@@ -462,6 +599,26 @@ impl TensorSource for Recorder {
         });
         Ok(typical)
     }
+    fn host(&mut self, name: &str, shape: &[usize], tower: Option<Tower>) -> Result<Vec<f32>> {
+        self.specs.push(TensorSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            kind: TensorKind::Host,
+            tower,
+        });
+        Ok(vec![0.0; shape.iter().product()])
+    }
+    fn split(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        parts: usize,
+        role: WeightRole,
+        tower: Option<Tower>,
+    ) -> Result<Vec<()>> {
+        self.weight(name, shape, role, tower)?;
+        Ok(vec![(); parts])
+    }
 }
 
 /// The source that reads tensors by name from a parsed safetensors header, checks their
@@ -473,7 +630,7 @@ struct FileSource<'a, B: TensorBytes + ?Sized, W> {
 }
 
 impl<B: TensorBytes + ?Sized, W> FileSource<'_, B, W> {
-    fn host(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+    fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         let info = self.st.info(name)?;
         // A scalar may be stored as [] or [1].
         let same = info.shape == expected
@@ -510,25 +667,63 @@ impl<B: TensorBytes + ?Sized, W> TensorSource for FileSource<'_, B, W> {
         role: WeightRole,
         _tower: Option<Tower>,
     ) -> Result<W> {
-        let mut t = self.host(name, shape)?;
-        // The backend gets the role's shape; the bytes are the same. The patch conv
-        // `[out, C, P, P]` is the matrix `[out, C*P*P]`.
-        match role {
-            WeightRole::Matrix if t.shape.len() > 2 => {
-                t.shape = vec![t.shape[0], t.shape[1..].iter().product()];
-            }
-            WeightRole::Vector | WeightRole::NormScale if t.shape.len() > 1 => {
-                t.shape = vec![t.shape.iter().product()];
-            }
-            _ => {}
-        }
+        let mut t = self.read(name, shape)?;
+        t.shape = role_shape(role, &t.shape);
         (self.make)(role, t)
     }
     fn scalar(&mut self, name: &str, _typical: f32, _tower: Option<Tower>) -> Result<f32> {
-        let t = self.host(name, &[])?;
+        let t = self.read(name, &[])?;
         t.data.first().copied().ok_or_else(|| {
             ClipError::Internal(format!("scalar `{name}` read as {} values", t.data.len()))
         })
+    }
+    fn host(&mut self, name: &str, shape: &[usize], _tower: Option<Tower>) -> Result<Vec<f32>> {
+        Ok(self.read(name, shape)?.data)
+    }
+    fn split(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        parts: usize,
+        role: WeightRole,
+        _tower: Option<Tower>,
+    ) -> Result<Vec<W>> {
+        let t = self.read(name, shape)?;
+        let rows = shape.first().copied().unwrap_or(0);
+        if parts == 0 || !rows.is_multiple_of(parts) {
+            return Err(ClipError::Internal(format!(
+                "`{name}` {shape:?} does not split into {parts} parts"
+            )));
+        }
+        let mut part_shape = shape.to_vec();
+        part_shape[0] = rows / parts;
+        let part_shape = role_shape(role, &part_shape);
+        let len = t.data.len() / parts;
+        t.data
+            .chunks(len.max(1))
+            .take(parts)
+            .enumerate()
+            .map(|(i, data)| {
+                let part = HostTensor {
+                    name: format!("{name}[part {i} of {parts}]"),
+                    shape: part_shape.clone(),
+                    data: data.to_vec(),
+                };
+                (self.make)(role, part)
+            })
+            .collect()
+    }
+}
+
+/// The shape a backend gets for a tensor of file shape `shape`; the bytes are the same.
+/// The patch conv `[out, C, P, P]` is the matrix `[out, C*P*P]`.
+fn role_shape(role: WeightRole, shape: &[usize]) -> Vec<usize> {
+    match role {
+        WeightRole::Matrix if shape.len() > 2 => vec![shape[0], shape[1..].iter().product()],
+        WeightRole::Vector | WeightRole::NormScale if shape.len() > 1 => {
+            vec![shape.iter().product()]
+        }
+        _ => shape.to_vec(),
     }
 }
 
@@ -563,10 +758,6 @@ mod tests {
     fn each_tower_lists_its_own_tensors_once() {
         for name in ClipConfig::PRESETS {
             let cfg = ClipConfig::preset(name).unwrap();
-            if cfg.family == Family::Siglip {
-                // Not described yet: refused (see `siglip_weights_are_refused_for_now`).
-                continue;
-            }
             let both = tensor_specs(&cfg, Towers::Both).unwrap();
             let mut names: Vec<&str> = both.iter().map(|s| s.name.as_str()).collect();
             names.sort_unstable();
@@ -594,10 +785,43 @@ mod tests {
     }
 
     #[test]
-    fn siglip_weights_are_refused_for_now() {
+    fn siglip_has_a_pooling_head_and_no_class_token() {
         let cfg = ClipConfig::preset("siglip2-b16-224").unwrap();
-        let e = tensor_specs(&cfg, Towers::Both).unwrap_err();
-        assert_eq!(e.code(), "unsupported", "{e}");
+        let specs = tensor_specs(&cfg, Towers::Both).unwrap();
+        let spec = |name: &str| specs.iter().find(|s| s.name == name);
+        assert!(spec("vision_model.embeddings.class_embedding").is_none());
+        assert!(spec("vision_model.pre_layrnorm.weight").is_none());
+        assert!(spec("visual_projection.weight").is_none());
+        assert!(spec("text_projection.weight").is_none());
+        let probe = spec("vision_model.head.probe").unwrap();
+        assert_eq!(
+            (probe.kind, &probe.shape[..]),
+            (TensorKind::Host, &[1, 1, 768][..])
+        );
+        // The packed q/k/v of the head is one tensor of the file, listed once.
+        let packed = spec("vision_model.head.attention.in_proj_weight").unwrap();
+        assert_eq!(packed.shape, [3 * 768, 768]);
+        assert_eq!(packed.kind, TensorKind::Weight(WeightRole::Matrix));
+        assert_eq!(
+            spec("vision_model.head.attention.in_proj_bias")
+                .unwrap()
+                .shape,
+            [3 * 768]
+        );
+        assert!(spec("vision_model.embeddings.patch_embedding.bias").is_some());
+        assert_eq!(spec("text_model.head.weight").unwrap().shape, [768, 768]);
+        assert!(spec("text_model.head.bias").is_some());
+        assert_eq!(
+            spec("vision_model.embeddings.position_embedding.weight")
+                .unwrap()
+                .shape,
+            [196, 768]
+        );
+        for name in ["logit_scale", "logit_bias"] {
+            let s = spec(name).unwrap();
+            assert!(matches!(s.kind, TensorKind::Scalar { .. }), "{name}");
+            assert_eq!(s.tower, None, "{name}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::model::plan;
 use crate::model::safetensors::TensorBytes;
 use crate::model::{SafeTensors, Towers};
 use crate::preprocess::ImageInput;
+use crate::tokenizer::TokenizerFiles;
 use js_sys::{Float32Array, Promise, Uint8Array};
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -204,6 +205,8 @@ pub struct WasmClip {
     dim: usize,
     image_size: usize,
     logit_scale: f32,
+    logit_bias: f32,
+    family: &'static str,
     towers: Towers,
     backend_kind: String,
     backend_adapter: Option<String>,
@@ -220,10 +223,16 @@ pub struct WasmClip {
 struct LoadOptions {
     /// `config.json`
     config: Bytes,
-    /// `tokenizer.json`; needed for `textFeatures`.
+    /// `tokenizer.json` (CLIP, SigLIP 2); it or `spiece` is needed for `textFeatures`.
     #[serde(default)]
     tokenizer: Option<Bytes>,
-    /// `preprocessor_config.json`; CLIP's defaults when absent.
+    /// `spiece.model` (SigLIP).
+    #[serde(default)]
+    spiece: Option<Bytes>,
+    /// `tokenizer_config.json`, when the model has one.
+    #[serde(default)]
+    tokenizer_config: Option<Bytes>,
+    /// `preprocessor_config.json`; the family's defaults when absent.
     #[serde(default)]
     preprocessor: Option<Bytes>,
     /// `auto` | `cpu` | `webgpu`
@@ -294,16 +303,21 @@ fn features(emb: crate::Result<Embeddings>, normalize: bool) -> Result<JsValue, 
 
 #[wasm_bindgen]
 impl WasmClip {
-    /// Load a model from `weights` and `options`: `{ config, tokenizer?, preprocessor? }`
-    /// as `Uint8Array`s, and `backend` (auto | cpu | webgpu), `towers` (both | vision |
-    /// text), `maxBatch` (0: default), `gpuWeights` (auto | f16 | f32).
+    /// Load a model from `weights` and `options`: `{ config, tokenizer?, spiece?,
+    /// tokenizerConfig?, preprocessor? }` as `Uint8Array`s, and `backend` (auto | cpu |
+    /// webgpu), `towers` (both | vision | text), `maxBatch` (0: default), `gpuWeights`
+    /// (auto | f16 | f32).
     pub async fn load(weights: WeightBytes, options: JsValue) -> Result<WasmClip, JsValue> {
         let options: LoadOptions = serde_wasm_bindgen::from_value(options)
             .map_err(|e| js_err(ClipError::Input(format!("WasmClip.load options: {e}"))))?;
         let files = ModelFiles {
             config: &options.config.0,
             weights: &weights,
-            tokenizer: options.tokenizer.as_ref().map(|b| b.0.as_slice()),
+            tokenizer: TokenizerFiles {
+                tokenizer_json: options.tokenizer.as_ref().map(|b| b.0.as_slice()),
+                spiece_model: options.spiece.as_ref().map(|b| b.0.as_slice()),
+                tokenizer_config: options.tokenizer_config.as_ref().map(|b| b.0.as_slice()),
+            },
             preprocessor: options.preprocessor.as_ref().map(|b| b.0.as_slice()),
         };
         let clip_options = options.clip_options().map_err(js_err)?;
@@ -313,6 +327,8 @@ impl WasmClip {
             dim: clip.config.projection_dim,
             image_size: clip.config.vision_config.image_size,
             logit_scale: clip.logit_scale(),
+            logit_bias: clip.logit_bias(),
+            family: clip.config.family.as_str(),
             towers: clip.towers(),
             backend_kind: info.kind.to_string(),
             backend_adapter: info.adapter,
@@ -376,8 +392,9 @@ impl WasmClip {
         })
     }
 
-    /// Projected features for token ids `[n, len]` (`<|startoftext|> ... <|endoftext|>`,
-    /// padded after the end token as `CLIPTokenizer` pads): `Clip::padded_token_features`.
+    /// Projected features for token ids `[n, len]` as the model's tokenizer pads them
+    /// (CLIP: `<|startoftext|> ... <|endoftext|>` padded after the end token; SigLIP: the
+    /// full context): `Clip::padded_token_features`.
     #[wasm_bindgen(js_name = tokenFeatures)]
     #[allow(clippy::await_holding_refcell_ref)]
     pub fn token_features(&self, ids: Vec<u32>, n: usize, normalize: bool) -> Promise {
@@ -404,6 +421,18 @@ impl WasmClip {
     #[wasm_bindgen(getter, js_name = logitScale)]
     pub fn logit_scale(&self) -> f32 {
         self.logit_scale.exp()
+    }
+
+    /// SigLIP's `logit_bias`, added to every logit (0 for CLIP).
+    #[wasm_bindgen(getter, js_name = logitBias)]
+    pub fn logit_bias(&self) -> f32 {
+        self.logit_bias
+    }
+
+    /// `clip` or `siglip`: whether scores are a softmax over labels or a sigmoid per label.
+    #[wasm_bindgen(getter)]
+    pub fn family(&self) -> String {
+        self.family.into()
     }
 
     /// `both`, `vision` or `text`.

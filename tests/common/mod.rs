@@ -30,8 +30,31 @@ pub fn model_dirs() -> Vec<PathBuf> {
     model_dirs_in(&fixtures_dir())
 }
 
+/// `$WEBCLIP_FIXTURES/siglip` when it exists, else the shared one.
+pub fn siglip_fixtures_dir() -> PathBuf {
+    let own = fixtures_dir().join("siglip");
+    if own.exists() {
+        own
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/siglip")
+    }
+}
+
+/// Every SigLIP model folder with reference outputs.
+pub fn siglip_dirs() -> Vec<PathBuf> {
+    model_dirs_in(&siglip_fixtures_dir())
+}
+
+/// Every model folder of every family: the CLIP ones, then the SigLIP ones. The suites
+/// that run a whole model take these, so a folder dropped into either place is tested.
+pub fn every_model_dir() -> Vec<PathBuf> {
+    let mut dirs = model_dirs();
+    dirs.extend(siglip_dirs());
+    dirs
+}
+
 /// The model folders directly under `dir` (the SigLIP ones sit one level down, in
-/// `siglip/`, so that the CLIP suites do not pick them up).
+/// `siglip/`, so that the CLIP-only suites (tokenizer, preprocessing) do not pick them up).
 pub fn model_dirs_in(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("cannot read fixtures at {}: {e}", dir.display()))

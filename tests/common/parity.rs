@@ -2,7 +2,7 @@
 //! inputs, written once over `Backend` so the CPU and GPU suites assert the same things.
 
 use super::*;
-use webclip::clip::{logits, BackendModel, Embeddings, MakeWeight};
+use webclip::clip::{logits, probabilities, BackendModel, Embeddings, MakeWeight};
 use webclip::graph::{self, Backend, TextBatch};
 use webclip::model::{SafeTensors, Towers};
 
@@ -18,10 +18,20 @@ pub fn load_encoder<B: Backend>(
     BackendModel::load(&g.config, &header, &bytes, Towers::Both, backend, make).unwrap()
 }
 
-/// Every golden text, cut after its end token (the fast path), from `input_ids` and the mask.
+/// The reference's attention mask; SigLIP has none (every position is attended): ones.
+pub fn golden_mask(g: &Golden) -> Vec<u32> {
+    if g.has("attention_mask") {
+        g.ids("attention_mask")
+    } else {
+        vec![1; g.ids("input_ids").len()]
+    }
+}
+
+/// Every golden text as `TextBatch::from_tokens` takes it, from `input_ids` and the mask:
+/// CLIP's cut after its end token (the fast path), SigLIP's whole (padding included).
 pub fn golden_texts(g: &Golden) -> Vec<Vec<u32>> {
     let ids = g.ids("input_ids");
-    let mask = g.ids("attention_mask");
+    let mask = golden_mask(g);
     let ctx = g.shape("input_ids")[1];
     ids.chunks(ctx)
         .zip(mask.chunks(ctx))
@@ -50,8 +60,28 @@ pub fn check_vision<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: 
             g.name
         );
     }
+    // SigLIP: every token after post_layernorm, the input of the pooling head.
+    assert_eq!(
+        out.normed_hidden_state.is_some(),
+        g.has("vision_last_hidden_state"),
+        "{}",
+        g.name
+    );
+    if let Some(h) = &out.normed_hidden_state {
+        let got = pollster::block_on(enc.backend.read(h)).unwrap();
+        let err = max_abs_diff(&got, &g.f32("vision_last_hidden_state"));
+        assert!(
+            err < 1e-3,
+            "{backend} {} vision_last_hidden_state: max abs error {err}",
+            g.name
+        );
+    }
     let (img, _) = features(enc, g, false);
     let err = max_abs_diff(&img.data, &g.f32("image_features"));
+    println!(
+        "{backend} {} image_features: max abs error {err:.2e}",
+        g.name
+    );
     assert!(
         err < 1e-3,
         "{backend} {} image_features: max abs error {err}",
@@ -66,7 +96,7 @@ pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: &s
     let tower = enc.model.text.as_ref().unwrap();
     let cfg = tower.config.clone();
     let ids = g.ids("input_ids");
-    let mask = g.ids("attention_mask");
+    let mask = golden_mask(g);
     let ctx = g.shape("input_ids")[1];
     let first = TextBatch::full(ids[..ctx].to_vec(), &mask[..ctx], ctx, &cfg).unwrap();
     let out = graph::text_forward(&mut enc.backend, tower, &first, true).unwrap();
@@ -95,6 +125,10 @@ pub fn check_text<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: &s
     );
     let (_, cut) = features(enc, g, true);
     let err = max_abs_diff(&cut.data, &g.f32("text_features"));
+    println!(
+        "{backend} {} text_features: max abs error {err:.2e}",
+        g.name
+    );
     assert!(
         err < 1e-3,
         "{backend} {} text_features: max abs error {err}",
@@ -111,12 +145,9 @@ pub fn features<B: Backend>(
     let all: Vec<f32> = g.images.iter().flat_map(|i| g.pixels(i)).collect();
     let img = pollster::block_on(enc.pixel_features(&all, g.images.len())).unwrap();
     let txt = if text {
-        let batch = TextBatch::from_tokens(
-            &golden_texts(g),
-            &enc.model.text.as_ref().unwrap().config,
-            49407,
-        )
-        .unwrap();
+        let cfg = &enc.model.text.as_ref().unwrap().config;
+        let pad = if cfg.causal { 49407 } else { cfg.pad_token_id };
+        let batch = TextBatch::from_tokens(&golden_texts(g), cfg, pad).unwrap();
         pollster::block_on(enc.token_features(&batch)).unwrap()
     } else {
         Embeddings::default()
@@ -124,16 +155,27 @@ pub fn features<B: Backend>(
     (img, txt)
 }
 
-/// `logits_per_image` within the fixtures' 1e-2.
+/// `logits_per_image` within the fixtures' 1e-2, and SigLIP's sigmoid `probs_per_image`.
 pub fn check_logits<B: Backend>(enc: &mut BackendModel<B>, g: &Golden, backend: &str) {
     let (img, txt) = features(enc, g, true);
-    let l = logits(&img, &txt, enc.model.logit_scale);
+    let m = &enc.model;
+    let l = logits(&img, &txt, m.logit_scale, m.logit_bias);
     let err = max_abs_diff(&l.data, &g.f32("logits_per_image"));
+    println!("{backend} {} logits: max abs error {err:.2e}", g.name);
     assert!(
         err < 1e-2,
         "{backend} {} logits: max abs error {err}",
         g.name
     );
+    if g.has("probs_per_image") {
+        let p = probabilities(m.config.family, &l);
+        let err = max_abs_diff(&p, &g.f32("probs_per_image"));
+        assert!(
+            err < 1e-3,
+            "{backend} {} sigmoid probabilities: max abs error {err}",
+            g.name
+        );
+    }
 }
 
 /// Each image and text feature row has cosine above `min` to the reference.

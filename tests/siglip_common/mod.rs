@@ -2,26 +2,10 @@
 //! CLIP suites' `Golden` (`ClipConfig` parses SigLIP configs too).
 #![allow(dead_code)]
 
-use crate::common::{fixtures_dir, model_dirs_in};
-use std::path::{Path, PathBuf};
 use webclip::tokenizer::TokenizerFiles;
 
+pub use crate::common::siglip_dirs;
 pub use crate::common::Golden as SiglipGolden;
-
-/// `$WEBCLIP_FIXTURES/siglip` when it exists, else the shared one.
-pub fn siglip_fixtures_dir() -> PathBuf {
-    let own = fixtures_dir().join("siglip");
-    if own.exists() {
-        own
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/siglip")
-    }
-}
-
-/// Every SigLIP model folder with reference outputs (`config.json` + `golden.safetensors`).
-pub fn siglip_dirs() -> Vec<PathBuf> {
-    model_dirs_in(&siglip_fixtures_dir())
-}
 
 /// The tokenizer files of a folder, as `Tokenizer::from_files` takes them.
 pub struct OwnedTokenizerFiles {
