@@ -28,45 +28,95 @@ export function initWasm(wasmUrl) {
 const MODEL_FILES = {
   config: 'config.json',
   weights: 'model.safetensors',
-  tokenizer: 'tokenizer.json',
+  tokenizer: 'tokenizer.json', // CLIP, SigLIP 2 (Gemma's)
+  spiece: 'spiece.model', // SigLIP's SentencePiece model
+  tokenizerConfig: 'tokenizer_config.json',
   preprocessor: 'preprocessor_config.json',
 };
 
-/** `{ config, weights, tokenizer, preprocessor }` sources from a folder or an object. */
+/**
+ * `{ config, weights, tokenizer, spiece, tokenizerConfig, preprocessor }` sources from a
+ * folder or an object. `folder`: the files were named by convention, so those a
+ * repository may lack are optional (the preprocessor: the family's defaults apply; of the
+ * tokenizer files, `tokenizer_config.json` says which one the model uses).
+ */
 function modelSources(model, towers) {
   let spec;
-  let optionalPreprocessor = false;
+  let folder = false;
   if (typeof model === 'string' || model instanceof URL) {
     const base = String(model).endsWith('/') ? String(model) : `${model}/`;
     spec = {};
     for (const [k, name] of Object.entries(MODEL_FILES)) spec[k] = base + name;
-    // Not every repository has one; CLIP's defaults apply then.
-    optionalPreprocessor = true;
+    folder = true;
   } else if (model && typeof model === 'object') {
     spec = model;
   } else {
     throw webclipError(
       'bad-input',
-      "webclip: `model` must be a folder URL (or path in Node.js) or { config, weights, tokenizer, preprocessor }",
+      "webclip: `model` must be a folder URL (or path in Node.js) or { config, weights, tokenizer | spiece, tokenizerConfig?, preprocessor? }",
     );
   }
   for (const k of ['config', 'weights']) {
     if (spec[k] == null) throw webclipError('bad-input', `webclip: model.${k} (${MODEL_FILES[k]}) is required`);
   }
-  if (towers !== 'vision' && spec.tokenizer == null) {
+  if (towers !== 'vision' && spec.tokenizer == null && spec.spiece == null) {
     throw webclipError(
       'bad-tokenizer',
-      "webclip: model.tokenizer (tokenizer.json) is required for the text tower; pass towers: 'vision' to load only the image encoder",
+      "webclip: the text tower needs model.tokenizer (tokenizer.json) or, for SigLIP, model.spiece (spiece.model); pass towers: 'vision' to load only the image encoder",
     );
   }
-  const src = (k) => toSource(spec[k], MODEL_FILES[k]);
+  const src = (k) => (spec[k] == null ? null : toSource(spec[k], MODEL_FILES[k]));
+  const text = towers !== 'vision';
   return {
     config: src('config'),
     weights: src('weights'),
-    tokenizer: towers === 'vision' ? null : src('tokenizer'),
+    tokenizer: text ? src('tokenizer') : null,
+    spiece: text ? src('spiece') : null,
+    tokenizerConfig: text ? src('tokenizerConfig') : null,
     preprocessor: towers === 'text' ? null : src('preprocessor'),
-    optionalPreprocessor,
+    folder,
   };
+}
+
+/**
+ * The tokenizer files, as `WasmClip.load` takes them. From a folder URL only the files the
+ * model uses are fetched: `tokenizer_config.json` first (optional), whose
+ * `tokenizer_class` says `SiglipTokenizer` (spiece.model) or another (tokenizer.json);
+ * without a class, tokenizer.json, then spiece.model if there is none. The Rust
+ * tokenizer decides from the same class (`Tokenizer::kind_of`).
+ */
+async function readTokenizer(srcs, read) {
+  const optional = (p) =>
+    p.catch((e) => {
+      if (e?.code === 'not-found') return null;
+      throw e;
+    });
+  if (!srcs.folder) {
+    const [tokenizer, spiece, tokenizerConfig] = await Promise.all(
+      ['tokenizer', 'spiece', 'tokenizerConfig'].map((k) => (srcs[k] ? read(k, srcs[k]) : null)),
+    );
+    return { tokenizer, spiece, tokenizerConfig };
+  }
+  const tokenizerConfig = await optional(read('tokenizerConfig', srcs.tokenizerConfig));
+  let tokenizerClass = null;
+  try {
+    tokenizerClass = tokenizerConfig && JSON.parse(new TextDecoder().decode(tokenizerConfig)).tokenizer_class;
+  } catch {
+    // Rust reads it again and reports what is wrong with it.
+  }
+  if (tokenizerClass === 'SiglipTokenizer') {
+    return { tokenizer: null, spiece: await read('spiece', srcs.spiece), tokenizerConfig };
+  }
+  const tokenizer = await optional(read('tokenizer', srcs.tokenizer));
+  if (tokenizer || tokenizerClass) return { tokenizer, spiece: null, tokenizerConfig };
+  const spiece = await optional(read('spiece', srcs.spiece));
+  if (!spiece) {
+    throw webclipError(
+      'not-found',
+      `webclip: the model has no tokenizer: neither ${srcs.tokenizer.url ?? srcs.tokenizer.path} nor spiece.model was found (pass towers: 'vision' to load only the image encoder)`,
+    );
+  }
+  return { tokenizer: null, spiece, tokenizerConfig };
 }
 
 /** What the browser tells of its adapter (wgpu on the web leaves the name empty). */
@@ -109,26 +159,32 @@ export class LocalEngine {
     const progress = (phase, src) => (loaded, total) =>
       onProgress({ phase, loaded, total, file: src.what, url: src.url ?? src.path ?? null });
 
-    const small = (phase, optional) => {
-      const src = srcs[phase];
+    // Progress phases: 'config', 'tokenizer' (whichever tokenizer files), 'preprocessor',
+    // 'weights'.
+    const phaseOf = { tokenizerConfig: 'tokenizer', spiece: 'tokenizer' };
+    const read = (key, src) => readWhole(src, progress(phaseOf[key] ?? key, src), cache);
+    const small = (key, optional) => {
+      const src = srcs[key];
       if (!src) return null;
-      return readWhole(src, progress(phase, src), cache).catch((e) => {
+      return read(key, src).catch((e) => {
         if (optional && e?.code === 'not-found') return null;
         throw e;
       });
     };
+    const text = towers !== 'vision';
     const pending = [
       small('config'),
-      small('tokenizer'),
-      small('preprocessor', srcs.optionalPreprocessor),
+      text ? readTokenizer(srcs, read) : null,
+      small('preprocessor', srcs.folder),
       wasm.then(() => readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache)),
     ];
     // All start at once, but a failure is reported in this order (config.json first: a
     // wrong folder or URL fails there), not in whichever order the requests happen to fail.
     for (const p of pending) p?.catch(() => {});
-    const [config, tokenizer, preprocessor, weights] = [
+    const [config, tokenizerFiles, preprocessor, weights] = [
       await pending[0], await pending[1], await pending[2], await pending[3],
     ];
+    const { tokenizer = null, spiece = null, tokenizerConfig = null } = tokenizerFiles ?? {};
 
     const bytes = new WeightBytes();
     for (const [offset, seg] of weights.segments) bytes.add(offset, seg);
@@ -139,6 +195,8 @@ export class LocalEngine {
       clip = await WasmClip.load(bytes, {
         config,
         tokenizer,
+        spiece,
+        tokenizerConfig,
         preprocessor,
         backend: rustBackend,
         towers,
@@ -165,6 +223,8 @@ export class LocalEngine {
       dim: clip.dim,
       imageSize: clip.imageSize,
       logitScale: clip.logitScale,
+      logitBias: clip.logitBias,
+      family: clip.family,
       towers: clip.towers,
     }, reload);
   }

@@ -3,17 +3,24 @@
 /** A file of the model: a URL, a file path (Node.js), or its bytes. */
 export type ModelFile = string | URL | Blob | ArrayBuffer | ArrayBufferView;
 
-/** The files of a Hugging Face CLIP repository, one by one. */
+/** The files of a Hugging Face CLIP or SigLIP repository, one by one. */
 export interface ModelFiles {
   /** `config.json` */
   config: ModelFile;
   /** `model.safetensors` (float32, float16 or bfloat16) */
   weights: ModelFile;
-  /** `tokenizer.json`; required unless `towers: 'vision'` */
+  /** `tokenizer.json` (CLIP, SigLIP 2); it or `spiece` is required unless `towers: 'vision'` */
   tokenizer?: ModelFile;
-  /** `preprocessor_config.json`; CLIP's defaults when absent */
+  /** `spiece.model` (SigLIP's SentencePiece tokenizer) */
+  spiece?: ModelFile;
+  /** `tokenizer_config.json`, when the repository has one (special tokens, padding side) */
+  tokenizerConfig?: ModelFile;
+  /** `preprocessor_config.json`; the family's defaults when absent */
   preprocessor?: ModelFile;
 }
+
+/** `'clip'` (OpenAI CLIP and its kind) or `'siglip'` (SigLIP and SigLIP 2). */
+export type Family = 'clip' | 'siglip';
 
 export type Backend = 'webgpu' | 'cpu';
 export type Towers = 'both' | 'vision' | 'text';
@@ -102,9 +109,12 @@ export interface EmbedOptions {
 
 export interface Label {
   label: string;
-  /** Softmax probability over the labels given. */
+  /**
+   * CLIP: the softmax probability over the labels given (they sum to 1). SigLIP: the
+   * sigmoid of `logit`, the probability that this label applies, independent of the others.
+   */
   score: number;
-  /** `logitScale * cosine(image, prompt)` */
+  /** `logitScale * cosine(image, prompt) + logitBias` */
   logit: number;
 }
 
@@ -175,8 +185,10 @@ export declare class Clip {
   static cosine(a: ArrayLike<number>, b: ArrayLike<number>): number;
   /** `embeddings` sorted by cosine similarity to `query`, best first. */
   static rank(query: ArrayLike<number>, embeddings: ArrayLike<number>[], options?: { topK?: number }): Ranked[];
-  /** Softmax of `logits` (as `classify` scores them: pass `logitScale * cosine` per label). */
+  /** Softmax of `logits` (as `classify` scores CLIP's: pass `logitScale * cosine` per label). */
   static softmax(logits: ArrayLike<number>): number[];
+  /** The logistic sigmoid (as `classify` scores SigLIP's logits). */
+  static sigmoid(logit: number): number;
 
   private constructor();
 
@@ -191,8 +203,12 @@ export declare class Clip {
   readonly dim: number;
   /** Side of the model's square input, in pixels. */
   readonly imageSize: number;
-  /** `exp(logit_scale)`: logits = logitScale * cosine (100 for OpenAI's CLIP). */
+  /** `exp(logit_scale)`: logits = logitScale * cosine + logitBias (100 for OpenAI's CLIP). */
   readonly logitScale: number;
+  /** SigLIP's `logit_bias`, added to every logit; 0 for CLIP. */
+  readonly logitBias: number;
+  /** Which model family: CLIP scores labels with a softmax, SigLIP with a sigmoid each. */
+  readonly family: Family;
   readonly towers: Towers;
   /** Whether the model runs in a Worker. */
   readonly worker: boolean;
@@ -201,12 +217,13 @@ export declare class Clip {
   /** One embedding per image, in order. */
   embedImages(images: ImageInput[], options?: EmbedOptions): Promise<Float32Array[]>;
   embedImage(image: ImageInput, options?: EmbedOptions): Promise<Float32Array>;
-  /** One embedding per text, in order (truncated to the model's 77 tokens). */
+  /** One embedding per text, in order (truncated to the model's context: 77 tokens for CLIP, 64 for SigLIP). */
   embedTexts(texts: string[], options?: EmbedOptions): Promise<Float32Array[]>;
   embedText(text: string, options?: EmbedOptions): Promise<Float32Array>;
   /**
-   * Zero-shot classification: softmax of `logitScale * cosine` over the labels, each
-   * turned into a prompt by `template` (`{}` = the label; default `'{}'`), best first.
+   * Zero-shot classification of the labels, each turned into a prompt by `template` (`{}`
+   * = the label; default `'{}'`), best first: CLIP's scores are a softmax over the labels,
+   * SigLIP's the sigmoid of each label's logit (see `Label.score`).
    */
   classify(image: ImageInput, labels: string[], options?: { template?: string }): Promise<Label[]>;
   /** `embeddings` sorted by cosine similarity to `query`, best first. */

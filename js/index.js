@@ -32,7 +32,7 @@ function validate(options) {
   if (!GPU_WEIGHTS.includes(o.gpuWeights)) throw badInput(`webclip: gpuWeights must be one of ${GPU_WEIGHTS.join(', ')}, not ${JSON.stringify(options.gpuWeights)}`);
   if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw badInput('webclip: maxBatch must be a non-negative integer');
   if (o.onProgress != null && typeof o.onProgress !== 'function') throw badInput('webclip: onProgress must be a function');
-  if (o.model == null) throw badInput('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer, preprocessor }');
+  if (o.model == null) throw badInput('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer | spiece, tokenizerConfig?, preprocessor? }');
   return o;
 }
 
@@ -188,8 +188,15 @@ export class Clip {
     this.dim = info.dim;
     /** Input side of the vision tower in pixels. */
     this.imageSize = info.imageSize;
-    /** `exp(logit_scale)`: logits = logitScale * cosine. */
+    /** `exp(logit_scale)`: logits = logitScale * cosine + logitBias. */
     this.logitScale = info.logitScale;
+    /** SigLIP's `logit_bias`; 0 for CLIP. */
+    this.logitBias = info.logitBias ?? 0;
+    /**
+     * `'clip'` or `'siglip'`: CLIP's `classify` scores are a softmax over the labels,
+     * SigLIP's a sigmoid per label (independent probabilities).
+     */
+    this.family = info.family ?? 'clip';
     /** Which encoders are loaded: `'both'`, `'vision'` or `'text'`. */
     this.towers = info.towers;
     this.worker = engine instanceof WorkerEngine;
@@ -262,8 +269,11 @@ export class Clip {
   }
 
   /**
-   * Zero-shot classification: softmax over `logitScale * cosine(image, prompt)` for each
-   * label, sorted by score. `template` turns a label into a prompt (`{}` = the label).
+   * Zero-shot classification, sorted by score. `logit = logitScale * cosine(image, prompt)
+   * + logitBias`; `score` is, for CLIP, the softmax of the logits over the labels (they sum
+   * to 1) and, for SigLIP (`family === 'siglip'`), the sigmoid of each logit: the
+   * probability that the label applies, independent of the other labels (they need not sum
+   * to 1). `template` turns a label into a prompt (`{}` = the label).
    * @returns {Promise<{label: string, score: number, logit: number}[]>}
    */
   async classify(image, labels, { template = '{}' } = {}) {
@@ -283,8 +293,8 @@ export class Clip {
       known.set(p, textEmbs[i]);
       this._labels.set(p, textEmbs[i]);
     });
-    const logits = prompts.map((p) => this.logitScale * dot(imageEmb, known.get(p)));
-    const scores = Clip.softmax(logits);
+    const logits = prompts.map((p) => this.logitScale * dot(imageEmb, known.get(p)) + this.logitBias);
+    const scores = this.family === 'siglip' ? logits.map(Clip.sigmoid) : Clip.softmax(logits);
     return labels
       .map((label, i) => ({ label, score: scores[i], logit: logits[i] }))
       .sort((a, b) => b.score - a.score);
@@ -316,6 +326,11 @@ export class Clip {
       bb += b[i] * b[i];
     }
     return ab / (Math.sqrt(aa * bb) || 1);
+  }
+
+  /** The logistic sigmoid `1 / (1 + e^-x)`: SigLIP's probability for one logit. */
+  static sigmoid(x) {
+    return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
   }
 
   /** Softmax of `logits` (the maximum is subtracted first, so large logits do not overflow). */

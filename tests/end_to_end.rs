@@ -53,7 +53,7 @@ fn check_images(g: &Golden, got: &Embeddings, what: &str, png_min: f32, jpg_min:
 
 #[test]
 fn image_features_from_files_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let mut clip = load(&g, "model.safetensors");
         let got = image_features(&mut clip, &g);
@@ -73,7 +73,7 @@ fn image_features_from_files_match_reference() {
 
 #[test]
 fn text_features_from_strings_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let mut clip = load(&g, "model.safetensors");
         let got = text_features(&mut clip, &g);
@@ -87,7 +87,7 @@ fn text_features_from_strings_match_reference() {
 
 #[test]
 fn fp16_weights_match_reference() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let g = Golden::load(&dir);
         let mut clip = load(&g, "model.fp16.safetensors");
         // README: float16 weights with float32 arithmetic, cosine > 0.9999 (JPEGs keep
@@ -100,6 +100,43 @@ fn fp16_weights_match_reference() {
             let cos = cosine(texts.row(i), &want[i * texts.dim..][..texts.dim]);
             println!("{} fp16 text {i}: cosine {cos:.7}", g.name);
             assert!(cos > 0.9999, "{} fp16 text {text:?}: cosine {cos}", g.name);
+        }
+    }
+}
+
+/// The logits and scores of `Clip` from files: SigLIP's sigmoid probabilities against
+/// `probs_per_image`, CLIP's softmax rows summing to one.
+#[test]
+fn logits_and_probabilities_from_files_match_reference() {
+    for dir in every_model_dir() {
+        let g = Golden::load(&dir);
+        let mut clip = load(&g, "model.safetensors");
+        let images = image_features(&mut clip, &g);
+        let texts = text_features(&mut clip, &g);
+        let logits = clip.logits(&images, &texts);
+        let want = g.f32("logits_per_image");
+        // Cosines from JPEG files keep their decoder slack (0.999), which exp(logit_scale)
+        // multiplies: compare the PNG rows only.
+        for (i, name) in g.images.iter().enumerate() {
+            if !name.ends_with(".png") {
+                continue;
+            }
+            let err = max_abs_diff(logits.row(i), &want[i * logits.texts..][..logits.texts]);
+            assert!(err < 1e-2, "{} {name} logits: max abs error {err}", g.name);
+        }
+        let probs = clip.probabilities(&logits);
+        if g.has("probs_per_image") {
+            let want = g.f32("probs_per_image");
+            for (i, name) in g.images.iter().enumerate().filter(|(_, n)| n.ends_with(".png")) {
+                let row = &probs[i * logits.texts..][..logits.texts];
+                let err = max_abs_diff(row, &want[i * logits.texts..][..logits.texts]);
+                assert!(err < 1e-3, "{} {name} sigmoid: max abs error {err}", g.name);
+            }
+        } else {
+            for row in probs.chunks(logits.texts) {
+                let sum: f32 = row.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-5, "{} softmax sums to {sum}", g.name);
+            }
         }
     }
 }

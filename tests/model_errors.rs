@@ -266,7 +266,7 @@ fn the_graph_checks_what_a_hand_made_batch_holds() {
 
 #[test]
 fn the_description_names_exactly_the_tensors_of_each_fixture_checkpoint() {
-    for dir in model_dirs() {
+    for dir in every_model_dir() {
         let config =
             ClipConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
@@ -392,4 +392,127 @@ fn clip_load_reads_the_header_from_the_weights_source() {
             "cut {cut}: {msg}"
         );
     }
+}
+
+/// A SigLIP fixture folder copied to a temporary folder, with `edit` applied to it.
+fn siglip_folder(kind: &str, edit: impl FnOnce(&std::path::Path)) -> std::path::PathBuf {
+    let src = siglip_dirs()
+        .into_iter()
+        .find(|d| d.ends_with(kind))
+        .unwrap_or_else(|| siglip_dirs().remove(0));
+    let dir = std::env::temp_dir().join(format!(
+        "webclip-siglip-{kind}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if !p.file_name().unwrap().to_string_lossy().starts_with("golden") {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    edit(&dir);
+    dir
+}
+
+fn load_folder(dir: &std::path::Path) -> Result<Clip, ClipError> {
+    let options = ClipOptions {
+        backend: webclip::BackendChoice::Cpu,
+        ..Default::default()
+    };
+    let folder = ModelFolder::read(dir, None)?;
+    let clip = pollster::block_on(folder.load(&options));
+    std::fs::remove_dir_all(dir).ok();
+    clip
+}
+
+#[test]
+fn siglip_checkpoints_with_bad_parts_are_clear_errors() {
+    // A SigLIP fixture loads; the same folder with one part broken gives an error that
+    // names it.
+    assert!(load_folder(&siglip_folder("siglip-spm", |_| {})).is_ok());
+    let edit_config = |f: fn(&mut serde_json::Value)| {
+        move |dir: &std::path::Path| {
+            let path = dir.join("config.json");
+            let mut json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            f(&mut json);
+            std::fs::write(&path, json.to_string()).unwrap();
+        }
+    };
+    let cases: Vec<(&str, Box<dyn FnOnce(&std::path::Path)>, &str, &str)> = vec![
+        (
+            "siglip-spm",
+            Box::new(|d: &std::path::Path| std::fs::write(d.join("spiece.model"), b"\x0a\xff").unwrap()),
+            "bad-tokenizer",
+            "spiece.model",
+        ),
+        (
+            "siglip-spm",
+            Box::new(edit_config(|j| j["vision_config"]["vision_use_head"] = false.into())),
+            "unsupported",
+            "vision_use_head",
+        ),
+        (
+            "siglip-spm",
+            Box::new(edit_config(|j| j["text_config"]["projection_size"] = 32.into())),
+            "bad-config",
+            "projection_size",
+        ),
+        (
+            "siglip-spm",
+            Box::new(edit_config(|j| j["model_type"] = "blip".into())),
+            "unsupported",
+            "blip",
+        ),
+        (
+            "siglip2-gemma",
+            Box::new(|d: &std::path::Path| {
+                let path = d.join("tokenizer.json");
+                let text = String::from_utf8(std::fs::read(&path).unwrap()).unwrap();
+                let text = text.replacen("\"type\": \"BPE\"", "\"type\": \"WordLevelX\"", 1);
+                std::fs::write(&path, text).unwrap();
+            }),
+            "bad-tokenizer",
+            "tokenizer.json",
+        ),
+    ];
+    for (kind, edit, code, needle) in cases {
+        let err = load_folder(&siglip_folder(kind, edit))
+            .err()
+            .unwrap_or_else(|| panic!("{kind} with a bad {needle} loaded"));
+        assert_eq!(err.code(), code, "{kind} {needle}: {err}");
+        assert!(err.to_string().contains(needle), "{kind}: {err}");
+    }
+}
+
+#[test]
+fn a_siglip_checkpoint_without_its_head_names_the_missing_tensor() {
+    let dir = siglip_folder("siglip-spm", |d| {
+        let path = d.join("model.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::parse(&bytes).unwrap();
+        let kept: Vec<_> = st
+            .tensors()
+            .filter(|t| t.name != "vision_model.head.attention.in_proj_weight")
+            .map(|t| {
+                let data = st.read_f32(bytes.as_slice(), &t.name).unwrap();
+                (t.name.clone(), t.shape.clone(), data)
+            })
+            .collect();
+        let spec: Vec<_> = kept.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+        let mut out = Vec::new();
+        write_f32(&mut out, &spec, Dtype::F32, |i, buf| {
+            buf.extend_from_slice(&kept[i].2);
+            Ok(())
+        })
+        .unwrap();
+        std::fs::write(&path, out).unwrap();
+    });
+    let err = load_folder(&dir).err().expect("no pooling head");
+    assert!(
+        err.to_string().contains("vision_model.head.attention.in_proj_weight"),
+        "{err}"
+    );
 }

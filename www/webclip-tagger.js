@@ -11,7 +11,9 @@
 //                   labels="cat, dog, beach, mountain"></webclip-tagger>
 //
 // Attributes: model, labels (comma or newline separated), templates ("|" separated, each with {}),
-// backend (auto | webgpu | cpu), top (tags shown per photo), autoload (load the model at once),
+// backend (auto | webgpu | cpu), top (tags shown per photo), threshold (0-1: a tag is shown only
+// when its score passes it; SigLIP's scores are independent sigmoid probabilities, default 0.1;
+// CLIP's a softmax over the labels, default 0), autoload (load the model at once),
 // max-pixels (larger photos are downscaled before embedding; default 50e6),
 // package (URL of the webclip package's index.js; default ../pkg/index.js beside this file).
 // Events: webclip-progress {phase, file, loaded, total, text} while the model loads,
@@ -167,18 +169,22 @@ export class TaggerCore {
    *           put(rows: { key: string, embedding: Float32Array }[]): Promise<void> }} [options.labelStore]
    *   where label embeddings are kept, keyed by model id, template set and label (default: memory)
    * @param {number} [options.top] tags kept per photo (default 3)
+   * @param {number} [options.threshold] the least score a tag is kept with (default: 0.1 for
+   *   SigLIP's per-label sigmoid probabilities, 0 for CLIP's softmax)
    * @param {number} [options.batch] photos per embedImages call
    * @param {number} [options.textBatch] prompts per embedTexts call
    * @param {(p: { done: number, total: number, labels: number }) => void} [options.onLabelProgress]
    *   prompts embedded so far while new labels are prepared (`done === total` at the end)
    */
-  constructor({ Clip, labelStore = new MemoryLabelStore(), top = 3, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
+  constructor({ Clip, labelStore = new MemoryLabelStore(), top = 3, threshold = null, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
     if (typeof Clip?.rank !== 'function' || typeof Clip?.softmax !== 'function') {
       throw new TypeError("TaggerCore needs the webclip package's Clip class (it ranks and scores with Clip.rank and Clip.softmax)");
     }
     this.Clip = Clip;
     this.labelStore = labelStore;
     this.top = top;
+    /** `null`: the family's default (see `scoreThreshold`). */
+    this.threshold = threshold;
     this.batch = batch;
     this.textBatch = textBatch;
     this.onLabelProgress = onLabelProgress;
@@ -213,6 +219,13 @@ export class TaggerCore {
     const clip = await this._load();
     if (this.modelId === id) this.clip = clip;
     return clip;
+  }
+
+  /** The least score a tag is kept with: `threshold`, else 0.1 for SigLIP and 0 for CLIP. */
+  get scoreThreshold() {
+    const t = Number(this.threshold);
+    if (this.threshold != null && Number.isFinite(t)) return t;
+    return this.clip?.family === 'siglip' ? 0.1 : 0;
   }
 
   /** exp(logit_scale): the multiplier CLIP puts on cosines before the softmax (100 before a model is loaded). */
@@ -278,11 +291,20 @@ export class TaggerCore {
     return matrix;
   }
 
-  /** Zero-shot tags: softmax over the labels of logitScale × cosine, the best `top`. */
+  /**
+   * Zero-shot tags, the best `top` whose score passes `scoreThreshold`, scored as
+   * `clip.classify` does: CLIP's softmax over the labels of logitScale × cosine, SigLIP's
+   * sigmoid of logitScale × cosine + logitBias for each label on its own.
+   */
   _tag(embedding, { vocab, embeddings }) {
     const ranked = this.Clip.rank(embedding, embeddings);
-    const scores = this.Clip.softmax(ranked.map((r) => this.logitScale * r.score));
-    return ranked.slice(0, this.top).map((r, i) => ({ label: vocab.labels[r.index], score: scores[i] }));
+    const logits = ranked.map((r) => this.logitScale * r.score + (Number(this.clip?.logitBias) || 0));
+    const scores = this.clip?.family === 'siglip' ? logits.map((l) => this.Clip.sigmoid(l)) : this.Clip.softmax(logits);
+    const min = this.scoreThreshold;
+    return ranked
+      .slice(0, this.top)
+      .map((r, i) => ({ label: vocab.labels[r.index], score: scores[i] }))
+      .filter((t) => t.score >= min);
   }
 
   /** Tags for an embedding with the current vocabulary; `labelEmbeddings()` must have run for it. */
@@ -705,7 +727,7 @@ const TEMPLATE = `
     <button type="button" class="secondary" data-ref="pickModelDir">Choose model folder…</button>
     <button type="button" class="secondary" data-ref="pickModelFiles">Choose model files…</button>
     <input type="file" class="hidden" data-ref="modelDir" webkitdirectory multiple>
-    <input type="file" class="hidden" data-ref="modelFiles" multiple accept=".json,.safetensors">
+    <input type="file" class="hidden" data-ref="modelFiles" multiple accept=".json,.safetensors,.model">
   </div>
   <div data-ref="modelProgressBox" class="hidden" style="margin-top:8px">
     <progress data-ref="modelProgress" max="1" aria-label="Model download"></progress>
@@ -826,6 +848,11 @@ export class WebclipTagger extends ElementBase {
   get backend() { return this.getAttribute('backend') || 'auto'; }
   get maxPixels() { return Number(this.getAttribute('max-pixels')) || HUGE_PIXELS; }
   get topK() { return Math.max(1, Math.min(20, parseInt(this.getAttribute('top'), 10) || 3)); }
+  /** The `threshold` attribute (0 to 1), or null for the family's default. */
+  get threshold() {
+    const t = parseFloat(this.getAttribute('threshold'));
+    return Number.isFinite(t) ? Math.min(1, Math.max(0, t)) : null;
+  }
 
   // -- start-up: storage, vocabulary, model choice, saved photos
   async _start() {
@@ -997,12 +1024,13 @@ export class WebclipTagger extends ElementBase {
     const missing = [];
     if (!byName.has('config.json')) missing.push('config.json');
     if (!weights) missing.push('model.safetensors');
-    if (!byName.has('tokenizer.json')) missing.push('tokenizer.json');
+    // CLIP and SigLIP 2 ship tokenizer.json; SigLIP spiece.model.
+    if (!byName.has('tokenizer.json') && !byName.has('spiece.model')) missing.push('tokenizer.json (or spiece.model)');
     if (missing.length) {
       const folder = files[0]?.webkitRelativePath?.split('/')[0];
       this._error(`The model ${folder ? `folder "${folder}"` : 'files'} lack${missing.length > 1 || !folder ? '' : 's'} ${missing.join(', ')}. ` +
-        'A CLIP model needs config.json, model.safetensors and tokenizer.json ' +
-        '(preprocessor_config.json is optional), as in a Hugging Face repository.');
+        'A CLIP or SigLIP model needs config.json, model.safetensors and tokenizer.json or spiece.model ' +
+        '(tokenizer_config.json and preprocessor_config.json are optional), as in a Hugging Face repository.');
       return;
     }
     const config = byName.get('config.json');
@@ -1015,8 +1043,9 @@ export class WebclipTagger extends ElementBase {
       this._error(`Could not read the model files: ${errMessage(e)}`);
       return;
     }
-    const source = { config, weights, tokenizer: byName.get('tokenizer.json') };
-    if (byName.has('preprocessor_config.json')) source.preprocessor = byName.get('preprocessor_config.json');
+    const source = { config, weights };
+    const optional = { tokenizer: 'tokenizer.json', spiece: 'spiece.model', tokenizerConfig: 'tokenizer_config.json', preprocessor: 'preprocessor_config.json' };
+    for (const [k, file] of Object.entries(optional)) if (byName.has(file)) source[k] = byName.get(file);
     this.$.url.value = ''; // the URL field no longer names the model in use
     this._switchModel({ id, label: `${folder} (${weights.name}, on this device)`, source, host: null });
   }
@@ -1099,7 +1128,7 @@ export class WebclipTagger extends ElementBase {
           $.modelName.textContent = `${spec.label} (failed to load)`;
           const where = typeof spec.source === 'string' ? `from ${spec.source}` : 'from the chosen files';
           const hint = typeof spec.source === 'string'
-            ? ' The address must be a folder holding config.json, model.safetensors and tokenizer.json' +
+            ? ' The address must be a folder holding config.json, model.safetensors and tokenizer.json (or spiece.model)' +
               ' (on the Hugging Face hub: https://huggingface.co/ORG/NAME/resolve/main/),' +
               ' and the server must allow cross-origin requests.'
             : '';
@@ -1147,6 +1176,7 @@ export class WebclipTagger extends ElementBase {
     if (!this.core.size) return;
     const { signal } = this.jobs;
     this.core.top = this.topK;
+    this.core.threshold = this.threshold;
     const photos = await this.core.retag();
     if (signal.aborted || !photos) return; // another model or vocabulary: its own retag follows
     const changed = [];
@@ -1322,6 +1352,7 @@ export class WebclipTagger extends ElementBase {
     const { signal } = this.jobs;
     const spec = this.modelSpec;
     this.core.top = this.topK;
+    this.core.threshold = this.threshold;
     const total = files.length;
     let done = 0;
     let skipped = 0;

@@ -3,6 +3,7 @@
 //! latencies on random weights of the real shape (timing does not depend on the values).
 //! Run: `cargo run --release --example cpu_bench [preset]` (or `webclip bench --backend cpu`).
 
+use super::{sample_tokens, Latencies, Latency};
 use crate::cpu::gemm::{matmul, Epilogue, PackedMatrix};
 use crate::cpu::simd::{Isa, Scalar, Simd};
 use crate::cpu::{make_weight, CpuBackend};
@@ -171,8 +172,9 @@ fn gemm_shapes(c: &ClipConfig) -> Vec<Shape> {
     out
 }
 
-/// Run the whole benchmark for a config preset (e.g. `vit-b-32`), printing to `out`.
-pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
+/// Run the whole benchmark for a config preset (e.g. `vit-b-32`), printing to `out`, and
+/// return the encoder latencies (best of the runs).
+pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
     let config = ClipConfig::preset(preset)?;
     let isa = Isa::best();
     let io = |e: std::io::Error| crate::error::ClipError::Io(e.to_string());
@@ -279,6 +281,10 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "\n## Encoders\n").map_err(io)?;
     writeln!(out, "| encoder | input | best ms | median ms | on-CPU ms |").map_err(io)?;
     writeln!(out, "|---|---|---:|---:|---:|").map_err(io)?;
+    let mut latencies = Latencies {
+        preset: preset.into(),
+        rows: Vec::new(),
+    };
     let vision = model.vision()?;
     let v = &config.vision_config;
     for batch in [1, 8] {
@@ -296,15 +302,21 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
             ms(t.best_cpu)
         )
         .map_err(io)?;
+        latencies.rows.push(Latency {
+            what: format!("image batch {batch}"),
+            ms: t.best.as_secs_f64() * 1e3,
+        });
     }
     let text = model.text()?;
     let t = &config.text_config;
-    for len in [t.max_position_embeddings, 10] {
-        // <|startoftext|> words <|endoftext|>, `len` tokens in all.
-        let mut ids = vec![t.bos_token_id];
-        ids.extend((2..len).map(|_| (rng.next_u64() % 49_000) as u32 + 256));
-        ids.push(t.vocab_size as u32 - 1);
-        let batch = TextBatch::from_tokens(&[ids], t, t.vocab_size as u32 - 1)?;
+    // CLIP runs a text up to its end token; SigLIP always runs its whole context.
+    let lens = match t.causal {
+        true => vec![t.max_position_embeddings, 10],
+        false => vec![t.max_position_embeddings],
+    };
+    for len in lens {
+        let ids = sample_tokens(t, len, &mut rng);
+        let batch = TextBatch::from_tokens(&[ids], t, t.pad_token_id)?;
         let t = time(
             || graph::text_forward(&mut backend, text, &batch, false).map(|_| ()),
             3,
@@ -318,6 +330,10 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<()> {
             ms(t.best_cpu)
         )
         .map_err(io)?;
+        latencies.rows.push(Latency {
+            what: format!("text {len} tokens"),
+            ms: t.best.as_secs_f64() * 1e3,
+        });
     }
-    Ok(())
+    Ok(latencies)
 }

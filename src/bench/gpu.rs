@@ -6,6 +6,7 @@
 use crate::clip::BackendModel;
 use crate::error::Result;
 use crate::gpu::{GpuBackend, GpuOptions, GpuWeight};
+use super::{sample_tokens, Latencies, Latency};
 use crate::graph::{Backend, TextBatch};
 use crate::model::random::{write_random_weights, Rng};
 use crate::model::{ClipConfig, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole};
@@ -47,8 +48,8 @@ fn time<F: FnMut() -> Result<()>>(iterations: usize, mut f: F) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() / iterations.max(1) as f64)
 }
 
-/// Run the benchmark and print its figures to stdout.
-pub fn run_bench(opts: &BenchOptions) -> Result<()> {
+/// Run the benchmark, print its figures to stdout and return the encoder latencies.
+pub fn run_bench(opts: &BenchOptions) -> Result<Latencies> {
     let config = ClipConfig::preset(&opts.preset)?;
     let gpu = pollster::block_on(GpuBackend::new(&opts.gpu))?;
     let info = gpu.adapter_info().clone();
@@ -93,6 +94,10 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
     let v = &config.vision_config;
     let per_image = v.num_channels * v.image_size * v.image_size;
     let mut rng = Rng::new(1);
+    let mut latencies = Latencies {
+        preset: opts.preset.clone(),
+        rows: Vec::new(),
+    };
     for &batch in &opts.image_batches {
         let px = rng.fill_uniform(batch * per_image, 1.0);
         let s = time(opts.iterations, || {
@@ -103,19 +108,19 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
             s * 1e3,
             batch as f64 / s
         );
+        latencies.rows.push(Latency {
+            what: format!("image batch {batch}"),
+            ms: s * 1e3,
+        });
     }
 
+    // Short prompts, 12 to 19 tokens (SigLIP pads each to its full context).
     let t = &config.text_config;
     let texts: Vec<Vec<u32>> = (0..opts.text_batch)
-        .map(|i| {
-            let mut ids = vec![t.bos_token_id];
-            ids.extend((0..10 + i % 8).map(|j| 320 + j as u32));
-            ids.push(49407);
-            ids
-        })
+        .map(|i| sample_tokens(t, 12 + i % 8, &mut rng))
         .collect();
     if !texts.is_empty() {
-        let batch = TextBatch::from_tokens(&texts, t, 49407)?;
+        let batch = TextBatch::from_tokens(&texts, t, t.pad_token_id)?;
         let s = time(opts.iterations, || {
             pollster::block_on(enc.token_features(&batch)).map(|_| ())
         })?;
@@ -126,6 +131,10 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
             s * 1e3,
             texts.len() as f64 / s
         );
+        latencies.rows.push(Latency {
+            what: format!("text batch {}", texts.len()),
+            ms: s * 1e3,
+        });
     }
 
     // The model's matrix products, alone: [rows, in] x [out, in]^T.
@@ -170,7 +179,7 @@ pub fn run_bench(opts: &BenchOptions) -> Result<()> {
             s * 1e3
         );
     }
-    Ok(())
+    Ok(latencies)
 }
 
 fn host(rng: &mut Rng, name: &str, shape: Vec<usize>) -> HostTensor {

@@ -17,7 +17,7 @@ mod cli {
     use webclip::clip::{BackendChoice, Clip, ClipOptions, Embeddings, ModelFolder};
     use webclip::gpu::{GpuOptions, WeightPrecision};
     use webclip::model::safetensors::{write_f32, Dtype};
-    use webclip::model::{random, ClipConfig, Towers};
+    use webclip::model::{random, ClipConfig, Family, Towers};
     use webclip::{ClipError, ImageInput};
 
     const USAGE: &str = "\
@@ -26,22 +26,25 @@ usage:
       image_features [images, proj] and text_features [texts, proj] (float32, projected, before
       L2 normalisation, in argument order) into a safetensors file
   webclip classify --model DIR --labels \"cat,dog,...\" [--template \"a photo of a {}\"] [--top N] [--backend ...] [--gpu-weights ...] IMAGE...
-      the top labels with their probabilities, per image
+      the top labels with their scores, per image: CLIP's softmax over the labels, SigLIP's
+      sigmoid per label (independent: they need not sum to 1)
   webclip gen-weights (--preset NAME | --config config.json) --out DIR [--seed N] [--dtype f32|f16|bf16]
       a checkpoint folder in the Hugging Face layout with random weights of real shapes
       (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336, siglip-b16-224, siglip-so400m-p14-384,
       siglip2-b16-224, siglip2-b16-256, siglip2-b32-256, siglip2-l16-256, siglip2-so400m-p14-384,
       siglip2-so400m-p16-256, siglip2-so400m-p16-384, siglip2-so400m-p16-512)
-  webclip bench [--backend cpu|gpu] [--preset vit-b-32] [--batches 1,32] [--iterations N] [--gpu-weights ...]
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--batches 1,32] [--iterations N] [--gpu-weights ...]
       latency and matmul GFLOP/s on random weights of a real shape (one thread on the CPU;
-      --batches, --iterations and --gpu-weights for the GPU)
+      --batches, --iterations and --gpu-weights for the GPU); several presets are run one
+      after the other and their encoder latencies printed side by side
 
 --gpu-weights: how the GPU backend stores matrices (default f32; f16 halves GPU memory and
 bandwidth, cosine > 0.9999 to f32; auto: f16 when the adapter offers shader-f16); the CPU
 backend ignores it.
 
-DIR is a Hugging Face CLIP repository folder: config.json, model.safetensors, tokenizer.json,
-preprocessor_config.json (CLIP defaults when absent).";
+DIR is a Hugging Face CLIP or SigLIP repository folder: config.json, model.safetensors, the
+tokenizer (tokenizer.json, or SigLIP's spiece.model, with tokenizer_config.json when there
+is one), preprocessor_config.json (the family's defaults when absent).";
 
     /// A usage mistake (exit 2) or a failure (exit 1).
     enum Failure {
@@ -296,25 +299,27 @@ preprocessor_config.json (CLIP defaults when absent).";
             let bytes = read(Path::new(path))?;
             let image = pollster::block_on(clip.image_features(&[ImageInput::Encoded(&bytes)]))
                 .map_err(|e| name_image(e, &[path]))?;
-            let logits = clip.logits(&image, &text);
-            let probs = softmax(logits.row(0));
+            let probs = clip.probabilities(&clip.logits(&image, &text));
             let mut order: Vec<usize> = (0..labels.len()).collect();
             order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
             let shown: Vec<String> = order
                 .iter()
                 .take(top)
-                .map(|&i| format!("{} {:.3}", labels[i], probs[i]))
+                .map(|&i| format!("{} {}", labels[i], score(probs[i])))
                 .collect();
             println!("{path}: {}", shown.join(", "));
         }
         Ok(())
     }
 
-    fn softmax(x: &[f32]) -> Vec<f32> {
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let e: Vec<f32> = x.iter().map(|v| (v - max).exp()).collect();
-        let sum: f32 = e.iter().sum();
-        e.iter().map(|v| v / sum).collect()
+    /// A probability with three decimals, or two significant digits below 0.001 (SigLIP's
+    /// sigmoid scores of unrelated labels are that small).
+    fn score(p: f32) -> String {
+        if p != 0.0 && p < 1e-3 {
+            format!("{p:.1e}")
+        } else {
+            format!("{p:.3}")
+        }
     }
 
     /// The CLIP tokenizer (data, as in every CLIP repository), so generated folders are complete.
@@ -354,15 +359,34 @@ preprocessor_config.json (CLIP defaults when absent).";
             std::fs::write(&path, bytes).map_err(|e| ClipError::file("cannot write", &path, e))
         };
         write("config.json", config.to_json().as_bytes())?;
-        write("tokenizer.json", CLIP_TOKENIZER)?;
         let s = config.vision_config.image_size;
-        let preprocessor = serde_json::json!({
-            "crop_size": {"height": s, "width": s}, "do_center_crop": true, "do_convert_rgb": true,
-            "do_normalize": true, "do_rescale": true, "do_resize": true,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_processor_type": "CLIPImageProcessor",
-            "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3,
-            "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": s}
-        });
+        let preprocessor = match config.family {
+            Family::Clip => {
+                write("tokenizer.json", CLIP_TOKENIZER)?;
+                serde_json::json!({
+                    "crop_size": {"height": s, "width": s}, "do_center_crop": true, "do_convert_rgb": true,
+                    "do_normalize": true, "do_rescale": true, "do_resize": true,
+                    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_processor_type": "CLIPImageProcessor",
+                    "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3,
+                    "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": s}
+                })
+            }
+            // SigLIP's tokenizers (a 32,000-piece spiece.model, Gemma's 256,000-entry
+            // tokenizer.json) are the checkpoint's own data: take them from the real repository.
+            Family::Siglip => {
+                println!(
+                    "note: no tokenizer written: copy spiece.model (SigLIP) or tokenizer.json and \
+                     tokenizer_config.json (SigLIP 2) from the real checkpoint to embed texts; \
+                     token ids work without one"
+                );
+                serde_json::json!({
+                    "do_normalize": true, "do_rescale": true, "do_resize": true,
+                    "image_mean": [0.5, 0.5, 0.5], "image_processor_type": "SiglipImageProcessor",
+                    "image_std": [0.5, 0.5, 0.5], "resample": 2,
+                    "rescale_factor": 0.00392156862745098, "size": {"height": s, "width": s}
+                })
+            }
+        };
         write(
             "preprocessor_config.json",
             preprocessor.to_string().as_bytes(),
@@ -382,13 +406,28 @@ preprocessor_config.json (CLIP defaults when absent).";
         Ok(())
     }
 
+    /// With more than one preset, their encoder latencies next to each other.
+    fn print_side_by_side(all: &[webclip::bench::Latencies]) {
+        if all.len() > 1 {
+            println!("## Encoders side by side (best ms)\n");
+            print!("{}", webclip::bench::side_by_side(all));
+        }
+    }
+
     fn bench(raw: &[String]) -> CliResult<()> {
         let args = Args::parse(
             raw,
             &["backend", "preset", "batches", "iterations", "gpu-weights"],
         )?;
-        let preset = args.get("preset").unwrap_or("vit-b-32").to_string();
-        ClipConfig::preset(&preset)?;
+        let presets: Vec<String> = args
+            .get("preset")
+            .unwrap_or("vit-b-32")
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .collect();
+        for p in &presets {
+            ClipConfig::preset(p)?;
+        }
         let number = |flag: &str, v: &str| -> CliResult<usize> {
             v.trim()
                 .parse()
@@ -404,14 +443,16 @@ preprocessor_config.json (CLIP defaults when absent).";
                         "--batches, --iterations and --gpu-weights are for --backend gpu".into(),
                     ));
                 }
-                Ok(webclip::bench::cpu::run_bench(
-                    &preset,
-                    &mut std::io::stdout(),
-                )?)
+                let mut all = Vec::new();
+                for p in &presets {
+                    all.push(webclip::bench::cpu::run_bench(p, &mut std::io::stdout())?);
+                    println!();
+                }
+                print_side_by_side(&all);
+                Ok(())
             }
             "gpu" | "webgpu" => {
                 let mut opts = webclip::bench::gpu::BenchOptions {
-                    preset,
                     gpu: GpuOptions {
                         weights: gpu_weights(&args)?,
                         ..Default::default()
@@ -427,7 +468,14 @@ preprocessor_config.json (CLIP defaults when absent).";
                 if let Some(n) = args.get("iterations") {
                     opts.iterations = number("iterations", n)?;
                 }
-                Ok(webclip::bench::gpu::run_bench(&opts)?)
+                let mut all = Vec::new();
+                for p in &presets {
+                    opts.preset = p.clone();
+                    all.push(webclip::bench::gpu::run_bench(&opts)?);
+                    println!();
+                }
+                print_side_by_side(&all);
+                Ok(())
             }
             other => Err(Failure::Usage(format!(
                 "--backend must be cpu or gpu, not `{other}`"

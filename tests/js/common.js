@@ -1,12 +1,28 @@
 // Shared by the Node and browser tests: the reference outputs of a fixture model.
 
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fixturesDir, repoRoot } from './server.js';
 
 export { fixturesDir, repoRoot };
 export const pkgDir = path.join(repoRoot, 'pkg');
-export const MODELS = ['tiny-quickgelu', 'small-gelu'];
+
+/** The model folders (config.json + golden.safetensors) directly under `dir`, as paths relative to the fixtures. */
+function modelDirsIn(sub) {
+  const dir = path.join(fixturesDir, sub);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((d) => ['config.json', 'golden.safetensors'].every((f) => existsSync(path.join(dir, d, f))))
+    .sort()
+    .map((d) => (sub ? `${sub}/${d}` : d));
+}
+
+/** Every CLIP fixture model, as the Rust suites find them (a folder dropped in is tested). */
+export const CLIP_MODELS = modelDirsIn('');
+/** Every SigLIP fixture model (`fixtures/siglip/<name>`). */
+export const SIGLIP_MODELS = modelDirsIn('siglip');
+/** All of them. */
+export const MODELS = [...CLIP_MODELS, ...SIGLIP_MODELS];
 
 /** Tensors of a safetensors file (F32 and I32 only: what golden.safetensors holds). */
 export function readSafetensors(file) {
@@ -31,14 +47,21 @@ const rows = (t) => {
   return Array.from({ length: t.shape[0] }, (_, i) => Array.from(t.data.subarray(i * dim, (i + 1) * dim)));
 };
 
-/** `{ images, texts, imageEmbeds, textEmbeds, imageFeatures, textFeatures, files }` */
+/**
+ * `{ dir, family, images, texts, imageEmbeds, textEmbeds, imageFeatures, textFeatures,
+ * logits, probs, sizes }`; `probs` (SigLIP's sigmoid scores) is null for CLIP, and a file
+ * the folder lacks has size null.
+ */
 export function golden(model) {
   const dir = path.join(fixturesDir, model);
   const meta = JSON.parse(readFileSync(path.join(dir, 'golden.json'), 'utf8'));
   const t = readSafetensors(path.join(dir, 'golden.safetensors'));
-  const size = (f) => statSync(path.join(dir, f)).size;
+  const size = (f) => (existsSync(path.join(dir, f)) ? statSync(path.join(dir, f)).size : null);
+  const config = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8'));
   return {
     dir,
+    name: model,
+    family: config.model_type === 'siglip' ? 'siglip' : 'clip',
     images: meta.images,
     texts: meta.texts,
     imageEmbeds: rows(t.image_embeds),
@@ -46,8 +69,11 @@ export function golden(model) {
     imageFeatures: rows(t.image_features),
     textFeatures: rows(t.text_features),
     logits: rows(t.logits_per_image),
+    probs: t.probs_per_image ? rows(t.probs_per_image) : null,
     sizes: Object.fromEntries(
-      ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json'].map((f) => [f, size(f)]),
+      ['config.json', 'model.safetensors', 'tokenizer.json', 'spiece.model', 'tokenizer_config.json', 'preprocessor_config.json'].map(
+        (f) => [f, size(f)],
+      ),
     ),
   };
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Clip } from '../../../pkg/index.js';
-import { MODELS, golden, fixturesDir, assertParity, maxAbs, cosine } from '../common.js';
+import { MODELS, SIGLIP_MODELS, golden, fixturesDir, assertParity, maxAbs, cosine } from '../common.js';
 import { startServer } from '../server.js';
 
 let server;
@@ -25,7 +25,7 @@ for (const model of MODELS) {
     const clip = await Clip.load({ model: g.dir, backend: 'auto' });
     assert.equal(clip.backend, 'cpu');
     assert.match(clip.backendInfo.reason, /WebGPU is not available/);
-    assert.ok(Math.abs(clip.logitScale - 100) < 1e-3, `logitScale ${clip.logitScale}`);
+    assert.equal(clip.family, g.family);
     const texts = await clip.embedTexts(g.texts);
     t.diagnostic(`${model}: Clip.load to first embedding ${(performance.now() - t0).toFixed(0)} ms (Node, CPU)`);
     assertParity(assert, texts, g.textEmbeds, g.texts);
@@ -36,9 +36,38 @@ for (const model of MODELS) {
 
     const images = await clip.embedImages(g.images.map(imageBytes));
     assertParity(assert, images, g.imageEmbeds, g.images);
+
+    // classify: the reference's logits (logitScale * cosine + logitBias) and scores, a
+    // softmax over the labels for CLIP, a sigmoid per label for SigLIP. PNG images only:
+    // a JPEG's decoder slack is multiplied by logitScale.
+    const png = g.images.findIndex((n) => n.endsWith('.png'));
+    const labels = await clip.classify(imageBytes(g.images[png]), g.texts);
+    assert.equal(labels.length, g.texts.length);
+    for (const { label, score, logit } of labels) {
+      const j = g.texts.indexOf(label);
+      assert.ok(Math.abs(logit - g.logits[png][j]) < 1e-2, `${label}: logit ${logit} vs ${g.logits[png][j]}`);
+      if (g.probs) assert.ok(Math.abs(score - g.probs[png][j]) < 1e-3, `${label}: sigmoid ${score} vs ${g.probs[png][j]}`);
+    }
+    const sum = labels.reduce((a, l) => a + l.score, 0);
+    if (g.family === 'clip') assert.ok(Math.abs(sum - 1) < 1e-5, `softmax sums to ${sum}`);
+    else assert.equal(clip.logitBias, -10, 'the fixtures keep SigLIP\'s initial logit_bias');
     clip.dispose();
   });
 }
+
+test('SigLIP over HTTP: the tokenizer files tokenizer_config.json names are the ones fetched', async () => {
+  for (const model of SIGLIP_MODELS) {
+    const g = golden(model);
+    const events = [];
+    const clip = await Clip.load({ model: `${server.url}/fixtures/${model}/`, towers: 'text', onProgress: (p) => events.push(p) });
+    const files = [...new Set(events.filter((e) => e.phase === 'tokenizer').map((e) => e.file))].sort();
+    const want = g.sizes['spiece.model'] != null ? ['spiece.model', 'tokenizer_config.json'] : ['tokenizer.json', 'tokenizer_config.json'];
+    assert.deepEqual(files, want, model);
+    const [e] = await clip.embedTexts([g.texts[0]]);
+    assert.ok(cosine(e, g.textEmbeds[0]) > 0.9999, model);
+    clip.dispose();
+  }
+});
 
 test('tiny-quickgelu over HTTP with fetch: progress adds up to the file sizes', async () => {
   const g = golden('tiny-quickgelu');

@@ -9,7 +9,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Clip } from '../../../pkg/index.js';
 import { TaggerCore, MemoryLabelStore, ModelUnavailableError } from '../../../www/webclip-tagger.js';
-import { fixturesDir, golden } from '../common.js';
+import { fixturesDir, golden, SIGLIP_MODELS } from '../common.js';
 
 const g = golden('tiny-quickgelu');
 const PHOTOS = readdirSync(path.join(fixturesDir, 'images')).filter((n) => /\.(png|jpe?g)$/.test(n)).sort();
@@ -271,4 +271,39 @@ test('indexing pipeline: lazy pulls, a photo the model refuses, known keys, abor
   assert.deepEqual(aborted, { computed: 0, cached: 0, failed: 0 });
   assert.equal(fresh.core.size, 0);
   assert.equal(pulled, 4);
+});
+
+test('SigLIP: tags are classify\'s sigmoid scores, each kept when it passes the threshold', async () => {
+  for (const name of SIGLIP_MODELS) {
+    const model = await Clip.load({ model: golden(name).dir, backend: 'cpu' });
+    assert.equal(model.family, 'siglip');
+    const core = new TaggerCore({ Clip, top: LABELS.length, threshold: 0 });
+    core.setModel(name, async () => model);
+    await core.setVocab(LABELS, ['{}']);
+    const some = PHOTOS.slice(0, 3);
+    await core.index(photos(some));
+    const all = [];
+    for (const photo of some) {
+      const want = await model.classify(bytes(photo), LABELS);
+      const { tags } = core.get(photo);
+      assert.equal(tags.length, LABELS.length, 'threshold 0 keeps every label');
+      assertSameTags(tags, want.map(({ label, score }) => ({ label, score })), `${name} ${photo}`);
+      all.push(...tags.map((t) => t.score));
+    }
+    // Sigmoid scores are independent: a photo's need not sum to 1.
+    const sum = core.get(some[0]).tags.reduce((a, t) => a + t.score, 0);
+    assert.ok(Math.abs(sum - 1) > 1e-3, `${name}: scores sum to ${sum}`);
+    // A threshold in the middle of the scores keeps exactly those at or above it.
+    all.sort((a, b) => a - b);
+    core.threshold = all[Math.floor(all.length / 2)];
+    await core.retag();
+    for (const photo of some) {
+      const want = (await model.classify(bytes(photo), LABELS)).filter((l) => l.score >= core.threshold);
+      assert.deepEqual(core.get(photo).tags.map((t) => t.label), want.map((l) => l.label), `${name} ${photo}`);
+    }
+    // The default for SigLIP is 0.1.
+    core.threshold = null;
+    assert.equal(core.scoreThreshold, 0.1);
+    model.dispose();
+  }
 });
