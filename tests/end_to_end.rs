@@ -127,7 +127,12 @@ fn logits_and_probabilities_from_files_match_reference() {
         let probs = clip.probabilities(&logits);
         if g.has("probs_per_image") {
             let want = g.f32("probs_per_image");
-            for (i, name) in g.images.iter().enumerate().filter(|(_, n)| n.ends_with(".png")) {
+            for (i, name) in g
+                .images
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.ends_with(".png"))
+            {
                 let row = &probs[i * logits.texts..][..logits.texts];
                 let err = max_abs_diff(row, &want[i * logits.texts..][..logits.texts]);
                 assert!(err < 1e-3, "{} {name} sigmoid: max abs error {err}", g.name);

@@ -408,7 +408,12 @@ fn siglip_folder(kind: &str, edit: impl FnOnce(&std::path::Path)) -> std::path::
     std::fs::create_dir_all(&dir).unwrap();
     for e in std::fs::read_dir(&src).unwrap() {
         let p = e.unwrap().path();
-        if !p.file_name().unwrap().to_string_lossy().starts_with("golden") {
+        if !p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("golden")
+        {
             std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
         }
     }
@@ -441,22 +446,30 @@ fn siglip_checkpoints_with_bad_parts_are_clear_errors() {
             std::fs::write(&path, json.to_string()).unwrap();
         }
     };
-    let cases: Vec<(&str, Box<dyn FnOnce(&std::path::Path)>, &str, &str)> = vec![
+    // (fixture, how to break it, the error's code, a word its message names)
+    type Case<'a> = (&'a str, Box<dyn FnOnce(&std::path::Path)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "siglip-spm",
-            Box::new(|d: &std::path::Path| std::fs::write(d.join("spiece.model"), b"\x0a\xff").unwrap()),
+            Box::new(|d: &std::path::Path| {
+                std::fs::write(d.join("spiece.model"), b"\x0a\xff").unwrap()
+            }),
             "bad-tokenizer",
             "spiece.model",
         ),
         (
             "siglip-spm",
-            Box::new(edit_config(|j| j["vision_config"]["vision_use_head"] = false.into())),
+            Box::new(edit_config(|j| {
+                j["vision_config"]["vision_use_head"] = false.into()
+            })),
             "unsupported",
             "vision_use_head",
         ),
         (
             "siglip-spm",
-            Box::new(edit_config(|j| j["text_config"]["projection_size"] = 32.into())),
+            Box::new(edit_config(|j| {
+                j["text_config"]["projection_size"] = 32.into()
+            })),
             "bad-config",
             "projection_size",
         ),
@@ -501,7 +514,10 @@ fn a_siglip_checkpoint_without_its_head_names_the_missing_tensor() {
                 (t.name.clone(), t.shape.clone(), data)
             })
             .collect();
-        let spec: Vec<_> = kept.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+        let spec: Vec<_> = kept
+            .iter()
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect();
         let mut out = Vec::new();
         write_f32(&mut out, &spec, Dtype::F32, |i, buf| {
             buf.extend_from_slice(&kept[i].2);
@@ -512,7 +528,8 @@ fn a_siglip_checkpoint_without_its_head_names_the_missing_tensor() {
     });
     let err = load_folder(&dir).err().expect("no pooling head");
     assert!(
-        err.to_string().contains("vision_model.head.attention.in_proj_weight"),
+        err.to_string()
+            .contains("vision_model.head.attention.in_proj_weight"),
         "{err}"
     );
 }

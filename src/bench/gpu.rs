@@ -3,10 +3,10 @@
 //! throughput per batch size, text latency, and the GFLOP/s of each of the model's
 //! matrix products. Native only (it blocks on the device).
 
+use super::{sample_tokens, Latencies, Latency};
 use crate::clip::BackendModel;
 use crate::error::Result;
 use crate::gpu::{GpuBackend, GpuOptions, GpuWeight};
-use super::{sample_tokens, Latencies, Latency};
 use crate::graph::{Backend, TextBatch};
 use crate::model::random::{write_random_weights, Rng};
 use crate::model::{ClipConfig, Dtype, HostTensor, Linear, SafeTensors, Towers, WeightRole};

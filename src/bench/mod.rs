@@ -110,7 +110,10 @@ mod tests {
             ],
         };
         let table = side_by_side(&[l("a", [10.0, 4.0]), l("b", [12.0, 2.0])]);
-        assert!(table.contains("| image batch 1 | 10.0 | 12.0 | 1.20x |"), "{table}");
+        assert!(
+            table.contains("| image batch 1 | 10.0 | 12.0 | 1.20x |"),
+            "{table}"
+        );
         assert!(table.contains("| text | 4.0 | 2.0 | 0.50x |"), "{table}");
     }
 }
