@@ -1,5 +1,5 @@
 // The demo page: copies the query parameters onto <webclip-tagger>, then defines the element.
-//   index.html?model=URL&backend=cpu&labels=cat,dog
+//   index.html?model=URL&backend=cpu&labels=cat,dog&threshold=0.2
 // `model` also loads it at once, so a link (or a test) opens the page on a given checkpoint.
 
 const params = new URLSearchParams(location.search);
@@ -9,7 +9,7 @@ if (model) {
   tagger.setAttribute('model', model);
   tagger.setAttribute('autoload', '');
 }
-for (const name of ['backend', 'labels', 'templates', 'top']) {
+for (const name of ['backend', 'labels', 'templates', 'top', 'threshold']) {
   if (params.has(name)) tagger.setAttribute(name, params.get(name));
 }
 if (params.has('autoload')) tagger.setAttribute('autoload', '');

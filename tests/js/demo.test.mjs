@@ -318,3 +318,37 @@ test('embed-example.html: the drop-in element takes its attributes and downloads
   await page.close();
   assert.deepEqual(foreign, [], 'no model download until the user asks for one');
 });
+
+test('demo page: a SigLIP model loads by URL; its tags are sigmoid scores cut at the threshold', { timeout: 2 * TIMEOUT }, async () => {
+  const siglip = `${server.url}/fixtures/siglip/siglip-spm/`;
+  const labels = ['a cat', 'a rocket', 'coffee', 'a camera'];
+  const photos = PHOTOS.slice(0, 2);
+  // The classify scores of the package itself, for the threshold to sit between.
+  const probe = await openPage(`${server.url}/index.html`);
+  const scores = await probe.evaluate(async ({ model, photos, labels }) => {
+    const { Clip } = await import('/pkg/index.js');
+    const clip = await Clip.load({ model, backend: 'cpu', cache: false });
+    try {
+      const out = {};
+      for (const p of photos) out[p] = await clip.classify(await (await fetch(`/fixtures/images/${p}`)).blob(), labels);
+      return { family: clip.family, out };
+    } finally {
+      clip.dispose();
+    }
+  }, { model: siglip, photos, labels });
+  await probe.close();
+  assert.equal(scores.family, 'siglip');
+  const all = Object.values(scores.out).flat().map((l) => l.score).sort((a, b) => a - b);
+  const threshold = (all[Math.floor(all.length / 2) - 1] + all[Math.floor(all.length / 2)]) / 2;
+
+  const page = await openPage(demoUrl(siglip, `&labels=${encodeURIComponent(labels.join(','))}&templates=${encodeURIComponent('{}')}&top=4&threshold=${threshold}`));
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  await addPhotos(page, await Promise.all(photos.map((p) => upload(join(fixturesDir, 'images', p)))));
+  const tags = await cardTags(page);
+  for (const p of photos) {
+    const want = scores.out[p].filter((l) => l.score >= threshold).map((l) => l.label);
+    assert.deepEqual(tags[p], want, `${p}: the labels whose sigmoid score passes ${threshold}`);
+  }
+  await page.close();
+  assert.deepEqual(foreign, []);
+});
