@@ -246,7 +246,8 @@ fn attention_matches_scalar_reference() {
         (&[1], 1, 1, 1, 3, false, 1.0),          // a single key
         (&[0, 5], 5, 5, 2, 4, true, 1.0),        // an empty sequence still attends to key 0
         (&[196, 196], 1, 196, 4, 16, false, 1.0), // SigLIP's pooling head: one probe query
-        (&[729], 1, 729, 16, 72, false, 3.0),    // So400m/14 at 384 px
+        (&[729], 1, 729, 16, 72, false, 3.0),    // So400m/14 at 384 px: its pooling head
+        (&[729], 729, 729, 1, 16, false, 1.0),   // and its encoder self-attention
         (&[9, 4], 3, 9, 2, 8, false, 1.0),       // a few queries over more keys
     ];
     for isa in isas() {

@@ -264,7 +264,8 @@ fn attention_cases(g: &mut GpuBackend, label: &str) {
         (13, 13, 2, 256, false, &[13]),
         (64, 64, 4, 16, false, &[64, 64]), // SigLIP text: both ways over the padding
         (1, 196, 4, 16, false, &[196, 196]),
-        (1, 729, 16, 72, false, &[729]), // So400m/14 at 384 px
+        (1, 729, 16, 72, false, &[729]), // So400m/14 at 384 px: its pooling head
+        (729, 729, 1, 16, false, &[729]), // and its encoder's self-attention
         (3, 9, 2, 8, false, &[9, 4]),
     ];
     for &(queries, keys, heads, hd, causal, lens) in cases {
