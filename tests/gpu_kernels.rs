@@ -512,3 +512,48 @@ fn a_lost_device_is_an_error_and_a_new_backend_recovers() {
     let y = g2.input(&[2.0; 8], 2, 4).unwrap();
     assert_eq!(read(&mut g2, &y), vec![2.0; 8]);
 }
+
+#[test]
+fn a_token_table_larger_than_a_buffer_is_looked_up_page_by_page() {
+    // 1 MiB buffers (the backend's own arena needs that much): a 10000 x 80 f32 table
+    // (3.2 MB) becomes 4 pages of 3276 rows.
+    let small = GpuOptions {
+        max_buffer_size: Some(1 << 20),
+        ..Default::default()
+    };
+    let Some(mut g) = gpu_with(&small) else {
+        return;
+    };
+    let mut rng = Rng::new(23);
+    let (vocab, ctx, d) = (10_000, 8, 80);
+    let tok = rng.fill_uniform(vocab * d, 1.0);
+    let pos = rng.fill_uniform(ctx * d, 1.0);
+    // Ids from every part of the table: the first and last rows of pages, the last id.
+    let mut ids: Vec<u32> = vec![0, 3275, 3276, 3277, 9999, 9827, 9828, 6552];
+    ids.extend((0..16).map(|_| (rng.next_u64() % vocab as u64) as u32));
+    compare!(&mut g, 0.0, "paged text_embed", |b| {
+        let t = b.weight(WeightRole::Table, &[vocab, d], &tok);
+        let p = b.weight(WeightRole::Table, &[ctx, d], &pos);
+        b.text_embed(&ids, ctx, &t, &p).unwrap()
+    });
+    // Only a token lookup reads a paged table: a position table that large is an error
+    // naming it, not a wrong result.
+    let x = g.input(&vec![0.0; 2 * 8 * d], 2 * 8, d).unwrap();
+    let big_pos = g.weight(WeightRole::Table, &[vocab, d], &tok);
+    let err = g
+        .vision_embed(&x, None, &big_pos, 2)
+        .err()
+        .expect("a paged position table");
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("position embedding")),
+        "{err}"
+    );
+    // A matrix is never paged: too large is refused at upload, naming the limit.
+    let err = g
+        .make_weight(WeightRole::Matrix, host(&[4000, 80], &vec![0.0; 320_000]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("MiB")),
+        "{err}"
+    );
+}

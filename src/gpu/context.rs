@@ -215,11 +215,15 @@ impl Context {
     }
 
     /// Fail with a clear message when one buffer of `bytes` cannot exist on this device.
-    pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let max = self
-            .limits
+    /// The largest buffer a kernel can bind on this device.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.limits
             .max_buffer_size
-            .min(self.limits.max_storage_buffer_binding_size);
+            .min(self.limits.max_storage_buffer_binding_size)
+    }
+
+    pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let max = self.max_buffer_bytes();
         if bytes > max {
             return Err(ClipError::Gpu(format!(
                 "{what} needs a {:.1} MiB buffer, but {} allows at most {:.1} MiB per buffer",

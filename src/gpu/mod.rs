@@ -49,9 +49,38 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct GpuWeight {
     buffer: wgpu::Buffer,
+    /// A table larger than the device's largest buffer (SigLIP 2's 256,000-token
+    /// embedding is 750 MiB in f32; WebGPU guarantees 128 MiB bindings) is kept in pages
+    /// of `page_rows` rows: `buffer` holds the first, `more_pages` the rest. Only the
+    /// token lookup (`text_embed`) reads a paged table.
+    more_pages: Vec<wgpu::Buffer>,
+    page_rows: usize,
     pub shape: Vec<usize>,
     /// Stored as f16 (a linear layer's matrix with `f16_weights`), else f32.
     pub f16: bool,
+}
+
+impl GpuWeight {
+    /// The one buffer of an unpaged weight; a paged table here is an error naming `what`.
+    fn single(&self, what: &str) -> Result<&wgpu::Buffer> {
+        if self.more_pages.is_empty() {
+            Ok(&self.buffer)
+        } else {
+            Err(ClipError::Gpu(format!(
+                "the {what} {:?} is larger than this device's largest buffer; only a token \
+                 embedding may be split into pages",
+                self.shape
+            )))
+        }
+    }
+
+    /// `(first row, buffer)` of each page.
+    fn pages(&self) -> impl Iterator<Item = (usize, &wgpu::Buffer)> {
+        std::iter::once(&self.buffer)
+            .chain(&self.more_pages)
+            .enumerate()
+            .map(|(i, b)| (i * self.page_rows, b))
+    }
 }
 
 /// An activation `[rows, cols]` f32 in a pooled GPU buffer.
@@ -101,7 +130,8 @@ impl GpuBackend {
             .min_uniform_buffer_offset_alignment
             .max(ctx.limits.min_storage_buffer_offset_alignment) as usize;
         let arena = Arena {
-            buffer: arena_buffer(&ctx.device, ARENA_BYTES),
+            // Within the device's (or a caller's capped) largest buffer.
+            buffer: arena_buffer(&ctx.device, ARENA_BYTES.min(ctx.max_buffer_bytes())),
             data: Vec::new(),
             align,
         };
@@ -220,33 +250,59 @@ impl GpuBackend {
         } else {
             bytemuck::cast_slice(&t.data)
         };
+        let rows = t.shape.first().copied().unwrap_or(1);
+        let row_bytes = bytes.len() / rows.max(1);
+        let max = self.ctx.max_buffer_bytes() as usize;
+        // A table too large for one buffer is split by rows (a row always fits: the check
+        // below names the tensor otherwise).
+        let page_rows = match role {
+            WeightRole::Table if bytes.len() > max && row_bytes > 0 && row_bytes <= max => {
+                max / row_bytes
+            }
+            _ => rows.max(1),
+        };
+        let mut pages = bytes
+            .chunks((page_rows * row_bytes).max(1))
+            .map(|page| self.upload_weight(&t.name, page));
+        let buffer = match pages.next() {
+            Some(first) => first?,
+            None => self.upload_weight(&t.name, &[])?,
+        };
+        let more_pages = pages.collect::<Result<Vec<_>>>()?;
+        Ok(GpuWeight {
+            buffer,
+            more_pages,
+            page_rows,
+            shape: t.shape,
+            f16,
+        })
+    }
+
+    /// One buffer holding `bytes` (a weight or a page of one).
+    fn upload_weight(&self, name: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
         self.ctx
-            .check_size(&format!("`{}`", t.name), bytes.len() as u64)?;
+            .check_size(&format!("`{name}`"), bytes.len() as u64)?;
         let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
         let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(&t.name),
+            label: Some(name),
             size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: true,
         });
         // Natively a failed allocation (out of memory) is reported right here.
         self.ctx.errors.check().map_err(|e| match e {
-            ClipError::Gpu(m) => ClipError::Gpu(format!("uploading `{}`: {m}", t.name)),
+            ClipError::Gpu(m) => ClipError::Gpu(format!("uploading `{name}`: {m}")),
             e => e,
         })?;
         {
             let mut view = buffer
                 .get_mapped_range_mut(..)
-                .map_err(|e| ClipError::Gpu(format!("cannot map `{}`: {e}", t.name)))?;
+                .map_err(|e| ClipError::Gpu(format!("cannot map `{name}`: {e}")))?;
             if !bytes.is_empty() {
                 view.slice(..bytes.len()).copy_from_slice(bytes);
             }
         }
         buffer.unmap();
-        Ok(GpuWeight {
-            buffer,
-            shape: t.shape,
-            f16,
-        })
+        Ok(buffer)
     }
 }

@@ -80,7 +80,11 @@ impl Backend for GpuBackend {
             pad: [0; 3],
         };
         let dummy = self.dummy.clone();
-        let bias = linear.bias.as_ref().map_or(&dummy, |b| &b.buffer);
+        let bias = match &linear.bias {
+            Some(b) => b.single("bias")?,
+            None => &dummy,
+        };
+        let weight = linear.weight.single("linear weight")?;
         let res = residual.map_or(&dummy, |r| r.buffer());
         // With split-K the tiles go to a [splits, m, n] scratch, reduced into `out`.
         let partial = if splits > 1 {
@@ -100,7 +104,7 @@ impl Backend for GpuBackend {
             None,
             &[
                 Bind::Buffer(x.buffer()),
-                Bind::Buffer(&linear.weight.buffer),
+                Bind::Buffer(weight),
                 Bind::Buffer(bias),
                 Bind::Buffer(res),
                 Bind::Buffer(dst.buffer()),
@@ -141,8 +145,8 @@ impl Backend for GpuBackend {
             None,
             &[
                 Bind::Buffer(x.buffer()),
-                Bind::Buffer(&ln.weight.buffer),
-                Bind::Buffer(&ln.bias.buffer),
+                Bind::Buffer(ln.weight.single("LayerNorm weight")?),
+                Bind::Buffer(ln.bias.single("LayerNorm bias")?),
                 Bind::Buffer(out.buffer()),
             ],
             (if x.rows == 0 { 0 } else { gx }, gy, 1),
@@ -224,6 +228,13 @@ impl Backend for GpuBackend {
         batch: usize,
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
+        // Without a class token the kernel never reads its binding; any buffer fills it.
+        let dummy = self.dummy.clone();
+        let class = match class_embedding {
+            Some(c) => c.single("class embedding")?,
+            None => &dummy,
+        };
+        let position = position_embedding.single("position embedding")?;
         let d = patch_embeds.cols;
         let tokens = position_embedding.shape.first().copied().unwrap_or(0);
         let class_token = usize::from(class_embedding.is_some());
@@ -239,9 +250,6 @@ impl Backend for GpuBackend {
             class_token: class_token as u32,
             pad: [0; 3],
         };
-        // Without a class token the kernel never reads its binding; any buffer fills it.
-        let dummy = self.dummy.clone();
-        let class = class_embedding.map_or(&dummy, |c| &c.buffer);
         u32_of("elements", rows * d)?;
         self.launch(
             |k| &k.vision_embed,
@@ -250,7 +258,7 @@ impl Backend for GpuBackend {
             &[
                 Bind::Buffer(patch_embeds.buffer()),
                 Bind::Buffer(class),
-                Bind::Buffer(&position_embedding.buffer),
+                Bind::Buffer(position),
                 Bind::Buffer(out.buffer()),
             ],
             (gx, gy, 1),
@@ -267,27 +275,35 @@ impl Backend for GpuBackend {
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
         let d = token_embedding.shape.get(1).copied().unwrap_or(0);
+        let position = position_embedding.single("position embedding")?;
         let out = self.alloc(ids.len(), d)?;
         let (gx, gy) = self.elementwise_grid(ids.len() * d)?;
         u32_of("elements", ids.len() * d)?;
-        let params = TextEmbedParams {
-            rows: u32_of("rows", ids.len())?,
-            seq_len: u32_of("seq_len", seq_len)?,
-            dim: u32_of("dim", d)?,
-            groups_x: gx,
-        };
-        self.launch(
-            |k| &k.text_embed,
-            bytemuck::bytes_of(&params),
-            Some(bytemuck::cast_slice(ids)),
-            &[
-                Bind::Arena(1, (ids.len() * 4) as u64),
-                Bind::Buffer(&token_embedding.buffer),
-                Bind::Buffer(&position_embedding.buffer),
-                Bind::Buffer(out.buffer()),
-            ],
-            (gx, gy, 1),
-        );
+        // One launch per page of the token table: each writes the rows whose id it holds,
+        // so every row is written once (the ids were checked against the vocabulary).
+        for (first_id, page) in token_embedding.pages() {
+            let params = TextEmbedParams {
+                rows: u32_of("rows", ids.len())?,
+                seq_len: u32_of("seq_len", seq_len)?,
+                dim: u32_of("dim", d)?,
+                groups_x: gx,
+                first_id: u32_of("token id", first_id)?,
+                page_rows: u32_of("rows per page", token_embedding.page_rows)?,
+                pad: [0; 2],
+            };
+            self.launch(
+                |k| &k.text_embed,
+                bytemuck::bytes_of(&params),
+                Some(bytemuck::cast_slice(ids)),
+                &[
+                    Bind::Arena(1, (ids.len() * 4) as u64),
+                    Bind::Buffer(page),
+                    Bind::Buffer(position),
+                    Bind::Buffer(out.buffer()),
+                ],
+                (gx, gy, 1),
+            );
+        }
         Ok(out)
     }
 

@@ -92,6 +92,10 @@ pub struct TextEmbedParams {
     pub seq_len: u32,
     pub dim: u32,
     pub groups_x: u32,
+    /// The page of the token table bound: ids `first_id .. first_id + page_rows`.
+    pub first_id: u32,
+    pub page_rows: u32,
+    pub pad: [u32; 2],
 }
 
 #[repr(C)]

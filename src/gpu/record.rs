@@ -71,7 +71,10 @@ impl GpuBackend {
         if self.arena.data.len().div_ceil(align) * align + need > cap {
             self.submit();
             if need > cap {
-                let size = (need.max(2 * cap) as u64).div_ceil(16) * 16;
+                // Doubled, within the largest buffer (one pass needing more than that
+                // fails validation, which the error scope reports).
+                let max = self.ctx.max_buffer_bytes().max(need as u64);
+                let size = ((need.max(2 * cap) as u64).min(max)).div_ceil(16) * 16;
                 self.arena.buffer = arena_buffer(&self.ctx.device, size);
             }
         }
