@@ -159,9 +159,9 @@ export class LocalEngine {
     const progress = (phase, src) => (loaded, total) =>
       onProgress({ phase, loaded, total, file: src.what, url: src.url ?? src.path ?? null });
 
-    // Progress phases: 'config', 'tokenizer' (whichever tokenizer files), 'preprocessor',
-    // 'weights'.
-    const phaseOf = { tokenizerConfig: 'tokenizer', spiece: 'tokenizer' };
+    // Progress phases: 'config', 'tokenizerConfig', 'tokenizer' (tokenizer.json or
+    // spiece.model: `file` says which), 'preprocessor', 'weights'.
+    const phaseOf = { spiece: 'tokenizer' };
     const read = (key, src) => readWhole(src, progress(phaseOf[key] ?? key, src), cache);
     const small = (key, optional) => {
       const src = srcs[key];

@@ -26,8 +26,8 @@ export type Backend = 'webgpu' | 'cpu';
 export type Towers = 'both' | 'vision' | 'text';
 
 export interface Progress {
-  /** Which file: `'config' | 'weights' | 'tokenizer' | 'preprocessor'`. */
-  phase: 'config' | 'weights' | 'tokenizer' | 'preprocessor';
+  /** Which file: `'config' | 'weights' | 'tokenizerConfig' | 'tokenizer'` (`tokenizer.json` or `spiece.model`) ` | 'preprocessor'`. */
+  phase: 'config' | 'weights' | 'tokenizerConfig' | 'tokenizer' | 'preprocessor';
   /** Bytes of this file received so far (from the network, cache, disk or memory). */
   loaded: number;
   /**

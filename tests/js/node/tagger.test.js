@@ -295,7 +295,8 @@ test('SigLIP: tags are classify\'s sigmoid scores, each kept when it passes the 
     assert.ok(Math.abs(sum - 1) > 1e-3, `${name}: scores sum to ${sum}`);
     // A threshold in the middle of the scores keeps exactly those at or above it.
     all.sort((a, b) => a - b);
-    core.threshold = all[Math.floor(all.length / 2)];
+    const mid = Math.floor(all.length / 2);
+    core.threshold = (all[mid - 1] + all[mid]) / 2;
     await core.retag();
     for (const photo of some) {
       const want = (await model.classify(bytes(photo), LABELS)).filter((l) => l.score >= core.threshold);
