@@ -171,7 +171,7 @@ impl VectorStore {
 
     /// Append `n` embeddings given as one flat `[n, dim]` array; all or none are added.
     pub fn push_many(&mut self, flat: &[f32]) -> Result<usize> {
-        if flat.len() % self.dim != 0 {
+        if !flat.len().is_multiple_of(self.dim) {
             return Err(ClipError::Input(format!(
                 "{} values are not a whole number of embeddings of {}",
                 flat.len(),
@@ -310,7 +310,7 @@ impl VectorStore {
     /// are added.
     pub fn push_encoded(&mut self, bytes: &[u8]) -> Result<usize> {
         let (d, rb) = (self.dim, self.precision.row_bytes(self.dim));
-        if bytes.len() % rb != 0 {
+        if !bytes.len().is_multiple_of(rb) {
             return Err(ClipError::Input(format!(
                 "{} bytes are not a whole number of {} rows of {d} values ({rb} bytes each): the stored index is damaged or was written with another precision",
                 bytes.len(),
