@@ -11,7 +11,10 @@
 //! Memory per row: `4 * dim` (f32), `2 * dim` (f16), `dim + 4` (i8): 2048, 1024 and 516
 //! bytes for ViT-B/32's 512.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod dups;
+pub mod file;
 pub mod scan;
 
 use crate::error::{ClipError, Result};
