@@ -5,7 +5,7 @@
 // or IndexedDB (index-storage.js); a stored index is loaded in batches after `open`, and is
 // tied to the model's fingerprint, so an index made by another model is refused.
 
-import { WasmVectorStore } from './webclip.js';
+import { WasmVectorStore, parseIndexFile, writeIndexFile } from './webclip.js';
 import { initWasm } from './engine.js';
 import { webclipError, withCode } from './errors.js';
 import { IndexedDbStorage, MemoryStorage } from './index-storage.js';
@@ -388,6 +388,58 @@ export class ClipIndex {
       i += n;
     }
     return groups;
+  }
+
+  /**
+   * Add the entries of an index file (what `webclip index DIR --model M --out FILE` or
+   * `exportFile` wrote), `batch` per storage transaction; entries with a key already here
+   * are replaced. A file made with another model is refused (`index-mismatch`), a file that
+   * is no index file (`bad-input`). Resolves to the number of entries read.
+   */
+  async importFile(bytes, { batch = 4096, onProgress } = {}) {
+    let data = bytes;
+    if (typeof Blob !== 'undefined' && bytes instanceof Blob) data = new Uint8Array(await bytes.arrayBuffer());
+    if (data instanceof ArrayBuffer) data = new Uint8Array(data);
+    if (!(data instanceof Uint8Array)) throw badInput('webclip: importFile takes the file as a Uint8Array, an ArrayBuffer or a Blob');
+    const file = parseIndexFile(data);
+    if (file.fingerprint !== this.fingerprint) {
+      throw webclipError(
+        'index-mismatch',
+        `webclip: the index file was made with another model (fingerprint ${file.fingerprint ?? 'none'}; this index's is ${this.fingerprint ?? 'none'}); re-index the photos with this model, or open the index with the model the file was made with`,
+      );
+    }
+    if (file.dim !== this.dim) throw webclipError('index-mismatch', `webclip: the index file holds embeddings of ${file.dim}, not ${this.dim}`);
+    const entries = JSON.parse(file.entries);
+    for (let at = 0; at < entries.length; at += batch) {
+      const part = entries.slice(at, at + batch).map((e, i) => ({
+        key: e.key,
+        metadata: e.metadata,
+        embedding: file.embeddings.subarray((at + i) * this.dim, (at + i + 1) * this.dim),
+      }));
+      await this.addMany(part);
+      try {
+        onProgress?.({ loaded: Math.min(at + batch, entries.length), total: entries.length });
+      } catch (e) {
+        console.error('webclip: onProgress threw', e);
+      }
+    }
+    return entries.length;
+  }
+
+  /**
+   * The whole index as an index file (`Uint8Array`, safetensors: `embeddings` F32 [n, dim]
+   * and the keys and metadata), with the exact embeddings where storage keeps them.
+   */
+  async exportFile() {
+    await this.ready;
+    return this._enqueue(async () => {
+      const keys = this._keys.slice();
+      const exact = await this._storage.exact(keys);
+      const flat = new Float32Array(keys.length * this.dim);
+      keys.forEach((k, s) => flat.set(exact[s]?.length === this.dim ? exact[s] : this._store.get(s), s * this.dim));
+      const entries = JSON.stringify(keys.map((key, s) => ({ key, metadata: this._meta[s] ?? null })));
+      return writeIndexFile(this.fingerprint, this.dim, entries, flat);
+    });
   }
 
   /** `{ size, dim, precision, bytesPerRow, memoryBytes, fingerprint, loaded, damaged }` */

@@ -386,6 +386,13 @@ export declare class ClipIndex<M = IndexMetadata> {
   search(query: ArrayLike<number> | string | ImageInput, options?: IndexSearchOptions<M>): Promise<IndexHit<M>[]>;
   /** Groups of keys whose embeddings are near-duplicates (cosine >= threshold, default 0.95). */
   duplicates(options?: { threshold?: number; filter?: IndexFilter<M> }): IndexKey[][];
+  /**
+   * Add the entries of an index file (written by `webclip index DIR --model M --out FILE` or
+   * `exportFile`); a file of another model rejects with `index-mismatch`. Resolves to the entries read.
+   */
+  importFile(file: Uint8Array | ArrayBuffer | Blob, options?: { batch?: number; onProgress?: (p: { loaded: number; total: number }) => void }): Promise<number>;
+  /** The whole index as an index file (safetensors: `embeddings` F32 [n, dim], keys and metadata). */
+  exportFile(): Promise<Uint8Array>;
   stats(): { size: number; dim: number; precision: IndexPrecision; bytesPerRow: number; memoryBytes: number; fingerprint: string | null; loaded: boolean; damaged: number };
   close(): Promise<void>;
 }

@@ -2,6 +2,8 @@
 //! arrays in and out, every failure a JS `Error` with a `code`.
 
 use super::js_err;
+use crate::error::ClipError;
+use crate::index::file::{Entry, IndexFile};
 use crate::index::{self, Precision, VectorStore};
 use js_sys::{Float32Array, Uint32Array};
 use wasm_bindgen::prelude::*;
@@ -139,4 +141,59 @@ impl WasmVectorStore {
         }
         Uint32Array::from(flat.as_slice())
     }
+}
+
+/// Parse an index file (`index::file`): `{ fingerprint, dim, entries, embeddings }` with
+/// `entries` the JSON text of `[{ key, metadata }]` and `embeddings` `[n * dim]`.
+#[wasm_bindgen(js_name = parseIndexFile)]
+pub fn parse_index_file(bytes: &[u8]) -> Result<JsValue, JsValue> {
+    let f = IndexFile::parse(bytes).map_err(js_err)?;
+    let entries: Vec<serde_json::Value> = f
+        .entries
+        .into_iter()
+        .map(|e| serde_json::json!({ "key": e.key, "metadata": e.metadata }))
+        .collect();
+    let out = js_sys::Object::new();
+    let fp = f.fingerprint.map_or(JsValue::NULL, |s| s.into());
+    js_sys::Reflect::set(&out, &"fingerprint".into(), &fp)?;
+    js_sys::Reflect::set(&out, &"dim".into(), &(f.dim as f64).into())?;
+    let text = serde_json::Value::Array(entries).to_string();
+    js_sys::Reflect::set(&out, &"entries".into(), &text.into())?;
+    let emb = Float32Array::from(f.embeddings.as_slice());
+    js_sys::Reflect::set(&out, &"embeddings".into(), &emb)?;
+    Ok(out.into())
+}
+
+/// Write an index file from `entries` (the JSON text of `[{ key, metadata }]`) and their
+/// embeddings `[n * dim]`.
+#[wasm_bindgen(js_name = writeIndexFile)]
+pub fn write_index_file(
+    fingerprint: Option<String>,
+    dim: usize,
+    entries: &str,
+    embeddings: &[f32],
+) -> Result<Vec<u8>, JsValue> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(entries)
+        .map_err(|e| js_err(ClipError::Input(format!("index entries: {e}"))))?;
+    let entries = list
+        .into_iter()
+        .map(|e| Entry {
+            key: e["key"].clone(),
+            metadata: e["metadata"].clone(),
+        })
+        .collect::<Vec<_>>();
+    if dim == 0 || embeddings.len() != entries.len() * dim {
+        return Err(js_err(ClipError::Input(format!(
+            "{} values for {} entries of {dim}",
+            embeddings.len(),
+            entries.len()
+        ))));
+    }
+    let file = IndexFile {
+        fingerprint,
+        dim,
+        entries,
+        embeddings: embeddings.to_vec(),
+    };
+    file.to_bytes().map_err(js_err)
 }

@@ -7,9 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { Clip, ClipIndex, MemoryStorage } from '../../../pkg/index.js';
-import { fixturesDir } from '../common.js';
+import { fixturesDir, repoRoot } from '../common.js';
 
 /** Deterministic pseudo-random unit vectors (mulberry32). */
 function vectors(n, dim, seed) {
@@ -257,4 +260,57 @@ test('clip.fingerprint: the same files from a path or as bytes agree, another mo
   await (await ClipIndex.open({ clip, storage })).close();
   await assert.rejects(ClipIndex.open({ clip: other, storage }), (e) => e.code === 'index-mismatch');
   for (const c of [clip, bytes, other, fp16]) c.dispose();
+});
+
+test('exportFile and importFile round-trip; a file that is no index is refused', async () => {
+  const rows = vectors(700, DIM, 9);
+  const a = await ClipIndex.open({ dim: DIM, fingerprint: 'fp' });
+  await a.addMany(rows.map((embedding, i) => ({ key: i % 3 ? `k${i}` : i, embedding, metadata: { i, tags: ['x', i] } })));
+  const bytes = await a.exportFile();
+  assert.ok(bytes instanceof Uint8Array);
+  const b = await ClipIndex.open({ dim: DIM, fingerprint: 'fp', precision: 'f16' });
+  const seen = [];
+  assert.equal(await b.importFile(bytes, { batch: 256, onProgress: (p) => seen.push(p.loaded) }), 700);
+  assert.deepEqual(seen, [256, 512, 700]);
+  assert.deepEqual(b.keys(), a.keys());
+  assert.deepEqual(b.get(3).metadata, { i: 3, tags: ['x', 3] });
+  for (const q of vectors(3, DIM, 10)) {
+    const [x, y] = [await b.search(q, { k: 8 }), await a.search(q, { k: 8 })];
+    assert.deepEqual(x.map((h) => h.key), y.map((h) => h.key));
+    x.forEach((h, i) => assert.ok(Math.abs(h.score - y[i].score) < 1e-6));
+  }
+  // Another model's file, and bytes that are no index file.
+  const c = await ClipIndex.open({ dim: DIM, fingerprint: 'other' });
+  await assert.rejects(c.importFile(bytes), (e) => e.code === 'index-mismatch' && /another model/.test(e.message));
+  await assert.rejects(c.importFile(bytes.slice(0, 100)), (e) => e.code === 'bad-input' && /not a webclip index file/.test(e.message));
+  await assert.rejects(c.importFile(readFileSync(path.join(fixturesDir, 'tiny-quickgelu', 'model.safetensors'))), (e) => e.code === 'bad-input');
+  assert.equal(c.size, 0);
+});
+
+const cli = path.join(repoRoot, 'target', 'debug', 'webclip');
+test('a file written by `webclip index` imports and searches in the package', { skip: !existsSync(cli) && 'the webclip command is not built (cargo build)' }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'webclip-index-'));
+  try {
+    mkdirSync(path.join(dir, 'photos'));
+    const names = ['astronaut.png', 'chelsea.png', 'rocket.png'];
+    for (const n of names) copyFileSync(path.join(fixturesDir, 'images', n), path.join(dir, 'photos', n));
+    const out = path.join(dir, 'library.safetensors');
+    const model = path.join(fixturesDir, 'tiny-quickgelu');
+    execFileSync(cli, ['index', path.join(dir, 'photos'), '--model', model, '--out', out, '--threads', '1'], { stdio: 'pipe' });
+    const clip = await Clip.load({ model });
+    const index = await ClipIndex.open({ clip });
+    assert.equal(await index.importFile(readFileSync(out)), 3);
+    const chelsea = readFileSync(path.join(fixturesDir, 'images', 'chelsea.png'));
+    const [hit] = await index.search(chelsea, { k: 1 });
+    assert.equal(hit.key, createHash('sha256').update(chelsea).digest('hex'), 'keyed by the SHA-256 of the content');
+    assert.equal(hit.metadata.path, 'chelsea.png');
+    assert.ok(hit.score > 0.9999, `the CLI's embedding is the package's: ${hit.score}`);
+    const other = await Clip.load({ model: path.join(fixturesDir, 'small-gelu') });
+    const wrong = await ClipIndex.open({ clip: other });
+    await assert.rejects(wrong.importFile(readFileSync(out)), (e) => e.code === 'index-mismatch');
+    clip.dispose();
+    other.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
