@@ -34,8 +34,8 @@ console.log(`ClipIndex: ${N} rows of ${DIM}, top ${K}, median of ${RUNS} queries
 const rows = Array.from({ length: N }, row);
 const queries = Array.from({ length: RUNS }, row);
 for (const precision of ['f16', 'i8', 'f32']) {
-  // exact: false keeps no float32 copies in JS (what an IndexedDB-backed page holds in memory);
-  // the re-scoring run below uses a second storage that keeps them.
+  // i8 and f16 re-score from the exact float32 rows, which memory storage keeps in JS (in the
+  // browser IndexedDB keeps them on disk); f32 rows are exact already and need no copy.
   const index = await ClipIndex.open({ dim: DIM, precision, storage: new MemoryStorage({ exact: precision !== 'f32' }) });
   const t0 = performance.now();
   for (let at = 0; at < N; at += 5000) {
