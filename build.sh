@@ -78,7 +78,7 @@ build_pkg() {
   tests/js/node_modules/.bin/wasm-opt "${WASM_OPT_LEVEL:--O3}" "${WASM_OPT_FEATURES[@]}" \
     pkg/webclip_bg.wasm -o pkg/webclip_bg.opt.wasm
   mv pkg/webclip_bg.opt.wasm pkg/webclip_bg.wasm
-  cp js/index.js js/engine.js js/errors.js js/sources.js js/worker.js js/index.d.ts pkg/
+  cp js/index.js js/engine.js js/errors.js js/sources.js js/worker.js js/clip-index.js js/index-storage.js js/index.d.ts pkg/
   cp js/README.md pkg/README.md
   local version
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

@@ -2,7 +2,7 @@
 // hands them to `WasmClip`, turns images into what Rust takes. `index.js` uses it
 // directly or, with `worker: true`, through `worker.js`.
 
-import init, { ImageBatch, WasmClip, WeightBytes } from './webclip.js';
+import init, { ImageBatch, WasmClip, WeightBytes, WeightPlan, modelFingerprint } from './webclip.js';
 import { codeOf, webclipError } from './errors.js';
 import { ByteCache, isNode, readWeights, readWhole, toSource } from './sources.js';
 
@@ -133,6 +133,17 @@ async function adapterName() {
 
 const hasWebGpu = () => typeof navigator !== 'undefined' && !!navigator.gpu;
 
+/**
+ * The model's identity for an index (`ClipIndex`): a hash of the safetensors header and
+ * `config.json` (src/index/mod.rs), the same wherever the files are served from.
+ */
+function fingerprintOf(weights, config) {
+  const first = weights.segments[0]?.[1];
+  if (!first || weights.segments[0][0] !== 0) return null;
+  const len = WeightPlan.headerLength(first.subarray(0, 8));
+  return modelFingerprint(first.subarray(0, len), config);
+}
+
 export class LocalEngine {
   /** `options` as `Clip.load` takes them, already validated by index.js. */
   static async load(options) {
@@ -153,7 +164,8 @@ export class LocalEngine {
         "webclip: backend 'webgpu' was requested but WebGPU is not available here (no navigator.gpu); use backend: 'auto' or 'cpu'",
       );
     }
-    const cache = await ByteCache.open(options.cache);
+    // `cache: { chunkBytes }` sets the chunk size of large entries (tests use small ones).
+    const cache = await ByteCache.open(options.cache, typeof options.cache === 'object' ? options.cache : {});
     // Compile the wasm while the small files download; the weights' header needs it.
     const wasm = initWasm(options.wasmUrl);
     const progress = (phase, src) => (loaded, total) =>
@@ -217,6 +229,9 @@ export class LocalEngine {
     // caller's own Blobs and buffers), never a copy of the weights' bytes.
     const reload = { ...options, onProgress: undefined };
     return new LocalEngine(clip, {
+      fingerprint: fingerprintOf(weights, config),
+      // Why a downloaded file could not be cached (quota): the next visit downloads it again.
+      cacheNotice: cache?.notice ?? null,
       backend: clip.backendKind,
       // `weights`: how the GPU engine stores matrices ('auto' resolved); null on the CPU.
       backendInfo: { kind: clip.backendKind, adapter, reason, weights: clip.backendWeights ?? null },

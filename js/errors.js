@@ -26,6 +26,9 @@ export const ERROR_CODES = [
   'unsupported', // valid input this build or browser cannot run (a Worker in Node.js, ...)
   'wasm', // webclip_bg.wasm could not be fetched or instantiated
   'worker', // the Worker could not start or failed
+  // the index
+  'storage', // index storage failed: full (QuotaExceededError), blocked, closed
+  'index-mismatch', // a stored index made with another model, dimension, precision or format
   'internal', // a bug in webclip
 ];
 

@@ -58,8 +58,12 @@ export interface LoadOptions {
   towers?: Towers;
   /** Run everything in a dedicated module Worker (browsers; default false). Same API. */
   worker?: boolean;
-  /** Keep downloaded files in Cache Storage and read them from there next time (default true; browsers only). */
-  cache?: boolean;
+  /**
+   * Keep downloaded files in Cache Storage and read them from there next time (default true;
+   * browsers only). Files above `chunkBytes` (default 32 MiB) are stored in chunks, each
+   * checked when read.
+   */
+  cache?: boolean | { chunkBytes?: number };
   /** Images or texts per forward pass (bounds memory); 0 or absent: the default. */
   maxBatch?: number;
   /**
@@ -162,6 +166,10 @@ export type WebclipErrorCode =
   | 'wasm'
   /** The Worker could not be started or failed. */
   | 'worker'
+  /** Index storage failed: full (`QuotaExceededError` as the cause), blocked, closed. */
+  | 'storage'
+  /** A stored index made with another model (fingerprint), dimension, precision or format. */
+  | 'index-mismatch'
   /** A bug in webclip. */
   | 'internal';
 
@@ -179,6 +187,8 @@ export interface WebclipError extends Error {
 export declare class Clip {
   /** Download (or read) a model and start its engine. */
   static load(options: LoadOptions): Promise<Clip>;
+  /** Delete every model file kept in Cache Storage; resolves to whether there was one. */
+  static clearCache(): Promise<boolean>;
   /** Instantiate the wasm module ahead of time (optional). */
   static init(wasmUrl?: string | URL): Promise<void>;
   /** Cosine similarity of two vectors of the same length. */
@@ -210,6 +220,16 @@ export declare class Clip {
   /** Which model family: CLIP scores labels with a softmax, SigLIP with a sigmoid each. */
   readonly family: Family;
   readonly towers: Towers;
+  /**
+   * The model's identity: a hash of the weights' safetensors header and config.json (32 hex
+   * digits), the same wherever the files are served from. A {@link ClipIndex} is keyed by it.
+   */
+  readonly fingerprint: string | null;
+  /**
+   * Why a downloaded file could not be stored in Cache Storage (out of quota: the model is
+   * kept in memory for this session and downloaded again next time); null when it was.
+   */
+  readonly cacheNotice: string | null;
   /** Whether the model runs in a Worker. */
   readonly worker: boolean;
   readonly disposed: boolean;
@@ -230,6 +250,168 @@ export declare class Clip {
   rank(query: ArrayLike<number>, embeddings: ArrayLike<number>[], options?: { topK?: number }): Ranked[];
   /** Free the model (and its worker) once the calls already made have settled; later calls reject. */
   dispose(): void;
+}
+
+/** How a ClipIndex stores its rows in memory: 2, 1 (+4) or 4 bytes per value. */
+export type IndexPrecision = 'f16' | 'i8' | 'f32';
+
+/** Metadata of an entry: anything structured-cloneable (plain objects, strings, numbers, ...). */
+export type IndexMetadata = any;
+
+/** One field condition of a filter: a value (===), one of an array, or a range. */
+export type FieldCondition =
+  | string
+  | number
+  | boolean
+  | null
+  | Array<string | number | boolean | null>
+  | { gt?: number | string; gte?: number | string; lt?: number | string; lte?: number | string; ne?: unknown };
+
+export type IndexFilter<M = IndexMetadata> = ((metadata: M, key: IndexKey) => boolean) | Record<string, FieldCondition>;
+
+export type IndexKey = string | number;
+
+/** A stored row as a storage sees it. */
+export interface StoredRow {
+  key: IndexKey;
+  /** The compact row (its encoding depends on the precision). */
+  code: Uint8Array;
+  metadata: IndexMetadata;
+  /** The exact, L2-normalised embedding (absent when rows are read for loading). */
+  exact?: Float32Array;
+}
+
+export interface IndexMeta {
+  version: number;
+  fingerprint: string | null;
+  dim: number;
+  precision: IndexPrecision;
+}
+
+/** Where a ClipIndex keeps its entries (implement it for OPFS, a server, tests). Every failure rejects with code `storage`. */
+export interface IndexStorage {
+  open(): Promise<IndexMeta | null>;
+  writeMeta(meta: IndexMeta): Promise<void>;
+  /** Rows in key order with keys after `after` (undefined: from the first), at most `limit`. */
+  rows(after: IndexKey | undefined, limit: number): Promise<StoredRow[]>;
+  /** All rows in one transaction, or none. */
+  put(rows: Required<StoredRow>[]): Promise<void>;
+  delete(keys: IndexKey[]): Promise<void>;
+  exact(keys: IndexKey[]): Promise<(Float32Array | null)[]>;
+  clear(): Promise<void>;
+  close(): void;
+}
+
+export declare class MemoryStorage implements IndexStorage {
+  /** `exact: false` keeps no exact embeddings (no re-scoring; less memory). */
+  constructor(options?: { exact?: boolean });
+  open(): Promise<IndexMeta | null>;
+  writeMeta(meta: IndexMeta): Promise<void>;
+  rows(after: IndexKey | undefined, limit: number): Promise<StoredRow[]>;
+  put(rows: Required<StoredRow>[]): Promise<void>;
+  delete(keys: IndexKey[]): Promise<void>;
+  exact(keys: IndexKey[]): Promise<(Float32Array | null)[]>;
+  clear(): Promise<void>;
+  close(): void;
+}
+
+/** IndexedDB database `webclip-index:<name>`. */
+export declare class IndexedDbStorage implements IndexStorage {
+  constructor(name: string);
+  static destroy(name: string): Promise<void>;
+  open(): Promise<IndexMeta | null>;
+  writeMeta(meta: IndexMeta): Promise<void>;
+  rows(after: IndexKey | undefined, limit: number): Promise<StoredRow[]>;
+  put(rows: Required<StoredRow>[]): Promise<void>;
+  delete(keys: IndexKey[]): Promise<void>;
+  exact(keys: IndexKey[]): Promise<(Float32Array | null)[]>;
+  clear(): Promise<void>;
+  close(): void;
+}
+
+export interface IndexOpenOptions {
+  /** A loaded model: gives `dim` and `fingerprint`, and lets `search` take texts and images. */
+  clip?: Clip;
+  /** Embedding length (when no `clip`). */
+  dim?: number;
+  /** The model's fingerprint (when no `clip`); a stored index with another one is refused. */
+  fingerprint?: string | null;
+  /** Row storage in memory (default `'i8'`; the best candidates are re-scored exactly). */
+  precision?: IndexPrecision;
+  /** `'memory'` (default without `name`), `'indexeddb'` (default with `name`), or your own. */
+  storage?: 'memory' | 'indexeddb' | IndexStorage;
+  /** The IndexedDB index's name. */
+  name?: string;
+  /** Candidates per result re-scored with the exact embedding (default 4; 0: none). */
+  rescore?: number;
+  /** A stored index of another model, dimension or precision: `'throw'` (default, code `index-mismatch`) or `'reset'` (empty it). */
+  onMismatch?: 'throw' | 'reset';
+  /** Called after each batch of stored rows is loaded. */
+  onProgress?: (p: { loaded: number }) => void;
+  wasmUrl?: string | URL;
+}
+
+export interface IndexHit<M = IndexMetadata> {
+  key: IndexKey;
+  /** Cosine similarity to the query (exact after re-scoring). */
+  score: number;
+  metadata: M;
+}
+
+export interface IndexSearchOptions<M = IndexMetadata> {
+  /** How many (default 10). */
+  k?: number;
+  filter?: IndexFilter<M>;
+  /** Only hits scoring at least this. */
+  minScore?: number;
+}
+
+/** A searchable library of embeddings with metadata, in WebAssembly, stored in memory or IndexedDB. */
+export declare class ClipIndex<M = IndexMetadata> {
+  static open<M = IndexMetadata>(options: IndexOpenOptions): Promise<ClipIndex<M>>;
+  /** Delete the IndexedDB index `name`. */
+  static deleteStored(name: string): Promise<void>;
+  private constructor();
+  /** Resolves when every stored row is loaded (searches before see those loaded so far). */
+  readonly ready: Promise<void>;
+  readonly loaded: boolean;
+  readonly closed: boolean;
+  readonly dim: number;
+  readonly precision: IndexPrecision;
+  readonly fingerprint: string | null;
+  readonly rescore: number;
+  /** Entries in memory. */
+  readonly size: number;
+  /** Bytes of the compact rows in WebAssembly. */
+  readonly memoryBytes: number;
+  readonly bytesPerRow: number;
+  /** Stored rows that could not be read back, skipped on load. */
+  readonly damaged: { key: IndexKey; error: string }[];
+  has(key: IndexKey): boolean;
+  /** The entry, with its compact embedding decoded. */
+  get(key: IndexKey): { key: IndexKey; metadata: M; embedding: Float32Array } | undefined;
+  keys(): IndexKey[];
+  /** Add or replace one entry. */
+  add(key: IndexKey, embedding: ArrayLike<number>, metadata?: M): Promise<number>;
+  /** Add or replace entries in one storage transaction (all or none). */
+  addMany(entries: { key: IndexKey; embedding: ArrayLike<number>; metadata?: M }[]): Promise<number>;
+  setMetadata(key: IndexKey, metadata: M): Promise<void>;
+  /** Remove entries; resolves to how many there were. */
+  remove(...keys: (IndexKey | IndexKey[])[]): Promise<number>;
+  clear(): Promise<void>;
+  /** Top `k` by cosine similarity to an embedding (or, with `clip`, a text or an image). */
+  search(query: ArrayLike<number> | string | ImageInput, options?: IndexSearchOptions<M>): Promise<IndexHit<M>[]>;
+  /** Groups of keys whose embeddings are near-duplicates (cosine >= threshold, default 0.95). */
+  duplicates(options?: { threshold?: number; filter?: IndexFilter<M> }): IndexKey[][];
+  /**
+   * Add the entries of an index file (written by `webclip index DIR --model M --out FILE` or
+   * `exportFile`); a file of another model rejects with `index-mismatch`. Resolves to the entries read.
+   */
+  importFile(file: Uint8Array | ArrayBuffer | Blob, options?: { batch?: number; onProgress?: (p: { loaded: number; total: number }) => void }): Promise<number>;
+  /** The whole index as an index file (safetensors: `embeddings` F32 [n, dim], keys and metadata). */
+  exportFile(): Promise<Uint8Array>;
+  stats(): { size: number; dim: number; precision: IndexPrecision; bytesPerRow: number; memoryBytes: number; fingerprint: string | null; loaded: boolean; damaged: number };
+  close(): Promise<void>;
 }
 
 export default Clip;

@@ -4,7 +4,7 @@
 
 import { LocalEngine, initWasm } from './engine.js';
 import { deserializeError, webclipError, withCode } from './errors.js';
-import { isNode } from './sources.js';
+import { ByteCache, isNode } from './sources.js';
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
 const TOWERS = ['both', 'vision', 'text'];
@@ -30,6 +30,11 @@ function validate(options) {
   if (!BACKENDS.includes(o.backend)) throw badInput(`webclip: backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(options.backend)}`);
   if (!TOWERS.includes(o.towers)) throw badInput(`webclip: towers must be one of ${TOWERS.join(', ')}, not ${JSON.stringify(options.towers)}`);
   if (!GPU_WEIGHTS.includes(o.gpuWeights)) throw badInput(`webclip: gpuWeights must be one of ${GPU_WEIGHTS.join(', ')}, not ${JSON.stringify(options.gpuWeights)}`);
+  if (o.cache !== null && typeof o.cache === 'object') {
+    const c = o.cache.chunkBytes;
+    if (c !== undefined && !(Number.isInteger(c) && c > 0)) throw badInput('webclip: cache.chunkBytes must be a positive integer');
+    o.cache = { chunkBytes: c };
+  } else if (typeof o.cache !== 'boolean') throw badInput('webclip: cache must be true, false or { chunkBytes }');
   if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw badInput('webclip: maxBatch must be a non-negative integer');
   if (o.onProgress != null && typeof o.onProgress !== 'function') throw badInput('webclip: onProgress must be a function');
   if (o.model == null) throw badInput('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer | spiece, tokenizerConfig?, preprocessor? }');
@@ -167,6 +172,15 @@ export class Clip {
     return new Clip(engine);
   }
 
+  /**
+   * Delete every model file webclip keeps in Cache Storage (`webclip-v1`); resolves to
+   * whether there was a cache to delete. The next `load` downloads again.
+   * @returns {Promise<boolean>}
+   */
+  static clearCache() {
+    return ByteCache.clear();
+  }
+
   /** Instantiate the wasm module ahead of `load` (optional; `load` does it too). */
   static init(wasmUrl) {
     return initWasm(wasmUrl);
@@ -199,6 +213,10 @@ export class Clip {
     this.family = info.family ?? 'clip';
     /** Which encoders are loaded: `'both'`, `'vision'` or `'text'`. */
     this.towers = info.towers;
+    /** The model's identity (hash of the weights header and config.json): what a ClipIndex is keyed by. */
+    this.fingerprint = info.fingerprint;
+    /** Why the model could not be stored in Cache Storage this time (null when it was, or caching is off). */
+    this.cacheNotice = info.cacheNotice ?? null;
     this.worker = engine instanceof WorkerEngine;
   }
 
@@ -360,4 +378,6 @@ function dot(a, b) {
   return s;
 }
 
+export { ClipIndex } from './clip-index.js';
+export { MemoryStorage, IndexedDbStorage } from './index-storage.js';
 export default Clip;

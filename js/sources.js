@@ -166,58 +166,139 @@ export function checksum(bytes) {
   return (h >>> 0).toString(16);
 }
 
+/** Entries larger than this are stored as chunks of this size (Chromium fails to store a single 600 MB Response). */
+export const CHUNK_BYTES = 32 << 20;
+
+/**
+ * Cache Storage (`webclip-v1`) for model files. An entry is one Response of the bytes, or,
+ * above `chunkBytes`, a manifest Response (no body; `x-webclip-chunks: N`) written after N
+ * chunk Responses (`?webclip-chunk=i`). Every Response carries its length and checksum, and
+ * every chunk is checked when read: a damaged, truncated or missing chunk drops the whole
+ * entry (a console warning) and the file is downloaded again. A write the browser refuses
+ * (`QuotaExceededError`, or Chromium's "Unexpected internal error") removes what it wrote and
+ * sets `notice`: the model stays in memory for this session and is downloaded next time.
+ */
 export class ByteCache {
-  static async open(enabled) {
+  static async open(enabled, { chunkBytes = CHUNK_BYTES } = {}) {
     if (!enabled || typeof caches === 'undefined') return null;
     try {
-      return new ByteCache(await caches.open(CACHE_NAME));
+      return new ByteCache(await caches.open(CACHE_NAME), chunkBytes);
     } catch {
       return null; // opaque origins and some private modes have no Cache Storage
     }
   }
 
-  constructor(cache) {
-    this.cache = cache;
+  /** Delete every cached model file; resolves to whether there was anything to delete. */
+  static async clear() {
+    if (typeof caches === 'undefined') return false;
+    try {
+      return await caches.delete(CACHE_NAME);
+    } catch (e) {
+      throw webclipError('unsupported', `webclip: Cache Storage cannot be cleared here: ${e?.message ?? e}`, e);
+    }
   }
 
-  async get(url, part) {
-    const key = cacheKey(url, part);
+  constructor(cache, chunkBytes = CHUNK_BYTES) {
+    this.cache = cache;
+    this.chunkBytes = chunkBytes;
+    /** Why a file could not be cached this time (null while every write succeeded). */
+    this.notice = null;
+  }
+
+  /** Bytes of one Response, checked against its length and checksum headers; null when damaged. */
+  async read(key) {
     let res;
     try {
       res = await this.cache.match(key);
     } catch {
       return null;
     }
-    if (!res) return null;
+    if (!res) return undefined;
     let bytes;
     try {
       bytes = new Uint8Array(await res.arrayBuffer());
     } catch {
       bytes = null;
     }
-    const length = Number(res.headers.get('x-webclip-length'));
-    if (!bytes || bytes.length !== length || checksum(bytes) !== res.headers.get('x-webclip-checksum')) {
-      console.warn(`webclip: the cached copy of ${key} is damaged; downloading it again`);
-      await this.cache.delete(key).catch(() => {});
-      return null;
-    }
-    return { bytes, size: Number(res.headers.get('x-webclip-file-size')) || 0 };
+    const h = (name) => res.headers.get(name);
+    const chunks = Number(h('x-webclip-chunks'));
+    if (chunks > 0) return { manifest: true, chunks, length: Number(h('x-webclip-length')), size: Number(h('x-webclip-file-size')) || 0 };
+    if (!bytes || bytes.length !== Number(h('x-webclip-length')) || checksum(bytes) !== h('x-webclip-checksum')) return null;
+    return { bytes, size: Number(h('x-webclip-file-size')) || 0 };
   }
 
+  async get(url, part) {
+    const key = cacheKey(url, part);
+    const entry = await this.read(key);
+    if (entry === undefined) return null;
+    if (entry?.manifest) {
+      const out = new Uint8Array(entry.length);
+      let at = 0;
+      for (let i = 0; i < entry.chunks; i++) {
+        const chunk = await this.read(chunkKey(key, i));
+        if (!chunk?.bytes || at + chunk.bytes.length > out.length) return this.drop(key, entry.chunks, `chunk ${i} of ${entry.chunks}`);
+        out.set(chunk.bytes, at);
+        at += chunk.bytes.length;
+      }
+      if (at !== out.length) return this.drop(key, entry.chunks, `${at} of ${out.length} bytes`);
+      return { bytes: out, size: entry.size };
+    }
+    if (!entry) return this.drop(key, 0, 'its checksum or length');
+    return entry;
+  }
+
+  async drop(key, chunks, what) {
+    console.warn(`webclip: the cached copy of ${key} is damaged (${what}); downloading it again`);
+    await this.remove(key, chunks);
+    return null;
+  }
+
+  async remove(key, chunks) {
+    await this.cache.delete(key).catch(() => {});
+    for (let i = 0; i < chunks; i++) await this.cache.delete(chunkKey(key, i)).catch(() => {});
+  }
+
+  /** Store `bytes`; resolves to whether it was stored (else `notice` says why). */
   async put(url, part, bytes, size = bytes.length) {
-    const headers = {
-      'content-type': 'application/octet-stream',
-      'x-webclip-length': String(bytes.length),
-      'x-webclip-checksum': checksum(bytes),
-      'x-webclip-file-size': String(size),
-    };
+    const key = cacheKey(url, part);
+    const n = bytes.length > this.chunkBytes ? Math.ceil(bytes.length / this.chunkBytes) : 0;
+    const entry = (body, length, extra = {}) =>
+      new Response(body, {
+        headers: {
+          'content-type': 'application/octet-stream',
+          'x-webclip-length': String(length),
+          'x-webclip-checksum': body ? checksum(body) : '',
+          'x-webclip-file-size': String(size),
+          ...extra,
+        },
+      });
     try {
-      await this.cache.put(cacheKey(url, part), new Response(bytes, { headers }));
+      if (!n) await this.cache.put(key, entry(bytes, bytes.length));
+      else {
+        for (let i = 0; i < n; i++) {
+          const c = bytes.subarray(i * this.chunkBytes, Math.min(bytes.length, (i + 1) * this.chunkBytes));
+          await this.cache.put(chunkKey(key, i), entry(c, c.length));
+        }
+        // The manifest last: until it is there, a reader sees no entry at all.
+        await this.cache.put(key, entry(null, bytes.length, { 'x-webclip-chunks': String(n) }));
+      }
+      return true;
     } catch (e) {
       // Out of quota is not fatal: the model still loads, it is just not cached.
-      console.warn(`webclip: could not cache ${url}: ${e?.message ?? e}`);
+      await this.remove(key, n);
+      this.notice =
+        `webclip: could not store ${url} in Cache Storage (${e?.name ?? 'Error'}: ${e?.message ?? e}); ` +
+        'the model is kept in memory for this session and will be downloaded again next time';
+      console.warn(this.notice);
+      return false;
     }
   }
+}
+
+function chunkKey(key, i) {
+  const u = new URL(key);
+  u.searchParams.set('webclip-chunk', String(i));
+  return u.href;
 }
 
 // ---------------------------------------------------------------------------------------

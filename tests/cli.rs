@@ -178,3 +178,135 @@ fn gpu_weights_flag_is_parsed_and_picks_the_storage() {
     assert!(cos > 0.9999, "f16 storage: cosine {cos}");
     std::fs::remove_file(&out).ok();
 }
+
+/// `webclip index`: a folder with a subfolder, a copy of one photo, a text file and a broken
+/// PNG becomes an index file whose rows are the reference image embeddings, keyed by content
+/// hash with every path of a copy; a second run embeds nothing; another model is refused.
+#[test]
+fn index_embeds_a_folder_once_and_skips_what_it_knows() {
+    let dir = model_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("tiny-quickgelu"))
+        .unwrap();
+    let g = Golden::load(&dir);
+    let root = std::env::temp_dir().join(format!("webclip-index-{}", std::process::id()));
+    let photos = root.join("photos");
+    std::fs::create_dir_all(photos.join("sub")).unwrap();
+    let pngs: Vec<&String> = g
+        .images
+        .iter()
+        .filter(|n| n.ends_with(".png"))
+        .take(3)
+        .collect();
+    for (i, name) in pngs.iter().enumerate() {
+        let to = if i == 0 {
+            photos.join("sub").join(name)
+        } else {
+            photos.join(name)
+        };
+        std::fs::copy(image_path(name), to).unwrap();
+    }
+    std::fs::copy(image_path(pngs[1]), photos.join("copy.png")).unwrap();
+    std::fs::write(photos.join("notes.txt"), "not a photo").unwrap();
+    std::fs::write(photos.join("broken.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    let out = root.join("library.safetensors");
+    let args = |model: &std::path::Path| {
+        vec![
+            "index".to_string(),
+            photos.to_str().unwrap().into(),
+            "--model".into(),
+            model.to_str().unwrap().into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+            "--threads".into(),
+            "2".into(),
+            "--batch".into(),
+            "2".into(),
+        ]
+    };
+    let run = |model: &std::path::Path| {
+        let a = args(model);
+        webclip(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = run(&dir);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr),
+    );
+    assert!(first.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("3 entries") && stdout.contains("3 embedded on 2 x cpu"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("per core"), "{stdout}");
+    assert!(
+        stderr.contains("skipped") && stderr.contains("notes.txt: not an image"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken.png"),
+        "the broken PNG is listed: {stderr}"
+    );
+
+    let file = webclip::index::file::IndexFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(file.entries.len(), 3);
+    assert_eq!(file.dim, g.config.projection_dim);
+    let want = g.f32("image_embeds");
+    for (e, row) in file
+        .entries
+        .iter()
+        .zip(file.embeddings.chunks_exact(file.dim))
+    {
+        let path = e.metadata["path"].as_str().unwrap();
+        let name = path.rsplit('/').next().unwrap();
+        let i = g.images.iter().position(|n| n == name).unwrap();
+        let c = cosine(row, &want[i * file.dim..(i + 1) * file.dim]);
+        assert!(c > 0.9999, "{path}: cosine {c}");
+        let hash = webclip::index::cli::sha256(&std::fs::read(image_path(name)).unwrap());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(e.key.as_str(), Some(hex.as_str()));
+    }
+    let copy = file
+        .entries
+        .iter()
+        .find(|e| e.metadata["paths"].as_array().unwrap().len() == 2)
+        .expect("the copy shares an entry");
+    let paths: Vec<&str> = copy.metadata["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    // Every path of the content, in the order the folder walk met them (sorted by name).
+    let mut want_paths = vec!["copy.png", pngs[1].as_str()];
+    want_paths.sort();
+    assert_eq!(paths, want_paths);
+    assert!(file
+        .entries
+        .iter()
+        .any(|e| e.metadata["path"] == format!("sub/{}", pngs[0])));
+
+    // Again: nothing to embed, the same rows.
+    let again = run(&dir);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success() && stdout.contains("3 entries") && stdout.contains("(0 embedded"),
+        "{stdout}"
+    );
+    let same = webclip::index::file::IndexFile::parse(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(same, file);
+
+    // Another model into the same file: refused, the file untouched.
+    let other = model_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("small-gelu"))
+        .unwrap();
+    let refused = run(&other);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("was made with another model"));
+    assert_eq!(
+        webclip::index::file::IndexFile::parse(&std::fs::read(&out).unwrap()).unwrap(),
+        file
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -69,6 +69,11 @@ const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screen
 const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
 const TEXT_BATCH = 64; // prompts per embedTexts call
 const SEARCH_DEBOUNCE_MS = 250;
+// A search shows its best SEARCH_TOP photos (`searchTop`) first and hides the rest: only those cards move,
+// so its cost does not grow with the library. While photos are being indexed, a search in
+// the box is re-ranked at most once per RERANK_WHILE_INDEXING_MS (and once at the end).
+const SEARCH_TOP = 200;
+const RERANK_WHILE_INDEXING_MS = 2000;
 const IMAGE_EXT = /\.(jpe?g|jfif|png|gif|webp|avif|bmp|ico|tiff?|heic|heif)$/i;
 
 // ------------------------------------------------------------------------------ small helpers
@@ -686,6 +691,7 @@ details summary { cursor: pointer; font-weight: 600; }
 .skipped { font-size: 0.88em; max-height: 10em; overflow: auto; margin: 6px 0 0; padding-left: 1.2em; }
 .grid { list-style: none; padding: 0; margin: 0; display: grid; gap: 10px;
   grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)); }
+.grid.ranked > .card:not(.hit) { display: none; }
 .card { border: 1px solid var(--line); border-radius: 9px; overflow: hidden; display: flex; flex-direction: column; background: #fff; }
 .card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; }
 .card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; }
@@ -816,6 +822,8 @@ export class WebclipTagger extends ElementBase {
     this.jobs = new AbortController(); // aborted by "forget" and model switches: stale jobs stop
     this.query = null; // { kind: 'text', text } | { kind: 'image', hash }
     this.querySeq = 0;
+    /** How many photos a search shows (the rest are hidden until the search is cleared). */
+    this.searchTop = SEARCH_TOP;
     this.skipped = [];
   }
 
@@ -1198,6 +1206,8 @@ export class WebclipTagger extends ElementBase {
     this.items.clear();
     this.core.clear();
     this.$.grid.replaceChildren();
+    this.$.grid.classList.remove('ranked');
+    this._hits = null;
     this.query = null;
     this._updateEmpty();
     const spec = this.modelSpec;
@@ -1381,7 +1391,7 @@ export class WebclipTagger extends ElementBase {
           for (const record of records) if (!this.items.has(record.hash)) this._addCard(record);
           await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
           this._updateEmpty();
-          if (this.query) this._search();
+          if (this.query) this._searchSoon();
         },
       });
     } catch (e) {
@@ -1392,6 +1402,7 @@ export class WebclipTagger extends ElementBase {
         `(${errMessage(e.cause)}). Load a model, then add them again.`);
     }
     if (signal.aborted) return;
+    if (this.query) this._search();
     const { computed } = result;
     const parts = [`${computed} photo${computed === 1 ? '' : 's'} indexed`];
     if (cached) parts.push(`${cached} already known (from cache)`);
@@ -1464,6 +1475,15 @@ export class WebclipTagger extends ElementBase {
     return this._search().then(() => item.card.querySelector('button')?.focus());
   }
 
+  /** Re-rank the search in the box soon, at most once per RERANK_WHILE_INDEXING_MS. */
+  _searchSoon() {
+    if (this._rerankTimer) return;
+    this._rerankTimer = setTimeout(() => {
+      this._rerankTimer = null;
+      if (this.query) this._search();
+    }, RERANK_WHILE_INDEXING_MS);
+  }
+
   async _search() {
     const seq = ++this.querySeq;
     const q = this.query;
@@ -1471,14 +1491,16 @@ export class WebclipTagger extends ElementBase {
     $.clearSearch.disabled = !q;
     if (!this.core) return;
     if (!q) {
-      this._arrange(this.core.keys(), null);
+      this._arrange(null, null);
       $.searchInfo.textContent = '';
       return;
     }
+    const top = this.searchTop;
+    const of = this.items.size > top ? ` (the best ${top} of ${this.items.size})` : '';
     let ranking;
     if (q.kind === 'image') {
-      $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}`;
-      ranking = this.core.moreLikeThis(q.hash);
+      $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}${of}`;
+      ranking = this.core.moreLikeThis(q.hash, { topK: top });
     } else if (!this.items.size) {
       $.searchInfo.textContent = 'No photos to search yet: add some first.';
       return;
@@ -1492,8 +1514,8 @@ export class WebclipTagger extends ElementBase {
         return;
       }
       if (seq !== this.querySeq) return;
-      $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"`;
-      ranking = this.core.search(embedding);
+      $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"${of}`;
+      ranking = this.core.search(embedding, { topK: top });
     }
     if (seq !== this.querySeq || !ranking) return;
     this._arrange(ranking.map((r) => r.key), new Map(ranking.map((r) => [r.key, r.score])));
@@ -1501,14 +1523,41 @@ export class WebclipTagger extends ElementBase {
     this.dispatchEvent(new CustomEvent('webclip-search', { detail: { query: q, ranking: this.lastRanking } }));
   }
 
+  /**
+   * Show the cards of `hashes` first, in that order, with their scores, and hide the others;
+   * `null`: every card in the order added. Only the cards of this and the previous ranking
+   * move, never the whole library.
+   */
   _arrange(hashes, scores) {
     const grid = this.$.grid;
     const active = this.shadowRoot.activeElement;
-    hashes.forEach((h) => {
-      const item = this.items.get(h);
-      item.sim.textContent = scores ? `similarity ${scores.get(h).toFixed(3)}` : '';
-      grid.append(item.card); // re-appending in order moves each card to its rank
-    });
+    const before = this._hits ?? new Set();
+    // The previous hits go back where they were in the order added (the others never moved).
+    if (before.size) {
+      let prev = null;
+      for (const key of this.core.keys()) {
+        const item = this.items.get(key);
+        if (!item) continue;
+        if (before.has(key)) {
+          item.card.classList.remove('hit');
+          item.sim.textContent = '';
+          if (prev) prev.after(item.card);
+          else grid.prepend(item.card);
+        }
+        prev = item.card;
+      }
+    }
+    this._hits = new Set(hashes ?? []);
+    grid.classList.toggle('ranked', !!hashes);
+    if (hashes) {
+      const cards = hashes.map((h) => {
+        const item = this.items.get(h);
+        item.card.classList.add('hit');
+        item.sim.textContent = `similarity ${scores.get(h).toFixed(3)}`;
+        return item.card;
+      });
+      grid.prepend(...cards);
+    }
     if (active && grid.contains(active)) active.focus();
   }
 

@@ -67,8 +67,9 @@ is one), preprocessor_config.json (the family's defaults when absent).";
             Some("classify") => classify(&args[1..]),
             Some("gen-weights") => gen_weights(&args[1..]),
             Some("bench") => bench(&args[1..]),
+            Some("index") => return webclip::index::cli::main(&args[1..]),
             Some("-h" | "--help" | "help") => {
-                println!("{USAGE}");
+                println!("{USAGE}\n\n{}", webclip::index::cli::USAGE);
                 Ok(())
             }
             Some(other) => Err(Failure::Usage(format!("unknown command `{other}`"))),
@@ -77,7 +78,10 @@ is one), preprocessor_config.json (the family's defaults when absent).";
         match result {
             Ok(()) => 0,
             Err(Failure::Usage(msg)) => {
-                eprintln!("webclip: {msg}\n\n{USAGE}");
+                eprintln!(
+                    "webclip: {msg}\n\n{USAGE}\n\n{}",
+                    webclip::index::cli::USAGE
+                );
                 2
             }
             Err(Failure::Run(e)) => {

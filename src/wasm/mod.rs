@@ -23,6 +23,9 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+// The vector store behind js/clip-index.js.
+mod index;
+
 /// A JS `Error` with the message and `error.code` (`JsError` cannot carry properties).
 fn js_err(e: ClipError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());

@@ -173,6 +173,19 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   await firstCard(PHOTOS[0]);
   assert.deepEqual(await cardNames(page), PHOTOS);
 
+  // A library larger than the results shown: the best `searchTop` cards come first, the
+  // others are hidden (not re-ordered), and clearing puts every card back in the order added.
+  await page.evaluate(() => { document.querySelector('webclip-tagger').searchTop = 2; });
+  const visible = () => page.locator('webclip-tagger .card').evaluateAll((cards) =>
+    cards.filter((c) => c.offsetParent !== null).map((c) => c.dataset.name));
+  await page.evaluate((q) => document.querySelector('webclip-tagger').search(q), query);
+  assert.deepEqual(await visible(), expected.slice(0, 2).map(([p]) => p), 'only the best 2 are shown, in order');
+  assert.match(await page.locator('webclip-tagger [data-ref=searchInfo]').textContent(), /the best 2 of 5/);
+  await page.evaluate(() => document.querySelector('webclip-tagger').search(''));
+  assert.deepEqual(await cardNames(page), PHOTOS);
+  assert.deepEqual(await visible(), PHOTOS, 'every card is shown again');
+  await page.evaluate(() => { document.querySelector('webclip-tagger').searchTop = 200; });
+
   // Reload: photos and tags come from IndexedDB; no image or text is embedded again.
   await page.reload();
   await waitMessage(page, /Restored 5 photos/);

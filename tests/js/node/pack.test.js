@@ -34,16 +34,22 @@ test('npm pack installs into a fresh project and works there', (t) => {
      if (def !== Clip) throw new Error('default export is Clip');
      const clip = await Clip.load({ model: ${JSON.stringify(g.dir)}, towers: 'text' });
      const [e] = await clip.embedTexts([${JSON.stringify(g.texts[0])}]);
-     console.log(JSON.stringify({ backend: clip.backend, e: Array.from(e) }));`,
+     const { ClipIndex } = await import('webclip');
+     const index = await ClipIndex.open({ clip });
+     await index.add('cat', e);
+     const [hit] = await index.search(e, { k: 1 });
+     console.log(JSON.stringify({ backend: clip.backend, e: Array.from(e), hit: hit.key, fingerprint: clip.fingerprint }));`,
   );
   const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: app, encoding: 'utf8' }));
   assert.equal(out.backend, 'cpu');
   assert.ok(cosine(out.e, g.textEmbeds[0]) > 0.9999);
+  assert.equal(out.hit, 'cat');
+  assert.match(out.fingerprint, /^[0-9a-f]{32}$/);
 
   // The declarations type-check a typical use, and reject a wrong one.
   writeFileSync(
     path.join(app, 'use.ts'),
-    `import { Clip, type Progress, type Label, type WebclipError, type WebclipErrorCode } from 'webclip';
+    `import { Clip, ClipIndex, type IndexHit, type IndexKey, type Progress, type Label, type WebclipError, type WebclipErrorCode } from 'webclip';
      const seen: Progress[] = [];
      const clip: Clip = await Clip.load({ model: '/m/', backend: 'auto', towers: 'vision', worker: true, cache: true, onProgress: (p) => seen.push(p) });
      const kind: 'webgpu' | 'cpu' = clip.backendInfo.kind;
@@ -57,8 +63,17 @@ test('npm pack installs into a fresh project and works there', (t) => {
      const code: WebclipErrorCode = 'device-lost';
      // @ts-expect-error: not an error code
      const wrong: WebclipErrorCode = 'no-such-code';
+     const index = await ClipIndex.open<{ album: string }>({ clip, name: 'photos', precision: 'i8' });
+     await index.addMany([{ key: 'a.jpg', embedding: images[0], metadata: { album: 'trip' } }]);
+     const hits: IndexHit<{ album: string }>[] = await index.search('a cat', { k: 5, filter: { album: ['trip'] } });
+     const album: string = hits[0].metadata.album;
+     const groups: IndexKey[][] = index.duplicates({ threshold: 0.9 });
+     const fp: string | null = clip.fingerprint;
+     // @ts-expect-error: not a precision
+     await ClipIndex.open({ dim: 4, precision: 'f8' });
+     const storageCode: WebclipErrorCode = 'index-mismatch';
      clip.dispose();
-     export { kind, top, ranked, retry, code, wrong };`,
+     export { kind, top, ranked, retry, code, wrong, album, groups, fp, storageCode };`,
   );
   const tsc = path.join(pkgDir, '..', 'tests', 'js', 'node_modules', 'typescript', 'bin', 'tsc');
   writeFileSync(
