@@ -317,7 +317,7 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
     for len in lens {
         let ids = sample_tokens(t, len, &mut rng);
         let batch = TextBatch::from_tokens(&[ids], t, t.pad_token_id)?;
-        let t = time(
+        let timing = time(
             || graph::text_forward(&mut backend, text, &batch, false).map(|_| ()),
             3,
             Duration::from_millis(1000),
@@ -325,9 +325,9 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
         writeln!(
             out,
             "| text | {len} tokens | {} | {} | {} |",
-            ms(Some(t.best)),
-            ms(Some(t.median)),
-            ms(t.best_cpu)
+            ms(Some(timing.best)),
+            ms(Some(timing.median)),
+            ms(timing.best_cpu)
         )
         .map_err(io)?;
         // Named so that presets of other context lengths line up side by side.
@@ -337,7 +337,7 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
         };
         latencies.rows.push(Latency {
             what,
-            ms: t.best.as_secs_f64() * 1e3,
+            ms: timing.best.as_secs_f64() * 1e3,
         });
     }
     Ok(latencies)
