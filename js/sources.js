@@ -178,6 +178,8 @@ export class ByteCache {
 
   constructor(cache) {
     this.cache = cache;
+    /** Why an entry could not be stored (the first failure), or null: see `backendInfo.cacheSkipped`. */
+    this.skipped = null;
   }
 
   async get(url, part) {
@@ -214,7 +216,9 @@ export class ByteCache {
     try {
       await this.cache.put(cacheKey(url, part), new Response(bytes, { headers }));
     } catch (e) {
-      // Out of quota is not fatal: the model still loads, it is just not cached.
+      // Out of quota is not fatal: the model still loads, from memory, just not cached.
+      // A part already stored stays: each entry is checked on its own when read.
+      this.skipped ??= `${e?.name ?? 'Error'}: ${e?.message ?? e} (${url}${part ? `, ${part}` : ''})`;
       console.warn(`webclip: could not cache ${url}: ${e?.message ?? e}`);
     }
   }

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod limits;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
