@@ -5,6 +5,7 @@
 #   ./build.sh test     install what the tests need, then run every test (Rust, Node, browser)
 #   ./build.sh deps     only install the toolchain pieces (idempotent)
 #   ./build.sh bench    CPU and GPU benchmarks on random ViT-B/32 weights
+#   ./build.sh fuzz [SECONDS [TARGET...]]   run the cargo-fuzz targets (fuzz/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -35,6 +36,19 @@ install_deps() {
       cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
   fi
   npm_tools
+  fuzz_tools
+}
+
+# cargo-fuzz (libFuzzer) needs a nightly toolchain: -Z sanitizer=address and the fuzzer's
+# coverage instrumentation are nightly-only flags. The version is pinned for reproducible runs.
+CARGO_FUZZ_VERSION=0.13.2
+fuzz_tools() {
+  rustup toolchain list | grep -q '^nightly' || { log "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
+  if [ "$(cargo fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
+    log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked ||
+      cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+  fi
 }
 
 # tests/js/package-lock.json pins playwright-core (drives Debian's chromium; it downloads
@@ -78,7 +92,7 @@ build_pkg() {
   tests/js/node_modules/.bin/wasm-opt "${WASM_OPT_LEVEL:--O3}" "${WASM_OPT_FEATURES[@]}" \
     pkg/webclip_bg.wasm -o pkg/webclip_bg.opt.wasm
   mv pkg/webclip_bg.opt.wasm pkg/webclip_bg.wasm
-  cp js/index.js js/engine.js js/errors.js js/sources.js js/worker.js js/clip-index.js js/index-storage.js js/index.d.ts pkg/
+  cp js/index.js js/engine.js js/errors.js js/limits.js js/sources.js js/worker.js js/clip-index.js js/index-storage.js js/index.d.ts pkg/
   cp js/README.md pkg/README.md
   local version
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -95,6 +109,12 @@ run_tests() {
   local failed=()
   log "cargo test (native; GPU tests on lavapipe)"
   WEBCLIP_REQUIRE_GPU=1 cargo test --no-fail-fast || failed+=("cargo test")
+  # Every fuzz target briefly (WEBCLIP_FUZZ_SECONDS each; 0 skips); the long runs are
+  # `./build.sh fuzz 1800`.
+  if [ "${WEBCLIP_FUZZ_SECONDS:-20}" != 0 ]; then
+    log "fuzz: each target for ${WEBCLIP_FUZZ_SECONDS:-20} s"
+    fuzz/run.sh "${WEBCLIP_FUZZ_SECONDS:-20}" || failed+=("fuzz")
+  fi
   build_pkg
   log "node --test: Node.js 20 and headless Chromium against pkg/"
   node --test --test-concurrency=1 tests/js/node/ tests/js/browser/ tests/js/demo.test.mjs || failed+=("node --test")
@@ -118,5 +138,6 @@ case "${1:-pkg}" in
   test) run_tests ;;
   demo) serve_demo ;;
   bench) shift; cargo run --release --bin webclip -- bench "$@" ;;
+  fuzz) shift; fuzz_tools; fuzz/run.sh "${@:-60}" ;;
   *) echo "unknown command: $1" >&2; exit 2 ;;
 esac

@@ -4,9 +4,14 @@
 
 import init, { ImageBatch, WasmClip, WeightBytes, WeightPlan, modelFingerprint } from './webclip.js';
 import { codeOf, webclipError } from './errors.js';
+import { checkPixels, checkRequestBytes } from './limits.js';
 import { ByteCache, isNode, readWeights, readWhole, toSource } from './sources.js';
 
 let wasmReady = null;
+let wasmExports = null;
+
+/** Bytes of this thread's wasm memory (it only grows): for the load tests. */
+export const wasmMemoryBytes = () => wasmExports?.memory?.buffer.byteLength ?? 0;
 
 /** Load and instantiate the .wasm once per thread. */
 export function initWasm(wasmUrl) {
@@ -14,9 +19,9 @@ export function initWasm(wasmUrl) {
     if (isNode && !wasmUrl) {
       const fs = await import(/* webpackIgnore: true */ 'node:fs/promises');
       const bytes = await fs.readFile(new URL('./webclip_bg.wasm', import.meta.url));
-      await init({ module_or_path: bytes });
+      wasmExports = await init({ module_or_path: bytes });
     } else {
-      await init({ module_or_path: wasmUrl ?? new URL('./webclip_bg.wasm', import.meta.url) });
+      wasmExports = await init({ module_or_path: wasmUrl ?? new URL('./webclip_bg.wasm', import.meta.url) });
     }
   })().catch((e) => {
     wasmReady = null; // let a later call try again
@@ -234,7 +239,15 @@ export class LocalEngine {
       cacheNotice: cache?.notice ?? null,
       backend: clip.backendKind,
       // `weights`: how the GPU engine stores matrices ('auto' resolved); null on the CPU.
-      backendInfo: { kind: clip.backendKind, adapter, reason, weights: clip.backendWeights ?? null },
+      backendInfo: {
+        kind: clip.backendKind,
+        adapter,
+        reason,
+        weights: clip.backendWeights ?? null,
+        // A full disk (QuotaExceededError) or another Cache Storage failure: the model
+        // loaded from memory, and the next load downloads again.
+        cacheSkipped: cache?.skipped ?? null,
+      },
       dim: clip.dim,
       imageSize: clip.imageSize,
       logitScale: clip.logitScale,
@@ -319,14 +332,23 @@ export class LocalEngine {
     }
   }
 
+  /** Bytes of wasm memory (tests: memory stays flat under load). */
+  memory() {
+    return wasmMemoryBytes();
+  }
+
   /** One `Float32Array(dim)` per image. */
   async embedImages(images, normalize) {
     // Before the batch exists: a failed reload must not leave it unfreed.
     if (this.lost) await this.recover();
     const batch = new ImageBatch();
     try {
+      let total = 0;
       for (let i = 0; i < images.length; i++) {
         const img = await toPixels(images[i], images.length > 1 ? `image ${i}` : 'image');
+        // Counted as read (a Blob's or canvas' size is only known now), before the copy.
+        total += (img.encoded ?? img.data).byteLength;
+        checkRequestBytes(total);
         if (img.encoded) batch.pushEncoded(img.encoded);
         else batch.pushRgba(img.width, img.height, img.data);
       }
@@ -417,6 +439,7 @@ export async function toPixels(img, what = 'image') {
 
 function draw(source, width, height, what) {
   if (!width || !height) throw webclipError('bad-image', `webclip: ${what} has no pixels (${width}x${height}); is it loaded?`);
+  checkPixels(width, height, what);
   let canvas;
   if (typeof OffscreenCanvas !== 'undefined') canvas = new OffscreenCanvas(width, height);
   else if (typeof document !== 'undefined') {

@@ -86,6 +86,9 @@ export interface BackendInfo {
   reason: string;
   /** How the WebGPU backend stores matrices (`gpuWeights` resolved); null on the CPU backend. */
   weights: GpuWeights | null;
+  /** Why a downloaded file could not be kept in Cache Storage (a full disk:
+   * `QuotaExceededError: …`); null when every file was cached or caching is off. */
+  cacheSkipped: string | null;
 }
 
 /**

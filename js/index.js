@@ -4,6 +4,7 @@
 
 import { LocalEngine, initWasm } from './engine.js';
 import { deserializeError, webclipError, withCode } from './errors.js';
+import { checkImages, checkMaxBatch, checkTexts } from './limits.js';
 import { ByteCache, isNode } from './sources.js';
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
@@ -36,6 +37,7 @@ function validate(options) {
     o.cache = { chunkBytes: c };
   } else if (typeof o.cache !== 'boolean') throw badInput('webclip: cache must be true, false or { chunkBytes }');
   if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw badInput('webclip: maxBatch must be a non-negative integer');
+  checkMaxBatch(o.maxBatch);
   if (o.onProgress != null && typeof o.onProgress !== 'function') throw badInput('webclip: onProgress must be a function');
   if (o.model == null) throw badInput('webclip: Clip.load needs `model`: a folder URL or { config, weights, tokenizer | spiece, tokenizerConfig?, preprocessor? }');
   return o;
@@ -126,6 +128,10 @@ class WorkerEngine {
 
   loseDevice() {
     return this.call('loseDevice', []);
+  }
+
+  memory() {
+    return this.call('memory', []);
   }
 
   dispose() {
@@ -253,6 +259,15 @@ export class Clip {
   }
 
   /**
+   * Bytes of wasm memory where the model runs (in its worker with `worker: true`), queued
+   * like a call: for tests that memory stays flat under load. Not part of the API.
+   * @returns {Promise<number>}
+   */
+  _memory() {
+    return this._run((e) => e.memory());
+  }
+
+  /**
    * One embedding per image, L2-normalised unless `{ normalize: false }`.
    * @returns {Promise<Float32Array[]>}
    */
@@ -260,6 +275,11 @@ export class Clip {
     if (!Array.isArray(images)) return Promise.reject(badArgument('webclip: embedImages takes an array of images'));
     if (this.towers === 'text') return Promise.reject(webclipError('tower-not-loaded', "webclip: the vision tower is not loaded (towers: 'text')"));
     if (images.length === 0) return Promise.resolve([]);
+    try {
+      checkImages(images);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this._run((e) => e.embedImages(images, !!normalize));
   }
 
@@ -278,6 +298,11 @@ export class Clip {
     }
     if (this.towers === 'vision') return Promise.reject(webclipError('tower-not-loaded', "webclip: the text tower is not loaded (towers: 'vision')"));
     if (texts.length === 0) return Promise.resolve([]);
+    try {
+      checkTexts(texts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return this._run((e) => e.embedTexts(texts, !!normalize));
   }
 

@@ -201,8 +201,10 @@ export class ByteCache {
   constructor(cache, chunkBytes = CHUNK_BYTES) {
     this.cache = cache;
     this.chunkBytes = chunkBytes;
-    /** Why a file could not be cached this time (null while every write succeeded). */
+    /** Why a file could not be cached this time (null while every write succeeded): the
+     * message (`clip.cacheNotice`) and the error with the file (`backendInfo.cacheSkipped`). */
     this.notice = null;
+    this.skipped = null;
   }
 
   /** Bytes of one Response, checked against its length and checksum headers; null when damaged. */
@@ -286,6 +288,7 @@ export class ByteCache {
     } catch (e) {
       // Out of quota is not fatal: the model still loads, it is just not cached.
       await this.remove(key, n);
+      this.skipped ??= `${e?.name ?? 'Error'}: ${e?.message ?? e} (${url}${part ? `, ${part}` : ''})`;
       this.notice =
         `webclip: could not store ${url} in Cache Storage (${e?.name ?? 'Error'}: ${e?.message ?? e}); ` +
         'the model is kept in memory for this session and will be downloaded again next time';

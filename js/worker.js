@@ -26,6 +26,9 @@ const methods = {
     const out = await loaded().embedTexts(texts, normalize);
     return [out, out.map((e) => e.buffer)];
   },
+  async memory() {
+    return [loaded().memory(), []];
+  },
   async loseDevice() {
     await loaded().loseDevice();
     return [undefined, []];

@@ -13,6 +13,7 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod index;
+pub mod limits;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;

@@ -4,12 +4,10 @@
 //! precise error, and so the header can be read before the data is there (range downloads).
 
 use crate::error::{ClipError, Result};
+use crate::limits::{MAX_HEADER_BYTES, MAX_TENSORS};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
-
-/// Headers of real checkpoints are tens of KiB; refuse absurd ones before allocating.
-const MAX_HEADER_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
@@ -140,6 +138,51 @@ struct RawEntry {
     data_offsets: [usize; 2],
 }
 
+/// The header's entries in file order, `__metadata__` skipped, read straight from the JSON
+/// (no intermediate `Value` tree) and refused past [`MAX_TENSORS`] entries or at a name
+/// given twice, so the memory it takes stays proportional to what is accepted.
+struct RawHeader(Vec<(String, RawEntry)>);
+
+impl<'de> serde::Deserialize<'de> for RawHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawHeader;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of tensors")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawHeader, A::Error> {
+                let mut out: Vec<(String, RawEntry)> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if name == "__metadata__" {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    if out.len() == MAX_TENSORS {
+                        return Err(A::Error::custom(format!(
+                            "more than {MAX_TENSORS} tensors (the limit)"
+                        )));
+                    }
+                    if !seen.insert(name.clone()) {
+                        return Err(A::Error::custom(format!("tensor `{name}` is listed twice")));
+                    }
+                    let entry = map
+                        .next_value::<RawEntry>()
+                        .map_err(|e| A::Error::custom(format!("entry `{name}`: {e}")))?;
+                    out.push((name, entry));
+                }
+                Ok(RawHeader(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 impl SafeTensors {
     /// How many bytes of the file to read for [`SafeTensors::parse_header`], from its first 8.
     pub fn header_len(first8: &[u8]) -> Result<usize> {
@@ -170,16 +213,12 @@ impl SafeTensors {
                 prefix.len()
             ))
         })?;
-        let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(json)
-            .map_err(|e| ClipError::SafeTensors(format!("header is not valid JSON: {e}")))?;
+        let RawHeader(raw) = serde_json::from_slice(json).map_err(|e| {
+            ClipError::SafeTensors(format!("header is not valid safetensors JSON: {e}"))
+        })?;
         let mut tensors = BTreeMap::new();
         let mut ranges = Vec::new();
-        for (name, value) in raw {
-            if name == "__metadata__" {
-                continue;
-            }
-            let e: RawEntry = serde_json::from_value(value)
-                .map_err(|err| ClipError::SafeTensors(format!("header entry `{name}`: {err}")))?;
+        for (name, e) in raw {
             let dtype = Dtype::parse(&e.dtype);
             let [begin, end] = e.data_offsets;
             let numel = e
@@ -465,5 +504,55 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("JSON"));
+    }
+
+    /// A header of `n` empty F32 tensors (`t0`, `t1`, ...), as a whole file.
+    fn empty_tensors(n: usize) -> Vec<u8> {
+        let entries: Vec<String> = (0..n)
+            .map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}"#))
+            .collect();
+        let json = format!("{{{}}}", entries.join(","));
+        [&(json.len() as u64).to_le_bytes()[..], json.as_bytes()].concat()
+    }
+
+    #[test]
+    fn tensor_count_is_limited() {
+        let st = SafeTensors::parse(&empty_tensors(MAX_TENSORS)).unwrap();
+        assert_eq!(st.names().count(), MAX_TENSORS);
+        let e = SafeTensors::parse(&empty_tensors(MAX_TENSORS + 1)).unwrap_err();
+        assert_eq!(e.code(), "bad-weights");
+        assert!(e.to_string().contains("more than 65536 tensors"), "{e}");
+    }
+
+    #[test]
+    fn header_size_limit_is_safetensors_own() {
+        // 100 MB is accepted as a length (the bytes are then read and parsed)...
+        let ok = (MAX_HEADER_BYTES).to_le_bytes();
+        assert_eq!(
+            SafeTensors::header_len(&ok).unwrap(),
+            8 + MAX_HEADER_BYTES as usize
+        );
+        // ...one more byte is refused before anything is allocated.
+        let e = SafeTensors::header_len(&(MAX_HEADER_BYTES + 1).to_le_bytes()).unwrap_err();
+        assert_eq!(e.code(), "bad-weights");
+        assert!(e.to_string().contains("over 100000000 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused() {
+        let json = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+        let f = [
+            &(json.len() as u64).to_le_bytes()[..],
+            json.as_bytes(),
+            &[0; 8],
+        ]
+        .concat();
+        let e = SafeTensors::parse(&f).unwrap_err();
+        assert!(e.to_string().contains("`a` is listed twice"), "{e}");
+        // Metadata is skipped whatever it holds; a bad entry names itself.
+        let json = r#"{"__metadata__":{"format":"pt","x":[1,{}]},"b":{"dtype":"F32","shape":"?"}}"#;
+        let f = [&(json.len() as u64).to_le_bytes()[..], json.as_bytes()].concat();
+        let e = SafeTensors::parse(&f).unwrap_err();
+        assert!(e.to_string().contains("entry `b`"), "{e}");
     }
 }

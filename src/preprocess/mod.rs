@@ -225,7 +225,7 @@ pub struct Preprocessor {
 }
 
 impl Preprocessor {
-    pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+    pub const DEFAULT_MAX_PIXELS: u64 = crate::limits::MAX_IMAGE_PIXELS;
 
     pub fn new(config: PreprocessConfig) -> Self {
         Preprocessor {

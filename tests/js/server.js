@@ -14,6 +14,10 @@
 //   /cut/<path>       announces the full Content-Length, sends half, drops the connection
 //   /short/<path>     serves the first half of the file as if it were all of it
 //   /missing/<path>   404
+//
+// and, for a retry to meet a working server at the same URL, `cutNext(suffix, over)`: the
+// next request for a path ending with `suffix` whose body is over `over` bytes is cut as
+// /cut/ cuts it; later ones are served.
 
 import { createServer } from 'node:http';
 import { createReadStream, promises as fs } from 'node:fs';
@@ -50,6 +54,7 @@ export async function startServer({ port = 0, www = null } = {}) {
   ];
   if (www) mounts.push(['/', path.resolve(www)]);
   const log = [];
+  const cutOnce = [];
 
   const server = createServer(async (req, res) => {
     const entry = { method: req.method, path: '', range: req.headers.range ?? null, status: 0, bytes: 0 };
@@ -106,6 +111,11 @@ export async function startServer({ port = 0, www = null } = {}) {
       headers['content-range'] = `bytes ${start}-${end - 1}/${size}`;
     }
     headers['content-length'] = String(end - start);
+    const once = fault ? -1 : cutOnce.findIndex((c) => url.endsWith(c.suffix) && end - start > c.over);
+    if (once >= 0) {
+      cutOnce.splice(once, 1);
+      fault = entry.fault = 'cut';
+    }
     entry.status = status;
     res.writeHead(status, headers);
     if (req.method === 'HEAD') return res.end();
@@ -132,6 +142,8 @@ export async function startServer({ port = 0, www = null } = {}) {
     /** Requests whose path ends with `suffix` (faults stripped). */
     requests: (suffix) => log.filter((e) => e.path.endsWith(suffix)),
     clearLog: () => log.splice(0),
+    /** Cut the next request for `suffix` with a body over `over` bytes (see above). */
+    cutNext: (suffix, over = 0) => cutOnce.push({ suffix, over }),
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();
