@@ -384,6 +384,7 @@ pub struct Clip {
 
 impl Clip {
     pub async fn load(files: ModelFiles<'_>, options: &ClipOptions) -> Result<Clip> {
+        crate::limits::check_max_batch(options.max_batch)?;
         let config = ClipConfig::from_json(files.config)?;
         let image_size = config.vision_config.image_size;
         let preprocessor = Preprocessor::new(match (files.preprocessor, config.family) {
@@ -523,6 +524,8 @@ impl Clip {
 
     /// Projected features (before normalisation) for images, in order.
     pub async fn image_features(&mut self, images: &[ImageInput<'_>]) -> Result<Embeddings> {
+        let bytes = images.iter().map(ImageInput::len).sum();
+        crate::limits::check_images(images.len(), bytes)?;
         let mut out = Embeddings {
             rows: 0,
             dim: self.config.projection_dim,
@@ -578,6 +581,7 @@ impl Clip {
 
     /// Projected features (before normalisation) for texts, in order.
     pub async fn text_features(&mut self, texts: &[&str]) -> Result<Embeddings> {
+        crate::limits::check_texts(texts)?;
         if texts.is_empty() {
             return Ok(Embeddings {
                 rows: 0,

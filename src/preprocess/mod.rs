@@ -30,6 +30,20 @@ pub enum ImageInput<'a> {
     },
 }
 
+impl ImageInput<'_> {
+    /// The bytes it holds (what the per-call limit counts).
+    pub fn len(&self) -> usize {
+        match self {
+            ImageInput::Encoded(b) => b.len(),
+            ImageInput::Rgba { data, .. } => data.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What `size` of `preprocessor_config.json` resizes the image to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizeTo {
