@@ -20,7 +20,15 @@ fn tiny() -> std::path::PathBuf {
 fn rewrite(
     edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(String, Vec<usize>, Vec<f32>)>,
 ) -> Vec<u8> {
-    let bytes = std::fs::read(tiny().join("model.safetensors")).unwrap();
+    rewrite_file(&tiny().join("model.safetensors"), edit)
+}
+
+/// The checkpoint at `path` rewritten through `edit`, as [`rewrite`] does.
+fn rewrite_file(
+    path: &std::path::Path,
+    edit: impl Fn(&str, Vec<usize>, Vec<f32>) -> Option<(String, Vec<usize>, Vec<f32>)>,
+) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
     let st = SafeTensors::parse(&bytes).unwrap();
     let mut tensors = Vec::new();
     for info in st.tensors() {
@@ -504,26 +512,10 @@ fn siglip_checkpoints_with_bad_parts_are_clear_errors() {
 fn a_siglip_checkpoint_without_its_head_names_the_missing_tensor() {
     let dir = siglip_folder("siglip-spm", |d| {
         let path = d.join("model.safetensors");
-        let bytes = std::fs::read(&path).unwrap();
-        let st = SafeTensors::parse(&bytes).unwrap();
-        let kept: Vec<_> = st
-            .tensors()
-            .filter(|t| t.name != "vision_model.head.attention.in_proj_weight")
-            .map(|t| {
-                let data = st.read_f32(bytes.as_slice(), &t.name).unwrap();
-                (t.name.clone(), t.shape.clone(), data)
-            })
-            .collect();
-        let spec: Vec<_> = kept
-            .iter()
-            .map(|(n, s, _)| (n.clone(), s.clone()))
-            .collect();
-        let mut out = Vec::new();
-        write_f32(&mut out, &spec, Dtype::F32, |i, buf| {
-            buf.extend_from_slice(&kept[i].2);
-            Ok(())
-        })
-        .unwrap();
+        let out = rewrite_file(&path, |name, shape, data| {
+            (name != "vision_model.head.attention.in_proj_weight")
+                .then(|| (name.to_string(), shape, data))
+        });
         std::fs::write(&path, out).unwrap();
     });
     let err = load_folder(&dir).err().expect("no pooling head");

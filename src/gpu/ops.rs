@@ -163,12 +163,7 @@ impl Backend for GpuBackend {
         valid_lens: &[usize],
     ) -> Result<GpuAct> {
         self.ctx.errors.check()?;
-        let AttentionShape {
-            queries,
-            keys,
-            heads,
-            causal,
-        } = shape;
+        let (queries, keys, heads) = (shape.queries, shape.keys, shape.heads);
         let width = q.cols;
         let seqs = valid_lens.len();
         let head_dim = width / heads.max(1);
@@ -196,7 +191,7 @@ impl Backend for GpuBackend {
             heads: u32_of("heads", heads)?,
             head_dim: head_dim as u32,
             width: u32_of("width", width)?,
-            causal: causal as u32,
+            causal: shape.causal as u32,
             scale: 1.0 / (head_dim as f32).sqrt(),
             pad: 0,
         };

@@ -109,12 +109,7 @@ impl<'b, B: Backend> Checked<'b, B> {
         shape: AttentionShape,
         valid_lens: &[usize],
     ) -> Result<B::Act> {
-        let AttentionShape {
-            queries,
-            keys,
-            heads,
-            causal,
-        } = shape;
+        let (queries, keys, heads) = (shape.queries, shape.keys, shape.heads);
         let (rows, width) = q.dims();
         let seqs = valid_lens.len();
         ensure(Some(rows) == seqs.checked_mul(queries), || {
@@ -130,7 +125,7 @@ impl<'b, B: Backend> Checked<'b, B> {
                 )
             })?;
         }
-        ensure(!causal || queries == keys, || {
+        ensure(!shape.causal || queries == keys, || {
             format!("causal attention needs as many queries as keys, not {queries} and {keys}")
         })?;
         ensure(heads > 0 && width.is_multiple_of(heads), || {
