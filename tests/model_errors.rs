@@ -279,9 +279,14 @@ fn the_description_names_exactly_the_tensors_of_each_fixture_checkpoint() {
             ClipConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
         let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
         let st = SafeTensors::parse(&bytes).unwrap();
-        let mut stored: Vec<_> = st.tensors().map(|t| (&t.name, &t.shape)).collect();
+        // A scalar may be stored as [] or [1] (SigLIP's files hold [1]); both load.
+        let scalar = |shape: &Vec<usize>| match shape.as_slice() {
+            [1] => Vec::new(),
+            s => s.to_vec(),
+        };
+        let mut stored: Vec<_> = st.tensors().map(|t| (&t.name, scalar(&t.shape))).collect();
         let specs = tensor_specs(&config, Towers::Both).unwrap();
-        let mut described: Vec<_> = specs.iter().map(|s| (&s.name, &s.shape)).collect();
+        let mut described: Vec<_> = specs.iter().map(|s| (&s.name, scalar(&s.shape))).collect();
         stored.sort();
         described.sort();
         assert_eq!(described, stored, "{}", dir.display());
