@@ -130,7 +130,7 @@ fuzz_target!(|input: Input| {
     let files = ModelFiles {
         config: json.as_bytes(),
         weights: &weights,
-        tokenizer: None,
+        tokenizer: Default::default(),
         preprocessor: None,
     };
     let mut clip = match pollster::block_on(Clip::load(files, &options)) {

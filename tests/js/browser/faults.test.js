@@ -88,7 +88,7 @@ test('a full disk: QuotaExceededError from Cache Storage; the model loads from m
   assert.ok(cosine(r.e[0], g.textEmbeds[0]) > 0.9999, 'the model works from memory');
   assert.match(r.info.cacheSkipped, /^QuotaExceededError: The quota has been exceeded\. \(http.*\)$/);
   assert.equal(r.cached, 0, 'nothing was stored');
-  assert.ok(r.warnings.some((w) => /could not cache .*: The quota has been exceeded/.test(w)), r.warnings.join('\n'));
+  assert.ok(r.warnings.some((w) => /could not store .* in Cache Storage \(QuotaExceededError: The quota has been exceeded/.test(w)), r.warnings.join('\n'));
   assert.equal(r.skippedAfter, null);
 });
 
