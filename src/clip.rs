@@ -384,6 +384,7 @@ pub struct Clip {
 
 impl Clip {
     pub async fn load(files: ModelFiles<'_>, options: &ClipOptions) -> Result<Clip> {
+        // The limits are checked here, for every caller (the wasm layer included).
         crate::limits::check_max_batch(options.max_batch)?;
         let config = ClipConfig::from_json(files.config)?;
         let image_size = config.vision_config.image_size;

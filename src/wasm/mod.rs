@@ -163,14 +163,6 @@ enum Item {
     },
 }
 
-impl Item {
-    fn len(&self) -> usize {
-        match self {
-            Item::Encoded(b) | Item::Rgba { data: b, .. } => b.len(),
-        }
-    }
-}
-
 #[wasm_bindgen]
 impl ImageBatch {
     #[wasm_bindgen(constructor)]
@@ -293,7 +285,6 @@ impl<'de> serde::Deserialize<'de> for Bytes {
 
 impl LoadOptions {
     fn clip_options(&self) -> crate::Result<ClipOptions> {
-        crate::limits::check_max_batch(self.max_batch)?;
         Ok(ClipOptions {
             backend: BackendChoice::parse(&self.backend)?,
             towers: Towers::parse(&self.towers)?,
@@ -358,8 +349,6 @@ impl WasmClip {
     pub fn image_features(&self, images: ImageBatch, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            let bytes = images.items.iter().map(Item::len).sum();
-            crate::limits::check_images(images.items.len(), bytes).map_err(js_err)?;
             let mut clip = borrow(&inner)?;
             let inputs: Vec<ImageInput> = images
                 .items
@@ -387,7 +376,6 @@ impl WasmClip {
     pub fn text_features(&self, texts: Vec<String>, normalize: bool) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            crate::limits::check_texts(&texts).map_err(js_err)?;
             let mut clip = borrow(&inner)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             features(clip.text_features(&refs).await, normalize)
