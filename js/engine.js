@@ -83,6 +83,13 @@ function modelSources(model, towers) {
   };
 }
 
+/** `p`'s bytes, or null when the file is not there (a file a repository may lack). */
+const optional = (p) =>
+  p.catch((e) => {
+    if (e?.code === 'not-found') return null;
+    throw e;
+  });
+
 /**
  * The tokenizer files, as `WasmClip.load` takes them. From a folder URL only the files the
  * model uses are fetched: `tokenizer_config.json` first (optional), whose
@@ -91,11 +98,6 @@ function modelSources(model, towers) {
  * tokenizer decides from the same class (`Tokenizer::kind_of`).
  */
 async function readTokenizer(srcs, read) {
-  const optional = (p) =>
-    p.catch((e) => {
-      if (e?.code === 'not-found') return null;
-      throw e;
-    });
   if (!srcs.folder) {
     const [tokenizer, spiece, tokenizerConfig] = await Promise.all(
       ['tokenizer', 'spiece', 'tokenizerConfig'].map((k) => (srcs[k] ? read(k, srcs[k]) : null)),
@@ -180,13 +182,10 @@ export class LocalEngine {
     // spiece.model: `file` says which), 'preprocessor', 'weights'.
     const phaseOf = { spiece: 'tokenizer' };
     const read = (key, src) => readWhole(src, progress(phaseOf[key] ?? key, src), cache);
-    const small = (key, optional) => {
+    const small = (key, mayLack = false) => {
       const src = srcs[key];
       if (!src) return null;
-      return read(key, src).catch((e) => {
-        if (optional && e?.code === 'not-found') return null;
-        throw e;
-      });
+      return mayLack ? optional(read(key, src)) : read(key, src);
     };
     const text = towers !== 'vision';
     const pending = [

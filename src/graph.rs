@@ -360,10 +360,7 @@ impl TextBatch {
                     t.len()
                 )));
             }
-            pool_positions.push(match tower.causal {
-                true => pool_position(t, tower.eos_token_id),
-                false => context - 1,
-            });
+            pool_positions.push(tower_pool_position(t, context, tower));
         }
         let seq_len = pool_positions.iter().map(|p| p + 1).max().unwrap_or(1);
         let mut ids = Vec::with_capacity(texts.len() * seq_len);
@@ -398,10 +395,7 @@ impl TextBatch {
         }
         let pool_positions = ids
             .chunks(seq_len)
-            .map(|t| match tower.causal {
-                true => pool_position(t, tower.eos_token_id),
-                false => seq_len - 1,
-            })
+            .map(|t| tower_pool_position(t, seq_len, tower))
             .collect();
         let valid_lens = mask
             .chunks(seq_len)
@@ -423,6 +417,15 @@ impl TextBatch {
 
     pub fn is_empty(&self) -> bool {
         self.pool_positions.is_empty()
+    }
+}
+
+/// The row a tower pools of a text padded to `padded_len`: CLIP's end token
+/// ([`pool_position`]), SigLIP's last position.
+fn tower_pool_position(ids: &[u32], padded_len: usize, tower: &TextConfig) -> usize {
+    match tower.causal {
+        true => pool_position(ids, tower.eos_token_id),
+        false => padded_len - 1,
     }
 }
 
