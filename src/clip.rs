@@ -46,6 +46,9 @@ pub struct ClipOptions {
     pub max_batch: usize,
     /// Adapter choice and limits for the WebGPU backend.
     pub gpu: GpuOptions,
+    /// Threads of the CPU backend: 0 = every core natively (the JS layer passes its own
+    /// count to the threaded wasm build; the single-threaded one always runs one).
+    pub threads: usize,
 }
 
 /// The files of a Hugging Face CLIP or SigLIP repository, as bytes.
@@ -138,6 +141,8 @@ pub struct BackendInfo {
     /// How the GPU stores linear layers' matrices (`"f16"` or `"f32"`); `None` on the
     /// CPU backend, which ignores `GpuOptions::weights`.
     pub weights: Option<&'static str>,
+    /// Threads the CPU backend runs on; `None` on the GPU.
+    pub threads: Option<usize>,
 }
 
 /// Row-major `[rows, dim]` f32 results.
@@ -292,8 +297,9 @@ impl Checkpoint<'_> {
         )
     }
 
-    fn cpu(&self) -> Result<Loaded> {
-        let model = self.on(CpuBackend, &mut |_, role, t| cpu::make_weight(role, t))?;
+    fn cpu(&self, threads: usize) -> Result<Loaded> {
+        let backend = CpuBackend::with_threads(threads);
+        let model = self.on(backend, &mut |_, role, t| cpu::make_weight(role, t))?;
         Ok(Loaded::Cpu(Box::new(model)))
     }
 
@@ -309,16 +315,29 @@ fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
         adapter: Some(gpu.adapter_info().name.clone()),
         reason,
         weights: Some(if gpu.f16_weights() { "f16" } else { "f32" }),
+        threads: None,
     }
 }
 
-fn cpu_info(reason: String) -> BackendInfo {
-    BackendInfo {
+/// What runs the model once it is on the CPU backend.
+fn cpu_loaded(
+    checkpoint: &Checkpoint<'_>,
+    options: &ClipOptions,
+    reason: String,
+) -> Result<(Loaded, BackendInfo)> {
+    let loaded = checkpoint.cpu(options.threads)?;
+    let threads = match &loaded {
+        Loaded::Cpu(m) => m.backend.threads(),
+        Loaded::Gpu(_) => 1,
+    };
+    let info = BackendInfo {
         kind: "cpu",
         adapter: None,
         reason,
         weights: None,
-    }
+        threads: Some(threads),
+    };
+    Ok((loaded, info))
 }
 
 /// Pick and load the backend as `choice` asks: `Gpu` never falls back; `Auto` takes a
@@ -329,10 +348,9 @@ async fn load_backend(
     options: &ClipOptions,
 ) -> Result<(Loaded, BackendInfo)> {
     match options.backend {
-        BackendChoice::Cpu => Ok((
-            checkpoint.cpu()?,
-            cpu_info("the CPU backend was requested".into()),
-        )),
+        BackendChoice::Cpu => {
+            cpu_loaded(checkpoint, options, "the CPU backend was requested".into())
+        }
         BackendChoice::Gpu => {
             let gpu = GpuBackend::new(&options.gpu).await?;
             let info = gpu_info(&gpu, "the WebGPU backend was requested".into());
@@ -358,7 +376,7 @@ async fn load_backend(
                 }
                 Err(e) => format!("WebGPU is unavailable: {e}"),
             };
-            Ok((checkpoint.cpu()?, cpu_info(reason)))
+            cpu_loaded(checkpoint, options, reason)
         }
     }
 }

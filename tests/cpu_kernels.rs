@@ -82,6 +82,7 @@ fn epilogue_case(i: usize) -> (bool, Option<Activation>, bool) {
 
 #[test]
 fn matmul_matches_scalar_reference_on_every_isa() {
+    webclip::cpu::pool::ensure_workers(3);
     let isas = isas();
     let mut rng = Rng::new(1);
     let mut case = 0;
@@ -117,6 +118,12 @@ fn matmul_matches_scalar_reference_on_every_isa() {
                 gemm::matmul(isa, &a, m, &packed, &mut buf[GUARD..GUARD + m * n], &ep).unwrap();
                 let what = format!("{} matmul {m}x{k}x{n} {ep:?}", isa.name());
                 check_guards(&buf, &what);
+                // Split over threads by columns: every column is computed as on one thread.
+                let mut par = guarded(m * n);
+                let out = &mut par[GUARD..GUARD + m * n];
+                gemm::matmul_threads(isa, 3, &a, m, &packed, out, &ep).unwrap();
+                check_guards(&par, &what);
+                assert!(par == buf, "{what}: 3 threads differ from one");
                 // Sums of k products of values in [-1, 1]: rounding grows with k.
                 let tol = 1e-6 * k as f32 + 1e-6;
                 let (e, i) = worst(&buf[GUARD..GUARD + m * n], &want, tol, 1e-6);
@@ -235,6 +242,7 @@ fn layer_norm_matches_scalar_reference() {
 
 #[test]
 fn attention_matches_scalar_reference() {
+    webclip::cpu::pool::ensure_workers(3);
     let mut rng = Rng::new(5);
     // (sequences' valid lengths, queries, keys, heads, head_dim, causal, q/k scale)
     type Case<'a> = (&'a [usize], usize, usize, usize, usize, bool, f32);
@@ -284,6 +292,11 @@ fn attention_matches_scalar_reference() {
                 isa.name()
             );
             check_guards(&buf, &what);
+            let mut par = guarded(n);
+            let out = &mut par[GUARD..GUARD + n];
+            ops::attention_threads(isa, 3, &q, &k, &v, out, width, shape, valid).unwrap();
+            check_guards(&par, &what);
+            assert!(par == buf, "{what}: 3 threads differ from one");
             let (e, i) = worst(
                 &buf[GUARD..GUARD + n],
                 &want,
@@ -332,7 +345,7 @@ fn backend_linear_packs_hand_built_weights_and_checks_widths() {
         in_features: k,
         out_features: n,
     };
-    let mut b = CpuBackend;
+    let mut b = CpuBackend::default();
     let xa = b.input(&x, m, k).unwrap();
     let got = b.linear(&xa, &linear, None, None).unwrap();
     let mut want = vec![0f32; m * n];
@@ -413,7 +426,7 @@ fn unchecked_embeddings_are_internal_errors_and_checked_ones_bad_input() {
         data: vec![0.5; rows * cols],
         packed: None,
     };
-    let mut b = CpuBackend;
+    let mut b = CpuBackend::default();
     let (tok, pos) = (table(10, 4), table(5, 4));
     // Id 10 of a vocabulary of 10; sequences longer than the position table.
     for (ids, seq) in [(&[1u32, 10][..], 2), (&[0; 6][..], 6)] {

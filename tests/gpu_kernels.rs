@@ -62,7 +62,7 @@ fn read<B: Backend>(b: &mut B, a: &B::Act) -> Vec<f32> {
 macro_rules! compare {
     ($gpu:expr, $tol:expr, $what:expr, |$b:ident| $body:expr) => {{
         let want = {
-            let $b = &mut CpuBackend;
+            let $b = &mut CpuBackend::default();
             let a = $body;
             read($b, &a)
         };
@@ -476,7 +476,7 @@ fn shape_errors<E: TestBackend>(b: &mut E) -> Vec<String> {
 #[test]
 fn shape_errors_are_the_graphs_and_the_same_on_both_backends() {
     let Some(mut g) = gpu() else { return };
-    let cpu = shape_errors(&mut CpuBackend);
+    let cpu = shape_errors(&mut CpuBackend::default());
     assert!(
         cpu[4].contains("valid length 9") && cpu[5].contains("valid length 0"),
         "{cpu:?}"

@@ -235,7 +235,7 @@ fn the_graph_checks_what_a_hand_made_batch_holds() {
     let t = &config.text_config;
     let good = TextBatch::from_tokens(&[vec![49406, 320, 49407]], t, 49407).unwrap();
     let run = |batch: &TextBatch| {
-        graph::text_forward(&mut CpuBackend, text, batch, false)
+        graph::text_forward(&mut CpuBackend::default(), text, batch, false)
             .map(|_| ())
             .err()
     };
@@ -263,7 +263,7 @@ fn the_graph_checks_what_a_hand_made_batch_holds() {
     }
 
     let vision = model.vision().unwrap();
-    let err = graph::vision_forward(&mut CpuBackend, vision, &[0.0; 10], 1, false)
+    let err = graph::vision_forward(&mut CpuBackend::default(), vision, &[0.0; 10], 1, false)
         .map(|_| ())
         .unwrap_err();
     assert!(

@@ -6,7 +6,9 @@ use common::*;
 use webclip::cpu::{self, CpuBackend};
 
 fn load(g: &Golden, file: &str) -> webclip::clip::BackendModel<CpuBackend> {
-    load_encoder(g, file, CpuBackend, &mut |_, r, t| cpu::make_weight(r, t))
+    load_encoder(g, file, CpuBackend::default(), &mut |_, r, t| {
+        cpu::make_weight(r, t)
+    })
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! CPU backend benchmark, single thread: the FMA peak of the ISA in use (a register-only
-//! microbenchmark), GFLOP/s of every GEMM shape of the model against it, and encoder
-//! latencies on random weights of the real shape (timing does not depend on the values).
+//! CPU backend benchmark on N threads: the FMA peak of the ISA in use (a register-only
+//! microbenchmark, run on N threads at once), GFLOP/s of every GEMM shape of the model
+//! against it, and encoder latencies on random weights of the real shape (timing does not
+//! depend on the values).
 //! Run: `cargo run --release --example cpu_bench [preset]` (or `webclip bench --backend cpu`).
 
 use super::{sample_tokens, Latencies, Latency};
-use crate::cpu::gemm::{matmul, Epilogue, PackedMatrix};
+use crate::cpu::gemm::{matmul_threads, Epilogue, PackedMatrix};
 use crate::cpu::simd::{Isa, Scalar, Simd};
 use crate::cpu::{make_weight, CpuBackend};
 use crate::error::Result;
@@ -23,7 +24,7 @@ struct Timing {
     best: Duration,
     median: Duration,
     /// Best on-CPU time of this thread (Linux): on a shared machine, wall time also counts
-    /// the slices other processes got.
+    /// the slices other processes got. Shown for one thread only (it omits the workers').
     best_cpu: Option<Duration>,
 }
 
@@ -127,6 +128,20 @@ pub fn fma_peak(isa: Isa) -> f64 {
     (iters * CHAINS * lanes * 2) as f64 / best / 1e9
 }
 
+/// The peak of `threads` cores together: [`fma_peak`] on that many OS threads at once
+/// (a VM's cores need not all reach one core's peak).
+pub fn fma_peak_threads(isa: Isa, threads: usize) -> f64 {
+    if threads <= 1 {
+        return fma_peak(isa);
+    }
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..threads)
+            .map(|_| s.spawn(move || fma_peak(isa)))
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap_or(0.0)).sum()
+    })
+}
+
 /// One GEMM of the model: `[m, k] x [k, n]`.
 struct Shape {
     what: String,
@@ -172,19 +187,22 @@ fn gemm_shapes(c: &ClipConfig) -> Vec<Shape> {
     out
 }
 
-/// Run the whole benchmark for a config preset (e.g. `vit-b-32`), printing to `out`, and
-/// return the encoder latencies (best of the runs).
-pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
+/// Run the whole benchmark for a config preset (e.g. `vit-b-32`) on `threads` threads
+/// (0: every core), printing to `out`, and return the encoder latencies (best of the runs).
+pub fn run_bench(preset: &str, threads: usize, out: &mut dyn Write) -> Result<Latencies> {
     let config = ClipConfig::preset(preset)?;
     let isa = Isa::best();
+    let mut backend = CpuBackend::with_threads(threads);
+    let threads = backend.threads();
     let io = |e: std::io::Error| crate::error::ClipError::Io(e.to_string());
     writeln!(
         out,
-        "# webclip CPU backend, {preset}, one thread, ISA {}",
+        "# webclip CPU backend, {preset}, {threads} thread{}, ISA {}",
+        if threads == 1 { "" } else { "s" },
         isa.name()
     )
     .map_err(io)?;
-    let peak_before = fma_peak(isa);
+    let peak_before = fma_peak_threads(isa, threads);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         writeln!(
@@ -197,8 +215,8 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
     if isa != Isa::Sse2 && Isa::Sse2.is_available() {
         writeln!(
             out,
-            "FMA peak (sse2 mul+add): {:.1} GFLOP/s",
-            fma_peak(Isa::Sse2)
+            "FMA peak (sse2 mul+add, {threads} thread(s)): {:.1} GFLOP/s",
+            fma_peak_threads(Isa::Sse2, threads)
         )
         .map_err(io)?;
     }
@@ -216,7 +234,7 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
             ..Default::default()
         };
         let t = time(
-            || matmul(isa, &a, s.m, &w, &mut c, &ep),
+            || matmul_threads(isa, threads, &a, s.m, &w, &mut c, &ep),
             3,
             Duration::from_millis(300),
         )?;
@@ -227,15 +245,15 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
             t.best.as_secs_f64() * 1e3,
             gflops(t.best),
             gflops(t.median),
-            t.best_cpu.map(gflops),
+            t.best_cpu.filter(|_| threads == 1).map(gflops),
         ));
     }
     // The clock moves with load and temperature: the peak is the best of two
     // measurements, before and after the GEMMs.
-    let peak = peak_before.max(fma_peak(isa));
+    let peak = peak_before.max(fma_peak_threads(isa, threads));
     writeln!(
         out,
-        "FMA peak ({}, {CHAINS} chains): {peak:.1} GFLOP/s",
+        "FMA peak ({}, {CHAINS} chains, {threads} thread(s)): {peak:.1} GFLOP/s",
         isa.name()
     )
     .map_err(io)?;
@@ -276,7 +294,6 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
         &mut make_weight,
     )?;
     drop(file);
-    let mut backend = CpuBackend;
 
     writeln!(out, "\n## Encoders\n").map_err(io)?;
     writeln!(out, "| encoder | input | best ms | median ms | on-CPU ms |").map_err(io)?;
@@ -299,7 +316,7 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
             "| image | batch {batch} | {} | {} | {} |",
             ms(Some(t.best)),
             ms(Some(t.median)),
-            ms(t.best_cpu)
+            ms(t.best_cpu.filter(|_| threads == 1))
         )
         .map_err(io)?;
         latencies.rows.push(Latency {
@@ -327,7 +344,7 @@ pub fn run_bench(preset: &str, out: &mut dyn Write) -> Result<Latencies> {
             "| text | {len} tokens | {} | {} | {} |",
             ms(Some(timing.best)),
             ms(Some(timing.median)),
-            ms(timing.best_cpu)
+            ms(timing.best_cpu.filter(|_| threads == 1))
         )
         .map_err(io)?;
         // Named so that presets of other context lengths line up side by side.

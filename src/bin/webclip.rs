@@ -22,7 +22,7 @@ mod cli {
 
     const USAGE: &str = "\
 usage:
-  webclip embed --model DIR [--weights FILE] [--backend cpu|gpu|auto] [--gpu-weights f32|f16|auto] [--image FILE]... [--text STRING]... --out FILE.safetensors
+  webclip embed --model DIR [--weights FILE] [--backend cpu|gpu|auto] [--gpu-weights f32|f16|auto] [--threads N] [--image FILE]... [--text STRING]... --out FILE.safetensors
       image_features [images, proj] and text_features [texts, proj] (float32, projected, before
       L2 normalisation, in argument order) into a safetensors file
   webclip classify --model DIR --labels \"cat,dog,...\" [--template \"a photo of a {}\"] [--top N] [--backend ...] [--gpu-weights ...] IMAGE...
@@ -33,10 +33,12 @@ usage:
       (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336, siglip-b16-224, siglip-so400m-p14-384,
       siglip2-b16-224, siglip2-b16-256, siglip2-b32-256, siglip2-l16-256, siglip2-so400m-p14-384,
       siglip2-so400m-p16-256, siglip2-so400m-p16-384, siglip2-so400m-p16-512)
-  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--batches 1,32] [--iterations N] [--gpu-weights ...]
-      latency and matmul GFLOP/s on random weights of a real shape (one thread on the CPU;
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--threads N] [--batches 1,32] [--iterations N] [--gpu-weights ...]
+      latency and matmul GFLOP/s on random weights of a real shape (--threads on the CPU;
       --batches, --iterations and --gpu-weights for the GPU); several presets are run one
       after the other and their encoder latencies printed side by side
+
+--threads N: threads of the CPU backend (default 0: every core).
 
 --gpu-weights: how the GPU backend stores matrices (default f32; f16 halves GPU memory and
 bandwidth, cosine > 0.9999 to f32; auto: f16 when the adapter offers shader-f16); the CPU
@@ -151,7 +153,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
     }
 
     /// The flags `load_model` reads.
-    const MODEL_FLAGS: &[&str] = &["model", "weights", "backend", "gpu-weights"];
+    const MODEL_FLAGS: &[&str] = &["model", "weights", "backend", "gpu-weights", "threads"];
 
     /// Load a model folder with the towers the command needs.
     fn load_model(args: &Args, towers: Towers) -> CliResult<Clip> {
@@ -166,6 +168,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                 weights: weights_precision,
                 ..Default::default()
             },
+            threads: threads(args)?,
             ..Default::default()
         };
         Ok(pollster::block_on(folder.load(&options))?)
@@ -418,10 +421,31 @@ is one), preprocessor_config.json (the family's defaults when absent).";
         }
     }
 
+    /// `--threads N` of the CPU backend (0 or absent: every core).
+    fn threads(args: &Args) -> CliResult<usize> {
+        match args.get("threads") {
+            None => Ok(0),
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n <= webclip::cpu::pool::MAX_THREADS => Ok(n),
+                _ => Err(Failure::Usage(format!(
+                    "--threads expects a number of threads from 0 (every core) to {}, not `{v}`",
+                    webclip::cpu::pool::MAX_THREADS
+                ))),
+            },
+        }
+    }
+
     fn bench(raw: &[String]) -> CliResult<()> {
         let args = Args::parse(
             raw,
-            &["backend", "preset", "batches", "iterations", "gpu-weights"],
+            &[
+                "backend",
+                "preset",
+                "batches",
+                "iterations",
+                "gpu-weights",
+                "threads",
+            ],
         )?;
         let presets: Vec<String> = args
             .get("preset")
@@ -449,7 +473,11 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                 }
                 let mut all = Vec::new();
                 for p in &presets {
-                    all.push(webclip::bench::cpu::run_bench(p, &mut std::io::stdout())?);
+                    all.push(webclip::bench::cpu::run_bench(
+                        p,
+                        threads(&args)?,
+                        &mut std::io::stdout(),
+                    )?);
                     println!();
                 }
                 print_side_by_side(&all);

@@ -214,7 +214,8 @@ unsafe fn strip<S: Simd, const MR: usize, const NV: usize>(
 }
 
 /// One matmul call, as raw parts: `a` `[m, k]` (row stride `lda`), `b` the packed weight,
-/// `c` `[m, n]` (row stride `ldc`), `apack` scratch of `mc_max * kc_max`.
+/// `c` `[m, n]` (row stride `ldc`), of which this call computes columns `cols` (whole
+/// panels: one thread's share).
 #[derive(Clone, Copy)]
 struct Gemm {
     a: *const f32,
@@ -222,43 +223,58 @@ struct Gemm {
     m: usize,
     k: usize,
     n: usize,
+    cols: (usize, usize),
     b: *const f32,
     c: *mut f32,
     ldc: usize,
     ep: RawEpilogue,
-    apack: *mut f32,
     kc_max: usize,
     mc_max: usize,
 }
 
-/// The blocked loop nest.
+// SAFETY: the pointers are only read, except `c`, of which each thread writes its own
+// columns (`cols`); they outlive the parallel loop that shares them.
+unsafe impl Send for Gemm {}
+unsafe impl Sync for Gemm {}
+
+thread_local! {
+    /// Each thread's packed-A scratch, kept across calls (no allocation per matmul).
+    static APACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The blocked loop nest over columns `g.cols`; `apack` holds `mc_max * kc_max`.
 #[inline(always)]
-unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm) {
+unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, apack: *mut f32) {
     let Gemm {
         a,
         lda,
         m,
         k,
         n,
+        cols: (first, end),
         b,
         c,
         ldc,
         ep,
-        apack,
         kc_max,
         mc_max,
     } = *g;
     let npad = n.div_ceil(NR) * NR;
     if k == 0 {
         for r in 0..m {
-            std::ptr::write_bytes(c.add(r * ldc), 0, n);
+            std::ptr::write_bytes(c.add(r * ldc + first), 0, end - first);
         }
-        epilogue_block::<S>(c, ldc, m, n, ep);
+        let block = RawEpilogue {
+            bias: ep.bias.map(|p| p.add(first)),
+            activation: ep.activation,
+            residual: ep.residual.map(|(p, ld)| (p.add(first), ld)),
+        };
+        epilogue_block::<S>(c.add(first), ldc, m, end - first, block);
         return;
     }
-    let mut jc = 0;
-    while jc < n {
-        let nc = NC.min(n - jc);
+    let mut jc = first;
+    while jc < end {
+        let nc = NC.min(end - jc);
         let mut pc = 0;
         while pc < k {
             let kc = kc_max.min(k - pc);
@@ -305,9 +321,28 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm) {
 }
 
 /// `out = act(a w^T + bias) + residual` with `a` `[m, k]`, `w` packed from `[n, k]`,
-/// `out` `[m, n]`, on the given ISA.
+/// `out` `[m, n]`, on the given ISA, on this thread.
 pub fn matmul(
     isa: Isa,
+    a: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    out: &mut [f32],
+    ep: &Epilogue,
+) -> Result<()> {
+    matmul_threads(isa, 1, a, m, w, out, ep)
+}
+
+/// Work below which a thread's share of a matmul does not pay for its own packing of A
+/// and the hand-off (a few microseconds).
+const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
+
+/// [`matmul`] on up to `threads` threads ([`super::pool`]): the columns are cut into
+/// ranges of whole panels, each range running the whole loop nest with its own A packing.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_threads(
+    isa: Isa,
+    threads: usize,
     a: &[f32],
     m: usize,
     w: &PackedMatrix,
@@ -346,13 +381,13 @@ pub fn matmul(
     // The K slices are the packed weight's; M blocks are even (no thin remainder).
     let kc_max = w.kc;
     let mc_max = m.div_ceil(m.div_ceil(MC)).div_ceil(mr) * mr;
-    let mut apack = vec![0f32; mc_max * kc_max]; // [mc_max / MR, kc_max, MR]
     let g = Gemm {
         a: a.as_ptr(),
         lda: k,
         m,
         k,
         n,
+        cols: (0, n),
         b: w.data.as_ptr(),
         c: out.as_mut_ptr(),
         ldc: n,
@@ -361,27 +396,52 @@ pub fn matmul(
             activation: ep.activation,
             residual: ep.residual.map(|r| (r.as_ptr(), n)),
         },
-        apack: apack.as_mut_ptr(),
         kc_max,
         mc_max,
     };
+    let flops = 2 * m * n * k.max(1);
+    let parts = threads
+        .min(flops / MIN_FLOPS_PER_THREAD)
+        .min(n.div_ceil(NR))
+        .max(1);
+    let whole = &g; // captured whole: `Gemm` is Sync, its raw-pointer fields are not
+    let run = |part: usize| {
+        let cols = super::pool::split(n, NR, parts, part);
+        if cols.is_empty() {
+            return;
+        }
+        let g = Gemm {
+            cols: (cols.start, cols.end),
+            ..*whole
+        };
+        APACK.with(|scratch| {
+            let mut apack = scratch.borrow_mut();
+            if apack.len() < mc_max * kc_max {
+                apack.resize(mc_max * kc_max, 0.0); // [mc_max / MR, kc_max, MR]
+            }
+            // SAFETY: the ISA is available; every length was checked against m, k, n
+            // above, `apack` holds mc_max x kc_max, and `cols` is this part's own.
+            unsafe { gemm_isa(isa, &g, apack.as_mut_ptr()) }
+        });
+    };
+    super::pool::parallel_for(parts, parts, &run);
+    Ok(())
+}
+
+/// The loop nest monomorphised for `isa` (which the caller checked is available).
+unsafe fn gemm_isa(isa: Isa, g: &Gemm, apack: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(g: &Gemm) {
-        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2>(g)
+    unsafe fn avx2(g: &Gemm, apack: *mut f32) {
+        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2>(g, apack)
     }
-    // SAFETY: the ISA is available; every length was checked against m, k, n above and
-    // `apack` holds mc_max x kc_max.
-    unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => avx2(&g),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4>(&g),
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4>(&g),
-            _ => gemm_impl::<Scalar, MR_SCALAR, 16>(&g),
-        }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => avx2(g, apack),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4>(g, apack),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4>(g, apack),
+        _ => gemm_impl::<Scalar, MR_SCALAR, 16>(g, apack),
     }
-    Ok(())
 }

@@ -13,6 +13,7 @@
 
 pub mod gemm;
 pub mod ops;
+pub mod pool;
 pub mod reference;
 pub mod simd;
 
@@ -23,12 +24,79 @@ use crate::error::{ClipError, Result};
 use crate::graph::{AttentionShape, Backend, Dims, Shape};
 use crate::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 
-/// A row-major activation matrix.
+/// A row-major activation matrix. Its buffer goes back to this thread's [`recycled`]
+/// buffers when it is dropped, so a forward pass after the first allocates nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     pub rows: usize,
     pub cols: usize,
     pub data: Vec<f32>, // [rows, cols]
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        recycled::give(std::mem::take(&mut self.data));
+    }
+}
+
+/// Activation buffers kept between operations and calls: a forward pass frees and asks
+/// for the same few sizes again and again (natively, large blocks would otherwise go back
+/// to the OS and fault in again; in wasm, memory would fragment).
+mod recycled {
+    use std::cell::RefCell;
+
+    /// Buffers kept per thread; a pass holds about a handful alive at once.
+    const KEEP: usize = 16;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A zeroed buffer of `len` values: the smallest kept one that fits, or a new one.
+    pub(super) fn zeroed(len: usize) -> Vec<f32> {
+        let mut v = with_capacity(len);
+        v.resize(len, 0.0);
+        v
+    }
+
+    /// An empty buffer with room for `len` values.
+    pub(super) fn with_capacity(len: usize) -> Vec<f32> {
+        let found = FREE.with(|f| {
+            let mut free = f.borrow_mut();
+            let best = (0..free.len())
+                .filter(|&i| free[i].capacity() >= len)
+                .min_by_key(|&i| free[i].capacity());
+            best.map(|i| free.swap_remove(i))
+        });
+        match found {
+            Some(mut v) => {
+                v.clear();
+                v
+            }
+            None => Vec::with_capacity(len),
+        }
+    }
+
+    pub(super) fn give(v: Vec<f32>) {
+        if v.capacity() == 0 {
+            return;
+        }
+        // `try_with`: a tensor dropped while the thread exits is simply freed.
+        let _ = FREE.try_with(|f| {
+            let mut free = f.borrow_mut();
+            if free.len() == KEEP {
+                // Keep the larger buffers: they are the expensive ones to get back.
+                let smallest = (0..free.len()).min_by_key(|&i| free[i].capacity());
+                match smallest {
+                    Some(i) if free[i].capacity() < v.capacity() => {
+                        free.swap_remove(i);
+                    }
+                    _ => return,
+                }
+            }
+            free.push(v);
+        });
+    }
 }
 
 impl Dims for Tensor {
@@ -86,18 +154,51 @@ fn row(data: &[f32], cols: usize, r: usize) -> Result<&[f32]> {
         })
 }
 
-#[derive(Debug, Default)]
-pub struct CpuBackend;
+/// The CPU backend, running its matmuls and attention on up to `threads` threads
+/// (`pool.rs`; 1 runs everything on the calling thread).
+#[derive(Debug)]
+pub struct CpuBackend {
+    threads: usize,
+}
+
+impl Default for CpuBackend {
+    /// One thread: what the single-threaded wasm build always has.
+    fn default() -> Self {
+        CpuBackend { threads: 1 }
+    }
+}
+
+impl CpuBackend {
+    /// A backend on `threads` threads, 0 for every core (capped at [`pool::MAX_THREADS`]).
+    /// Natively the pool's OS threads are started here; in wasm the JS layer starts its
+    /// workers, and a loop uses as many as have joined.
+    pub fn with_threads(threads: usize) -> Self {
+        let threads = match threads {
+            0 => pool::cores(),
+            n => n,
+        }
+        .clamp(1, pool::MAX_THREADS);
+        pool::ensure_workers(threads);
+        CpuBackend { threads }
+    }
+
+    /// Threads this backend's loops may use (the workers that exist now, at most).
+    pub fn threads(&self) -> usize {
+        self.threads.min(pool::available())
+    }
+}
 
 impl Backend for CpuBackend {
     type Weight = CpuWeight;
     type Act = Tensor;
 
     fn input(&mut self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor> {
+        let mut buf = recycled::with_capacity(data.len());
+        buf.extend_from_slice(data);
         Ok(Tensor {
             rows,
             cols,
-            data: data.to_vec(),
+            data: buf,
         })
     }
 
@@ -125,9 +226,10 @@ impl Backend for CpuBackend {
                 w.k()
             )));
         }
-        let mut out = vec![0f32; x.rows * n]; // [rows, out]
-        gemm::matmul(
+        let mut out = recycled::zeroed(x.rows * n); // [rows, out]
+        gemm::matmul_threads(
             Isa::best(),
+            self.threads,
             &x.data,
             x.rows,
             w,
@@ -146,7 +248,7 @@ impl Backend for CpuBackend {
     }
 
     fn layer_norm(&mut self, x: &Tensor, ln: &LayerNorm<CpuWeight>) -> Result<Tensor> {
-        let mut out = vec![0f32; x.data.len()];
+        let mut out = recycled::zeroed(x.data.len());
         ops::layer_norm(
             Isa::best(),
             &x.data,
@@ -171,9 +273,10 @@ impl Backend for CpuBackend {
         shape: AttentionShape,
         valid_lens: &[usize],
     ) -> Result<Tensor> {
-        let mut out = vec![0f32; q.data.len()];
-        ops::attention(
+        let mut out = recycled::zeroed(q.data.len());
+        ops::attention_threads(
             Isa::best(),
+            self.threads,
             &q.data,
             &k.data,
             &v.data,
@@ -201,7 +304,7 @@ impl Backend for CpuBackend {
         let tokens = pos.len() / d.max(1);
         let first = usize::from(class_embedding.is_some()); // the first patch's position
         let patches = tokens.saturating_sub(first);
-        let mut out = Vec::with_capacity(batch * tokens * d);
+        let mut out = recycled::with_capacity(batch * tokens * d);
         for b in 0..batch {
             if let Some(class) = class_embedding {
                 out.extend(class.data.iter().zip(row(pos, d, 0)?).map(|(c, p)| c + p));
@@ -226,7 +329,7 @@ impl Backend for CpuBackend {
         position_embedding: &CpuWeight,
     ) -> Result<Tensor> {
         let d = token_embedding.shape.get(1).copied().unwrap_or(0);
-        let mut out = Vec::with_capacity(ids.len() * d);
+        let mut out = recycled::with_capacity(ids.len() * d);
         for (i, &id) in ids.iter().enumerate() {
             let tok = row(&token_embedding.data, d, id as usize)?;
             let pos = row(&position_embedding.data, d, i % seq_len.max(1))?;
@@ -240,7 +343,7 @@ impl Backend for CpuBackend {
     }
 
     fn gather_rows(&mut self, x: &Tensor, rows: &[usize]) -> Result<Tensor> {
-        let mut out = Vec::with_capacity(rows.len() * x.cols);
+        let mut out = recycled::with_capacity(rows.len() * x.cols);
         for &r in rows {
             out.extend_from_slice(row(&x.data, x.cols, r)?);
         }

@@ -6,6 +6,7 @@
 //! exp follows Cephes `expf` (range reduction by ln 2, degree-6 polynomial, ~2 ulp);
 //! erf follows the Numerical Recipes erfc fit used by the scalar reference.
 
+use super::pool::{parallel_for, split, Shared};
 use super::simd::{Isa, Scalar, Simd};
 use crate::error::{ClipError, Result};
 use crate::graph::AttentionShape;
@@ -285,6 +286,7 @@ unsafe fn attention_impl<S: Simd>(
     width: usize,
     shape: AttentionShape,
     valid_lens: &[usize],
+    pairs: (usize, usize),
     scores: *mut f32,
 ) {
     let AttentionShape {
@@ -295,24 +297,25 @@ unsafe fn attention_impl<S: Simd>(
     } = shape;
     let hd = width / heads;
     let sc = 1.0 / (hd as f32).sqrt();
-    for (s, &valid) in valid_lens.iter().enumerate() {
+    // (sequence, head) pairs `pairs.0..pairs.1`: one thread's share.
+    for pair in pairs.0..pairs.1 {
+        let (s, h) = (pair / heads, pair % heads);
+        let valid = valid_lens[s];
         let (q_base, kv_base) = (s * queries, s * seq_keys);
-        for h in 0..heads {
-            let col = h * hd;
-            for i in 0..queries {
-                let qi = q.add((q_base + i) * width + col);
-                let keys = if causal { valid.min(i + 1) } else { valid }.max(1);
-                for j in 0..keys {
-                    *scores.add(j) = dot::<S>(qi, k.add((kv_base + j) * width + col), hd) * sc;
-                }
-                let total = softmax_exp::<S>(scores, keys);
-                let o = out.add((q_base + i) * width + col);
-                std::ptr::write_bytes(o, 0, hd);
-                for j in 0..keys {
-                    axpy::<S>(*scores.add(j), v.add((kv_base + j) * width + col), o, hd);
-                }
-                scale::<S>(1.0 / total, o, hd);
+        let col = h * hd;
+        for i in 0..queries {
+            let qi = q.add((q_base + i) * width + col);
+            let keys = if causal { valid.min(i + 1) } else { valid }.max(1);
+            for j in 0..keys {
+                *scores.add(j) = dot::<S>(qi, k.add((kv_base + j) * width + col), hd) * sc;
             }
+            let total = softmax_exp::<S>(scores, keys);
+            let o = out.add((q_base + i) * width + col);
+            std::ptr::write_bytes(o, 0, hd);
+            for j in 0..keys {
+                axpy::<S>(*scores.add(j), v.add((kv_base + j) * width + col), o, hd);
+            }
+            scale::<S>(1.0 / total, o, hd);
         }
     }
 }
@@ -444,6 +447,22 @@ pub fn attention(
     shape: AttentionShape,
     valid_lens: &[usize],
 ) -> Result<()> {
+    attention_threads(isa, 1, q, k, v, out, width, shape, valid_lens)
+}
+
+/// [`attention`] on up to `threads` threads, split by (sequence, head).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_threads(
+    isa: Isa,
+    threads: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    width: usize,
+    shape: AttentionShape,
+    valid_lens: &[usize],
+) -> Result<()> {
     let AttentionShape {
         queries,
         keys,
@@ -474,14 +493,58 @@ pub fn attention(
     if n == 0 || kv == 0 {
         return Ok(());
     }
-    let mut scores = vec![0f32; keys]; // [keys] of one query
-    let (qp, kp, vp, op, sp) = (
-        q.as_ptr(),
-        k.as_ptr(),
-        v.as_ptr(),
-        out.as_mut_ptr(),
-        scores.as_mut_ptr(),
+    if !isa.is_available() {
+        return Err(unavailable(isa));
+    }
+    let (qp, kp, vp) = (
+        Shared(q.as_ptr().cast_mut()),
+        Shared(k.as_ptr().cast_mut()),
+        Shared(v.as_ptr().cast_mut()),
     );
+    let op = Shared(out.as_mut_ptr());
+    let pairs = valid_lens.len() * heads;
+    // Work per (sequence, head) pair, to decide whether splitting pays.
+    let flops = 4 * queries * keys * (width / heads);
+    let parts = threads
+        .min(pairs * flops / MIN_FLOPS_PER_THREAD)
+        .clamp(1, pairs);
+    let run = |part: usize| {
+        let share = split(pairs, 1, parts, part);
+        SCORES.with(|scratch| {
+            let mut scores = scratch.borrow_mut();
+            if scores.len() < keys {
+                scores.resize(keys, 0.0); // [keys] of one query
+            }
+            let sp = scores.as_mut_ptr();
+            let share = (share.start, share.end);
+            let (qp, kp, vp, op) = (
+                qp.get().cast_const(),
+                kp.get().cast_const(),
+                vp.get().cast_const(),
+                op.get(),
+            );
+            // Cannot fail: the ISA was checked above. Each part writes the output columns
+            // of its own (sequence, head) pairs.
+            let _ = attention_part(isa, qp, kp, vp, op, width, shape, valid_lens, share, sp);
+        });
+    };
+    parallel_for(parts, parts, &run);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attention_part(
+    isa: Isa,
+    qp: *const f32,
+    kp: *const f32,
+    vp: *const f32,
+    op: *mut f32,
+    width: usize,
+    shape: AttentionShape,
+    valid_lens: &[usize],
+    share: (usize, usize),
+    sp: *mut f32,
+) -> Result<()> {
     isa_dispatch!(
         isa,
         attention_impl(
@@ -492,8 +555,17 @@ pub fn attention(
             width: usize,
             shape: AttentionShape,
             valid_lens: &[usize],
+            share: (usize, usize),
             sp: *mut f32,
         )
     );
     Ok(())
+}
+
+/// Work below which a thread's share of a kernel does not pay for the hand-off.
+const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's attention scores, kept across calls (no allocation per call).
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

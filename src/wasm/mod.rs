@@ -47,6 +47,31 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// What this build of the module can do, as the JS layer reports it: `simd128`, then
+/// `relaxed-simd` (fused multiply-add) and `threads` (shared memory) when built with them.
+#[wasm_bindgen(js_name = buildFeatures)]
+pub fn build_features() -> Vec<String> {
+    let mut f = vec![];
+    if cfg!(target_feature = "simd128") {
+        f.push("simd128".to_string());
+    }
+    if cfg!(target_feature = "relaxed-simd") {
+        f.push("relaxed-simd".to_string());
+    }
+    if cfg!(target_feature = "atomics") {
+        f.push("threads".to_string());
+    }
+    f
+}
+
+/// A pool worker's whole life (js/pool-worker.js calls it in a Web Worker or a Node.js
+/// worker thread that instantiated this module over the shared memory): serve the CPU
+/// backend's parallel loops; never returns in the threaded build.
+#[wasm_bindgen(js_name = poolWorkerMain)]
+pub fn pool_worker_main() -> Result<(), JsValue> {
+    crate::cpu::pool::worker_main().map_err(|e| js_err(ClipError::Unsupported(e.into())))
+}
+
 /// The bytes of `model.safetensors` that JS has: whole, or only the ranges a tower needs.
 /// Segments are JS-owned `Uint8Array`s; `read_range` copies one tensor's slice into wasm.
 #[wasm_bindgen]
@@ -215,6 +240,7 @@ pub struct WasmClip {
     backend_adapter: Option<String>,
     backend_reason: String,
     backend_weights: Option<String>,
+    backend_threads: Option<usize>,
 }
 
 /// `WasmClip.load`'s options, as js/engine.js passes them: the small files as bytes and
@@ -250,6 +276,14 @@ struct LoadOptions {
     /// `auto` | `f16` | `f32`: how the GPU backend stores matrices (the CPU ignores it).
     #[serde(default = "auto")]
     gpu_weights: String,
+    /// Threads of the CPU backend: the JS layer has started `threads - 1` pool workers
+    /// (the threaded build); a loop uses those that have joined.
+    #[serde(default = "one")]
+    threads: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn auto() -> String {
@@ -293,6 +327,7 @@ impl LoadOptions {
                 weights: WeightPrecision::parse(&self.gpu_weights)?,
                 ..GpuOptions::default()
             },
+            threads: self.threads.max(1),
         })
     }
 }
@@ -337,6 +372,7 @@ impl WasmClip {
             backend_adapter: info.adapter,
             backend_reason: info.reason,
             backend_weights: info.weights.map(str::to_string),
+            backend_threads: info.threads,
             inner: Rc::new(RefCell::new(clip)),
         })
     }
@@ -469,6 +505,12 @@ impl WasmClip {
     #[wasm_bindgen(getter, js_name = backendWeights)]
     pub fn backend_weights(&self) -> Option<String> {
         self.backend_weights.clone()
+    }
+
+    /// Threads the CPU backend runs on; `undefined` on the GPU backend.
+    #[wasm_bindgen(getter, js_name = backendThreads)]
+    pub fn backend_threads(&self) -> Option<usize> {
+        self.backend_threads
     }
 
     /// The GPU device was lost (read between calls: `false` while a call holds the model).
