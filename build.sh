@@ -61,9 +61,17 @@ npm_tools() {
   fi
 }
 
-# Only what building pkg/ needs (no browser): the wasm target, wasm-bindgen, wasm-opt.
+# The threaded wasm builds rebuild std with atomics: nightly and its rust-src.
+nightly_wasm_tools() {
+  rustup toolchain list | grep -q '^nightly' || { log "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
+  rustup component list --installed --toolchain nightly 2>/dev/null | grep -q '^rust-src' ||
+    { log "rustup component add rust-src --toolchain nightly"; rustup component add rust-src --toolchain nightly; }
+}
+
+# Only what building pkg/ needs (no browser): the wasm targets, wasm-bindgen, wasm-opt.
 build_tools() {
   rustup target list --installed | grep -q wasm32-unknown-unknown || { log "rustup target add wasm32-unknown-unknown"; rustup target add wasm32-unknown-unknown; }
+  nightly_wasm_tools
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
     log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
     cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked ||
@@ -78,29 +86,59 @@ build_tools() {
 WASM_OPT_FEATURES=(--enable-simd --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
   --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue)
 
+# The package carries four builds of one crate; js/wasm.js picks one per thread at load:
+#   webclip             simd128                      every browser with SIMD (the fallback)
+#   webclip_relaxed     + relaxed SIMD (FMA)         Chromium; Node.js 20 lacks relaxed SIMD
+#   webclip_mt          + threads (shared memory)    cross-origin isolated pages, Node.js
+#   webclip_mt_relaxed  + threads + relaxed SIMD
+# The threaded ones need nightly: std itself must be rebuilt with atomics (-Z build-std).
+WASM_BUILDS=(webclip webclip_relaxed webclip_mt webclip_mt_relaxed)
+# Shared memory is imported (each worker instantiates over the same one) and bounded (a
+# shared memory must declare its maximum): 4 GiB, all that wasm32 can address.
+THREAD_LINK_ARGS="-C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 \
+-C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+
+# Build one flavour into pkg/ as NAME.js + NAME_bg.wasm.
+build_wasm() {
+  local name=$1 target_dir=$2 features=+simd128 toolchain=() std=() link=""
+  case $name in *relaxed*) features+=",+relaxed-simd" ;; esac
+  case $name in *_mt*)
+    features+=",+atomics,+bulk-memory,+mutable-globals"
+    toolchain=(+nightly)
+    std=(-Z build-std=std,panic_abort)
+    link=$THREAD_LINK_ARGS
+    ;;
+  esac
+  local dir="$target_dir/wasm-$name"
+  log "cargo ${toolchain[*]} build --release --target wasm32-unknown-unknown ($name: $features)"
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=$features $link" CARGO_TARGET_DIR="$dir" \
+    cargo "${toolchain[@]}" build --release --lib --target wasm32-unknown-unknown "${std[@]}"
+  wasm-bindgen --target web --no-typescript --out-dir pkg --out-name "$name" \
+    "$dir/wasm32-unknown-unknown/release/webclip.wasm"
+  local opt_features=("${WASM_OPT_FEATURES[@]}")
+  case $name in *relaxed*) opt_features+=(--enable-relaxed-simd) ;; esac
+  case $name in *_mt*) opt_features+=(--enable-threads) ;; esac
+  tests/js/node_modules/.bin/wasm-opt "${WASM_OPT_LEVEL:--O3}" "${opt_features[@]}" \
+    "pkg/${name}_bg.wasm" -o "pkg/${name}_bg.opt.wasm"
+  mv "pkg/${name}_bg.opt.wasm" "pkg/${name}_bg.wasm"
+}
+
 build_pkg() {
   build_tools
   local target_dir=${WEBCLIP_WASM_TARGET_DIR:-${CARGO_TARGET_DIR:-target}}
-  log "cargo build --release --target wasm32-unknown-unknown (simd128)"
-  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" CARGO_TARGET_DIR="$target_dir" \
-    cargo build --release --lib --target wasm32-unknown-unknown
   rm -rf pkg && mkdir -p pkg
-  log "wasm-bindgen --target web"
-  wasm-bindgen --target web --no-typescript --out-dir pkg --out-name webclip \
-    "$target_dir/wasm32-unknown-unknown/release/webclip.wasm"
-  log "wasm-opt ${WASM_OPT_LEVEL:--O3}"
-  tests/js/node_modules/.bin/wasm-opt "${WASM_OPT_LEVEL:--O3}" "${WASM_OPT_FEATURES[@]}" \
-    pkg/webclip_bg.wasm -o pkg/webclip_bg.opt.wasm
-  mv pkg/webclip_bg.opt.wasm pkg/webclip_bg.wasm
-  cp js/index.js js/engine.js js/errors.js js/limits.js js/sources.js js/worker.js js/clip-index.js js/index-storage.js js/index.d.ts pkg/
+  # WEBCLIP_WASM_BUILDS="webclip" builds only the fallback (quick iterations; js/wasm.js
+  # falls back to the builds that are there).
+  local builds=(${WEBCLIP_WASM_BUILDS:-${WASM_BUILDS[*]}})
+  for name in "${builds[@]}"; do build_wasm "$name" "$target_dir"; done
+  cp js/index.js js/engine.js js/errors.js js/limits.js js/sources.js js/worker.js js/wasm.js js/pool-worker.js js/clip-index.js js/index-storage.js js/index.d.ts pkg/
   cp js/README.md pkg/README.md
   local version
   version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
   sed "s/@VERSION@/$version/" js/package.json > pkg/package.json
-  local raw gz
-  raw=$(stat -c %s pkg/webclip_bg.wasm)
-  gz=$(gzip -9c pkg/webclip_bg.wasm | wc -c)
-  log "pkg/ ready: webclip_bg.wasm $raw bytes, $gz gzipped"
+  for name in "${builds[@]}"; do
+    log "pkg/${name}_bg.wasm: $(stat -c %s "pkg/${name}_bg.wasm") bytes, $(gzip -9c "pkg/${name}_bg.wasm" | wc -c) gzipped"
+  done
 }
 
 # Every suite runs even when an earlier one fails; the exit status says whether all passed.

@@ -5,7 +5,7 @@
 // or IndexedDB (index-storage.js); a stored index is loaded in batches after `open`, and is
 // tied to the model's fingerprint, so an index made by another model is refused.
 
-import { WasmVectorStore, parseIndexFile, writeIndexFile } from './webclip.js';
+import { wasm } from './wasm.js';
 import { initWasm } from './engine.js';
 import { webclipError, withCode } from './errors.js';
 import { IndexedDbStorage, MemoryStorage } from './index-storage.js';
@@ -129,7 +129,7 @@ export class ClipIndex {
     this.fingerprint = meta.fingerprint;
     this.rescore = rescore;
     this._storage = storage;
-    this._store = new WasmVectorStore(meta.dim, meta.precision);
+    this._store = new wasm.WasmVectorStore(meta.dim, meta.precision);
     this._keys = []; // slot -> key
     this._meta = []; // slot -> metadata
     this._slot = new Map(); // key -> slot
@@ -401,7 +401,7 @@ export class ClipIndex {
     if (typeof Blob !== 'undefined' && bytes instanceof Blob) data = new Uint8Array(await bytes.arrayBuffer());
     if (data instanceof ArrayBuffer) data = new Uint8Array(data);
     if (!(data instanceof Uint8Array)) throw badInput('webclip: importFile takes the file as a Uint8Array, an ArrayBuffer or a Blob');
-    const file = parseIndexFile(data);
+    const file = wasm.parseIndexFile(data);
     if (file.fingerprint !== this.fingerprint) {
       throw webclipError(
         'index-mismatch',
@@ -438,7 +438,7 @@ export class ClipIndex {
       const flat = new Float32Array(keys.length * this.dim);
       keys.forEach((k, s) => flat.set(exact[s]?.length === this.dim ? exact[s] : this._store.get(s), s * this.dim));
       const entries = JSON.stringify(keys.map((key, s) => ({ key, metadata: this._meta[s] ?? null })));
-      return writeIndexFile(this.fingerprint, this.dim, entries, flat);
+      return wasm.writeIndexFile(this.fingerprint, this.dim, entries, flat);
     });
   }
 

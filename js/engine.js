@@ -2,32 +2,19 @@
 // hands them to `WasmClip`, turns images into what Rust takes. `index.js` uses it
 // directly or, with `worker: true`, through `worker.js`.
 
-import init, { ImageBatch, WasmClip, WeightBytes, WeightPlan, modelFingerprint } from './webclip.js';
 import { codeOf, webclipError } from './errors.js';
 import { checkPixels, checkRequestBytes } from './limits.js';
 import { ByteCache, isNode, readWeights, readWhole, toSource } from './sources.js';
+import { chooseBuild, loadWasm, loadedBuild, wasm, wasmMemoryBytes } from './wasm.js';
 
-let wasmReady = null;
-let wasmExports = null;
+export { wasmMemoryBytes };
 
-/** Bytes of this thread's wasm memory (it only grows): for the load tests. */
-export const wasmMemoryBytes = () => wasmExports?.memory?.buffer.byteLength ?? 0;
-
-/** Load and instantiate the .wasm once per thread. */
-export function initWasm(wasmUrl) {
-  wasmReady ??= (async () => {
-    if (isNode && !wasmUrl) {
-      const fs = await import(/* webpackIgnore: true */ 'node:fs/promises');
-      const bytes = await fs.readFile(new URL('./webclip_bg.wasm', import.meta.url));
-      wasmExports = await init({ module_or_path: bytes });
-    } else {
-      wasmExports = await init({ module_or_path: wasmUrl ?? new URL('./webclip_bg.wasm', import.meta.url) });
-    }
-  })().catch((e) => {
-    wasmReady = null; // let a later call try again
-    throw webclipError('wasm', `webclip: could not load webclip_bg.wasm: ${e?.message ?? e}`, e);
-  });
-  return wasmReady;
+/**
+ * Load this thread's wasm build once (js/wasm.js chooses it for `threads` and `backend`);
+ * resolves to `{ name, features, threads, reason }`. A thread keeps its first build.
+ */
+export async function initWasm(wasmUrl, threads = 'auto', backend = 'auto') {
+  return loadedBuild() ?? loadWasm(await chooseBuild(threads, { wasmUrl, backend }));
 }
 
 const MODEL_FILES = {
@@ -141,14 +128,42 @@ async function adapterName() {
 const hasWebGpu = () => typeof navigator !== 'undefined' && !!navigator.gpu;
 
 /**
+ * `auto`'s verdicts ('cpu' | 'webgpu') by model fingerprint and adapter, in Cache Storage
+ * where there is one (pages and workers alike), else for this thread only. A failure to
+ * read or write one only means measuring again.
+ */
+const autoVerdicts = {
+  memory: new Map(),
+  url: (key) => `https://webclip.invalid/auto-backend/${encodeURIComponent(key)}`,
+  async get(key) {
+    if (this.memory.has(key)) return this.memory.get(key);
+    try {
+      const hit = await (await globalThis.caches?.open('webclip-auto-v1'))?.match(this.url(key));
+      const verdict = hit ? await hit.text() : null;
+      return verdict === 'cpu' || verdict === 'webgpu' ? verdict : null;
+    } catch {
+      return null;
+    }
+  },
+  async set(key, verdict) {
+    this.memory.set(key, verdict);
+    try {
+      await (await globalThis.caches?.open('webclip-auto-v1'))?.put(this.url(key), new Response(verdict));
+    } catch {
+      // measured again next time
+    }
+  },
+};
+
+/**
  * The model's identity for an index (`ClipIndex`): a hash of the safetensors header and
  * `config.json` (src/index/mod.rs), the same wherever the files are served from.
  */
 function fingerprintOf(weights, config) {
   const first = weights.segments[0]?.[1];
   if (!first || weights.segments[0][0] !== 0) return null;
-  const len = WeightPlan.headerLength(first.subarray(0, 8));
-  return modelFingerprint(first.subarray(0, len), config);
+  const len = wasm.WeightPlan.headerLength(first.subarray(0, 8));
+  return wasm.modelFingerprint(first.subarray(0, len), config);
 }
 
 export class LocalEngine {
@@ -174,7 +189,8 @@ export class LocalEngine {
     // `cache: { chunkBytes }` sets the chunk size of large entries (tests use small ones).
     const cache = await ByteCache.open(options.cache, typeof options.cache === 'object' ? options.cache : {});
     // Compile the wasm while the small files download; the weights' header needs it.
-    const wasm = initWasm(options.wasmUrl);
+    // Chosen before any download: a runtime without SIMD fails here, at once.
+    const build = loadedBuild() ?? loadWasm(await chooseBuild(options.threads, { wasmUrl: options.wasmUrl, backend }));
     const progress = (phase, src) => (loaded, total) =>
       onProgress({ phase, loaded, total, file: src.what, url: src.url ?? src.path ?? null });
 
@@ -192,7 +208,7 @@ export class LocalEngine {
       small('config'),
       text ? readTokenizer(srcs, read) : null,
       small('preprocessor', srcs.folder),
-      wasm.then(() => readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache)),
+      build.then(() => readWeights(srcs.weights, towers, progress('weights', srcs.weights), cache)),
     ];
     // All start at once, but a failure is reported in this order (config.json first: a
     // wrong folder or URL fails there), not in whichever order the requests happen to fail.
@@ -202,13 +218,19 @@ export class LocalEngine {
     ];
     const { tokenizer = null, spiece = null, tokenizerConfig = null } = tokenizerFiles ?? {};
 
-    const bytes = new WeightBytes();
+    const runs = await build;
+    // `auto` with a WebGPU adapter measures both engines at load; the verdict is kept per
+    // model and adapter, so a reload takes it without measuring again.
+    const fingerprint = fingerprintOf(weights, config);
+    const verdictKey = backend === 'auto' && hasWebGpu() && fingerprint ? `${fingerprint}|${await adapterName()}` : null;
+    const prefer = verdictKey ? await autoVerdicts.get(verdictKey) : null;
+    const bytes = new wasm.WeightBytes();
     for (const [offset, seg] of weights.segments) bytes.add(offset, seg);
     // Without navigator.gpu 'auto' cannot find a GPU: say so, rather than let wgpu fail.
     const rustBackend = backend === 'auto' && !hasWebGpu() ? 'cpu' : backend;
     let clip;
     try {
-      clip = await WasmClip.load(bytes, {
+      clip = await wasm.WasmClip.load(bytes, {
         config,
         tokenizer,
         spiece,
@@ -218,11 +240,15 @@ export class LocalEngine {
         towers,
         maxBatch: options.maxBatch ?? 0,
         gpuWeights: options.gpuWeights ?? 'auto',
+        threads: runs.threads,
+        prefer: prefer ?? undefined,
       });
     } catch (e) {
       const where = srcs.weights.url ?? srcs.weights.path;
       throw webclipError(codeOf(e), `webclip: could not load the model${where ? ` (${where})` : ''}: ${e?.message ?? e}`, e);
     }
+    const measured = clip.backendMeasured ?? null;
+    if (verdictKey && measured) await autoVerdicts.set(verdictKey, clip.backendKind);
     let adapter = clip.backendAdapter || null;
     if (clip.backendKind === 'webgpu' && !adapter) adapter = await adapterName();
     const reason =
@@ -233,7 +259,7 @@ export class LocalEngine {
     // caller's own Blobs and buffers), never a copy of the weights' bytes.
     const reload = { ...options, onProgress: undefined };
     return new LocalEngine(clip, {
-      fingerprint: fingerprintOf(weights, config),
+      fingerprint,
       // Why a downloaded file could not be cached (quota): the next visit downloads it again.
       cacheNotice: cache?.notice ?? null,
       backend: clip.backendKind,
@@ -243,6 +269,13 @@ export class LocalEngine {
         adapter,
         reason,
         weights: clip.backendWeights ?? null,
+        // Threads the CPU engine runs on (null on the GPU), and the wasm build with why
+        // it was chosen (not cross-origin isolated, no relaxed SIMD, ...).
+        threads: clip.backendThreads ?? null,
+        build: runs,
+        // `auto`'s timing of one warm pass on each engine ({ what, cpuMs, gpuMs }); null
+        // when it did not measure (no adapter, a software one, or a verdict kept from before).
+        measured,
         // A full disk (QuotaExceededError) or another Cache Storage failure: the model
         // loaded from memory, and the next load downloads again.
         cacheSkipped: cache?.skipped ?? null,
@@ -340,7 +373,7 @@ export class LocalEngine {
   async embedImages(images, normalize) {
     // Before the batch exists: a failed reload must not leave it unfreed.
     if (this.lost) await this.recover();
-    const batch = new ImageBatch();
+    const batch = new wasm.ImageBatch();
     try {
       let total = 0;
       for (let i = 0; i < images.length; i++) {

@@ -73,7 +73,18 @@ export interface LoadOptions {
    * offers the `shader-f16` feature, else f32. Ignored by the CPU backend.
    */
   gpuWeights?: GpuWeights;
-  /** Where webclip_bg.wasm is, when a bundler moves it. */
+  /**
+   * Threads of the CPU engine (default `'auto'`: every core up to 8). More than one needs
+   * shared memory: a cross-origin isolated page (`Cross-Origin-Opener-Policy: same-origin`,
+   * `Cross-Origin-Embedder-Policy: require-corp`) or Node.js; elsewhere one thread runs
+   * and `backendInfo.build.reason` says why. An integer from 1 to 32. A page (or worker)
+   * keeps the build its first `load` chose.
+   */
+  threads?: 'auto' | number;
+  /**
+   * Where webclip_bg.wasm (the single-thread simd128 build) is, when a bundler moves it;
+   * with it, the other builds (threads, relaxed SIMD) are not used.
+   */
   wasmUrl?: string | URL;
   onProgress?: (progress: Progress) => void;
 }
@@ -89,6 +100,20 @@ export interface BackendInfo {
   /** Why a downloaded file could not be kept in Cache Storage (a full disk:
    * `QuotaExceededError: …`); null when every file was cached or caching is off. */
   cacheSkipped: string | null;
+  /** Threads the CPU engine runs on; null on WebGPU. */
+  threads: number | null;
+  /** The wasm build this thread runs, and why (no relaxed SIMD, not cross-origin isolated, ...). */
+  build: WasmBuild;
+}
+
+export interface WasmBuild {
+  /** `'webclip'`, `'webclip_relaxed'`, `'webclip_mt'` or `'webclip_mt_relaxed'`. */
+  name: string;
+  /** What it was built with: `'simd128'`, `'relaxed-simd'`, `'threads'`. */
+  features: string[];
+  /** Threads its pool has (the calling thread included). */
+  threads: number;
+  reason: string;
 }
 
 /**
@@ -192,8 +217,8 @@ export declare class Clip {
   static load(options: LoadOptions): Promise<Clip>;
   /** Delete every model file kept in Cache Storage; resolves to whether there was one. */
   static clearCache(): Promise<boolean>;
-  /** Instantiate the wasm module ahead of time (optional). */
-  static init(wasmUrl?: string | URL): Promise<void>;
+  /** Instantiate the wasm module ahead of time (optional); resolves to the build that runs. */
+  static init(wasmUrl?: string | URL, threads?: 'auto' | number): Promise<WasmBuild>;
   /** Cosine similarity of two vectors of the same length. */
   static cosine(a: ArrayLike<number>, b: ArrayLike<number>): number;
   /** `embeddings` sorted by cosine similarity to `query`, best first. */

@@ -6,6 +6,7 @@ import { LocalEngine, initWasm } from './engine.js';
 import { deserializeError, webclipError, withCode } from './errors.js';
 import { checkImages, checkMaxBatch, checkTexts } from './limits.js';
 import { ByteCache, isNode } from './sources.js';
+import { MAX_THREADS } from './wasm.js';
 
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
 const TOWERS = ['both', 'vision', 'text'];
@@ -24,6 +25,7 @@ function validate(options) {
     cache: options.cache ?? true,
     maxBatch: options.maxBatch ?? 0,
     gpuWeights: options.gpuWeights ?? 'auto',
+    threads: options.threads ?? 'auto',
     wasmUrl: options.wasmUrl == null ? undefined : String(options.wasmUrl), // URLs do not cross to a worker
     onProgress: options.onProgress,
   };
@@ -36,6 +38,9 @@ function validate(options) {
     if (c !== undefined && !(Number.isInteger(c) && c > 0)) throw badInput('webclip: cache.chunkBytes must be a positive integer');
     o.cache = { chunkBytes: c };
   } else if (typeof o.cache !== 'boolean') throw badInput('webclip: cache must be true, false or { chunkBytes }');
+  if (o.threads !== 'auto' && !(Number.isInteger(o.threads) && o.threads >= 1 && o.threads <= MAX_THREADS)) {
+    throw badInput(`webclip: threads must be 'auto' or an integer from 1 to ${MAX_THREADS}, not ${JSON.stringify(options.threads)}`);
+  }
   if (!Number.isInteger(o.maxBatch) || o.maxBatch < 0) throw badInput('webclip: maxBatch must be a non-negative integer');
   checkMaxBatch(o.maxBatch);
   if (o.onProgress != null && typeof o.onProgress !== 'function') throw badInput('webclip: onProgress must be a function');
@@ -187,9 +192,12 @@ export class Clip {
     return ByteCache.clear();
   }
 
-  /** Instantiate the wasm module ahead of `load` (optional; `load` does it too). */
-  static init(wasmUrl) {
-    return initWasm(wasmUrl);
+  /**
+   * Instantiate the wasm module ahead of `load` (optional; `load` does it too): resolves to
+   * the build that runs, `{ name, features, threads, reason }`.
+   */
+  static init(wasmUrl, threads = 'auto') {
+    return initWasm(wasmUrl, threads);
   }
 
   constructor(engine) {
@@ -202,7 +210,11 @@ export class Clip {
     const info = engine.info;
     /** `'webgpu'` or `'cpu'`. */
     this.backend = info.backend;
-    /** `{ kind, adapter, reason, weights }`: which backend runs, on which adapter, why, and how the GPU stores its matrices. */
+    /**
+     * `{ kind, adapter, reason, weights, threads, build }`: which backend runs, on which
+     * adapter, why, how the GPU stores its matrices, the CPU engine's threads, and the wasm
+     * build (`{ name, features, threads, reason }`: why threads or relaxed SIMD are missing).
+     */
     this.backendInfo = info.backendInfo;
     /** Length of each embedding. */
     this.dim = info.dim;

@@ -3,7 +3,7 @@
 // Every failure is an Error that names the file and, for downloads, the URL, with a `code`
 // (errors.js): `not-found`, `network`, `io`, `bad-weights`, `bad-input`.
 
-import { WeightPlan } from './webclip.js';
+import { wasm } from './wasm.js';
 import { webclipError } from './errors.js';
 
 export const isNode =
@@ -192,6 +192,7 @@ export class ByteCache {
   static async clear() {
     if (typeof caches === 'undefined') return false;
     try {
+      await caches.delete('webclip-auto-v1'); // auto's measured verdicts (engine.js)
       return await caches.delete(CACHE_NAME);
     } catch (e) {
       throw webclipError('unsupported', `webclip: Cache Storage cannot be cleared here: ${e?.message ?? e}`, e);
@@ -409,7 +410,7 @@ export async function readWeights(src, towers, progress, cache) {
 
 function headerLength(src, first8) {
   try {
-    return WeightPlan.headerLength(first8);
+    return wasm.WeightPlan.headerLength(first8);
   } catch (e) {
     throw webclipError('bad-weights', `webclip: ${src.what}${where(src)} is not a safetensors file: ${e.message}`, e);
   }
@@ -419,7 +420,7 @@ function headerLength(src, first8) {
 function planFor(src, header, towers, size) {
   let plan;
   try {
-    plan = WeightPlan.parse(header, towers);
+    plan = wasm.WeightPlan.parse(header, towers);
   } catch (e) {
     throw webclipError('bad-weights', `webclip: ${src.what}${where(src)} is not a valid safetensors file: ${e.message}`, e);
   }

@@ -49,6 +49,9 @@ pub struct ClipOptions {
     /// Threads of the CPU backend: 0 = every core natively (the JS layer passes its own
     /// count to the threaded wasm build; the single-threaded one always runs one).
     pub threads: usize,
+    /// For `auto`: an earlier measurement's verdict for this model and device (`Cpu` or
+    /// `Gpu`), so that a reload does not measure again. `None` (or `Auto`) measures.
+    pub prefer: Option<BackendChoice>,
 }
 
 /// The files of a Hugging Face CLIP or SigLIP repository, as bytes.
@@ -143,6 +146,18 @@ pub struct BackendInfo {
     pub weights: Option<&'static str>,
     /// Threads the CPU backend runs on; `None` on the GPU.
     pub threads: Option<usize>,
+    /// What `auto` measured when both engines could run the model: one warm forward pass
+    /// on each, in milliseconds (`None` when nothing was measured).
+    pub measured: Option<Measured>,
+}
+
+/// One warm forward pass of the same input on each engine, timed by `auto` at load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measured {
+    /// `"image"` (one image) or `"text"` (one short text): the first tower loaded.
+    pub what: &'static str,
+    pub cpu_ms: f64,
+    pub gpu_ms: f64,
 }
 
 /// Row-major `[rows, dim]` f32 results.
@@ -316,7 +331,45 @@ fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
         reason,
         weights: Some(if gpu.f16_weights() { "f16" } else { "f32" }),
         threads: None,
+        measured: None,
     }
+}
+
+/// Milliseconds on a monotonic-enough clock (`Instant` does not exist in the browser).
+fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+            * 1e3
+    }
+}
+
+/// One warm forward pass of the model's first tower, in ms (after one untimed pass, which
+/// compiles pipelines and fills caches): one image of zeros, or one two-token text.
+async fn time_pass<B: Backend>(m: &mut BackendModel<B>) -> Result<(&'static str, f64)> {
+    if let Ok(vision) = m.model.vision() {
+        let s = vision.config.image_size;
+        let px = vec![0f32; 3 * s * s];
+        m.pixel_features(&px, 1).await?;
+        let start = now_ms();
+        m.pixel_features(&px, 1).await?;
+        return Ok(("image", now_ms() - start));
+    }
+    let t = &m.model.text()?.config;
+    let batch = TextBatch::from_tokens(&[vec![t.bos_token_id, t.eos_token_id]], t, t.pad_token_id)?;
+    m.token_features(&batch).await?;
+    let start = now_ms();
+    m.token_features(&batch).await?;
+    Ok(("text", now_ms() - start))
 }
 
 /// What runs the model once it is on the CPU backend.
@@ -336,8 +389,71 @@ fn cpu_loaded(
         reason,
         weights: None,
         threads: Some(threads),
+        measured: None,
     };
     Ok((loaded, info))
+}
+
+/// `auto` with a usable adapter: load the model on both engines, time one warm pass on
+/// each, keep the faster (the other is dropped at once). `prefer` is an earlier
+/// measurement's verdict for this model and device (the JS layer caches it), which skips
+/// the measuring.
+async fn measure_and_choose(
+    checkpoint: &Checkpoint<'_>,
+    options: &ClipOptions,
+    gpu: GpuBackend,
+) -> Result<(Loaded, BackendInfo)> {
+    let name = gpu.adapter_info().name.clone();
+    match options.prefer {
+        Some(BackendChoice::Cpu) => {
+            let why = format!(
+                "auto: the CPU backend measured faster than `{name}` for this model earlier"
+            );
+            return cpu_loaded(checkpoint, options, why);
+        }
+        Some(BackendChoice::Gpu) => {
+            let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}` measured faster than the CPU for this model earlier"));
+            return Ok((checkpoint.gpu(gpu)?, info));
+        }
+        _ => {}
+    }
+    let mut info = gpu_info(&gpu, String::new());
+    let mut on_gpu = match checkpoint.gpu(gpu)? {
+        Loaded::Gpu(m) => m,
+        Loaded::Cpu(_) => {
+            return Err(ClipError::Internal(
+                "the GPU load returned a CPU model".into(),
+            ))
+        }
+    };
+    let (what, gpu_ms) = time_pass(&mut on_gpu).await?;
+    let (cpu_loaded_model, cpu_info) = cpu_loaded(checkpoint, options, String::new())?;
+    let Loaded::Cpu(mut on_cpu) = cpu_loaded_model else {
+        return Err(ClipError::Internal(
+            "the CPU load returned a GPU model".into(),
+        ));
+    };
+    let (_, cpu_ms) = time_pass(&mut on_cpu).await?;
+    let measured = Some(Measured {
+        what,
+        cpu_ms,
+        gpu_ms,
+    });
+    let figures = format!("one {what}: CPU {cpu_ms:.1} ms, WebGPU `{name}` {gpu_ms:.1} ms");
+    if gpu_ms <= cpu_ms {
+        drop(on_cpu);
+        info.reason = format!("auto: WebGPU measured faster ({figures})");
+        info.measured = measured;
+        Ok((Loaded::Gpu(on_gpu), info))
+    } else {
+        drop(on_gpu);
+        let info = BackendInfo {
+            reason: format!("auto: the CPU backend measured faster ({figures})"),
+            measured,
+            ..cpu_info
+        };
+        Ok((Loaded::Cpu(on_cpu), info))
+    }
 }
 
 /// Pick and load the backend as `choice` asks: `Gpu` never falls back; `Auto` takes a
@@ -358,15 +474,14 @@ async fn load_backend(
         }
         BackendChoice::Auto => {
             let reason = match GpuBackend::new(&options.gpu).await {
-                Ok(gpu) if gpu.is_software() => format!(
+                Ok(gpu) if gpu.is_software() && !options.gpu.measure_software => format!(
                     "the WebGPU adapter `{}` is a software rasteriser, slower than the CPU backend",
                     gpu.adapter_info().name
                 ),
                 Ok(gpu) => {
                     let name = gpu.adapter_info().name.clone();
-                    let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}`"));
-                    match checkpoint.gpu(gpu) {
-                        Ok(engine) => return Ok((engine, info)),
+                    match measure_and_choose(checkpoint, options, gpu).await {
+                        Ok(chosen) => return Ok(chosen),
                         // A bad checkpoint fails the same way on the CPU: report it as is.
                         Err(e @ (ClipError::Gpu(_) | ClipError::DeviceLost(_))) => {
                             format!("the WebGPU adapter `{name}` cannot hold the model: {e}")

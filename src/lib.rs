@@ -5,6 +5,12 @@
 //! few operations, which `cpu/` (SIMD) and `gpu/` (WGSL on WebGPU) implement; `clip` ties
 //! them into the public API, and `wasm/` exposes that API to JavaScript.
 
+// The threaded wasm build (nightly, `build.sh`): the pool's workers sleep on `memory.atomic.wait32`.
+#![cfg_attr(
+    all(target_arch = "wasm32", target_feature = "atomics"),
+    feature(stdarch_wasm_atomic_wait)
+)]
+
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod clip;

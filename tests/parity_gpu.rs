@@ -212,7 +212,62 @@ fn clip_load_picks_the_backend_and_says_why() {
         assert!(info.reason.contains("software"), "{info:?}");
         assert!(info.reason.contains(&adapter), "{info:?}");
     } else {
-        assert_eq!(info.kind, "webgpu", "{info:?}");
+        // A hardware adapter is measured against the CPU (see the test below).
+        assert!(info.measured.is_some(), "{info:?}");
+    }
+}
+
+#[test]
+fn auto_measures_both_engines_keeps_the_faster_and_trusts_an_earlier_verdict() {
+    let dir = &model_dirs()[0];
+    let g = Golden::load(dir);
+    if gpu().is_none() {
+        return;
+    }
+    // The software adapter stands in for a hardware one: auto measures it too.
+    let measuring = ClipOptions {
+        gpu: GpuOptions {
+            measure_software: true,
+            ..f32_weights()
+        },
+        ..Default::default()
+    };
+    let mut clip = load_clip(&g, &measuring).unwrap();
+    let info = clip.backend().clone();
+    let m = info.measured.expect("auto measured both engines");
+    assert_eq!(m.what, "image");
+    assert!(m.cpu_ms > 0.0 && m.gpu_ms > 0.0, "{m:?}");
+    let faster = if m.gpu_ms <= m.cpu_ms {
+        "webgpu"
+    } else {
+        "cpu"
+    };
+    assert_eq!(info.kind, faster, "{info:?}");
+    assert!(
+        info.reason.contains("measured faster") && info.reason.contains("one image: CPU"),
+        "{}",
+        info.reason
+    );
+    // The model that was kept works and matches the reference.
+    let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
+    let feats = pollster::block_on(clip.text_features(&texts)).unwrap();
+    let err = max_abs_diff(&feats.data, &g.f32("text_features"));
+    assert!(err < 1e-3, "text_features after auto chose {faster}: {err}");
+
+    // An earlier verdict is taken without measuring, either way.
+    for (prefer, kind) in [(BackendChoice::Cpu, "cpu"), (BackendChoice::Gpu, "webgpu")] {
+        let clip = load_clip(
+            &g,
+            &ClipOptions {
+                prefer: Some(prefer),
+                ..measuring.clone()
+            },
+        )
+        .unwrap();
+        let info = clip.backend();
+        assert_eq!(info.kind, kind, "{info:?}");
+        assert_eq!(info.measured, None);
+        assert!(info.reason.contains("earlier"), "{}", info.reason);
     }
 }
 

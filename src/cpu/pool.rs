@@ -13,7 +13,9 @@
 //! `parallel_for` while one runs (another thread's model, or a nested call) runs on its
 //! own thread, serially, rather than wait.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst,
+};
 
 /// The most threads one loop uses (the calling thread included); beyond this the
 /// matmuls' panels get too thin to pay for the hand-off.
@@ -40,6 +42,15 @@ static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static BUSY: AtomicBool = AtomicBool::new(false);
 /// Registered workers (each takes the next index).
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
+/// Loops handed to workers, and tasks the workers ran: how a test (or a puzzled user) sees
+/// that the threads really work.
+static SHARED_LOOPS: AtomicUsize = AtomicUsize::new(0);
+static WORKER_TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// `(loops offered to workers, tasks workers ran)` since the process started.
+pub fn stats() -> (usize, usize) {
+    (SHARED_LOOPS.load(Relaxed), WORKER_TASKS.load(Relaxed))
+}
 
 /// Threads a loop can use now: the registered workers plus the calling thread.
 pub fn available() -> usize {
@@ -78,6 +89,7 @@ pub fn parallel_for(threads: usize, tasks: usize, f: &(dyn Fn(usize) + Sync)) ->
         left: AtomicUsize::new(tasks),
     };
     JOB.store(&job as *const Job as *mut Job, SeqCst);
+    SHARED_LOOPS.fetch_add(1, Relaxed);
     EPOCH.fetch_add(1, SeqCst);
     wake_workers();
     run_tasks(&job);
@@ -94,15 +106,17 @@ pub fn parallel_for(threads: usize, tasks: usize, f: &(dyn Fn(usize) + Sync)) ->
     helpers + 1
 }
 
-/// Take and run tasks until none are left.
-fn run_tasks(job: &Job) {
+/// Take and run tasks until none are left; returns how many this thread ran.
+fn run_tasks(job: &Job) -> usize {
+    let mut ran = 0;
     loop {
         let i = job.next.fetch_add(1, SeqCst);
         if i >= job.tasks {
-            return;
+            return ran;
         }
         // SAFETY: `f` lives until `parallel_for` returns, which waits for this task.
         unsafe { (*job.f)(i) };
+        ran += 1;
         job.left.fetch_sub(1, SeqCst);
     }
 }
@@ -118,7 +132,7 @@ fn worker_loop(index: usize) -> ! {
         // SAFETY: a non-null JOB stays alive while this worker is ACTIVE (see above).
         if let Some(job) = unsafe { job.as_ref() } {
             if index < job.helpers {
-                run_tasks(job);
+                WORKER_TASKS.fetch_add(run_tasks(job), Relaxed);
             }
         }
         ACTIVE.fetch_sub(1, SeqCst);
@@ -298,6 +312,18 @@ mod tests {
         }
         assert!(hits.iter().all(|h| h.load(SeqCst) == 50));
         assert!(offered.contains(&4), "{offered:?}");
+        // The workers take part: tasks that wait a little leave them time to.
+        // (Another test's model may hold the pool for a moment: then a loop runs serially.)
+        let before = stats().1;
+        for _ in 0..20 {
+            parallel_for(4, 64, &|_| {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            });
+            if stats().1 > before {
+                break;
+            }
+        }
+        assert!(stats().1 > before, "no task ran on a worker");
         // One task, or one thread asked for: no hand-off at all.
         assert_eq!(parallel_for(4, 1, &|_| {}), 1);
         assert_eq!(parallel_for(1, 100, &|_| {}), 1);

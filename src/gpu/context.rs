@@ -24,6 +24,9 @@ pub struct GpuOptions {
     /// Cap the largest buffer below what the adapter allows (to test the limits check,
     /// or to keep a browser tab's footprint down). `None` = the adapter's limits.
     pub max_buffer_size: Option<u64>,
+    /// Let `auto` measure a software adapter against the CPU as it measures hardware ones,
+    /// instead of skipping it (tests only: software adapters prove correctness, not speed).
+    pub measure_software: bool,
 }
 
 /// Storage precision of the linear layers' matrices on the GPU.

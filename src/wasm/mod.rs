@@ -72,6 +72,14 @@ pub fn pool_worker_main() -> Result<(), JsValue> {
     crate::cpu::pool::worker_main().map_err(|e| js_err(ClipError::Unsupported(e.into())))
 }
 
+/// `[loops offered to pool workers, tasks they ran]` in this module instance's memory
+/// (the threaded builds; zeros elsewhere): the tests' proof that the threads work.
+#[wasm_bindgen(js_name = poolStats)]
+pub fn pool_stats() -> Vec<u32> {
+    let (loops, tasks) = crate::cpu::pool::stats();
+    vec![loops as u32, tasks as u32]
+}
+
 /// The bytes of `model.safetensors` that JS has: whole, or only the ranges a tower needs.
 /// Segments are JS-owned `Uint8Array`s; `read_range` copies one tensor's slice into wasm.
 #[wasm_bindgen]
@@ -241,6 +249,8 @@ pub struct WasmClip {
     backend_reason: String,
     backend_weights: Option<String>,
     backend_threads: Option<usize>,
+    /// `[cpu ms, gpu ms]` of `auto`'s measurement, and what was run.
+    backend_measured: Option<(f64, f64, &'static str)>,
 }
 
 /// `WasmClip.load`'s options, as js/engine.js passes them: the small files as bytes and
@@ -280,6 +290,10 @@ struct LoadOptions {
     /// (the threaded build); a loop uses those that have joined.
     #[serde(default = "one")]
     threads: usize,
+    /// For `auto`: `cpu` or `webgpu`, what an earlier load measured faster for this model
+    /// on this device (js/engine.js caches it); absent: measure.
+    #[serde(default)]
+    prefer: Option<String>,
 }
 
 fn one() -> usize {
@@ -328,6 +342,11 @@ impl LoadOptions {
                 ..GpuOptions::default()
             },
             threads: self.threads.max(1),
+            prefer: self
+                .prefer
+                .as_deref()
+                .map(BackendChoice::parse)
+                .transpose()?,
         })
     }
 }
@@ -373,6 +392,7 @@ impl WasmClip {
             backend_reason: info.reason,
             backend_weights: info.weights.map(str::to_string),
             backend_threads: info.threads,
+            backend_measured: info.measured.map(|m| (m.cpu_ms, m.gpu_ms, m.what)),
             inner: Rc::new(RefCell::new(clip)),
         })
     }
@@ -505,6 +525,24 @@ impl WasmClip {
     #[wasm_bindgen(getter, js_name = backendWeights)]
     pub fn backend_weights(&self) -> Option<String> {
         self.backend_weights.clone()
+    }
+
+    /// What `auto` measured at load, `{ what, cpuMs, gpuMs }`; `undefined` when it did not
+    /// measure (one engine only, or an earlier verdict was passed as `prefer`).
+    #[wasm_bindgen(getter, js_name = backendMeasured)]
+    pub fn backend_measured(&self) -> JsValue {
+        let Some((cpu, gpu, what)) = self.backend_measured else {
+            return JsValue::UNDEFINED;
+        };
+        let o = js_sys::Object::new();
+        for (k, v) in [
+            ("what", JsValue::from_str(what)),
+            ("cpuMs", cpu.into()),
+            ("gpuMs", gpu.into()),
+        ] {
+            let _ = js_sys::Reflect::set(&o, &JsValue::from_str(k), &v);
+        }
+        o.into()
     }
 
     /// Threads the CPU backend runs on; `undefined` on the GPU backend.

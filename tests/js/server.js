@@ -61,6 +61,10 @@ export async function startServer({ port = 0, www = null } = {}) {
     log.push(entry);
     let url = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     let fault = null;
+    // `/isolated/...`: the same files, cross-origin isolated (COOP + COEP), as a page needs
+    // for SharedArrayBuffer and so for webclip's threaded builds.
+    const isolated = url.startsWith('/isolated/');
+    if (isolated) url = url.slice('/isolated'.length);
     const m = /^\/([a-z]+)(\/.*)$/.exec(url);
     if (m && FAULTS.includes(m[1])) [fault, url] = [m[1], m[2]];
     entry.path = url;
@@ -95,6 +99,10 @@ export async function startServer({ port = 0, www = null } = {}) {
       'access-control-expose-headers': 'content-length, content-range',
     };
     if (fault !== 'norange') headers['accept-ranges'] = 'bytes';
+    if (isolated) {
+      headers['cross-origin-opener-policy'] = 'same-origin';
+      headers['cross-origin-embedder-policy'] = 'require-corp';
+    }
     let start = 0;
     let end = size; // exclusive
     let status = 200;
