@@ -15,8 +15,10 @@
 //! The layout is the same for every ISA; the micro-kernel height MR is per ISA (`MR_*`).
 
 use super::ops::{epilogue_block, internal, unavailable, RawEpilogue};
+use super::quant::{dequantize_block, I8Panels, RawI8};
 use super::simd::{Isa, Scalar, Simd};
 use crate::error::Result;
+use crate::model::quantize::Q8;
 use crate::model::Activation;
 
 /// Output columns per packed panel (and per micro-kernel tile).
@@ -46,10 +48,75 @@ pub struct PackedMatrix {
     n: usize,
     k: usize,
     kc: usize,
-    data: Vec<f32>, // [k slices, ceil(n / NR), kc, NR]
+    panels: Panels,
+}
+
+/// The packed values: f32, or int8 with scales (`quant.rs`), in the same layout.
+#[derive(Debug, Clone, PartialEq)]
+enum Panels {
+    F32(Vec<f32>), // [k slices, ceil(n / NR), kc, NR]
+    I8(I8Panels),
+}
+
+/// Where the loop nest gets the `kc x nc` block of B panels for one (K slice, column
+/// block): straight from the f32 panels, or dequantised from the int8 ones.
+trait BlockSource: Copy {
+    /// The panels of columns `[jc, jc + nc)` of the K slice at `pc` (depth `kc`),
+    /// `[ceil(nc / NR), kc, NR]`.
+    unsafe fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize, npad: usize) -> *const f32;
+}
+
+#[derive(Clone, Copy)]
+struct F32Source(*const f32);
+
+impl BlockSource for F32Source {
+    #[inline(always)]
+    unsafe fn block(&self, pc: usize, kc: usize, jc: usize, _: usize, npad: usize) -> *const f32 {
+        self.0.add(pc * npad + (jc / NR) * kc * NR)
+    }
+}
+
+impl BlockSource for RawI8 {
+    #[inline(always)]
+    unsafe fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize, npad: usize) -> *const f32 {
+        dequantize_block(self, pc, kc, jc, nc, npad)
+    }
+}
+
+/// Depth of the K slices of a matrix with `k` inputs: even slices, no thin remainder.
+fn slice_depth(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
 impl PackedMatrix {
+    /// Pack an int8 `[n, k]` matrix with its scales; it stays int8 in memory (a quarter
+    /// of f32, plus the scales) and is dequantised block by block in [`matmul`].
+    pub fn pack_i8(q: &Q8) -> Result<Self> {
+        let (n, k) = (q.rows, q.cols);
+        let kc = slice_depth(k);
+        let npad = n.div_ceil(NR) * NR;
+        let panels = I8Panels::pack(q, npad, |kk, p| Self::offset(kc, k, npad, kk, p))?;
+        Ok(PackedMatrix {
+            n,
+            k,
+            kc,
+            panels: Panels::I8(panels),
+        })
+    }
+
+    /// Whether the values are int8.
+    pub fn is_i8(&self) -> bool {
+        matches!(self.panels, Panels::I8(_))
+    }
+
+    /// Bytes the packed values (and scales) hold.
+    pub fn bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(d) => 4 * d.len(),
+            Panels::I8(q) => q.bytes(),
+        }
+    }
+
     /// Pack a row-major `[n, k]` matrix.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Result<Self> {
         if Some(w.len()) != n.checked_mul(k) {
@@ -58,8 +125,7 @@ impl PackedMatrix {
                 w.len()
             )));
         }
-        // Even slices: no thin remainder slice.
-        let kc = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+        let kc = slice_depth(k);
         let npad = n.div_ceil(NR) * NR;
         let mut data = vec![0f32; npad * k];
         for (r, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
@@ -68,7 +134,12 @@ impl PackedMatrix {
                 data[Self::offset(kc, k, npad, kk, p) + j] = x;
             }
         }
-        Ok(PackedMatrix { n, k, kc, data })
+        Ok(PackedMatrix {
+            n,
+            k,
+            kc,
+            panels: Panels::F32(data),
+        })
     }
 
     /// Where row `kk` of panel `p` starts.
@@ -89,13 +160,17 @@ impl PackedMatrix {
         self.k
     }
 
-    /// The original row-major `[n, k]` matrix.
+    /// The original row-major `[n, k]` matrix (int8 values dequantised).
     pub fn unpack(&self) -> Vec<f32> {
         let npad = self.n.div_ceil(NR) * NR;
         let mut w = vec![0f32; self.n * self.k];
         for (r, row) in w.chunks_exact_mut(self.k.max(1)).enumerate().take(self.n) {
             for (kk, x) in row.iter_mut().enumerate() {
-                *x = self.data[Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR];
+                let at = Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR;
+                *x = match &self.panels {
+                    Panels::F32(d) => d[at],
+                    Panels::I8(q) => q.get(at, kk, r, npad),
+                };
             }
         }
         w
@@ -216,13 +291,13 @@ unsafe fn strip<S: Simd, const MR: usize, const NV: usize>(
 /// One matmul call, as raw parts: `a` `[m, k]` (row stride `lda`), `b` the packed weight,
 /// `c` `[m, n]` (row stride `ldc`), `apack` scratch of `mc_max * kc_max`.
 #[derive(Clone, Copy)]
-struct Gemm {
+struct Gemm<B> {
     a: *const f32,
     lda: usize,
     m: usize,
     k: usize,
     n: usize,
-    b: *const f32,
+    b: B,
     c: *mut f32,
     ldc: usize,
     ep: RawEpilogue,
@@ -231,9 +306,9 @@ struct Gemm {
     mc_max: usize,
 }
 
-/// The blocked loop nest.
+/// The blocked loop nest, over f32 or int8 panels (`B`).
 #[inline(always)]
-unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm) {
+unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize, B: BlockSource>(g: &Gemm<B>) {
     let Gemm {
         a,
         lda,
@@ -263,6 +338,8 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm) {
         while pc < k {
             let kc = kc_max.min(k - pc);
             let last = pc + kc == k;
+            // This block of B, read by every M block below.
+            let bblock = b.block(pc, kc, jc, nc, npad);
             let mut ic = 0;
             while ic < m {
                 let mc = mc_max.min(m - ic);
@@ -270,7 +347,7 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm) {
                 let mut jr = 0;
                 while jr < nc {
                     let col = jc + jr;
-                    let bp = b.add(pc * npad + (col / NR) * kc * NR);
+                    let bp = bblock.add((jr / NR) * kc * NR);
                     let ncols = NR.min(n - col);
                     let mut ir = 0;
                     while ir < mc {
@@ -347,41 +424,69 @@ pub fn matmul(
     let kc_max = w.kc;
     let mc_max = m.div_ceil(m.div_ceil(MC)).div_ceil(mr) * mr;
     let mut apack = vec![0f32; mc_max * kc_max]; // [mc_max / MR, kc_max, MR]
-    let g = Gemm {
-        a: a.as_ptr(),
-        lda: k,
-        m,
-        k,
-        n,
-        b: w.data.as_ptr(),
-        c: out.as_mut_ptr(),
-        ldc: n,
-        ep: RawEpilogue {
-            bias: ep.bias.map(|b| b.as_ptr()),
-            activation: ep.activation,
-            residual: ep.residual.map(|r| (r.as_ptr(), n)),
-        },
-        apack: apack.as_mut_ptr(),
-        kc_max,
-        mc_max,
+    let raw_ep = RawEpilogue {
+        bias: ep.bias.map(|b| b.as_ptr()),
+        activation: ep.activation,
+        residual: ep.residual.map(|r| (r.as_ptr(), n)),
     };
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(g: &Gemm) {
-        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2>(g)
+    let (a, c, apack) = (a.as_ptr(), out.as_mut_ptr(), apack.as_mut_ptr());
+    // The call for either kind of panels.
+    macro_rules! gemm {
+        ($b:expr) => {
+            Gemm {
+                a,
+                lda: k,
+                m,
+                k,
+                n,
+                b: $b,
+                c,
+                ldc: n,
+                ep: raw_ep,
+                apack,
+                kc_max,
+                mc_max,
+            }
+        };
     }
-    // SAFETY: the ISA is available; every length was checked against m, k, n above and
-    // `apack` holds mc_max x kc_max.
+    // SAFETY: the ISA is available; every length was checked against m, k, n above,
+    // `apack` holds mc_max x kc_max and the int8 scratch kc_max x NC (columns rounded
+    // up to NR).
     unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => avx2(&g),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4>(&g),
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4>(&g),
-            _ => gemm_impl::<Scalar, MR_SCALAR, 16>(&g),
+        match &w.panels {
+            Panels::F32(data) => run(isa, &gemm!(F32Source(data.as_ptr()))),
+            Panels::I8(q) => {
+                let mut scratch = vec![0f32; kc_max * NC.min(n.div_ceil(NR) * NR)];
+                let g = gemm!(RawI8 {
+                    values: q.values.as_ptr(),
+                    scales: q.scales.as_ptr(),
+                    group: q.group,
+                    scratch: scratch.as_mut_ptr(),
+                });
+                run(isa, &g)
+            }
         }
     }
     Ok(())
+}
+
+/// The loop nest on `isa`, monomorphised for it.
+///
+/// # Safety
+/// As [`gemm_impl`]: `isa` is available and `g`'s pointers cover its shapes.
+unsafe fn run<B: BlockSource>(isa: Isa, g: &Gemm<B>) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<B: BlockSource>(g: &Gemm<B>) {
+        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2, B>(g)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => avx2(g),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4, B>(g),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4, B>(g),
+        _ => gemm_impl::<Scalar, MR_SCALAR, 16, B>(g),
+    }
 }
