@@ -250,6 +250,10 @@ struct LoadOptions {
     /// `auto` | `f16` | `f32`: how the GPU backend stores matrices (the CPU ignores it).
     #[serde(default = "auto")]
     gpu_weights: String,
+    /// `auto` (as the checkpoint is) | `int8`: quantise a float checkpoint's matrices at
+    /// load, for memory.
+    #[serde(default = "auto")]
+    weights: String,
 }
 
 fn auto() -> String {
@@ -292,6 +296,15 @@ impl LoadOptions {
             gpu: GpuOptions {
                 weights: WeightPrecision::parse(&self.gpu_weights)?,
                 ..GpuOptions::default()
+            },
+            int8: match self.weights.as_str() {
+                "auto" => false,
+                "int8" => true,
+                w => {
+                    return Err(ClipError::Input(format!(
+                        "weights must be 'auto' or 'int8', not '{w}'"
+                    )))
+                }
             },
         })
     }
