@@ -103,14 +103,14 @@ pub(super) unsafe fn dequantize_block(
         let src = q.values.add(pc * npad + (first + p) * kc * NR);
         let dst = q.scratch.add(p * kc * NR);
         for kk in 0..kc {
-            // The NR scales of this depth: contiguous, as are the NR values. A plain
-            // fixed-length loop: LLVM widens it to the ISA's vectors.
+            // The NR scales of this depth: contiguous, as are the NR values.
             let s = q.scales.add(((pc + kk) / q.group) * npad + jc + p * NR);
-            let v = src.add(kk * NR);
-            let d = dst.add(kk * NR);
-            for j in 0..NR {
-                *d.add(j) = *v.add(j) as f32 * *s.add(j);
-            }
+            // Whole rows through local arrays: no aliasing for LLVM to guard against, so
+            // it widens, converts and multiplies them in vector registers.
+            let v: [i8; NR] = std::ptr::read_unaligned(src.add(kk * NR) as *const [i8; NR]);
+            let sc: [f32; NR] = std::ptr::read_unaligned(s as *const [f32; NR]);
+            let row: [f32; NR] = std::array::from_fn(|j| v[j] as f32 * sc[j]);
+            std::ptr::write_unaligned(dst.add(kk * NR) as *mut [f32; NR], row);
         }
     }
     q.scratch
