@@ -328,7 +328,7 @@ pub fn run_bench(preset: &str, int8: bool, out: &mut dyn Write) -> Result<Latenc
             what: format!("image batch {batch}"),
             ms: t.best.as_secs_f64() * 1e3,
         });
-        image_ms.push((batch, px, t));
+        image_ms.push((batch, px));
     }
     let text = model.text()?;
     let t = &config.text_config;
@@ -367,7 +367,7 @@ pub fn run_bench(preset: &str, int8: bool, out: &mut dyn Write) -> Result<Latenc
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
         writeln!(
             out,
-            "\n## int8 weights (group {DEFAULT_GROUP}, dequantised per block in the matmul) vs f32\n"
+            "\n## int8 weights (group {DEFAULT_GROUP}, dequantised per block in the matmul) vs f32, runs alternating\n"
         )
         .map_err(io)?;
         writeln!(
@@ -377,21 +377,29 @@ pub fn run_bench(preset: &str, int8: bool, out: &mut dyn Write) -> Result<Latenc
         .map_err(io)?;
         writeln!(out, "|---|---:|---:|---:|---:|---:|").map_err(io)?;
         let v8 = m8.vision()?;
-        for (batch, px, t32) in &image_ms {
-            let t8 = time(
-                || graph::vision_forward(&mut backend, v8, px, *batch, false).map(|_| ()),
-                if *batch == 1 { 3 } else { 2 },
-                Duration::from_millis(1500),
-            )?;
+        // f32 and int8 runs alternate, so that a noisy neighbour slows both alike.
+        for (batch, px) in &image_ms {
+            let reps = if *batch == 1 { 7 } else { 3 };
+            let (mut t32, mut t8) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                for (tower, times) in [(vision, &mut t32), (v8, &mut t8)] {
+                    let start = std::time::Instant::now();
+                    graph::vision_forward(&mut backend, tower, px, *batch, false)?;
+                    times.push(start.elapsed());
+                }
+            }
+            for t in [&mut t32, &mut t8] {
+                t.sort();
+            }
             let per = |d: Duration| d.as_secs_f64() * 1e3 / *batch as f64;
             writeln!(
                 out,
                 "| batch {batch} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} |",
-                per(t32.best),
-                per(t8.best),
-                t8.best.as_secs_f64() / t32.best.as_secs_f64().max(1e-12),
-                per(t32.median),
-                per(t8.median)
+                per(t32[0]),
+                per(t8[0]),
+                t8[0].as_secs_f64() / t32[0].as_secs_f64().max(1e-12),
+                per(t32[reps / 2]),
+                per(t8[reps / 2])
             )
             .map_err(io)?;
         }
