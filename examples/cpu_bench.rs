@@ -3,7 +3,7 @@
 
 fn main() {
     let preset = std::env::args().nth(1).unwrap_or_else(|| "vit-b-32".into());
-    if let Err(e) = webclip::bench::cpu::run_bench(&preset, 0, &mut std::io::stdout()) {
+    if let Err(e) = webclip::bench::cpu::run_bench(&preset, 0, false, &mut std::io::stdout()) {
         eprintln!("cpu_bench: {e}");
         std::process::exit(1);
     }

@@ -242,6 +242,8 @@ export class LocalEngine {
         gpuWeights: options.gpuWeights ?? 'auto',
         threads: runs.threads,
         prefer: prefer ?? undefined,
+        // 'int8': quantise a float checkpoint at load (an int8 file is int8 either way).
+        weights: options.weights ?? 'auto',
       });
     } catch (e) {
       const where = srcs.weights.url ?? srcs.weights.path;
@@ -263,7 +265,8 @@ export class LocalEngine {
       // Why a downloaded file could not be cached (quota): the next visit downloads it again.
       cacheNotice: cache?.notice ?? null,
       backend: clip.backendKind,
-      // `weights`: how the GPU engine stores matrices ('auto' resolved); null on the CPU.
+      // `weights`: how the engine holds the matrices: 'int8' (an int8 checkpoint, read from
+      // its header, or `weights: 'int8'`), else 'f16' or 'f32' (the CPU engine expands f16).
       backendInfo: {
         kind: clip.backendKind,
         adapter,

@@ -82,6 +82,13 @@ export interface LoadOptions {
    */
   threads?: 'auto' | number;
   /**
+   * `'int8'`: quantise a float checkpoint's matrices to int8 while loading (the layout
+   * `webclip convert --dtype int8` writes), for about a quarter of their memory on either
+   * engine; the download is unchanged. `'auto'` (default): as the checkpoint is. An int8
+   * checkpoint (detected from its header) is int8 either way.
+   */
+  weights?: 'auto' | 'int8';
+  /**
    * Where webclip_bg.wasm (the single-thread simd128 build) is, when a bundler moves it;
    * with it, the other builds (threads, relaxed SIMD) are not used.
    */
@@ -95,8 +102,12 @@ export interface BackendInfo {
   adapter: string | null;
   /** Why this backend runs (for `'auto'`: why not the GPU, when not). */
   reason: string;
-  /** How the WebGPU backend stores matrices (`gpuWeights` resolved); null on the CPU backend. */
-  weights: GpuWeights | null;
+  /**
+   * How the engine holds the matrices: `'int8'` (an int8 checkpoint, or `weights: 'int8'`),
+   * else `'f16'` or `'f32'` (`gpuWeights` resolved on WebGPU; the CPU engine expands float
+   * weights to f32).
+   */
+  weights: 'int8' | 'f16' | 'f32';
   /** Why a downloaded file could not be kept in Cache Storage (a full disk:
    * `QuotaExceededError: …`); null when every file was cached or caching is off. */
   cacheSkipped: string | null;

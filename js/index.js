@@ -11,6 +11,7 @@ import { MAX_THREADS } from './wasm.js';
 const BACKENDS = ['auto', 'webgpu', 'cpu'];
 const TOWERS = ['both', 'vision', 'text'];
 const GPU_WEIGHTS = ['auto', 'f16', 'f32'];
+const WEIGHTS = ['auto', 'int8'];
 
 const badInput = (message) => webclipError('bad-input', message);
 const badArgument = (message) => withCode(new TypeError(message), 'bad-input');
@@ -26,12 +27,14 @@ function validate(options) {
     maxBatch: options.maxBatch ?? 0,
     gpuWeights: options.gpuWeights ?? 'auto',
     threads: options.threads ?? 'auto',
+    weights: options.weights ?? 'auto',
     wasmUrl: options.wasmUrl == null ? undefined : String(options.wasmUrl), // URLs do not cross to a worker
     onProgress: options.onProgress,
   };
   if (o.backend === 'gpu') o.backend = 'webgpu';
   if (!BACKENDS.includes(o.backend)) throw badInput(`webclip: backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(options.backend)}`);
   if (!TOWERS.includes(o.towers)) throw badInput(`webclip: towers must be one of ${TOWERS.join(', ')}, not ${JSON.stringify(options.towers)}`);
+  if (!WEIGHTS.includes(o.weights)) throw badInput(`webclip: weights must be one of ${WEIGHTS.join(', ')}, not ${JSON.stringify(options.weights)}`);
   if (!GPU_WEIGHTS.includes(o.gpuWeights)) throw badInput(`webclip: gpuWeights must be one of ${GPU_WEIGHTS.join(', ')}, not ${JSON.stringify(options.gpuWeights)}`);
   if (o.cache !== null && typeof o.cache === 'object') {
     const c = o.cache.chunkBytes;
@@ -212,7 +215,7 @@ export class Clip {
     this.backend = info.backend;
     /**
      * `{ kind, adapter, reason, weights, threads, build }`: which backend runs, on which
-     * adapter, why, how the GPU stores its matrices, the CPU engine's threads, and the wasm
+     * adapter, why, how the engine holds the matrices ('int8', 'f16' or 'f32'), the CPU engine's threads, and the wasm
      * build (`{ name, features, threads, reason }`: why threads or relaxed SIMD are missing).
      */
     this.backendInfo = info.backendInfo;

@@ -18,6 +18,11 @@
 // bound the small-batch products): four halves per vec2<u32>, widened with
 // unpack2x16float (core WGSL, so no shader-f16 feature is needed); all arithmetic stays
 // f32. Split-K partials are f32 either way, reduced by the f32 variant's `reduce`.
+//
+// With I8_WEIGHTS the weight is int8 (`model::quantize`): four values per u32, sign-
+// extended with shifts (core WGSL; `unpack4xI8` needs a language extension), times the
+// scale of their group of `p.group` input features (a multiple of 4, so the four share
+// one). A quarter of the f32 bandwidth; the arithmetic stays f32.
 
 struct Params { // MatmulParams in src/gpu/pipelines.rs
     m: u32,            // rows of a and out
@@ -29,7 +34,7 @@ struct Params { // MatmulParams in src/gpu/pipelines.rs
     k_chunk: u32,      // k range per split, a multiple of BK (>= k when not split)
     splits: u32,       // 1, or the number of partial products to reduce
     groups_x: u32,     // reduce: workgroups along x of the launch grid
-    pad0: u32,
+    group: u32,        // I8_WEIGHTS: input features per scale
     pad1: u32,
     pad2: u32,
 }
@@ -41,10 +46,15 @@ override REDUCE_WG: u32; // threads per workgroup of `reduce`
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;       // [m, k / 4]; reduce: partials
+//#if I8_WEIGHTS
+@group(0) @binding(2) var<storage, read> w: array<u32>;             // [n, k / 4] x 4 i8
+@group(0) @binding(6) var<storage, read> w_scale: array<f32>;       // [n, ceil(k / group)]
+//#else
 //#if F16_WEIGHTS
 @group(0) @binding(2) var<storage, read> w: array<vec2<u32>>;       // [n, k / 4] x 4 f16
 //#else
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // [n, k / 4]
+//#endif
 //#endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;          // [n] (unused if !has_bias)
 @group(0) @binding(4) var<storage, read> residual: array<f32>;      // [m, n] (unused if !has_residual)
@@ -67,11 +77,19 @@ fn load_w(col: u32, k4: u32) -> vec4<f32> {
         return vec4<f32>(0.0);
     }
     let i = col * (p.k / 4u) + k4;
+//#if I8_WEIGHTS
+    let word = w[i];
+    let q = vec4<i32>(bitcast<i32>(word << 24u), bitcast<i32>(word << 16u),
+                      bitcast<i32>(word << 8u), bitcast<i32>(word)) >> vec4<u32>(24u);
+    let groups = (p.k + p.group - 1u) / p.group;
+    return vec4<f32>(q) * w_scale[col * groups + (4u * k4) / p.group];
+//#else
 //#if F16_WEIGHTS
     let h = w[i];
     return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y));
 //#else
     return w[i];
+//#endif
 //#endif
 }
 

@@ -52,9 +52,14 @@ pub struct ClipOptions {
     /// For `auto`: an earlier measurement's verdict for this model and device (`Cpu` or
     /// `Gpu`), so that a reload does not measure again. `None` (or `Auto`) measures.
     pub prefer: Option<BackendChoice>,
+    /// Quantise a float checkpoint's matrices to int8 while loading (JS `weights: 'int8'`),
+    /// with the converter's layout (`model::quantize`): for memory, not download. An int8
+    /// checkpoint is int8 whatever this says.
+    pub int8: bool,
 }
 
 /// The files of a Hugging Face CLIP or SigLIP repository, as bytes.
+#[derive(Clone, Copy)]
 pub struct ModelFiles<'a> {
     pub config: &'a [u8],
     /// `model.safetensors`: where its bytes come from (`Clip::load` reads the header).
@@ -141,8 +146,9 @@ pub struct BackendInfo {
     pub adapter: Option<String>,
     /// Why this backend was chosen (for `auto`: why the GPU was not taken).
     pub reason: String,
-    /// How the GPU stores linear layers' matrices (`"f16"` or `"f32"`); `None` on the
-    /// CPU backend, which ignores `GpuOptions::weights`.
+    /// How the engine holds the matrices: `"int8"` (an int8 checkpoint, or
+    /// `ClipOptions::int8`), else `"f16"` or `"f32"` (the CPU backend always expands float
+    /// weights to f32; the GPU follows `GpuOptions::weights`). Always `Some`.
     pub weights: Option<&'static str>,
     /// Threads the CPU backend runs on; `None` on the GPU.
     pub threads: Option<usize>,
@@ -298,9 +304,24 @@ struct Checkpoint<'a> {
     header: &'a SafeTensors,
     weights: &'a dyn TensorBytes,
     towers: Towers,
+    /// Quantise float matrices at load (`ClipOptions::int8`).
+    int8: bool,
 }
 
 impl Checkpoint<'_> {
+    /// Whether the engine will hold int8 matrices.
+    fn is_int8(&self) -> bool {
+        self.int8 || crate::model::quantize::weights_dtype(self.header) == "int8"
+    }
+
+    /// `t`, quantised when the option asks for it.
+    fn prepare(&self, role: WeightRole, t: HostTensor) -> Result<HostTensor> {
+        match self.int8 {
+            true => t.quantized(role, crate::model::quantize::DEFAULT_GROUP),
+            false => Ok(t),
+        }
+    }
+
     fn on<B: Backend>(&self, backend: B, make: &mut MakeWeight<'_, B>) -> Result<BackendModel<B>> {
         BackendModel::load(
             self.config,
@@ -314,22 +335,31 @@ impl Checkpoint<'_> {
 
     fn cpu(&self, threads: usize) -> Result<Loaded> {
         let backend = CpuBackend::with_threads(threads);
-        let model = self.on(backend, &mut |_, role, t| cpu::make_weight(role, t))?;
+        let model = self.on(backend, &mut |_, role, t| {
+            cpu::make_weight(role, self.prepare(role, t)?)
+        })?;
         Ok(Loaded::Cpu(Box::new(model)))
     }
 
     fn gpu(&self, gpu: GpuBackend) -> Result<Loaded> {
-        let model = self.on(gpu, &mut |g, role, t| g.make_weight(role, t))?;
+        let model = self.on(gpu, &mut |g, role, t| {
+            g.make_weight(role, self.prepare(role, t)?)
+        })?;
         Ok(Loaded::Gpu(Box::new(model)))
     }
 }
 
-fn gpu_info(gpu: &GpuBackend, reason: String) -> BackendInfo {
+fn gpu_info(gpu: &GpuBackend, reason: String, int8: bool) -> BackendInfo {
+    let weights = match (int8, gpu.f16_weights()) {
+        (true, _) => "int8",
+        (false, true) => "f16",
+        (false, false) => "f32",
+    };
     BackendInfo {
         kind: "webgpu",
         adapter: Some(gpu.adapter_info().name.clone()),
         reason,
-        weights: Some(if gpu.f16_weights() { "f16" } else { "f32" }),
+        weights: Some(weights),
         threads: None,
         measured: None,
     }
@@ -387,7 +417,7 @@ fn cpu_loaded(
         kind: "cpu",
         adapter: None,
         reason,
-        weights: None,
+        weights: Some(if checkpoint.is_int8() { "int8" } else { "f32" }),
         threads: Some(threads),
         measured: None,
     };
@@ -412,12 +442,12 @@ async fn measure_and_choose(
             return cpu_loaded(checkpoint, options, why);
         }
         Some(BackendChoice::Gpu) => {
-            let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}` measured faster than the CPU for this model earlier"));
+            let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}` measured faster than the CPU for this model earlier"), checkpoint.is_int8());
             return Ok((checkpoint.gpu(gpu)?, info));
         }
         _ => {}
     }
-    let mut info = gpu_info(&gpu, String::new());
+    let mut info = gpu_info(&gpu, String::new(), checkpoint.is_int8());
     let mut on_gpu = match checkpoint.gpu(gpu)? {
         Loaded::Gpu(m) => m,
         Loaded::Cpu(_) => {
@@ -463,13 +493,14 @@ async fn load_backend(
     checkpoint: &Checkpoint<'_>,
     options: &ClipOptions,
 ) -> Result<(Loaded, BackendInfo)> {
+    let int8 = checkpoint.is_int8();
     match options.backend {
         BackendChoice::Cpu => {
             cpu_loaded(checkpoint, options, "the CPU backend was requested".into())
         }
         BackendChoice::Gpu => {
             let gpu = GpuBackend::new(&options.gpu).await?;
-            let info = gpu_info(&gpu, "the WebGPU backend was requested".into());
+            let info = gpu_info(&gpu, "the WebGPU backend was requested".into(), int8);
             Ok((checkpoint.gpu(gpu)?, info))
         }
         BackendChoice::Auto => {
@@ -541,6 +572,7 @@ impl Clip {
             header: &header,
             weights: files.weights,
             towers: options.towers,
+            int8: options.int8,
         };
         let (loaded, backend_info) = load_backend(&checkpoint, options).await?;
         let max_batch = match (options.max_batch, &loaded) {

@@ -310,3 +310,65 @@ fn index_embeds_a_folder_once_and_skips_what_it_knows() {
     );
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn convert_writes_a_folder_and_refuses_its_source_and_its_own_output() {
+    let tiny = model_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("tiny-quickgelu"))
+        .unwrap();
+    let out = std::env::temp_dir().join(format!("webclip-cli-convert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let (src, dst) = (tiny.to_str().unwrap(), out.to_str().unwrap());
+    let run = webclip(&["convert", "--model", src, "--dtype", "int8", "--out", dst]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = SafeTensors::parse(&bytes).unwrap();
+    assert_eq!(st.metadata["webclip.dtype"], "int8");
+    for (args, code, says) in [
+        (
+            vec!["--model", dst, "--dtype", "f16", "--out", "/nonexistent/x"],
+            1,
+            "already converted",
+        ),
+        (
+            vec!["--model", src, "--dtype", "f16", "--out", src],
+            1,
+            "is the source folder",
+        ),
+        (
+            vec!["--model", src, "--dtype", "int4", "--out", dst],
+            1,
+            "--dtype must be f16 or int8",
+        ),
+        (
+            vec![
+                "--model", src, "--dtype", "int8", "--out", dst, "--group", "x",
+            ],
+            2,
+            "--group expects",
+        ),
+    ] {
+        let run = webclip(&[&["convert"][..], &args].concat());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // The report: three rows, the goals met.
+    let run = webclip(&["convert", "--report", "--model", src]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("| f16 |") && stdout.contains("| int8 |"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}

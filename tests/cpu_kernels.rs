@@ -138,6 +138,78 @@ fn matmul_matches_scalar_reference_on_every_isa() {
     }
 }
 
+/// The int8 matmul (panels dequantised block by block inside the loop nest) against the
+/// scalar reference on the dequantised matrix: the same sums, so the f32 tolerance holds.
+#[test]
+fn int8_matmul_matches_scalar_reference_on_every_isa() {
+    use webclip::model::quantize::Q8;
+    let isas = isas();
+    let mut rng = Rng::new(11);
+    let mut case = 0;
+    // K past one slice (KC = 256) and N past one column block (NC = 512), with remainders.
+    let shapes = [
+        (64, 80),
+        (768, 13),
+        (300, 17),
+        (80, 600),
+        (1030, 48),
+        (3, 13),
+        (1, 1),
+    ];
+    for &m in &[1, 7, 50, 97] {
+        for &(k, n) in &shapes {
+            for group in [0, 4, 32, 64] {
+                let a = rng.fill_uniform(m * k, 1.0);
+                let w = rng.fill_uniform(n * k, 1.0);
+                let q = Q8::quantize(&w, n, k, group).unwrap();
+                let deq = q.dequantize();
+                let bias = rng.fill_uniform(n, 1.0);
+                let res = rng.fill_uniform(m * n, 1.0);
+                let (use_bias, act, use_res) = epilogue_case(case);
+                case += 1;
+                let mut want = vec![0f32; m * n];
+                reference::matmul_nt(&a, &deq, &mut want, m, k, n);
+                reference::epilogue(
+                    &mut want,
+                    n,
+                    use_bias.then_some(&bias[..]),
+                    act,
+                    use_res.then_some(&res[..]),
+                );
+                let packed = PackedMatrix::pack_i8(&q).unwrap();
+                assert!(packed.is_i8());
+                assert_eq!(packed.unpack(), deq, "{n}x{k} group {group}");
+                // A quarter of f32, plus the scales.
+                let npad = n.div_ceil(16) * 16;
+                assert_eq!(packed.bytes(), npad * k + 4 * npad * q.groups());
+                let ep = Epilogue {
+                    bias: use_bias.then_some(&bias[..]),
+                    activation: act,
+                    residual: use_res.then_some(&res[..]),
+                };
+                for &isa in &isas {
+                    let mut buf = guarded(m * n);
+                    gemm::matmul(isa, &a, m, &packed, &mut buf[GUARD..GUARD + m * n], &ep).unwrap();
+                    let what = format!("{} int8 matmul {m}x{k}x{n} group {group}", isa.name());
+                    check_guards(&buf, &what);
+                    let tol = 1e-6 * k as f32 + 1e-6;
+                    let (e, i) = worst(&buf[GUARD..GUARD + m * n], &want, tol, 1e-6);
+                    assert!(
+                        e <= 1.0,
+                        "{what}: element {i} is {} instead of {} (error {e} x tolerance)",
+                        buf[GUARD + i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+    // A Q8 whose parts disagree is an error, not a panic.
+    let mut bad = Q8::quantize(&[1.0; 8], 2, 4, 4).unwrap();
+    bad.scales.pop();
+    assert!(PackedMatrix::pack_i8(&bad).is_err());
+}
+
 #[test]
 fn packing_round_trips_and_bad_lengths_are_errors() {
     let mut rng = Rng::new(2);
@@ -340,6 +412,7 @@ fn backend_linear_packs_hand_built_weights_and_checks_widths() {
             shape: vec![n, k],
             data: w.clone(),
             packed: None,
+            rows_i8: None,
         },
         bias: None,
         in_features: k,
@@ -425,6 +498,7 @@ fn unchecked_embeddings_are_internal_errors_and_checked_ones_bad_input() {
         shape: vec![rows, cols],
         data: vec![0.5; rows * cols],
         packed: None,
+        rows_i8: None,
     };
     let mut b = CpuBackend::default();
     let (tok, pos) = (table(10, 4), table(5, 4));
@@ -440,6 +514,7 @@ fn unchecked_embeddings_are_internal_errors_and_checked_ones_bad_input() {
         shape: vec![4],
         data: vec![2.0; 4],
         packed: None,
+        rows_i8: None,
     };
     // Three patch rows are not two images of two patches.
     let direct = b.vision_embed(&x, Some(&class), &table(3, 4), 2);
@@ -464,6 +539,7 @@ fn unchecked_embeddings_are_internal_errors_and_checked_ones_bad_input() {
         shape: vec![3, 4],
         data: (0..12).map(|i| (i / 4) as f32).collect(),
         packed: None,
+        rows_i8: None,
     };
     let y = Checked::new(&mut b)
         .vision_embed(&x, None, &pos, 1)

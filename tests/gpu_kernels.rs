@@ -6,6 +6,7 @@
 use webclip::cpu::{self, CpuBackend};
 use webclip::gpu::{GpuBackend, GpuOptions};
 use webclip::graph::{AttentionShape, Backend, Checked};
+use webclip::model::quantize::Q8;
 use webclip::model::random::Rng;
 use webclip::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 use webclip::ClipError;
@@ -31,6 +32,20 @@ fn gpu() -> Option<GpuBackend> {
 /// Weight construction for both backends from the same host data.
 trait TestBackend: Backend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight;
+    /// The int8 matrix or table `q`, as an int8 checkpoint hands it over.
+    fn weight_i8(&self, role: WeightRole, q: &Q8) -> Self::Weight {
+        self.make(role, host_i8(q))
+    }
+    fn make(&self, role: WeightRole, t: HostTensor) -> Self::Weight;
+}
+
+fn host_i8(q: &Q8) -> HostTensor {
+    HostTensor {
+        name: "test".into(),
+        shape: vec![q.rows, q.cols],
+        data: Vec::new(),
+        quant: Some(q.clone()),
+    }
 }
 
 fn host(shape: &[usize], data: &[f32]) -> HostTensor {
@@ -38,6 +53,7 @@ fn host(shape: &[usize], data: &[f32]) -> HostTensor {
         name: "test".into(),
         shape: shape.to_vec(),
         data: data.to_vec(),
+        quant: None,
     }
 }
 
@@ -45,11 +61,17 @@ impl TestBackend for CpuBackend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
         cpu::make_weight(role, host(shape, data)).unwrap()
     }
+    fn make(&self, role: WeightRole, t: HostTensor) -> Self::Weight {
+        cpu::make_weight(role, t).unwrap()
+    }
 }
 
 impl TestBackend for GpuBackend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
         self.make_weight(role, host(shape, data)).unwrap()
+    }
+    fn make(&self, role: WeightRole, t: HostTensor) -> Self::Weight {
+        self.make_weight(role, t).unwrap()
     }
 }
 
@@ -302,6 +324,68 @@ fn attention_matches_cpu_with_causal_and_padding_masks() {
 }
 
 #[test]
+fn int8_matmul_and_token_table_match_cpu() {
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(29);
+    // Split-K (50x768x112), the large tile (197x64x2304), a group that is the whole row.
+    for &(m, k, n, group) in &[
+        (1, 64, 80, 32),
+        (7, 80, 64, 0),
+        (50, 768, 112, 64),
+        (77, 112, 768, 64),
+        (197, 64, 2304, 4),
+    ] {
+        let x = rng.fill_uniform(m * k, 2.0);
+        let w = rng.fill_uniform(n * k, (3.0 / k as f32).sqrt());
+        let q = Q8::quantize(&w, n, k, group).unwrap();
+        let bias = rng.fill_uniform(n, 0.5);
+        let res = rng.fill_uniform(m * n, 1.0);
+        compare!(
+            &mut g,
+            1e-5,
+            format!("int8 matmul {m}x{k}x{n} group {group}"),
+            |b| {
+                let l = Linear {
+                    weight: b.weight_i8(WeightRole::Matrix, &q),
+                    bias: Some(b.weight(WeightRole::Vector, &[n], &bias)),
+                    in_features: k,
+                    out_features: n,
+                };
+                let xa = b.input(&x, m, k).unwrap();
+                let r = b.input(&res, m, n).unwrap();
+                b.linear(&xa, &l, Some(Activation::QuickGelu), Some(&r))
+                    .unwrap()
+            }
+        );
+    }
+    // The GPU holds a quarter of the f32 bytes, plus the scales.
+    let q = Q8::quantize(&rng.fill_uniform(768 * 768, 0.1), 768, 768, 64).unwrap();
+    let held = g.weight_i8(WeightRole::Matrix, &q).bytes();
+    assert!(
+        held <= (768 * 768 + 4 * 768 * 12 + 32) as u64,
+        "{held} bytes"
+    );
+    let (vocab, ctx, d) = (1000, 77, 80);
+    let tok = Q8::quantize(&rng.fill_uniform(vocab * d, 1.0), vocab, d, 16).unwrap();
+    let pos = rng.fill_uniform(ctx * d, 1.0);
+    let ids: Vec<u32> = (0..3 * 7)
+        .map(|_| (rng.next_u64() % vocab as u64) as u32)
+        .collect();
+    compare!(&mut g, 1e-6, "int8 text_embed", |b| {
+        let t = b.weight_i8(WeightRole::Table, &tok);
+        let p = b.weight(WeightRole::Table, &[ctx, d], &pos);
+        b.text_embed(&ids, 7, &t, &p).unwrap()
+    });
+    // A width the GPU cannot read four at a time is refused with the tensor's name.
+    let odd = Q8::quantize(&[0.5; 2 * 6], 2, 6, 0).unwrap();
+    let err = g.make_weight(WeightRole::Table, host_i8(&odd)).unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Gpu(m) if m.contains("`test`")),
+        "{err}"
+    );
+}
+
+#[test]
 fn embeddings_and_gather_match_cpu() {
     let Some(mut g) = gpu() else { return };
     let mut rng = Rng::new(17);
@@ -535,6 +619,16 @@ fn a_token_table_larger_than_a_buffer_is_looked_up_page_by_page() {
         let t = b.weight(WeightRole::Table, &[vocab, d], &tok);
         let p = b.weight(WeightRole::Table, &[ctx, d], &pos);
         b.text_embed(&ids, ctx, &t, &p).unwrap()
+    });
+    // An int8 table of 40,000 x 80 (3.2 MB) is paged the same way, its scales unpaged.
+    let big = 40_000;
+    let q = Q8::quantize(&rng.fill_uniform(big * d, 1.0), big, d, 16).unwrap();
+    let mut big_ids = ids.clone();
+    big_ids.extend([13106, 13107, 39_999, 26_214, 1, 2, 3, 4]);
+    compare!(&mut g, 1e-6, "paged int8 text_embed", |b| {
+        let t = b.weight_i8(WeightRole::Table, &q);
+        let p = b.weight(WeightRole::Table, &[ctx, d], &pos);
+        b.text_embed(&big_ids, ctx, &t, &p).unwrap()
     });
     // Only a token lookup reads a paged table: a position table that large is an error
     // naming it, not a wrong result.

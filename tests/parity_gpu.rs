@@ -173,7 +173,7 @@ fn auto_weight_precision_follows_the_adapters_shader_f16_feature() {
         },
     )
     .unwrap();
-    assert_eq!(clip.backend().weights, None);
+    assert_eq!(clip.backend().weights, Some("f32"));
 }
 
 fn load_clip(g: &Golden, options: &ClipOptions) -> webclip::Result<Clip> {

@@ -1,13 +1,16 @@
 //! The whole pipeline on a mutated checkpoint: a small valid CLIP config and its random
 //! weights (the project's generator, `model::random`), then the fuzzer's changes (config
 //! sizes, weights generated for another config, bytes of the header and data overwritten,
-//! the file truncated), loaded on the CPU backend and run on images and token ids. Every
+//! the file truncated; or first converted to int8 (`model::quantize`: I8 tensors and their
+//! scale tensors, which the edits then hit), or quantised at load), loaded on the CPU
+//! backend and run on images and token ids. Every
 //! outcome is a result or a typed error; with the weights untouched, every feature is
 //! finite and of the configured width.
 #![no_main]
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use webclip::model::{random::write_random_weights, Dtype};
+use webclip::model::quantize::{convert, Compact};
+use webclip::model::{random::write_random_weights, Dtype, SafeTensors};
 use webclip::{BackendChoice, Clip, ClipConfig, ClipOptions, ImageInput, ModelFiles, Towers};
 
 /// A valid CLIP config small enough to load and run in a millisecond.
@@ -39,6 +42,10 @@ struct Input {
     /// then has the wrong shape for the config that is loaded.
     weights_for_base: bool,
     dtype: u8,
+    /// 0: float weights; 1: converted to an int8 file (group by `group`); 2: quantised at
+    /// load (`ClipOptions::int8`).
+    int8: u8,
+    group: u8,
     seed: u8,
     towers: u8,
     max_batch: u8,
@@ -100,6 +107,23 @@ fuzz_target!(|input: Input| {
         // Sizes the layout cannot describe (a patch larger than the image, say).
         return webclip_fuzz::check_error(&e);
     }
+    if input.int8 % 3 == 1 {
+        let group = [0, 4, 8, 64][input.group as usize % 4];
+        let st = SafeTensors::parse(&weights).expect("a generated header");
+        let mut out = Vec::new();
+        if let Err(e) = convert(
+            &gen_cfg,
+            &st,
+            weights.as_slice(),
+            Compact::Int8,
+            Towers::Both,
+            group,
+            &mut out,
+        ) {
+            return webclip_fuzz::check_error(&e);
+        }
+        weights = out;
+    }
     let header_end = 8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
     for &(at, b) in &input.header_edits {
         let i = 8 + at as usize % (header_end - 8);
@@ -125,6 +149,7 @@ fuzz_target!(|input: Input| {
         backend: BackendChoice::Cpu,
         towers,
         max_batch: input.max_batch as usize % 4,
+        int8: input.int8 % 3 == 2,
         ..ClipOptions::default()
     };
     let files = ModelFiles {

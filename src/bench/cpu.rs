@@ -7,9 +7,10 @@
 use super::{sample_tokens, Latencies, Latency};
 use crate::cpu::gemm::{matmul_threads, Epilogue, PackedMatrix};
 use crate::cpu::simd::{Isa, Scalar, Simd};
-use crate::cpu::{make_weight, CpuBackend};
+use crate::cpu::{make_weight, CpuBackend, CpuWeight};
 use crate::error::Result;
 use crate::graph::{self, TextBatch};
+use crate::model::quantize::DEFAULT_GROUP;
 use crate::model::random::{write_random_weights, Rng};
 use crate::model::{ClipConfig, ClipModel, Dtype, SafeTensors, Towers};
 use std::io::Write;
@@ -189,7 +190,14 @@ fn gemm_shapes(c: &ClipConfig) -> Vec<Shape> {
 
 /// Run the whole benchmark for a config preset (e.g. `vit-b-32`) on `threads` threads
 /// (0: every core), printing to `out`, and return the encoder latencies (best of the runs).
-pub fn run_bench(preset: &str, threads: usize, out: &mut dyn Write) -> Result<Latencies> {
+/// The matmul shapes, the encoders, and with `int8` the same encoders on int8 weights
+/// (quantised at load, as `weights: 'int8'` does) next to f32, with the bytes each holds.
+pub fn run_bench(
+    preset: &str,
+    threads: usize,
+    int8: bool,
+    out: &mut dyn Write,
+) -> Result<Latencies> {
     let config = ClipConfig::preset(preset)?;
     let isa = Isa::best();
     let mut backend = CpuBackend::with_threads(threads);
@@ -286,13 +294,31 @@ pub fn run_bench(preset: &str, threads: usize, out: &mut dyn Write) -> Result<La
     let mut file = Vec::new();
     write_random_weights(&mut file, &config, 1, Dtype::F16)?;
     let st = SafeTensors::parse(&file)?;
-    let model = ClipModel::load(
-        &config,
-        &st,
-        file.as_slice(),
-        Towers::Both,
-        &mut make_weight,
-    )?;
+    // The bytes the weights hold once loaded, counted as they are made.
+    let load = |quantize: bool| -> Result<(ClipModel<CpuWeight>, usize)> {
+        let mut held = 0usize;
+        let model = ClipModel::load(
+            &config,
+            &st,
+            file.as_slice(),
+            Towers::Both,
+            &mut |role, t| {
+                let t = match quantize {
+                    true => t.quantized(role, DEFAULT_GROUP)?,
+                    false => t,
+                };
+                let w = make_weight(role, t)?;
+                held += w.bytes();
+                Ok(w)
+            },
+        )?;
+        Ok((model, held))
+    };
+    let (model, held_f32) = load(false)?;
+    let int8_model = match int8 {
+        true => Some(load(true)?),
+        false => None,
+    };
     drop(file);
 
     writeln!(out, "\n## Encoders\n").map_err(io)?;
@@ -304,6 +330,7 @@ pub fn run_bench(preset: &str, threads: usize, out: &mut dyn Write) -> Result<La
     };
     let vision = model.vision()?;
     let v = &config.vision_config;
+    let mut image_ms = Vec::new();
     for batch in [1, 8] {
         let px = rng.fill_uniform(batch * 3 * v.image_size * v.image_size, 1.0);
         let t = time(
@@ -323,6 +350,7 @@ pub fn run_bench(preset: &str, threads: usize, out: &mut dyn Write) -> Result<La
             what: format!("image batch {batch}"),
             ms: t.best.as_secs_f64() * 1e3,
         });
+        image_ms.push((batch, px));
     }
     let text = model.text()?;
     let t = &config.text_config;
@@ -356,6 +384,55 @@ pub fn run_bench(preset: &str, threads: usize, out: &mut dyn Write) -> Result<La
             what,
             ms: timing.best.as_secs_f64() * 1e3,
         });
+    }
+    if let Some((m8, held_i8)) = &int8_model {
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        writeln!(
+            out,
+            "\n## int8 weights (group {DEFAULT_GROUP}, dequantised per block in the matmul) vs f32, runs alternating\n"
+        )
+        .map_err(io)?;
+        writeln!(
+            out,
+            "| image | f32 ms/image (best) | int8 ms/image (best) | int8 / f32 | f32 median | int8 median |"
+        )
+        .map_err(io)?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|").map_err(io)?;
+        let v8 = m8.vision()?;
+        // f32 and int8 runs alternate, so that a noisy neighbour slows both alike.
+        for (batch, px) in &image_ms {
+            let reps = if *batch == 1 { 7 } else { 3 };
+            let (mut t32, mut t8) = (Vec::new(), Vec::new());
+            for _ in 0..reps {
+                for (tower, times) in [(vision, &mut t32), (v8, &mut t8)] {
+                    let start = std::time::Instant::now();
+                    graph::vision_forward(&mut backend, tower, px, *batch, false)?;
+                    times.push(start.elapsed());
+                }
+            }
+            for t in [&mut t32, &mut t8] {
+                t.sort();
+            }
+            let per = |d: Duration| d.as_secs_f64() * 1e3 / *batch as f64;
+            writeln!(
+                out,
+                "| batch {batch} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} |",
+                per(t32[0]),
+                per(t8[0]),
+                t8[0].as_secs_f64() / t32[0].as_secs_f64().max(1e-12),
+                per(t32[reps / 2]),
+                per(t8[reps / 2])
+            )
+            .map_err(io)?;
+        }
+        writeln!(
+            out,
+            "\nweights held after load: f32 {:.1} MiB, int8 {:.1} MiB ({:.1} % of f32)",
+            mib(held_f32),
+            mib(*held_i8),
+            100.0 * *held_i8 as f64 / held_f32.max(1) as f64
+        )
+        .map_err(io)?;
     }
     Ok(latencies)
 }

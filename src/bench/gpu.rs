@@ -23,6 +23,8 @@ pub struct BenchOptions {
     /// Timed runs per figure, after one warm-up run.
     pub iterations: usize,
     pub gpu: GpuOptions,
+    /// Quantise the matrices to int8 at upload (`ClipOptions::int8`).
+    pub int8: bool,
 }
 
 impl Default for BenchOptions {
@@ -34,6 +36,7 @@ impl Default for BenchOptions {
             // Software adapters (lavapipe in CI) take seconds per pass: one run by default.
             iterations: 1,
             gpu: GpuOptions::default(),
+            int8: false,
         }
     }
 }
@@ -73,23 +76,40 @@ pub fn run_bench(opts: &BenchOptions) -> Result<Latencies> {
     println!(
         "model: {} (random weights, stored as {})",
         opts.preset,
-        if gpu.f16_weights() { "f16" } else { "f32" }
+        match (opts.int8, gpu.f16_weights()) {
+            (true, _) => "int8",
+            (false, true) => "f16",
+            (false, false) => "f32",
+        }
     );
 
     let mut bytes = Vec::new();
     write_random_weights(&mut bytes, &config, 0, Dtype::F32)?;
     let st = SafeTensors::parse(&bytes)?;
     let t0 = Instant::now();
+    let mut held = 0u64;
     let mut enc = BackendModel::load(
         &config,
         &st,
         bytes.as_slice(),
         Towers::Both,
         gpu,
-        &mut GpuBackend::make_weight,
+        &mut |g, role, t| {
+            let t = match opts.int8 {
+                true => t.quantized(role, crate::model::quantize::DEFAULT_GROUP)?,
+                false => t,
+            };
+            let w = g.make_weight(role, t)?;
+            held += w.bytes();
+            Ok(w)
+        },
     )?;
     drop(bytes);
-    println!("upload: {:.2} s", t0.elapsed().as_secs_f64());
+    println!(
+        "upload: {:.2} s, weights {:.1} MiB on the device",
+        t0.elapsed().as_secs_f64(),
+        held as f64 / (1 << 20) as f64
+    );
 
     let v = &config.vision_config;
     let per_image = v.num_channels * v.image_size * v.image_size;
@@ -189,5 +209,6 @@ fn host(rng: &mut Rng, name: &str, shape: Vec<usize>) -> HostTensor {
         name: name.into(),
         shape,
         data: rng.fill_uniform(n, scale),
+        quant: None,
     }
 }

@@ -5,6 +5,7 @@
 //! ([`Latencies`]), so that several presets can be printed side by side.
 
 pub mod cpu;
+pub mod fidelity;
 pub mod gpu;
 
 use crate::model::random::Rng;

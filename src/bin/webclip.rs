@@ -33,10 +33,19 @@ usage:
       (presets: vit-b-32, vit-b-16, vit-l-14, vit-l-14-336, siglip-b16-224, siglip-so400m-p14-384,
       siglip2-b16-224, siglip2-b16-256, siglip2-b32-256, siglip2-l16-256, siglip2-so400m-p14-384,
       siglip2-so400m-p16-256, siglip2-so400m-p16-384, siglip2-so400m-p16-512)
-  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--threads N] [--batches 1,32] [--iterations N] [--gpu-weights ...]
+  webclip convert --model DIR --dtype f16|int8 --out DIR2 [--towers both|vision|text] [--group N|row]
+      a compact copy of a float checkpoint folder: int8 matrices with a scale per group of N
+      (default 64) input features (or per row), the rest f16; or everything f16. Config,
+      tokenizer and preprocessor files are copied
+  webclip convert --report --model DIR [--image FILE]... [--text STRING]... [--group N|row] [--backend ...]
+      file and per-tower sizes of f32, f16 and int8, and the embedding cosine and zero-shot
+      top-1 agreement of f16 and int8 to f32 over the images and texts (default: the folder's
+      golden.json lists, with images from ../images)
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--batches 1,32] [--iterations N] [--threads N] [--gpu-weights ...] [--weights f32|int8]
       latency and matmul GFLOP/s on random weights of a real shape (--threads on the CPU;
       --batches, --iterations and --gpu-weights for the GPU); several presets are run one
-      after the other and their encoder latencies printed side by side
+      after the other and their encoder latencies printed side by side; --weights int8 adds
+      the image encoder on int8 weights next to f32 (ms per image, bytes held after load)
 
 --threads N: threads of the CPU backend (default 0: every core).
 
@@ -68,6 +77,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
             Some("embed") => embed(&args[1..]),
             Some("classify") => classify(&args[1..]),
             Some("gen-weights") => gen_weights(&args[1..]),
+            Some("convert") => convert(&args[1..]),
             Some("bench") => bench(&args[1..]),
             Some("index") => return webclip::index::cli::main(&args[1..]),
             Some("-h" | "--help" | "help") => {
@@ -413,6 +423,114 @@ is one), preprocessor_config.json (the family's defaults when absent).";
         Ok(())
     }
 
+    /// `--group N|row`: input features per int8 scale.
+    fn group(args: &Args) -> CliResult<usize> {
+        match args.get("group") {
+            None => Ok(webclip::model::quantize::DEFAULT_GROUP),
+            Some("row") => Ok(0),
+            Some(v) => v.parse().map_err(|_| {
+                Failure::Usage(format!("--group expects a number or `row`, not `{v}`"))
+            }),
+        }
+    }
+
+    fn convert(raw: &[String]) -> CliResult<()> {
+        use webclip::model::quantize::{convert_folder, Compact};
+        let mut raw = raw.to_vec();
+        let report = match raw.iter().position(|a| a == "--report") {
+            Some(i) => {
+                raw.remove(i);
+                true
+            }
+            None => false,
+        };
+        let args = Args::parse(
+            &raw,
+            &[
+                "model", "dtype", "out", "towers", "group", "image", "text", "backend",
+            ],
+        )?;
+        let dir = PathBuf::from(args.need("model")?);
+        let group = group(&args)?;
+        if report {
+            return convert_report(&args, &dir, group);
+        }
+        let dtype = Compact::parse(args.need("dtype")?)?;
+        let towers = Towers::parse(args.get("towers").unwrap_or("both"))?;
+        let out = PathBuf::from(args.need("out")?);
+        let start = Instant::now();
+        let done = convert_folder(&dir, &out, dtype, towers, group)?;
+        let src = std::fs::metadata(dir.join("model.safetensors")).map_or(0, |m| m.len());
+        println!(
+            "wrote {} ({} tensors, {:.2} MiB, {:.1} % of the source) in {:.1} s",
+            out.display(),
+            done.tensors,
+            done.bytes as f64 / (1 << 20) as f64,
+            100.0 * done.bytes as f64 / src.max(1) as f64,
+            start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// `convert --report`: the fidelity table of one float folder.
+    fn convert_report(args: &Args, dir: &Path, group: usize) -> CliResult<()> {
+        let folder = ModelFolder::read(dir, None)?;
+        let (mut images, mut texts): (Vec<PathBuf>, Vec<String>) = (
+            args.all("image").iter().map(PathBuf::from).collect(),
+            args.all("text").iter().map(|s| s.to_string()).collect(),
+        );
+        if images.is_empty() || texts.is_empty() {
+            let golden: serde_json::Value =
+                serde_json::from_slice(&read(&dir.join("golden.json"))?)
+                    .map_err(|e| ClipError::Input(format!("golden.json: {e}")))?;
+            let list = |k: &str| -> Vec<String> {
+                golden[k]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if images.is_empty() {
+                // The fixtures keep their images one or two levels up, in `images/`.
+                let base = [dir.join("../images"), dir.join("../../images")]
+                    .into_iter()
+                    .find(|p| p.is_dir())
+                    .unwrap_or_else(|| dir.join("images"));
+                images = list("images").iter().map(|f| base.join(f)).collect();
+            }
+            if texts.is_empty() {
+                texts = list("texts");
+            }
+        }
+        let bytes: Vec<Vec<u8>> = images.iter().map(|p| read(p)).collect::<Result<_, _>>()?;
+        let inputs: Vec<ImageInput> = bytes.iter().map(|b| ImageInput::Encoded(b)).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let options = ClipOptions {
+            backend: BackendChoice::parse(args.get("backend").unwrap_or("cpu"))?,
+            ..Default::default()
+        };
+        let rows = pollster::block_on(webclip::bench::fidelity::report(
+            folder.files(),
+            &folder.weights,
+            &options,
+            group,
+            &inputs,
+            &texts,
+        ))?;
+        println!(
+            "{} ({} images, {} texts, int8 {}):\n",
+            dir.display(),
+            inputs.len(),
+            texts.len(),
+            webclip::model::quantize::Scheme { group }.name()
+        );
+        print!("{}", webclip::bench::fidelity::table(&rows));
+        Ok(())
+    }
+
     /// With more than one preset, their encoder latencies next to each other.
     fn print_side_by_side(all: &[webclip::bench::Latencies]) {
         if all.len() > 1 {
@@ -445,8 +563,18 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                 "iterations",
                 "gpu-weights",
                 "threads",
+                "weights",
             ],
         )?;
+        let int8 = match args.get("weights").unwrap_or("f32") {
+            "f32" => false,
+            "int8" => true,
+            w => {
+                return Err(Failure::Usage(format!(
+                    "--weights must be f32 or int8, not `{w}`"
+                )))
+            }
+        };
         let presets: Vec<String> = args
             .get("preset")
             .unwrap_or("vit-b-32")
@@ -476,6 +604,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                     all.push(webclip::bench::cpu::run_bench(
                         p,
                         threads(&args)?,
+                        int8,
                         &mut std::io::stdout(),
                     )?);
                     println!();
@@ -489,6 +618,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                         weights: gpu_weights(&args)?,
                         ..Default::default()
                     },
+                    int8,
                     ..Default::default()
                 };
                 if let Some(b) = args.get("batches") {

@@ -15,8 +15,10 @@
 //! The layout is the same for every ISA; the micro-kernel height MR is per ISA (`MR_*`).
 
 use super::ops::{epilogue_block, internal, unavailable, RawEpilogue};
+use super::quant::{dequantize_block, I8Panels, RawI8};
 use super::simd::{Isa, Scalar, Simd};
 use crate::error::Result;
+use crate::model::quantize::Q8;
 use crate::model::Activation;
 
 /// Output columns per packed panel (and per micro-kernel tile).
@@ -46,10 +48,75 @@ pub struct PackedMatrix {
     n: usize,
     k: usize,
     kc: usize,
-    data: Vec<f32>, // [k slices, ceil(n / NR), kc, NR]
+    panels: Panels,
+}
+
+/// The packed values: f32, or int8 with scales (`quant.rs`), in the same layout.
+#[derive(Debug, Clone, PartialEq)]
+enum Panels {
+    F32(Vec<f32>), // [k slices, ceil(n / NR), kc, NR]
+    I8(I8Panels),
+}
+
+/// Where the loop nest gets the `kc x nc` block of B panels for one (K slice, column
+/// block): straight from the f32 panels, or dequantised from the int8 ones.
+trait BlockSource: Copy {
+    /// The panels of columns `[jc, jc + nc)` of the K slice at `pc` (depth `kc`),
+    /// `[ceil(nc / NR), kc, NR]`.
+    unsafe fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize, npad: usize) -> *const f32;
+}
+
+#[derive(Clone, Copy)]
+struct F32Source(*const f32);
+
+impl BlockSource for F32Source {
+    #[inline(always)]
+    unsafe fn block(&self, pc: usize, kc: usize, jc: usize, _: usize, npad: usize) -> *const f32 {
+        self.0.add(pc * npad + (jc / NR) * kc * NR)
+    }
+}
+
+impl BlockSource for RawI8 {
+    #[inline(always)]
+    unsafe fn block(&self, pc: usize, kc: usize, jc: usize, nc: usize, npad: usize) -> *const f32 {
+        dequantize_block(self, pc, kc, jc, nc, npad)
+    }
+}
+
+/// Depth of the K slices of a matrix with `k` inputs: even slices, no thin remainder.
+fn slice_depth(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC).max(1)).max(1)
 }
 
 impl PackedMatrix {
+    /// Pack an int8 `[n, k]` matrix with its scales; it stays int8 in memory (a quarter
+    /// of f32, plus the scales) and is dequantised block by block in [`matmul`].
+    pub fn pack_i8(q: &Q8) -> Result<Self> {
+        let (n, k) = (q.rows, q.cols);
+        let kc = slice_depth(k);
+        let npad = n.div_ceil(NR) * NR;
+        let panels = I8Panels::pack(q, npad, |kk, p| Self::offset(kc, k, npad, kk, p))?;
+        Ok(PackedMatrix {
+            n,
+            k,
+            kc,
+            panels: Panels::I8(panels),
+        })
+    }
+
+    /// Whether the values are int8.
+    pub fn is_i8(&self) -> bool {
+        matches!(self.panels, Panels::I8(_))
+    }
+
+    /// Bytes the packed values (and scales) hold.
+    pub fn bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(d) => 4 * d.len(),
+            Panels::I8(q) => q.bytes(),
+        }
+    }
+
     /// Pack a row-major `[n, k]` matrix.
     pub fn pack(w: &[f32], n: usize, k: usize) -> Result<Self> {
         if Some(w.len()) != n.checked_mul(k) {
@@ -58,8 +125,7 @@ impl PackedMatrix {
                 w.len()
             )));
         }
-        // Even slices: no thin remainder slice.
-        let kc = k.div_ceil(k.div_ceil(KC).max(1)).max(1);
+        let kc = slice_depth(k);
         let npad = n.div_ceil(NR) * NR;
         let mut data = vec![0f32; npad * k];
         for (r, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
@@ -68,7 +134,12 @@ impl PackedMatrix {
                 data[Self::offset(kc, k, npad, kk, p) + j] = x;
             }
         }
-        Ok(PackedMatrix { n, k, kc, data })
+        Ok(PackedMatrix {
+            n,
+            k,
+            kc,
+            panels: Panels::F32(data),
+        })
     }
 
     /// Where row `kk` of panel `p` starts.
@@ -89,13 +160,17 @@ impl PackedMatrix {
         self.k
     }
 
-    /// The original row-major `[n, k]` matrix.
+    /// The original row-major `[n, k]` matrix (int8 values dequantised).
     pub fn unpack(&self) -> Vec<f32> {
         let npad = self.n.div_ceil(NR) * NR;
         let mut w = vec![0f32; self.n * self.k];
         for (r, row) in w.chunks_exact_mut(self.k.max(1)).enumerate().take(self.n) {
             for (kk, x) in row.iter_mut().enumerate() {
-                *x = self.data[Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR];
+                let at = Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR;
+                *x = match &self.panels {
+                    Panels::F32(d) => d[at],
+                    Panels::I8(q) => q.get(at, kk, r, npad),
+                };
             }
         }
         w
@@ -213,18 +288,18 @@ unsafe fn strip<S: Simd, const MR: usize, const NV: usize>(
     heights!(1 2 3 4 5);
 }
 
-/// One matmul call, as raw parts: `a` `[m, k]` (row stride `lda`), `b` the packed weight,
-/// `c` `[m, n]` (row stride `ldc`), of which this call computes columns `cols` (whole
-/// panels: one thread's share).
+/// One matmul call, as raw parts: `a` `[m, k]` (row stride `lda`), `b` where the packed
+/// weight's blocks come from, `c` `[m, n]` (row stride `ldc`), of which this call computes
+/// columns `cols` (whole panels: one thread's share).
 #[derive(Clone, Copy)]
-struct Gemm {
+struct Gemm<B> {
     a: *const f32,
     lda: usize,
     m: usize,
     k: usize,
     n: usize,
     cols: (usize, usize),
-    b: *const f32,
+    b: B,
     c: *mut f32,
     ldc: usize,
     ep: RawEpilogue,
@@ -233,18 +308,66 @@ struct Gemm {
 }
 
 // SAFETY: the pointers are only read, except `c`, of which each thread writes its own
-// columns (`cols`); they outlive the parallel loop that shares them.
-unsafe impl Send for Gemm {}
-unsafe impl Sync for Gemm {}
+// columns (`cols`), and an int8 source's scratch, which is each thread's own; they outlive
+// the parallel loop that shares them.
+unsafe impl<B> Send for Gemm<B> {}
+unsafe impl<B> Sync for Gemm<B> {}
 
-thread_local! {
-    /// Each thread's packed-A scratch, kept across calls (no allocation per matmul).
-    static APACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+impl Gemm<()> {
+    /// This call for columns `cols`, with blocks from `b`.
+    fn part<B>(&self, cols: (usize, usize), b: B) -> Gemm<B> {
+        let Gemm {
+            a,
+            lda,
+            m,
+            k,
+            n,
+            c,
+            ldc,
+            ep,
+            kc_max,
+            mc_max,
+            ..
+        } = *self;
+        Gemm {
+            a,
+            lda,
+            m,
+            k,
+            n,
+            cols,
+            b,
+            c,
+            ldc,
+            ep,
+            kc_max,
+            mc_max,
+        }
+    }
 }
 
-/// The blocked loop nest over columns `g.cols`; `apack` holds `mc_max * kc_max`.
+thread_local! {
+    /// Each thread's packed-A scratch and int8 dequantisation scratch, kept across calls
+    /// (no allocation per matmul).
+    static APACK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    static DEQUANT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `v` with room for at least `len` values.
+fn at_least(v: &mut Vec<f32>, len: usize) -> *mut f32 {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v.as_mut_ptr()
+}
+
+/// The blocked loop nest over columns `g.cols`, over f32 or int8 panels (`B`); `apack`
+/// holds `mc_max * kc_max`.
 #[inline(always)]
-unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, apack: *mut f32) {
+unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize, B: BlockSource>(
+    g: &Gemm<B>,
+    apack: *mut f32,
+) {
     let Gemm {
         a,
         lda,
@@ -279,6 +402,8 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, apack: 
         while pc < k {
             let kc = kc_max.min(k - pc);
             let last = pc + kc == k;
+            // This block of B, read by every M block below.
+            let bblock = b.block(pc, kc, jc, nc, npad);
             let mut ic = 0;
             while ic < m {
                 let mc = mc_max.min(m - ic);
@@ -286,7 +411,7 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize>(g: &Gemm, apack: 
                 let mut jr = 0;
                 while jr < nc {
                     let col = jc + jr;
-                    let bp = b.add(pc * npad + (col / NR) * kc * NR);
+                    let bp = bblock.add((jr / NR) * kc * NR);
                     let ncols = NR.min(n - col);
                     let mut ir = 0;
                     while ir < mc {
@@ -338,7 +463,8 @@ pub fn matmul(
 const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
 
 /// [`matmul`] on up to `threads` threads ([`super::pool`]): the columns are cut into
-/// ranges of whole panels, each range running the whole loop nest with its own A packing.
+/// ranges of whole panels, each range running the whole loop nest with its own A packing
+/// (and, for int8 weights, its own dequantised blocks).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_threads(
     isa: Isa,
@@ -381,14 +507,14 @@ pub fn matmul_threads(
     // The K slices are the packed weight's; M blocks are even (no thin remainder).
     let kc_max = w.kc;
     let mc_max = m.div_ceil(m.div_ceil(MC)).div_ceil(mr) * mr;
-    let g = Gemm {
+    let whole = Gemm {
         a: a.as_ptr(),
         lda: k,
         m,
         k,
         n,
         cols: (0, n),
-        b: w.data.as_ptr(),
+        b: (),
         c: out.as_mut_ptr(),
         ldc: n,
         ep: RawEpilogue {
@@ -404,44 +530,61 @@ pub fn matmul_threads(
         .min(flops / MIN_FLOPS_PER_THREAD)
         .min(n.div_ceil(NR))
         .max(1);
-    let whole = &g; // captured whole: `Gemm` is Sync, its raw-pointer fields are not
-    let run = |part: usize| {
+    let whole = &whole; // captured whole: `Gemm` is Sync, its raw-pointer fields are not
+    let run_part = |part: usize| {
         let cols = super::pool::split(n, NR, parts, part);
         if cols.is_empty() {
             return;
         }
-        let g = Gemm {
-            cols: (cols.start, cols.end),
-            ..*whole
-        };
-        APACK.with(|scratch| {
-            let mut apack = scratch.borrow_mut();
-            if apack.len() < mc_max * kc_max {
-                apack.resize(mc_max * kc_max, 0.0); // [mc_max / MR, kc_max, MR]
+        let cols = (cols.start, cols.end);
+        APACK.with(|apack| {
+            let apack = at_least(&mut apack.borrow_mut(), mc_max * kc_max); // [mc_max / MR, kc_max, MR]
+                                                                            // SAFETY: the ISA is available; every length was checked against m, k, n
+                                                                            // above, `apack` holds mc_max x kc_max, the int8 scratch kc_max x NC (columns
+                                                                            // rounded up to NR), and `cols` is this part's own.
+            unsafe {
+                match &w.panels {
+                    Panels::F32(data) => {
+                        run(isa, &whole.part(cols, F32Source(data.as_ptr())), apack)
+                    }
+                    Panels::I8(q) => DEQUANT.with(|scratch| {
+                        let scratch = at_least(
+                            &mut scratch.borrow_mut(),
+                            kc_max * NC.min(n.div_ceil(NR) * NR),
+                        );
+                        let b = RawI8 {
+                            values: q.values.as_ptr(),
+                            scales: q.scales.as_ptr(),
+                            group: q.group,
+                            scratch,
+                        };
+                        run(isa, &whole.part(cols, b), apack)
+                    }),
+                }
             }
-            // SAFETY: the ISA is available; every length was checked against m, k, n
-            // above, `apack` holds mc_max x kc_max, and `cols` is this part's own.
-            unsafe { gemm_isa(isa, &g, apack.as_mut_ptr()) }
         });
     };
-    super::pool::parallel_for(parts, parts, &run);
+    super::pool::parallel_for(parts, parts, &run_part);
     Ok(())
 }
 
-/// The loop nest monomorphised for `isa` (which the caller checked is available).
-unsafe fn gemm_isa(isa: Isa, g: &Gemm, apack: *mut f32) {
+/// The loop nest on `isa`, monomorphised for it.
+///
+/// # Safety
+/// As [`gemm_impl`]: `isa` is available and `g`'s pointers cover its shapes.
+unsafe fn run<B: BlockSource>(isa: Isa, g: &Gemm<B>, apack: *mut f32) {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(g: &Gemm, apack: *mut f32) {
-        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2>(g, apack)
+    unsafe fn avx2<B: BlockSource>(g: &Gemm<B>, apack: *mut f32) {
+        gemm_impl::<super::simd::Avx2Fma, MR_AVX2, 2, B>(g, apack)
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => avx2(g, apack),
         #[cfg(target_arch = "x86_64")]
-        Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4>(g, apack),
+        Isa::Sse2 => gemm_impl::<super::simd::Sse2, MR_128, 4, B>(g, apack),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4>(g, apack),
-        _ => gemm_impl::<Scalar, MR_SCALAR, 16>(g, apack),
+        Isa::Simd128 => gemm_impl::<super::simd::Simd128, MR_128, 4, B>(g, apack),
+        _ => gemm_impl::<Scalar, MR_SCALAR, 16, B>(g, apack),
     }
 }

@@ -14,6 +14,7 @@
 pub mod gemm;
 pub mod ops;
 pub mod pool;
+pub mod quant;
 pub mod reference;
 pub mod simd;
 
@@ -22,6 +23,7 @@ pub use simd::Isa;
 
 use crate::error::{ClipError, Result};
 use crate::graph::{AttentionShape, Backend, Dims, Shape};
+use crate::model::quantize::Q8;
 use crate::model::{Activation, HostTensor, LayerNorm, Linear, WeightRole};
 
 /// A row-major activation matrix. Its buffer goes back to this thread's [`recycled`]
@@ -112,8 +114,19 @@ pub struct CpuWeight {
     /// Row-major values of vectors and tables; empty once a matrix is packed (one copy
     /// of each weight in memory, which matters in a browser tab).
     pub data: Vec<f32>,
-    /// Matrices (`WeightRole::Matrix`, `[out, in]`), packed for the matmul.
+    /// Matrices (`WeightRole::Matrix`, `[out, in]`), packed for the matmul (f32 or int8).
     pub packed: Option<PackedMatrix>,
+    /// An int8 token table `[vocab, hidden]`, rows dequantised as they are looked up.
+    pub rows_i8: Option<Q8>,
+}
+
+impl CpuWeight {
+    /// Bytes this weight holds.
+    pub fn bytes(&self) -> usize {
+        4 * self.data.len()
+            + self.packed.as_ref().map_or(0, PackedMatrix::bytes)
+            + self.rows_i8.as_ref().map_or(0, Q8::bytes)
+    }
 }
 
 impl Shape for CpuWeight {
@@ -124,11 +137,30 @@ impl Shape for CpuWeight {
 
 /// Turn a loaded tensor into CPU storage: matrices are packed for the matmul.
 pub fn make_weight(role: WeightRole, t: HostTensor) -> Result<CpuWeight> {
+    if let Some(q) = t.quant {
+        let dims = [q.rows, q.cols];
+        return match role {
+            WeightRole::Matrix | WeightRole::Table if t.shape == dims => Ok(CpuWeight {
+                packed: match role {
+                    WeightRole::Matrix => Some(PackedMatrix::pack_i8(&q)?),
+                    _ => None,
+                },
+                rows_i8: (role == WeightRole::Table).then_some(q),
+                shape: t.shape,
+                data: Vec::new(),
+            }),
+            _ => Err(ClipError::Internal(format!(
+                "tensor `{}` of shape {:?} is int8 {dims:?} as a {role:?}",
+                t.name, t.shape
+            ))),
+        };
+    }
     match (role, t.shape.as_slice()) {
         (WeightRole::Matrix, &[n, k]) => Ok(CpuWeight {
             packed: Some(PackedMatrix::pack(&t.data, n, k)?),
             shape: t.shape,
             data: Vec::new(),
+            rows_i8: None,
         }),
         (WeightRole::Matrix, shape) => Err(ClipError::Internal(format!(
             "tensor `{}` is used as a matrix but has shape {shape:?}",
@@ -138,6 +170,7 @@ pub fn make_weight(role: WeightRole, t: HostTensor) -> Result<CpuWeight> {
             shape: t.shape,
             data: t.data,
             packed: None,
+            rows_i8: None,
         }),
     }
 }
@@ -330,8 +363,21 @@ impl Backend for CpuBackend {
     ) -> Result<Tensor> {
         let d = token_embedding.shape.get(1).copied().unwrap_or(0);
         let mut out = recycled::with_capacity(ids.len() * d);
+        let mut deq = vec![0f32; d];
         for (i, &id) in ids.iter().enumerate() {
-            let tok = row(&token_embedding.data, d, id as usize)?;
+            let tok = match &token_embedding.rows_i8 {
+                Some(q) if (id as usize) < q.rows && q.cols == d => {
+                    q.dequantize_row(id as usize, &mut deq);
+                    &deq[..]
+                }
+                Some(q) => {
+                    return Err(ClipError::Internal(format!(
+                        "token {id} of an int8 table {} x {}, width {d}",
+                        q.rows, q.cols
+                    )))
+                }
+                None => row(&token_embedding.data, d, id as usize)?,
+            };
             let pos = row(&position_embedding.data, d, i % seq_len.max(1))?;
             out.extend(tok.iter().zip(pos).map(|(t, p)| t + p));
         }

@@ -58,6 +58,9 @@ pub struct GpuWeight {
     pub shape: Vec<usize>,
     /// Stored as f16 (a linear layer's matrix with `f16_weights`), else f32.
     pub f16: bool,
+    /// Stored as int8 (four per u32): the scales `[rows, groups]` and the columns per
+    /// scale.
+    scales: Option<(wgpu::Buffer, usize)>,
 }
 
 impl GpuWeight {
@@ -72,6 +75,17 @@ impl GpuWeight {
                 self.shape
             )))
         }
+    }
+
+    /// The scales buffer and columns per scale of an int8 weight.
+    fn int8(&self) -> Option<(&wgpu::Buffer, usize)> {
+        self.scales.as_ref().map(|(b, g)| (b, *g))
+    }
+
+    /// Bytes this weight holds on the device (scales included).
+    pub fn bytes(&self) -> u64 {
+        self.pages().map(|(_, b)| b.size()).sum::<u64>()
+            + self.scales.as_ref().map_or(0, |(b, _)| b.size())
     }
 
     /// `(first row, buffer)` of each page.
@@ -238,9 +252,28 @@ impl GpuBackend {
                 t.name, t.shape
             )));
         }
-        let f16 = self.ctx.f16_weights && role == WeightRole::Matrix;
+        let scales = match &t.quant {
+            Some(q) => {
+                // Four values per u32, all under one scale.
+                if !q.cols.is_multiple_of(4) || !q.group.is_multiple_of(4) {
+                    return Err(ClipError::Gpu(format!(
+                        "int8 `{}` is {} x {} in groups of {}: the GPU backend needs                          multiples of 4",
+                        t.name, q.rows, q.cols, q.group
+                    )));
+                }
+                let name = format!("{}_scale", t.name);
+                Some((
+                    self.upload_weight(&name, bytemuck::cast_slice(&q.scales))?,
+                    q.group,
+                ))
+            }
+            None => None,
+        };
+        let f16 = self.ctx.f16_weights && role == WeightRole::Matrix && t.quant.is_none();
         let halves: Vec<u16>;
-        let bytes: &[u8] = if f16 {
+        let bytes: &[u8] = if let Some(q) = &t.quant {
+            bytemuck::cast_slice(&q.values)
+        } else if f16 {
             halves = t
                 .data
                 .iter()
@@ -275,6 +308,7 @@ impl GpuBackend {
             page_rows,
             shape: t.shape,
             f16,
+            scales,
         })
     }
 

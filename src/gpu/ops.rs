@@ -77,7 +77,8 @@ impl Backend for GpuBackend {
             k_chunk: u32_of("in_features", plan.k_chunk)?,
             splits: splits as u32,
             groups_x: rg_x,
-            pad: [0; 3],
+            group: u32_of("group", linear.weight.int8().map_or(0, |(_, g)| g))?,
+            pad: [0; 2],
         };
         let dummy = self.dummy.clone();
         let bias = match &linear.bias {
@@ -93,22 +94,27 @@ impl Backend for GpuBackend {
             None
         };
         let dst = partial.as_ref().unwrap_or(&out);
+        let scales = linear.weight.int8().map(|(b, _)| b);
+        let mut binds = vec![
+            Bind::Buffer(x.buffer()),
+            Bind::Buffer(weight),
+            Bind::Buffer(bias),
+            Bind::Buffer(res),
+            Bind::Buffer(dst.buffer()),
+        ];
+        binds.extend(scales.map(Bind::Buffer));
         self.launch(
-            match (linear.weight.f16, large) {
-                (false, true) => |k| &k.matmul_large,
-                (false, false) => |k| &k.matmul_small,
-                (true, true) => |k| &k.matmul_f16_large,
-                (true, false) => |k| &k.matmul_f16_small,
+            match (scales.is_some(), linear.weight.f16, large) {
+                (true, _, true) => |k| &k.matmul_i8_large,
+                (true, _, false) => |k| &k.matmul_i8_small,
+                (false, false, true) => |k| &k.matmul_large,
+                (false, false, false) => |k| &k.matmul_small,
+                (false, true, true) => |k| &k.matmul_f16_large,
+                (false, true, false) => |k| &k.matmul_f16_small,
             },
             bytemuck::bytes_of(&params),
             None,
-            &[
-                Bind::Buffer(x.buffer()),
-                Bind::Buffer(weight),
-                Bind::Buffer(bias),
-                Bind::Buffer(res),
-                Bind::Buffer(dst.buffer()),
-            ],
+            &binds,
             (gx, gy, splits as u32),
         );
         if let Some(partial) = &partial {
@@ -271,6 +277,7 @@ impl Backend for GpuBackend {
         self.ctx.errors.check()?;
         let d = token_embedding.shape.get(1).copied().unwrap_or(0);
         let position = position_embedding.single("position embedding")?;
+        let int8 = token_embedding.int8();
         let out = self.alloc(ids.len(), d)?;
         let (gx, gy) = self.elementwise_grid(ids.len() * d)?;
         u32_of("elements", ids.len() * d)?;
@@ -284,18 +291,24 @@ impl Backend for GpuBackend {
                 groups_x: gx,
                 first_id: u32_of("token id", first_id)?,
                 page_rows: u32_of("rows per page", token_embedding.page_rows)?,
-                pad: [0; 2],
+                group: u32_of("group", int8.map_or(0, |(_, g)| g))?,
+                pad: 0,
             };
+            let mut binds = vec![
+                Bind::Arena(1, (ids.len() * 4) as u64),
+                Bind::Buffer(page),
+                Bind::Buffer(position),
+                Bind::Buffer(out.buffer()),
+            ];
+            binds.extend(int8.map(|(b, _)| Bind::Buffer(b)));
             self.launch(
-                |k| &k.text_embed,
+                match int8 {
+                    Some(_) => |k| &k.text_embed_i8,
+                    None => |k| &k.text_embed,
+                },
                 bytemuck::bytes_of(&params),
                 Some(bytemuck::cast_slice(ids)),
-                &[
-                    Bind::Arena(1, (ids.len() * 4) as u64),
-                    Bind::Buffer(page),
-                    Bind::Buffer(position),
-                    Bind::Buffer(out.buffer()),
-                ],
+                &binds,
                 (gx, gy, 1),
             );
         }

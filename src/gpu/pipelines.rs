@@ -44,7 +44,9 @@ pub struct MatmulParams {
     pub k_chunk: u32,
     pub splits: u32,
     pub groups_x: u32,
-    pub pad: [u32; 3],
+    /// int8 weights: input features per scale.
+    pub group: u32,
+    pub pad: [u32; 2],
 }
 
 #[repr(C)]
@@ -95,7 +97,9 @@ pub struct TextEmbedParams {
     /// The page of the token table bound: ids `first_id .. first_id + page_rows`.
     pub first_id: u32,
     pub page_rows: u32,
-    pub pad: [u32; 2],
+    /// An int8 table: columns per scale.
+    pub group: u32,
+    pub pad: u32,
 }
 
 #[repr(C)]
@@ -116,10 +120,15 @@ pub struct Pipelines {
     /// The same with f16 weights (their split-K partials go to `matmul_reduce`).
     pub matmul_f16_large: wgpu::ComputePipeline,
     pub matmul_f16_small: wgpu::ComputePipeline,
+    /// The same with int8 weights and their scales (binding 6).
+    pub matmul_i8_large: wgpu::ComputePipeline,
+    pub matmul_i8_small: wgpu::ComputePipeline,
     pub layer_norm: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
     pub vision_embed: wgpu::ComputePipeline,
     pub text_embed: wgpu::ComputePipeline,
+    /// An int8 token table with its scales (binding 5).
+    pub text_embed_i8: wgpu::ComputePipeline,
     pub gather_rows: wgpu::ComputePipeline,
 }
 
@@ -153,10 +162,18 @@ const GATHER_ROWS: Kernel = kernel!("gather_rows.wgsl", reduces: false);
 struct Spec {
     label: &'static str,
     kernel: &'static Kernel,
-    /// The `F16_WEIGHTS` flag: weights stored as f16.
-    f16_weights: bool,
+    /// The `F16_WEIGHTS` / `I8_WEIGHTS` flags: how the weights are stored.
+    weights: Stored,
     entry: &'static str,
     constants: &'static [(&'static str, f64)],
+}
+
+/// How a kernel's weight operand is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stored {
+    F32,
+    F16,
+    I8,
 }
 
 /// Override constants of the matmul tiles and of the element-wise kernels.
@@ -175,47 +192,50 @@ const ELEMENTWISE: &[(&str, f64)] = &[("WG", ELEMENTWISE_WG as f64)];
 const fn main_of(
     label: &'static str,
     kernel: &'static Kernel,
-    f16_weights: bool,
+    weights: Stored,
     constants: &'static [(&'static str, f64)],
 ) -> Spec {
     Spec {
         label,
         kernel,
-        f16_weights,
+        weights,
         entry: "main",
         constants,
     }
 }
 
-const MATMUL_LARGE_F32: Spec = main_of("matmul_large", &MATMUL, false, LARGE_TILE);
-const MATMUL_SMALL_F32: Spec = main_of("matmul_small", &MATMUL, false, SMALL_TILE);
-const MATMUL_LARGE_F16: Spec = main_of("matmul_f16_large", &MATMUL, true, LARGE_TILE);
-const MATMUL_SMALL_F16: Spec = main_of("matmul_f16_small", &MATMUL, true, SMALL_TILE);
+const MATMUL_LARGE_F32: Spec = main_of("matmul_large", &MATMUL, Stored::F32, LARGE_TILE);
+const MATMUL_SMALL_F32: Spec = main_of("matmul_small", &MATMUL, Stored::F32, SMALL_TILE);
+const MATMUL_LARGE_F16: Spec = main_of("matmul_f16_large", &MATMUL, Stored::F16, LARGE_TILE);
+const MATMUL_SMALL_F16: Spec = main_of("matmul_f16_small", &MATMUL, Stored::F16, SMALL_TILE);
+const MATMUL_LARGE_I8: Spec = main_of("matmul_i8_large", &MATMUL, Stored::I8, LARGE_TILE);
+const MATMUL_SMALL_I8: Spec = main_of("matmul_i8_small", &MATMUL, Stored::I8, SMALL_TILE);
 const MATMUL_REDUCE: Spec = Spec {
     label: "matmul_reduce",
     kernel: &MATMUL,
-    f16_weights: false,
+    weights: Stored::F32,
     entry: "reduce",
     constants: &[("REDUCE_WG", ELEMENTWISE_WG as f64)],
 };
 const LAYER_NORM_MAIN: Spec = main_of(
     "layer_norm",
     &LAYER_NORM,
-    false,
+    Stored::F32,
     &[("WG", LAYER_NORM_WG as f64)],
 );
 const ATTENTION_MAIN: Spec = main_of(
     "attention",
     &ATTENTION,
-    false,
+    Stored::F32,
     &[
         ("WG", ATTENTION_WG as f64),
         ("MAX_SEQ", ATTENTION_MAX_SEQ as f64),
     ],
 );
-const VISION_EMBED_MAIN: Spec = main_of("vision_embed", &VISION_EMBED, false, ELEMENTWISE);
-const TEXT_EMBED_MAIN: Spec = main_of("text_embed", &TEXT_EMBED, false, ELEMENTWISE);
-const GATHER_ROWS_MAIN: Spec = main_of("gather_rows", &GATHER_ROWS, false, ELEMENTWISE);
+const VISION_EMBED_MAIN: Spec = main_of("vision_embed", &VISION_EMBED, Stored::F32, ELEMENTWISE);
+const TEXT_EMBED_MAIN: Spec = main_of("text_embed", &TEXT_EMBED, Stored::F32, ELEMENTWISE);
+const TEXT_EMBED_I8: Spec = main_of("text_embed_i8", &TEXT_EMBED, Stored::I8, ELEMENTWISE);
+const GATHER_ROWS_MAIN: Spec = main_of("gather_rows", &GATHER_ROWS, Stored::F32, ELEMENTWISE);
 
 /// Browsers require `enable subgroups;` ahead of a shader that uses subgroups, and
 /// naga, wgpu's native shader compiler, does not parse the directive yet.
@@ -229,7 +249,11 @@ impl Spec {
         let body = wgsl::compose(
             self.kernel.file,
             self.kernel.source,
-            &[("SUBGROUPS", subgroups), ("F16_WEIGHTS", self.f16_weights)],
+            &[
+                ("SUBGROUPS", subgroups),
+                ("F16_WEIGHTS", self.weights == Stored::F16),
+                ("I8_WEIGHTS", self.weights == Stored::I8),
+            ],
         )?;
         if !subgroups {
             return Ok((self.label.to_string(), body));
@@ -278,10 +302,13 @@ impl Pipelines {
                 matmul_reduce: MATMUL_REDUCE.build(ctx)?,
                 matmul_f16_large: MATMUL_LARGE_F16.build(ctx)?,
                 matmul_f16_small: MATMUL_SMALL_F16.build(ctx)?,
+                matmul_i8_large: MATMUL_LARGE_I8.build(ctx)?,
+                matmul_i8_small: MATMUL_SMALL_I8.build(ctx)?,
                 layer_norm: LAYER_NORM_MAIN.build(ctx)?,
                 attention: ATTENTION_MAIN.build(ctx)?,
                 vision_embed: VISION_EMBED_MAIN.build(ctx)?,
                 text_embed: TEXT_EMBED_MAIN.build(ctx)?,
+                text_embed_i8: TEXT_EMBED_I8.build(ctx)?,
                 gather_rows: GATHER_ROWS_MAIN.build(ctx)?,
             })
         })();
@@ -299,12 +326,15 @@ impl Pipelines {
 mod tests {
     use super::*;
 
-    const ALL: [&Spec; 10] = [
+    const ALL: [&Spec; 13] = [
         &MATMUL_LARGE_F32,
         &MATMUL_SMALL_F32,
         &MATMUL_REDUCE,
         &MATMUL_LARGE_F16,
         &MATMUL_SMALL_F16,
+        &MATMUL_LARGE_I8,
+        &MATMUL_SMALL_I8,
+        &TEXT_EMBED_I8,
         &LAYER_NORM_MAIN,
         &ATTENTION_MAIN,
         &VISION_EMBED_MAIN,
@@ -361,7 +391,9 @@ mod tests {
                 assert_eq!((&label, &browser), (&plain_label, &plain));
             }
             let f16 = plain.contains("var<storage, read> w: array<vec2<u32>>");
-            assert_eq!(f16, spec.f16_weights, "{label}");
+            assert_eq!(f16, spec.weights == Stored::F16, "{label}");
+            let i8 = plain.contains("w: array<u32>") || plain.contains("token: array<u32>");
+            assert_eq!(i8, spec.weights == Stored::I8, "{label}");
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod plan;
+pub mod quantize;
 pub mod random;
 pub mod safetensors;
 pub mod weights;

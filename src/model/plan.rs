@@ -18,7 +18,9 @@ pub struct WeightPlan {
 
 impl WeightPlan {
     /// The ranges of the tensors `towers` uses (tensors of neither tower, such as
-    /// `logit_scale`, are always read); empty tensors need no bytes.
+    /// `logit_scale`, are always read); empty tensors need no bytes. The scales of an int8
+    /// checkpoint (`{name}_scale`, `model::quantize`) share their matrix's name prefix, so
+    /// a tower's plan takes its scales and no other tower's.
     pub fn new(header: &SafeTensors, towers: Towers) -> WeightPlan {
         let mut wanted: Vec<(usize, usize)> = header
             .tensors()
@@ -104,6 +106,37 @@ mod tests {
         assert_eq!(both.data_end, st.data_end);
         assert_eq!(both.total_bytes(), st.data_end);
         assert_eq!(vision.total_bytes(), st.data_start + 8 + 4 + 4);
+    }
+
+    #[test]
+    fn int8_scales_travel_with_their_tower() {
+        use crate::model::quantize::scale_name;
+        let names = [
+            "vision_model.encoder.layers.0.mlp.fc1.weight",
+            "visual_projection.weight",
+            "text_model.embeddings.token_embedding.weight",
+            "text_projection.weight",
+        ];
+        let mut tensors: Vec<(String, usize)> = Vec::new();
+        for n in names {
+            tensors.push((n.to_string(), 4));
+            tensors.push((scale_name(n), 1));
+        }
+        let spec: Vec<(&str, usize)> = tensors.iter().map(|(n, l)| (n.as_str(), *l)).collect();
+        let st = header(&spec);
+        for (towers, mine) in [(Towers::Vision, &names[..2]), (Towers::Text, &names[2..])] {
+            let plan = WeightPlan::new(&st, towers);
+            for n in names {
+                for t in [n.to_string(), scale_name(n)] {
+                    let info = st.get(&t).unwrap();
+                    let read = plan
+                        .ranges
+                        .iter()
+                        .any(|&(s, e)| s <= info.start && info.end <= e);
+                    assert_eq!(read, mine.contains(&n), "{towers:?}: {t}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Dtype {
     /// Parsed so that integer tensors (golden token ids) can be read; not valid as weights.
     I32,
     I64,
+    /// Weight-only int8 matrices, with their scales beside them (`model::quantize`).
+    I8,
     Other(&'static str),
 }
 
@@ -29,7 +31,7 @@ impl Dtype {
             "I32" => Dtype::I32,
             "I64" => Dtype::I64,
             "F64" => Dtype::Other("F64"),
-            "I8" => Dtype::Other("I8"),
+            "I8" => Dtype::I8,
             "U8" => Dtype::Other("U8"),
             "I16" => Dtype::Other("I16"),
             "U16" => Dtype::Other("U16"),
@@ -47,6 +49,7 @@ impl Dtype {
             Dtype::F32 | Dtype::I32 => Some(4),
             Dtype::F16 | Dtype::BF16 => Some(2),
             Dtype::I64 => Some(8),
+            Dtype::I8 => Some(1),
             Dtype::Other("F64") | Dtype::Other("U64") => Some(8),
             Dtype::Other("U32") => Some(4),
             Dtype::Other("I16") | Dtype::Other("U16") => Some(2),
@@ -61,6 +64,7 @@ impl Dtype {
             Dtype::BF16 => "BF16",
             Dtype::I32 => "I32",
             Dtype::I64 => "I64",
+            Dtype::I8 => "I8",
             Dtype::Other(n) => n,
         }
     }
@@ -129,6 +133,8 @@ pub struct SafeTensors {
     pub data_start: usize,
     /// End of the last tensor's bytes: the least a complete file holds.
     pub data_end: usize,
+    /// The string entries of `__metadata__` (`format`, and what `model::quantize` writes).
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -138,14 +144,47 @@ struct RawEntry {
     data_offsets: [usize; 2],
 }
 
-/// The header's entries in file order, `__metadata__` skipped, read straight from the JSON
-/// (no intermediate `Value` tree) and refused past [`MAX_TENSORS`] entries or at a name
-/// given twice, so the memory it takes stays proportional to what is accepted.
-struct RawHeader(Vec<(String, RawEntry)>);
+/// The header's entries in file order and the string entries of `__metadata__` (the
+/// format's metadata is string to string; anything else in it is skipped), read straight
+/// from the JSON (no intermediate `Value` tree) and refused past [`MAX_TENSORS`] entries or
+/// at a name given twice, so the memory it takes stays proportional to what is accepted.
+struct RawHeader(Vec<(String, RawEntry)>, BTreeMap<String, String>);
+
+/// `__metadata__`'s string values; other values are skipped.
+struct RawMetadata(BTreeMap<String, String>);
+
+impl<'de> serde::Deserialize<'de> for RawMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawMetadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawMetadata, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if let serde_json::Value::String(v) = map.next_value::<serde_json::Value>()? {
+                        out.insert(key, v);
+                    }
+                }
+                Ok(RawMetadata(out))
+            }
+            fn visit_unit<E>(self) -> std::result::Result<RawMetadata, E> {
+                Ok(RawMetadata(BTreeMap::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for RawHeader {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        use serde::de::{Error, MapAccess, Visitor};
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = RawHeader;
@@ -157,10 +196,11 @@ impl<'de> serde::Deserialize<'de> for RawHeader {
                 mut map: A,
             ) -> std::result::Result<RawHeader, A::Error> {
                 let mut out: Vec<(String, RawEntry)> = Vec::new();
+                let mut meta = BTreeMap::new();
                 let mut seen = std::collections::HashSet::new();
                 while let Some(name) = map.next_key::<String>()? {
                     if name == "__metadata__" {
-                        map.next_value::<IgnoredAny>()?;
+                        meta = map.next_value::<RawMetadata>()?.0;
                         continue;
                     }
                     if out.len() == MAX_TENSORS {
@@ -176,7 +216,7 @@ impl<'de> serde::Deserialize<'de> for RawHeader {
                         .map_err(|e| A::Error::custom(format!("entry `{name}`: {e}")))?;
                     out.push((name, entry));
                 }
-                Ok(RawHeader(out))
+                Ok(RawHeader(out, meta))
             }
         }
         d.deserialize_map(V)
@@ -213,7 +253,7 @@ impl SafeTensors {
                 prefix.len()
             ))
         })?;
-        let RawHeader(raw) = serde_json::from_slice(json).map_err(|e| {
+        let RawHeader(raw, metadata) = serde_json::from_slice(json).map_err(|e| {
             ClipError::SafeTensors(format!("header is not valid safetensors JSON: {e}"))
         })?;
         let mut tensors = BTreeMap::new();
@@ -270,6 +310,7 @@ impl SafeTensors {
             tensors,
             data_start,
             data_end,
+            metadata,
         })
     }
 
@@ -374,29 +415,90 @@ pub fn to_f32(info: &TensorInfo, bytes: &[u8]) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// Write a safetensors file, streaming: the header is computed from `(name, shape)`
-/// up front, then `fill(i, &mut buf)` produces tensor `i`'s values one at a time, so
-/// a multi-GiB checkpoint never has to exist in memory whole.
+/// Write a safetensors file of float tensors, streaming: the header is computed from
+/// `(name, shape)` up front, then `fill(i, &mut buf)` produces tensor `i`'s values one at a
+/// time, so a multi-GiB checkpoint never has to exist in memory whole.
 pub fn write_f32<W: Write>(
-    mut out: W,
+    out: W,
     tensors: &[(String, Vec<usize>)],
     dtype: Dtype,
     mut fill: impl FnMut(usize, &mut Vec<f32>) -> Result<()>,
 ) -> Result<()> {
-    let elem = match dtype {
-        Dtype::F32 => 4,
-        Dtype::F16 | Dtype::BF16 => 2,
+    if !matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16) {
+        return Err(ClipError::UnsupportedDtype {
+            name: "<output>".into(),
+            dtype: dtype.name().into(),
+        });
+    }
+    let spec: Vec<(String, Dtype, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, s)| (n.clone(), dtype, s.clone()))
+        .collect();
+    let mut buf = Vec::new();
+    write_tensors(out, &BTreeMap::new(), &spec, |i, bytes| {
+        buf.clear();
+        fill(i, &mut buf)?;
+        let n: usize = tensors[i].1.iter().product();
+        if buf.len() != n {
+            return Err(ClipError::Input(format!(
+                "`{}`: produced {} values for shape {:?}",
+                tensors[i].0,
+                buf.len(),
+                tensors[i].1
+            )));
+        }
+        encode_f32(dtype, &buf, bytes)
+    })
+}
+
+/// Append `values` to `bytes` as little-endian `dtype` (F32, F16 or BF16).
+pub fn encode_f32(dtype: Dtype, values: &[f32], bytes: &mut Vec<u8>) -> Result<()> {
+    match dtype {
+        Dtype::F32 => values
+            .iter()
+            .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
+        Dtype::F16 => values
+            .iter()
+            .for_each(|v| bytes.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
+        Dtype::BF16 => values
+            .iter()
+            .for_each(|v| bytes.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
         d => {
             return Err(ClipError::UnsupportedDtype {
                 name: "<output>".into(),
                 dtype: d.name().into(),
             })
         }
+    }
+    Ok(())
+}
+
+/// Write a safetensors file of tensors `(name, dtype, shape)` in this order, back to back
+/// (the format allows no gaps), with `metadata` as `__metadata__` when it is not empty.
+/// `fill(i, &mut bytes)` appends tensor `i`'s little-endian bytes, one tensor at a time.
+pub fn write_tensors<W: Write>(
+    mut out: W,
+    metadata: &BTreeMap<String, String>,
+    tensors: &[(String, Dtype, Vec<usize>)],
+    mut fill: impl FnMut(usize, &mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let size = |name: &str, dtype: Dtype, shape: &[usize]| {
+        dtype
+            .size()
+            .filter(|_| !matches!(dtype, Dtype::Other(_)))
+            .map(|e| shape.iter().product::<usize>() * e)
+            .ok_or_else(|| ClipError::UnsupportedDtype {
+                name: name.into(),
+                dtype: dtype.name().into(),
+            })
     };
     let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
     let mut offset = 0usize;
-    for (name, shape) in tensors {
-        let n: usize = shape.iter().product::<usize>() * elem;
+    for (name, dtype, shape) in tensors {
+        let n = size(name, *dtype, shape)?;
         header.insert(
             name.clone(),
             serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, offset + n]}),
@@ -410,29 +512,17 @@ pub fn write_f32<W: Write>(
     }
     out.write_all(&(json.len() as u64).to_le_bytes())?;
     out.write_all(&json)?;
-    let mut buf = Vec::new();
     let mut bytes = Vec::new();
-    for (i, (name, shape)) in tensors.iter().enumerate() {
-        buf.clear();
-        fill(i, &mut buf)?;
-        let n: usize = shape.iter().product();
-        if buf.len() != n {
-            return Err(ClipError::Input(format!(
-                "`{name}`: produced {} values for shape {shape:?}",
-                buf.len()
-            )));
-        }
+    for (i, (name, dtype, shape)) in tensors.iter().enumerate() {
         bytes.clear();
-        match dtype {
-            Dtype::F32 => buf
-                .iter()
-                .for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
-            Dtype::F16 => buf
-                .iter()
-                .for_each(|v| bytes.extend_from_slice(&half::f16::from_f32(*v).to_le_bytes())),
-            _ => buf
-                .iter()
-                .for_each(|v| bytes.extend_from_slice(&half::bf16::from_f32(*v).to_le_bytes())),
+        fill(i, &mut bytes)?;
+        let n = size(name, *dtype, shape)?;
+        if bytes.len() != n {
+            return Err(ClipError::Input(format!(
+                "`{name}`: produced {} bytes for {} {shape:?} ({n} bytes)",
+                bytes.len(),
+                dtype.name()
+            )));
         }
         out.write_all(&bytes)?;
     }

@@ -9,7 +9,8 @@
 //! them, for the random-weight generator and for planning tower-only downloads.
 
 use super::config::{ClipConfig, Family, TextConfig, VisionConfig};
-use super::safetensors::{SafeTensors, TensorBytes};
+use super::quantize::{self, Scheme, Q8};
+use super::safetensors::{Dtype, SafeTensors, TensorBytes};
 use crate::error::{ClipError, Result};
 
 /// Which encoders to load. A tagger that precomputed its label embeddings needs only vision.
@@ -85,13 +86,48 @@ pub enum WeightRole {
     Table,
 }
 
-/// A weight as read from the file, converted to f32.
+/// A weight as read from the file: converted to f32, or (an int8 matrix or token table)
+/// kept as int8 with its scales.
 #[derive(Debug, Clone)]
 pub struct HostTensor {
     /// The Hugging Face name, for errors.
     pub name: String,
     pub shape: Vec<usize>,
+    /// The values; empty when `quant` holds them.
     pub data: Vec<f32>,
+    /// An int8 matrix `[shape[0], rest]` (see `model::quantize`).
+    pub quant: Option<Q8>,
+}
+
+impl HostTensor {
+    /// A float tensor.
+    pub fn new(name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) -> Self {
+        HostTensor {
+            name: name.into(),
+            shape,
+            data,
+            quant: None,
+        }
+    }
+
+    /// The values as f32 (int8 ones dequantised).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match &self.quant {
+            Some(q) => q.dequantize(),
+            None => self.data.clone(),
+        }
+    }
+
+    /// Quantise a float matrix in memory (the `weights: 'int8'` load option), with the
+    /// converter's layout; a tensor the int8 format keeps as float is returned as it is.
+    pub fn quantized(mut self, role: WeightRole, group: usize) -> Result<Self> {
+        if self.quant.is_none() && quantize::quantizes(role, &self.name) {
+            let (rows, cols) = quantize::matrix_dims(&self.shape);
+            self.quant = Some(Q8::quantize(&self.data, rows, cols, group)?);
+            self.data = Vec::new();
+        }
+        Ok(self)
+    }
 }
 
 /// What a described tensor is.
@@ -627,11 +663,76 @@ struct FileSource<'a, B: TensorBytes + ?Sized, W> {
     st: &'a SafeTensors,
     bytes: &'a B,
     make: &'a mut dyn FnMut(WeightRole, HostTensor) -> Result<W>,
+    /// The int8 layout the header's metadata declares, if any.
+    scheme: Option<Scheme>,
 }
 
 impl<B: TensorBytes + ?Sized, W> FileSource<'_, B, W> {
+    /// A weight of `role`: int8 (with its scales) where the file stores it so and the
+    /// format allows it, else f32.
+    fn read_weight(&self, name: &str, expected: &[usize], role: WeightRole) -> Result<HostTensor> {
+        let info = self.st.info(name)?;
+        if info.dtype != Dtype::I8 {
+            return self.read(name, expected);
+        }
+        if !quantize::quantizes(role, name) {
+            return Err(ClipError::SafeTensors(format!(
+                "tensor `{name}` is I8, but only matrices and the token table may be int8"
+            )));
+        }
+        let Some(scheme) = self.scheme else {
+            return Err(ClipError::SafeTensors(format!(
+                "tensor `{name}` is I8, but `__metadata__` names no int8 scheme (`{}`)",
+                quantize::SCHEME_KEY
+            )));
+        };
+        if info.shape != expected {
+            return Err(ClipError::TensorShape {
+                name: name.into(),
+                expected: expected.to_vec(),
+                found: info.shape.clone(),
+            });
+        }
+        let (rows, cols) = quantize::matrix_dims(&info.shape);
+        let group = if scheme.group == 0 {
+            cols.max(1)
+        } else {
+            scheme.group
+        };
+        let scale = quantize::scale_name(name);
+        let s_info = self.st.info(&scale)?;
+        let s_shape = vec![rows, cols.div_ceil(group)];
+        if s_info.shape != s_shape {
+            return Err(ClipError::TensorShape {
+                name: scale,
+                expected: s_shape,
+                found: s_info.shape.clone(),
+            });
+        }
+        let scales = self.st.read_f32(self.bytes, &scale)?;
+        quantize::check_scales(name, &scales)?;
+        let bytes = self.bytes.read_range(info.start, info.end)?;
+        Ok(HostTensor {
+            name: name.into(),
+            shape: info.shape.clone(),
+            data: Vec::new(),
+            quant: Some(Q8 {
+                rows,
+                cols,
+                group,
+                values: bytes.iter().map(|&b| b as i8).collect(),
+                scales,
+            }),
+        })
+    }
+
     fn read(&self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         let info = self.st.info(name)?;
+        if info.dtype == Dtype::I8 {
+            return Err(ClipError::SafeTensors(format!(
+                "tensor `{name}` is I8, but only matrices and the token table may be int8"
+            )));
+        }
         // A scalar may be stored as [] or [1].
         let same = info.shape == expected
             || (expected.is_empty() && info.shape == [1])
@@ -650,11 +751,7 @@ impl<B: TensorBytes + ?Sized, W> FileSource<'_, B, W> {
                 data[i]
             )));
         }
-        Ok(HostTensor {
-            name: name.into(),
-            shape: info.shape.clone(),
-            data,
-        })
+        Ok(HostTensor::new(name, info.shape.clone(), data))
     }
 }
 
@@ -667,7 +764,7 @@ impl<B: TensorBytes + ?Sized, W> TensorSource for FileSource<'_, B, W> {
         role: WeightRole,
         _tower: Option<Tower>,
     ) -> Result<W> {
-        let mut t = self.read(name, shape)?;
+        let mut t = self.read_weight(name, shape, role)?;
         t.shape = role_shape(role, &t.shape);
         (self.make)(role, t)
     }
@@ -688,7 +785,7 @@ impl<B: TensorBytes + ?Sized, W> TensorSource for FileSource<'_, B, W> {
         role: WeightRole,
         _tower: Option<Tower>,
     ) -> Result<Vec<W>> {
-        let t = self.read(name, shape)?;
+        let t = self.read_weight(name, shape, role)?;
         let rows = shape.first().copied().unwrap_or(0);
         if parts == 0 || !rows.is_multiple_of(parts) {
             return Err(ClipError::Internal(format!(
@@ -698,17 +795,33 @@ impl<B: TensorBytes + ?Sized, W> TensorSource for FileSource<'_, B, W> {
         let mut part_shape = shape.to_vec();
         part_shape[0] = rows / parts;
         let part_shape = role_shape(role, &part_shape);
+        if let Some(q) = t.quant {
+            return q
+                .split_rows(parts)
+                .into_iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    let part = HostTensor {
+                        name: format!("{name}[part {i} of {parts}]"),
+                        shape: part_shape.clone(),
+                        data: Vec::new(),
+                        quant: Some(q),
+                    };
+                    (self.make)(role, part)
+                })
+                .collect();
+        }
         let len = t.data.len() / parts;
         t.data
             .chunks(len.max(1))
             .take(parts)
             .enumerate()
             .map(|(i, data)| {
-                let part = HostTensor {
-                    name: format!("{name}[part {i} of {parts}]"),
-                    shape: part_shape.clone(),
-                    data: data.to_vec(),
-                };
+                let part = HostTensor::new(
+                    format!("{name}[part {i} of {parts}]"),
+                    part_shape.clone(),
+                    data.to_vec(),
+                );
                 (self.make)(role, part)
             })
             .collect()
@@ -745,6 +858,7 @@ impl<W> ClipModel<W> {
                 st,
                 bytes: src,
                 make,
+                scheme: Scheme::of(st)?,
             },
         )
     }

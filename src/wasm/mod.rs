@@ -294,6 +294,10 @@ struct LoadOptions {
     /// on this device (js/engine.js caches it); absent: measure.
     #[serde(default)]
     prefer: Option<String>,
+    /// `auto` (as the checkpoint is) | `int8`: quantise a float checkpoint's matrices at
+    /// load, for memory.
+    #[serde(default = "auto")]
+    weights: String,
 }
 
 fn one() -> usize {
@@ -347,6 +351,15 @@ impl LoadOptions {
                 .as_deref()
                 .map(BackendChoice::parse)
                 .transpose()?,
+            int8: match self.weights.as_str() {
+                "auto" => false,
+                "int8" => true,
+                w => {
+                    return Err(ClipError::Input(format!(
+                        "weights must be 'auto' or 'int8', not '{w}'"
+                    )))
+                }
+            },
         })
     }
 }
