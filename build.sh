@@ -167,7 +167,7 @@ serve_demo() {
   build_pkg
   [ -d www ] || echo "note: www/ (the demo page) is not there yet; serving pkg/ and the fixtures only" >&2
   echo "demo: http://127.0.0.1:${PORT:-8080}/   (Ctrl-C stops it)" >&2
-  exec node tests/js/server.js --port "${PORT:-8080}" --log $([ -d www ] && echo --www www)
+  exec node tests/js/server.js --port "${PORT:-8080}" --log --isolated $([ -d www ] && echo --www www)
 }
 
 case "${1:-pkg}" in

@@ -46,7 +46,7 @@ const TYPES = {
 
 const FAULTS = ['norange', 'html', 'cut', 'short', 'missing'];
 
-export async function startServer({ port = 0, www = null } = {}) {
+export async function startServer({ port = 0, www = null, isolated: isolateAll = false } = {}) {
   const mounts = [
     ['/pkg/', path.join(repoRoot, 'pkg')],
     ['/pages/', path.join(here, 'pages')],
@@ -63,8 +63,8 @@ export async function startServer({ port = 0, www = null } = {}) {
     let fault = null;
     // `/isolated/...`: the same files, cross-origin isolated (COOP + COEP), as a page needs
     // for SharedArrayBuffer and so for webclip's threaded builds.
-    const isolated = url.startsWith('/isolated/');
-    if (isolated) url = url.slice('/isolated'.length);
+    const isolated = isolateAll || url.startsWith('/isolated/');
+    if (url.startsWith('/isolated/')) url = url.slice('/isolated'.length);
     const m = /^\/([a-z]+)(\/.*)$/.exec(url);
     if (m && FAULTS.includes(m[1])) [fault, url] = [m[1], m[2]];
     entry.path = url;
@@ -160,13 +160,14 @@ export async function startServer({ port = 0, www = null } = {}) {
   };
 }
 
-// `node tests/js/server.js [--port 8080] [--www www]`: serve until stopped.
+// `node tests/js/server.js [--port 8080] [--www www] [--isolated]`: serve until stopped
+// (--isolated: every response cross-origin isolated, so the demo runs on every core).
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const arg = (name, dflt) => {
     const i = process.argv.indexOf(name);
     return i > 0 ? process.argv[i + 1] : dflt;
   };
-  const s = await startServer({ port: Number(arg('--port', 8080)), www: arg('--www', null) });
+  const s = await startServer({ port: Number(arg('--port', 8080)), www: arg('--www', null), isolated: process.argv.includes('--isolated') });
   console.log(`serving on ${s.url}/  (package: ${s.url}/pkg/, fixtures: ${s.url}/fixtures/)`);
   if (process.argv.includes('--log')) {
     setInterval(() => {

@@ -14,7 +14,8 @@ test('npm pack installs into a fresh project and works there', (t) => {
   const npm = (args, cwd) => execFileSync('npm', args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   const packed = JSON.parse(npm(['pack', pkgDir, '--json', '--pack-destination', dir], dir))[0];
   const names = packed.files.map((f) => f.path).sort();
-  for (const f of ['index.js', 'index.d.ts', 'worker.js', 'webclip.js', 'webclip_bg.wasm', 'README.md', 'package.json']) {
+  const builds = ['webclip', 'webclip_relaxed', 'webclip_mt', 'webclip_mt_relaxed'].flatMap((b) => [`${b}.js`, `${b}_bg.wasm`]);
+  for (const f of ['index.js', 'index.d.ts', 'worker.js', 'wasm.js', 'pool-worker.js', ...builds, 'README.md', 'package.json']) {
     assert.ok(names.includes(f), `${f} is in the tarball (${names.join(', ')})`);
   }
   const app = path.join(dir, 'app');
@@ -32,16 +33,18 @@ test('npm pack installs into a fresh project and works there', (t) => {
     `import { Clip } from 'webclip';
      import def from 'webclip';
      if (def !== Clip) throw new Error('default export is Clip');
-     const clip = await Clip.load({ model: ${JSON.stringify(g.dir)}, towers: 'text' });
+     const clip = await Clip.load({ model: ${JSON.stringify(g.dir)}, towers: 'text', threads: 2 });
      const [e] = await clip.embedTexts([${JSON.stringify(g.texts[0])}]);
      const { ClipIndex } = await import('webclip');
      const index = await ClipIndex.open({ clip });
      await index.add('cat', e);
      const [hit] = await index.search(e, { k: 1 });
-     console.log(JSON.stringify({ backend: clip.backend, e: Array.from(e), hit: hit.key, fingerprint: clip.fingerprint }));`,
+     console.log(JSON.stringify({ backend: clip.backend, build: clip.backendInfo.build.name, e: Array.from(e), hit: hit.key, fingerprint: clip.fingerprint }));`,
   );
   const out = JSON.parse(execFileSync('node', ['main.js'], { cwd: app, encoding: 'utf8' }));
   assert.equal(out.backend, 'cpu');
+  // The installed package starts its pool of worker threads (and the process still exits).
+  assert.equal(out.build, 'webclip_mt');
   assert.ok(cosine(out.e, g.textEmbeds[0]) > 0.9999);
   assert.equal(out.hit, 'cat');
   assert.match(out.fingerprint, /^[0-9a-f]{32}$/);
@@ -53,6 +56,8 @@ test('npm pack installs into a fresh project and works there', (t) => {
      const seen: Progress[] = [];
      const clip: Clip = await Clip.load({ model: '/m/', backend: 'auto', towers: 'vision', worker: true, cache: true, onProgress: (p) => seen.push(p) });
      const kind: 'webgpu' | 'cpu' = clip.backendInfo.kind;
+     const threads: number | null = clip.backendInfo.threads;
+     const build: string = clip.backendInfo.build.name + (await Clip.init(undefined, 2)).reason;
      const images: Float32Array[] = await clip.embedImages([new Uint8Array(4), new Blob([])], { normalize: false });
      const texts: Float32Array[] = await clip.embedTexts(['a cat']);
      const top: Label[] = await clip.classify(new Uint8Array(4), ['cat', 'dog'], { template: 'a photo of a {}' });
