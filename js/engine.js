@@ -223,7 +223,7 @@ export class LocalEngine {
     // model and adapter, so a reload takes it without measuring again.
     const fingerprint = fingerprintOf(weights, config);
     const verdictKey = backend === 'auto' && hasWebGpu() && fingerprint ? `${fingerprint}|${await adapterName()}` : null;
-    const prefer = verdictKey ? await autoVerdicts.get(verdictKey) : null;
+    const prefer = options._preferBackend ?? (verdictKey ? await autoVerdicts.get(verdictKey) : null);
     const bytes = new wasm.WeightBytes();
     for (const [offset, seg] of weights.segments) bytes.add(offset, seg);
     // Without navigator.gpu 'auto' cannot find a GPU: say so, rather than let wgpu fail.

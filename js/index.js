@@ -27,6 +27,8 @@ function validate(options) {
     maxBatch: options.maxBatch ?? 0,
     gpuWeights: options.gpuWeights ?? 'auto',
     threads: options.threads ?? 'auto',
+    // Tests only: an earlier `auto` verdict ('cpu' | 'webgpu'), as the cache would give it.
+    _preferBackend: options._preferBackend,
     weights: options.weights ?? 'auto',
     wasmUrl: options.wasmUrl == null ? undefined : String(options.wasmUrl), // URLs do not cross to a worker
     onProgress: options.onProgress,

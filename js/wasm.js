@@ -84,12 +84,13 @@ export async function chooseBuild(threads = 'auto', { wasmUrl, backend } = {}) {
   if (wanted <= 1) return single(threads === 'auto' ? 'this device reports one core' : 'threads: 1 was asked for');
   // The GPU engine records on one thread; its buffers need no shared memory.
   if (backend === 'webgpu') return single("backend 'webgpu' runs on the GPU");
-  if (!f.atomics) return single('this runtime has no shared WebAssembly memory (threads)');
+  // Isolation first: a page that is not isolated has no SharedArrayBuffer at all.
   if (!f.isolated) {
     return single(
       'the page is not cross-origin isolated, so it has no SharedArrayBuffer (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)',
     );
   }
+  if (!f.atomics) return single('this runtime has no shared WebAssembly memory (threads)');
   return { name: `webclip_mt${relaxed}`, threads: wanted, reason: `${wanted} threads; ${fma}` };
 }
 

@@ -86,7 +86,9 @@ test("'auto': a device lost during a call fails it; with no adapter left the nex
       if (proto && 'isFallbackAdapter' in proto) Object.defineProperty(proto, 'isFallbackAdapter', { get: () => false, configurable: true });
     }
     const n0 = await window.weightDownloads();
-    const clip = await h.Clip.load({ model: h.model(name), backend: 'auto', cache: false });
+    // SwiftShader measures slower than the CPU: a kept 'webgpu' verdict (as an earlier
+    // measurement on real hardware would leave) makes 'auto' take it without measuring.
+    const clip = await h.Clip.load({ model: h.model(name), backend: 'auto', cache: false, _preferBackend: 'webgpu' });
     const loadDownloads = (await window.weightDownloads()) - n0;
     const before = { backend: clip.backend, info: clip.backendInfo };
     await clip.embedTexts(texts.slice(0, 1));
@@ -118,6 +120,7 @@ test("'auto': a device lost during a call fails it; with no adapter left the nex
   }, { name: NAME, texts: g.texts, image });
 
   assert.equal(r.before.backend, 'webgpu', `'auto' took the GPU: ${JSON.stringify(r.before.info)}`);
+  assert.match(r.before.info.reason, /measured faster than the CPU for this model earlier/);
   assert.equal(r.armed, false, 'the device was destroyed during the call');
   assert.match(r.lost ?? 'the call during the loss resolved', LOST);
   assert.equal(r.lostCode, 'device-lost');
@@ -130,4 +133,31 @@ test("'auto': a device lost during a call fails it; with no adapter left the nex
   // cache: false: the reload downloaded the weights again, as the load did.
   assert.ok(r.loadDownloads > 0, 'the load downloaded the weights');
   assert.equal(r.reloadDownloads, r.loadDownloads, 'weight requests: the reload as the load');
+});
+
+test("'auto' with a (seemingly) hardware adapter measures both engines once, keeps the faster, and reuses the verdict", async () => {
+  const g = golden(NAME);
+  const r = await run(async (h, { name, text }) => {
+    for (const proto of [globalThis.GPUAdapterInfo?.prototype, globalThis.GPUAdapter?.prototype]) {
+      if (proto && 'isFallbackAdapter' in proto) Object.defineProperty(proto, 'isFallbackAdapter', { get: () => false, configurable: true });
+    }
+    await h.Clip.clearCache(); // no verdict from an earlier test
+    const first = await h.Clip.load({ model: h.model(name), backend: 'auto', cache: false });
+    const [e] = h.plain(await first.embedTexts([text]));
+    const out = { first: first.backendInfo, e };
+    first.dispose();
+    const again = await h.Clip.load({ model: h.model(name), backend: 'auto', cache: false });
+    out.again = again.backendInfo;
+    again.dispose();
+    return out;
+  }, { name: NAME, text: g.texts[0] });
+  const m = r.first.measured;
+  assert.ok(m && m.what === 'image' && m.cpuMs > 0 && m.gpuMs > 0, JSON.stringify(r.first));
+  assert.equal(r.first.kind, m.gpuMs <= m.cpuMs ? 'webgpu' : 'cpu');
+  assert.match(r.first.reason, /^auto: .* measured faster \(one image: CPU [\d.]+ ms, WebGPU/);
+  assertParity(assert, [r.e], [g.textEmbeds[0]], [g.texts[0]]);
+  // The verdict was kept (Cache Storage): the reload takes it without measuring.
+  assert.equal(r.again.measured, null);
+  assert.equal(r.again.kind, r.first.kind);
+  assert.match(r.again.reason, /earlier/);
 });
