@@ -333,19 +333,19 @@ impl Checkpoint<'_> {
         )
     }
 
-    fn cpu(&self, threads: usize) -> Result<Loaded> {
+    fn cpu(&self, threads: usize) -> Result<Box<BackendModel<CpuBackend>>> {
         let backend = CpuBackend::with_threads(threads);
         let model = self.on(backend, &mut |_, role, t| {
             cpu::make_weight(role, self.prepare(role, t)?)
         })?;
-        Ok(Loaded::Cpu(Box::new(model)))
+        Ok(Box::new(model))
     }
 
-    fn gpu(&self, gpu: GpuBackend) -> Result<Loaded> {
+    fn gpu(&self, gpu: GpuBackend) -> Result<Box<BackendModel<GpuBackend>>> {
         let model = self.on(gpu, &mut |g, role, t| {
             g.make_weight(role, self.prepare(role, t)?)
         })?;
-        Ok(Loaded::Gpu(Box::new(model)))
+        Ok(Box::new(model))
     }
 }
 
@@ -402,26 +402,31 @@ async fn time_pass<B: Backend>(m: &mut BackendModel<B>) -> Result<(&'static str,
     Ok(("text", now_ms() - start))
 }
 
-/// What runs the model once it is on the CPU backend.
+/// What runs `model`, loaded on the CPU backend.
+fn cpu_info(
+    checkpoint: &Checkpoint<'_>,
+    model: &BackendModel<CpuBackend>,
+    reason: String,
+) -> BackendInfo {
+    BackendInfo {
+        kind: "cpu",
+        adapter: None,
+        reason,
+        weights: Some(if checkpoint.is_int8() { "int8" } else { "f32" }),
+        threads: Some(model.backend.threads()),
+        measured: None,
+    }
+}
+
+/// The model on the CPU backend, and what runs it.
 fn cpu_loaded(
     checkpoint: &Checkpoint<'_>,
     options: &ClipOptions,
     reason: String,
 ) -> Result<(Loaded, BackendInfo)> {
-    let loaded = checkpoint.cpu(options.threads)?;
-    let threads = match &loaded {
-        Loaded::Cpu(m) => m.backend.threads(),
-        Loaded::Gpu(_) => 1,
-    };
-    let info = BackendInfo {
-        kind: "cpu",
-        adapter: None,
-        reason,
-        weights: Some(if checkpoint.is_int8() { "int8" } else { "f32" }),
-        threads: Some(threads),
-        measured: None,
-    };
-    Ok((loaded, info))
+    let model = checkpoint.cpu(options.threads)?;
+    let info = cpu_info(checkpoint, &model, reason);
+    Ok((Loaded::Cpu(model), info))
 }
 
 /// `auto` with a usable adapter: load the model on both engines, time one warm pass on
@@ -443,26 +448,14 @@ async fn measure_and_choose(
         }
         Some(BackendChoice::Gpu) => {
             let info = gpu_info(&gpu, format!("auto: WebGPU adapter `{name}` measured faster than the CPU for this model earlier"), checkpoint.is_int8());
-            return Ok((checkpoint.gpu(gpu)?, info));
+            return Ok((Loaded::Gpu(checkpoint.gpu(gpu)?), info));
         }
         _ => {}
     }
     let mut info = gpu_info(&gpu, String::new(), checkpoint.is_int8());
-    let mut on_gpu = match checkpoint.gpu(gpu)? {
-        Loaded::Gpu(m) => m,
-        Loaded::Cpu(_) => {
-            return Err(ClipError::Internal(
-                "the GPU load returned a CPU model".into(),
-            ))
-        }
-    };
+    let mut on_gpu = checkpoint.gpu(gpu)?;
     let (what, gpu_ms) = time_pass(&mut on_gpu).await?;
-    let (cpu_loaded_model, cpu_info) = cpu_loaded(checkpoint, options, String::new())?;
-    let Loaded::Cpu(mut on_cpu) = cpu_loaded_model else {
-        return Err(ClipError::Internal(
-            "the CPU load returned a GPU model".into(),
-        ));
-    };
+    let mut on_cpu = checkpoint.cpu(options.threads)?;
     let (_, cpu_ms) = time_pass(&mut on_cpu).await?;
     let measured = Some(Measured {
         what,
@@ -477,10 +470,10 @@ async fn measure_and_choose(
         Ok((Loaded::Gpu(on_gpu), info))
     } else {
         drop(on_gpu);
+        let reason = format!("auto: the CPU backend measured faster ({figures})");
         let info = BackendInfo {
-            reason: format!("auto: the CPU backend measured faster ({figures})"),
             measured,
-            ..cpu_info
+            ..cpu_info(checkpoint, &on_cpu, reason)
         };
         Ok((Loaded::Cpu(on_cpu), info))
     }
@@ -501,7 +494,7 @@ async fn load_backend(
         BackendChoice::Gpu => {
             let gpu = GpuBackend::new(&options.gpu).await?;
             let info = gpu_info(&gpu, "the WebGPU backend was requested".into(), int8);
-            Ok((checkpoint.gpu(gpu)?, info))
+            Ok((Loaded::Gpu(checkpoint.gpu(gpu)?), info))
         }
         BackendChoice::Auto => {
             let reason = match GpuBackend::new(&options.gpu).await {

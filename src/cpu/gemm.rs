@@ -353,14 +353,6 @@ thread_local! {
     static DEQUANT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `v` with room for at least `len` values.
-fn at_least(v: &mut Vec<f32>, len: usize) -> *mut f32 {
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    v.as_mut_ptr()
-}
-
 /// The blocked loop nest over columns `g.cols`, over f32 or int8 panels (`B`); `apack`
 /// holds `mc_max * kc_max`.
 #[inline(always)]
@@ -458,10 +450,6 @@ pub fn matmul(
     matmul_threads(isa, 1, a, m, w, out, ep)
 }
 
-/// Work below which a thread's share of a matmul does not pay for its own packing of A
-/// and the hand-off (a few microseconds).
-const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
-
 /// [`matmul`] on up to `threads` threads ([`super::pool`]): the columns are cut into
 /// ranges of whole panels, each range running the whole loop nest with its own A packing
 /// (and, for int8 weights, its own dequantised blocks).
@@ -526,10 +514,7 @@ pub fn matmul_threads(
         mc_max,
     };
     let flops = 2 * m * n * k.max(1);
-    let parts = threads
-        .min(flops / MIN_FLOPS_PER_THREAD)
-        .min(n.div_ceil(NR))
-        .max(1);
+    let parts = super::pool::parts(threads, flops, n.div_ceil(NR));
     let whole = &whole; // captured whole: `Gemm` is Sync, its raw-pointer fields are not
     let run_part = |part: usize| {
         let cols = super::pool::split(n, NR, parts, part);
@@ -538,17 +523,17 @@ pub fn matmul_threads(
         }
         let cols = (cols.start, cols.end);
         APACK.with(|apack| {
-            let apack = at_least(&mut apack.borrow_mut(), mc_max * kc_max); // [mc_max / MR, kc_max, MR]
-                                                                            // SAFETY: the ISA is available; every length was checked against m, k, n
-                                                                            // above, `apack` holds mc_max x kc_max, the int8 scratch kc_max x NC (columns
-                                                                            // rounded up to NR), and `cols` is this part's own.
+            let apack = super::pool::scratch(&mut apack.borrow_mut(), mc_max * kc_max); // [mc_max / MR, kc_max, MR]
+                                                                                        // SAFETY: the ISA is available; every length was checked against m, k, n
+                                                                                        // above, `apack` holds mc_max x kc_max, the int8 scratch kc_max x NC (columns
+                                                                                        // rounded up to NR), and `cols` is this part's own.
             unsafe {
                 match &w.panels {
                     Panels::F32(data) => {
                         run(isa, &whole.part(cols, F32Source(data.as_ptr())), apack)
                     }
                     Panels::I8(q) => DEQUANT.with(|scratch| {
-                        let scratch = at_least(
+                        let scratch = super::pool::scratch(
                             &mut scratch.borrow_mut(),
                             kc_max * NC.min(n.div_ceil(NR) * NR),
                         );

@@ -6,7 +6,7 @@
 //! exp follows Cephes `expf` (range reduction by ln 2, degree-6 polynomial, ~2 ulp);
 //! erf follows the Numerical Recipes erfc fit used by the scalar reference.
 
-use super::pool::{parallel_for, split, Shared};
+use super::pool::{parallel_for, parts, scratch, split, Shared};
 use super::simd::{Isa, Scalar, Simd};
 use crate::error::{ClipError, Result};
 use crate::graph::AttentionShape;
@@ -505,17 +505,11 @@ pub fn attention_threads(
     let pairs = valid_lens.len() * heads;
     // Work per (sequence, head) pair, to decide whether splitting pays.
     let flops = 4 * queries * keys * (width / heads);
-    let parts = threads
-        .min(pairs * flops / MIN_FLOPS_PER_THREAD)
-        .clamp(1, pairs);
+    let parts = parts(threads, pairs * flops, pairs);
     let run = |part: usize| {
         let share = split(pairs, 1, parts, part);
-        SCORES.with(|scratch| {
-            let mut scores = scratch.borrow_mut();
-            if scores.len() < keys {
-                scores.resize(keys, 0.0); // [keys] of one query
-            }
-            let sp = scores.as_mut_ptr();
+        SCORES.with(|scratch_of| {
+            let sp = scratch(&mut scratch_of.borrow_mut(), keys); // [keys] of one query
             let share = (share.start, share.end);
             let (qp, kp, vp, op) = (
                 qp.get().cast_const(),
@@ -561,9 +555,6 @@ fn attention_part(
     );
     Ok(())
 }
-
-/// Work below which a thread's share of a kernel does not pay for the hand-off.
-const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
 
 thread_local! {
     /// Each thread's attention scores, kept across calls (no allocation per call).

@@ -258,6 +258,25 @@ impl<T> Shared<T> {
     }
 }
 
+/// Work below which a thread's share of a kernel does not pay for the hand-off (and, in
+/// a matmul, its own packing of A): a few microseconds.
+const MIN_FLOPS_PER_THREAD: usize = 1 << 20;
+
+/// How many parts to cut a kernel of `flops` into on `threads` threads: no more than its
+/// `units` (panels, attention heads), none smaller than [`MIN_FLOPS_PER_THREAD`], at least 1.
+pub(crate) fn parts(threads: usize, flops: usize, units: usize) -> usize {
+    threads.min(flops / MIN_FLOPS_PER_THREAD).min(units).max(1)
+}
+
+/// A thread-local scratch buffer grown to at least `len` values (kept across calls, so the
+/// kernels allocate nothing once warm).
+pub(crate) fn scratch(v: &mut Vec<f32>, len: usize) -> *mut f32 {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v.as_mut_ptr()
+}
+
 /// `0..len` cut into at most `parts` ranges of whole `align`-sized units, as even as the
 /// units allow: range `i` of the result.
 pub(crate) fn split(len: usize, align: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
