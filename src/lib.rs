@@ -11,7 +11,6 @@
     feature(stdarch_wasm_atomic_wait)
 )]
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod clip;
 pub mod cpu;

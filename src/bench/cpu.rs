@@ -4,9 +4,9 @@
 //! depend on the values).
 //! Run: `cargo run --release --example cpu_bench [preset]` (or `webclip bench --backend cpu`).
 
+use super::kernels::{fma_peak_threads, gemm_rows, peak_mix, time, CHAINS};
 use super::{sample_tokens, Latencies, Latency};
-use crate::cpu::gemm::{matmul_threads, Epilogue, PackedMatrix};
-use crate::cpu::simd::{Isa, Scalar, Simd};
+use crate::cpu::simd::Isa;
 use crate::cpu::{make_weight, CpuBackend, CpuWeight};
 use crate::error::Result;
 use crate::graph::{self, TextBatch};
@@ -16,176 +16,9 @@ use crate::model::{ClipConfig, ClipModel, Dtype, SafeTensors, Towers};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// Independent FMA chains in the peak loop: more than latency x throughput (4 x 2 on
-/// current x86 cores) so the loop is bound by FMA issue, not by latency.
-const CHAINS: usize = 12;
-
-/// Times of one benchmarked call.
-struct Timing {
-    best: Duration,
-    median: Duration,
-    /// Best on-CPU time of this thread (Linux): on a shared machine, wall time also counts
-    /// the slices other processes got. Shown for one thread only (it omits the workers').
-    best_cpu: Option<Duration>,
-}
-
-/// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-fn thread_cpu_time() -> Option<Duration> {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: `ts` is a valid timespec (two 64-bit fields on 64-bit Linux).
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.sec as u64, ts.nsec as u32))
-}
-
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-fn thread_cpu_time() -> Option<Duration> {
-    None
-}
-
-/// Repeat `f` until `budget` has passed (at least `min_reps` times, after one warm-up).
-fn time<F: FnMut() -> Result<()>>(mut f: F, min_reps: usize, budget: Duration) -> Result<Timing> {
-    f()?;
-    let start = Instant::now();
-    let mut times = Vec::new();
-    let mut best_cpu: Option<Duration> = None;
-    while times.len() < min_reps || start.elapsed() < budget {
-        let c = thread_cpu_time();
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed());
-        if let (Some(c0), Some(c1)) = (c, thread_cpu_time()) {
-            let d = c1.saturating_sub(c0);
-            best_cpu = Some(best_cpu.map_or(d, |b| b.min(d)));
-        }
-    }
-    times.sort();
-    Ok(Timing {
-        best: times[0],
-        median: times[times.len() / 2],
-        best_cpu,
-    })
-}
-
 /// `x` as milliseconds, or "-".
 fn ms(x: Option<Duration>) -> String {
     x.map_or("-".into(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
-}
-
-#[inline(always)]
-unsafe fn fma_loop<S: Simd>(iters: usize, seed: f32) -> f32 {
-    let mut acc = [S::splat(seed); CHAINS];
-    let (a, b) = (S::splat(0.999_999), S::splat(1e-7));
-    for _ in 0..iters {
-        for x in acc.iter_mut() {
-            *x = S::fma(*x, a, b);
-        }
-    }
-    acc.iter().map(|&v| S::hsum(v)).sum()
-}
-
-/// Peak single-core GFLOP/s of `isa`'s multiply-add (2 flops per lane per FMA).
-pub fn fma_peak(isa: Isa) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn avx2(iters: usize, seed: f32) -> f32 {
-        fma_loop::<crate::cpu::simd::Avx2Fma>(iters, seed)
-    }
-    let run = |iters: usize| -> f32 {
-        let seed = std::hint::black_box(1.0);
-        // SAFETY: each arm runs only when its ISA is available.
-        unsafe {
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2Fma if isa.is_available() => avx2(iters, seed),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Sse2 => fma_loop::<crate::cpu::simd::Sse2>(iters, seed),
-                _ => fma_loop::<Scalar>(iters, seed),
-            }
-        }
-    };
-    let lanes = match isa {
-        Isa::Avx2Fma if isa.is_available() => 8,
-        Isa::Sse2 if cfg!(target_arch = "x86_64") => 4,
-        _ => 1,
-    };
-    // ~5 ms a run; best of 7, so that one undisturbed run is enough.
-    let iters = 50_000_000 / lanes;
-    let mut best = f64::MAX;
-    for _ in 0..7 {
-        let t = Instant::now();
-        std::hint::black_box(run(std::hint::black_box(iters)));
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    (iters * CHAINS * lanes * 2) as f64 / best / 1e9
-}
-
-/// The peak of `threads` cores together: [`fma_peak`] on that many OS threads at once
-/// (a VM's cores need not all reach one core's peak).
-pub fn fma_peak_threads(isa: Isa, threads: usize) -> f64 {
-    if threads <= 1 {
-        return fma_peak(isa);
-    }
-    std::thread::scope(|s| {
-        let runs: Vec<_> = (0..threads)
-            .map(|_| s.spawn(move || fma_peak(isa)))
-            .collect();
-        runs.into_iter().map(|r| r.join().unwrap_or(0.0)).sum()
-    })
-}
-
-/// One GEMM of the model: `[m, k] x [k, n]`.
-struct Shape {
-    what: String,
-    m: usize,
-    k: usize,
-    n: usize,
-}
-
-fn gemm_shapes(c: &ClipConfig) -> Vec<Shape> {
-    let v = &c.vision_config;
-    let t = &c.text_config;
-    let mut out = Vec::new();
-    for batch in [1, 8] {
-        let m = batch * v.num_positions();
-        let (h, i) = (v.hidden_size, v.intermediate_size);
-        let p = batch * v.grid() * v.grid();
-        out.push(Shape {
-            what: format!("vision b{batch} patch embed"),
-            m: p,
-            k: v.patch_dim(),
-            n: h,
-        });
-        for (name, k, n) in [("qkv/out proj", h, h), ("fc1", h, i), ("fc2", i, h)] {
-            out.push(Shape {
-                what: format!("vision b{batch} {name}"),
-                m,
-                k,
-                n,
-            });
-        }
-    }
-    for m in [t.max_position_embeddings, 10] {
-        let (h, i) = (t.hidden_size, t.intermediate_size);
-        for (name, k, n) in [("qkv/out proj", h, h), ("fc1", h, i), ("fc2", i, h)] {
-            out.push(Shape {
-                what: format!("text {m} tok {name}"),
-                m,
-                k,
-                n,
-            });
-        }
-    }
-    out
 }
 
 /// Run the whole benchmark for a config preset (e.g. `vit-b-32`) on `threads` threads
@@ -229,40 +62,15 @@ pub fn run_bench(
         .map_err(io)?;
     }
 
-    // (shape, best ms, GFLOP/s best / median / on-CPU)
-    let mut rows = Vec::new();
+    let rows = gemm_rows(&config, isa, threads, Duration::from_millis(300))?;
     let mut rng = Rng::new(7);
-    for s in gemm_shapes(&config) {
-        let a = rng.fill_uniform(s.m * s.k, 1.0); // [m, k]
-        let w = PackedMatrix::pack(&rng.fill_uniform(s.n * s.k, 0.05), s.n, s.k)?;
-        let bias = rng.fill_uniform(s.n, 0.05); // [n]
-        let mut c = vec![0f32; s.m * s.n]; // [m, n]
-        let ep = Epilogue {
-            bias: Some(&bias),
-            ..Default::default()
-        };
-        let t = time(
-            || matmul_threads(isa, threads, &a, s.m, &w, &mut c, &ep),
-            3,
-            Duration::from_millis(300),
-        )?;
-        let flop = 2.0 * (s.m * s.k * s.n) as f64;
-        let gflops = |d: Duration| flop / d.as_secs_f64().max(1e-9) / 1e9;
-        rows.push((
-            s,
-            t.best.as_secs_f64() * 1e3,
-            gflops(t.best),
-            gflops(t.median),
-            t.best_cpu.filter(|_| threads == 1).map(gflops),
-        ));
-    }
     // The clock moves with load and temperature: the peak is the best of two
     // measurements, before and after the GEMMs.
     let peak = peak_before.max(fma_peak_threads(isa, threads));
     writeln!(
         out,
         "FMA peak ({}, {CHAINS} chains, {threads} thread(s)): {peak:.1} GFLOP/s",
-        isa.name()
+        peak_mix(isa)
     )
     .map_err(io)?;
     writeln!(
@@ -276,16 +84,20 @@ pub fn run_bench(
     )
     .map_err(io)?;
     writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|").map_err(io)?;
-    for (s, ms, g, median, cpu) in rows {
+    for r in rows {
+        let s = &r.shape;
         writeln!(
             out,
-            "| {} | {} | {} | {} | {ms:.3} | {g:.1} | {median:.1} | {} | {:.0}% |",
+            "| {} | {} | {} | {} | {:.3} | {:.1} | {:.1} | {} | {:.0}% |",
             s.what,
             s.m,
             s.k,
             s.n,
-            cpu.map_or("-".into(), |c| format!("{c:.1}")),
-            100.0 * g / peak
+            r.best_ms,
+            r.gflops,
+            r.median_gflops,
+            r.on_cpu_gflops.map_or("-".into(), |c| format!("{c:.1}")),
+            100.0 * r.gflops / peak
         )
         .map_err(io)?;
     }
@@ -384,6 +196,28 @@ pub fn run_bench(
             what,
             ms: timing.best.as_secs_f64() * 1e3,
         });
+    }
+    // Where the time goes: each operation timed inside the fastest of three passes.
+    for (batch, px) in &image_ms {
+        let mut best: Option<(Duration, Vec<super::profile::OpTime>)> = None;
+        for _ in 0..3 {
+            let mut profiled = super::profile::Profiled::new(&mut backend);
+            let start = Instant::now();
+            graph::vision_forward(&mut profiled, vision, px, *batch, false)?;
+            let total = start.elapsed();
+            if best.as_ref().is_none_or(|(t, _)| total < *t) {
+                best = Some((total, profiled.ops));
+            }
+        }
+        if let Some((total, ops)) = best {
+            writeln!(
+                out,
+                "\n## Image batch {batch}, by operation ({:.1} ms in all)\n\n{}",
+                total.as_secs_f64() * 1e3,
+                super::profile::table(&ops, total)
+            )
+            .map_err(io)?;
+        }
     }
     if let Some((m8, held_i8)) = &int8_model {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;

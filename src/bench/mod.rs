@@ -4,9 +4,15 @@
 //! under `cpu/` or `gpu/` depends on them. Each returns the encoder latencies it measured
 //! ([`Latencies`]), so that several presets can be printed side by side.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fidelity;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod gpu;
+pub mod kernels;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod profile;
 
 use crate::model::random::Rng;
 use crate::model::TextConfig;

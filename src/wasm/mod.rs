@@ -72,6 +72,47 @@ pub fn pool_worker_main() -> Result<(), JsValue> {
     crate::cpu::pool::worker_main().map_err(|e| js_err(ClipError::Unsupported(e.into())))
 }
 
+/// The CPU kernels against this core's limit, for a benchmark page: the peak of this
+/// build's multiply-add (`simd128 mul+add` or `simd128 relaxed FMA`) on `threads` threads
+/// (at most the pool's) and every GEMM shape of the config preset `preset`, each timed
+/// for `budget_ms`. JSON: `{ isa, mix, threads, peak_gflops, rows: [{ what, m, k, n,
+/// best_ms, gflops, median_gflops }] }`.
+#[wasm_bindgen(js_name = kernelBench)]
+pub fn kernel_bench(preset: &str, threads: usize, budget_ms: u32) -> Result<String, JsValue> {
+    use crate::bench::kernels::{fma_peak_threads, gemm_rows, peak_mix};
+    use crate::cpu::simd::Isa;
+    let config = crate::model::ClipConfig::preset(preset).map_err(js_err)?;
+    let isa = Isa::best();
+    // The pool's workers register as they start: give them a moment (this thread may
+    // not block, so it polls), then run on as many as there are.
+    let start = crate::bench::kernels::now();
+    while crate::cpu::pool::available() < threads
+        && crate::bench::kernels::now() - start < std::time::Duration::from_secs(2)
+    {
+        std::hint::spin_loop();
+    }
+    let threads = threads.clamp(1, crate::cpu::pool::available());
+    let budget = std::time::Duration::from_millis(budget_ms.into());
+    // The clock moves with load: the peak is the better of a measurement before and after.
+    let before = fma_peak_threads(isa, threads);
+    let rows = gemm_rows(&config, isa, threads, budget).map_err(js_err)?;
+    let peak = before.max(fma_peak_threads(isa, threads));
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "what": r.shape.what, "m": r.shape.m, "k": r.shape.k, "n": r.shape.n,
+                "best_ms": r.best_ms, "gflops": r.gflops, "median_gflops": r.median_gflops,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "isa": isa.name(), "mix": peak_mix(isa), "threads": threads,
+        "peak_gflops": peak, "rows": rows,
+    })
+    .to_string())
+}
+
 /// `[loops offered to pool workers, tasks they ran]` in this module instance's memory
 /// (the threaded builds; zeros elsewhere): the tests' proof that the threads work.
 #[wasm_bindgen(js_name = poolStats)]
