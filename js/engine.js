@@ -279,9 +279,6 @@ export class LocalEngine {
         // `auto`'s timing of one warm pass on each engine ({ what, cpuMs, gpuMs }); null
         // when it did not measure (no adapter, a software one, or a verdict kept from before).
         measured,
-        // A full disk (QuotaExceededError) or another Cache Storage failure: the model
-        // loaded from memory, and the next load downloads again.
-        cacheSkipped: cache?.skipped ?? null,
       },
       dim: clip.dim,
       imageSize: clip.imageSize,

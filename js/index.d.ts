@@ -108,9 +108,6 @@ export interface BackendInfo {
    * weights to f32).
    */
   weights: 'int8' | 'f16' | 'f32';
-  /** Why a downloaded file could not be kept in Cache Storage (a full disk:
-   * `QuotaExceededError: …`); null when every file was cached or caching is off. */
-  cacheSkipped: string | null;
   /** Threads the CPU engine runs on; null on WebGPU. */
   threads: number | null;
   /** The wasm build this thread runs, and why (no relaxed SIMD, not cross-origin isolated, ...). */

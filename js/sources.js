@@ -202,10 +202,9 @@ export class ByteCache {
   constructor(cache, chunkBytes = CHUNK_BYTES) {
     this.cache = cache;
     this.chunkBytes = chunkBytes;
-    /** Why a file could not be cached this time (null while every write succeeded): the
-     * message (`clip.cacheNotice`) and the error with the file (`backendInfo.cacheSkipped`). */
+    /** Why a file could not be cached this time (`clip.cacheNotice`; null while every
+     * write succeeded): the first failure, with the file and the browser's error. */
     this.notice = null;
-    this.skipped = null;
   }
 
   /** Bytes of one Response, checked against its length and checksum headers; null when damaged. */
@@ -289,11 +288,11 @@ export class ByteCache {
     } catch (e) {
       // Out of quota is not fatal: the model still loads, it is just not cached.
       await this.remove(key, n);
-      this.skipped ??= `${e?.name ?? 'Error'}: ${e?.message ?? e} (${url}${part ? `, ${part}` : ''})`;
-      this.notice =
+      const notice =
         `webclip: could not store ${url} in Cache Storage (${e?.name ?? 'Error'}: ${e?.message ?? e}); ` +
         'the model is kept in memory for this session and will be downloaded again next time';
-      console.warn(this.notice);
+      this.notice ??= notice;
+      console.warn(notice);
       return false;
     }
   }

@@ -1,7 +1,7 @@
 // Fault injection in headless Chromium (issue: robustness). A download dropped halfway
 // rejects with `network` and leaves nothing half-written in Cache Storage, and a retry at
 // the same URL loads; a full disk (QuotaExceededError from Cache Storage) still loads the
-// model, from memory, with a warning and `backendInfo.cacheSkipped` saying why; dispose()
+// model, from memory, with a warning and `clip.cacheNotice` saying why; dispose()
 // with calls pending lets each one settle and rejects later calls with `disposed`, here
 // and in a worker. (A damaged cache entry: browser.test.js; a GPU device destroyed during
 // calls: gpu-recovery.test.js.)
@@ -71,22 +71,22 @@ test('a full disk: QuotaExceededError from Cache Storage; the model loads from m
     try {
       const clip = await h.Clip.load({ model: h.model(name), backend: 'cpu', cache: true });
       const e = h.plain(await clip.embedTexts([text]));
-      const info = clip.backendInfo;
+      const notice = clip.cacheNotice;
       clip.dispose();
       const cached = (await (await caches.open('webclip-v1')).keys()).length;
       // With room again, the next load caches, and says nothing was skipped.
       Cache.prototype.put = put;
       const again = await h.Clip.load({ model: h.model(name), backend: 'cpu', cache: true });
-      const skippedAfter = again.backendInfo.cacheSkipped;
+      const skippedAfter = again.cacheNotice;
       again.dispose();
-      return { e, info, cached, warnings, skippedAfter };
+      return { e, notice, cached, warnings, skippedAfter };
     } finally {
       Cache.prototype.put = put;
       console.warn = warn;
     }
   }, { name: NAME, text: g.texts[0] });
   assert.ok(cosine(r.e[0], g.textEmbeds[0]) > 0.9999, 'the model works from memory');
-  assert.match(r.info.cacheSkipped, /^QuotaExceededError: The quota has been exceeded\. \(http.*\)$/);
+  assert.match(r.notice, /^webclip: could not store http\S+ in Cache Storage \(QuotaExceededError: The quota has been exceeded\.\); the model is kept in memory/);
   assert.equal(r.cached, 0, 'nothing was stored');
   assert.ok(r.warnings.some((w) => /could not store .* in Cache Storage \(QuotaExceededError: The quota has been exceeded/.test(w)), r.warnings.join('\n'));
   assert.equal(r.skippedAfter, null);
