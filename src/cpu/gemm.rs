@@ -523,10 +523,11 @@ pub fn matmul_threads(
         }
         let cols = (cols.start, cols.end);
         APACK.with(|apack| {
-            let apack = super::pool::scratch(&mut apack.borrow_mut(), mc_max * kc_max); // [mc_max / MR, kc_max, MR]
-                                                                                        // SAFETY: the ISA is available; every length was checked against m, k, n
-                                                                                        // above, `apack` holds mc_max x kc_max, the int8 scratch kc_max x NC (columns
-                                                                                        // rounded up to NR), and `cols` is this part's own.
+            // [mc_max / MR, kc_max, MR]
+            let apack = super::pool::scratch(&mut apack.borrow_mut(), mc_max * kc_max);
+            // SAFETY: the ISA is available; every length was checked against m, k, n
+            // above, `apack` holds mc_max x kc_max, the int8 scratch kc_max x NC (columns
+            // rounded up to NR), and `cols` is this part's own.
             unsafe {
                 match &w.panels {
                     Panels::F32(data) => {
