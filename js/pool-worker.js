@@ -1,7 +1,8 @@
 // One thread of the CPU engine's pool (the threaded builds, js/wasm.js): a Web Worker, or
 // a worker thread in Node.js. It instantiates the module its parent compiled over the
-// parent's shared memory, says it is ready, then serves the Rust pool's parallel loops
-// (`poolWorkerMain` never returns; the parent terminates the worker).
+// parent's shared memory, joins the Rust pool, says it is ready, then serves the pool's
+// parallel loops (`poolWorkerServe` never returns; the parent terminates the worker).
+// Joining first: once the parent has heard from every worker, the pool counts them all.
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof self === 'undefined';
 
@@ -14,14 +15,16 @@ async function start({ glue, module, memory }, post) {
     post({ error: `could not instantiate the module: ${e?.message ?? e}` });
     return;
   }
-  post({ ready: true });
+  let index;
   try {
-    bindings.poolWorkerMain();
+    index = bindings.poolWorkerJoin();
   } catch (e) {
-    // Only where the build has no threads; the parent has already counted this worker,
-    // and the pool never hands work to a worker that did not join.
-    console.error('webclip pool worker:', e?.message ?? e);
+    // Only where the build has no threads: the parent counts this worker out.
+    post({ error: e?.message ?? String(e) });
+    return;
   }
+  post({ ready: true });
+  bindings.poolWorkerServe(index);
 }
 
 if (isNode) {

@@ -4,7 +4,7 @@
 //! depend on the values).
 //! Run: `cargo run --release --example cpu_bench [preset]` (or `webclip bench --backend cpu`).
 
-use super::kernels::{fma_peak_threads, gemm_rows, peak_mix, time, CHAINS};
+use super::kernels::{fma_peak_threads, gemm_against_peak, peak_mix, time, CHAINS};
 use super::{sample_tokens, Latencies, Latency};
 use crate::cpu::simd::Isa;
 use crate::cpu::{make_weight, CpuBackend, CpuWeight};
@@ -43,7 +43,7 @@ pub fn run_bench(
         isa.name()
     )
     .map_err(io)?;
-    let peak_before = fma_peak_threads(isa, threads);
+    let (peak, rows) = gemm_against_peak(&config, isa, threads, Duration::from_millis(300))?;
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         writeln!(
@@ -62,11 +62,7 @@ pub fn run_bench(
         .map_err(io)?;
     }
 
-    let rows = gemm_rows(&config, isa, threads, Duration::from_millis(300))?;
     let mut rng = Rng::new(7);
-    // The clock moves with load and temperature: the peak is the best of two
-    // measurements, before and after the GEMMs.
-    let peak = peak_before.max(fma_peak_threads(isa, threads));
     writeln!(
         out,
         "FMA peak ({}, {CHAINS} chains, {threads} thread(s)): {peak:.1} GFLOP/s",

@@ -286,3 +286,16 @@ pub fn gemm_rows(
     }
     Ok(rows)
 }
+
+/// [`gemm_rows`] and the peak of `threads` cores they are held against: the better of a
+/// measurement before and one after, as the clock moves with load and temperature.
+pub fn gemm_against_peak(
+    config: &ClipConfig,
+    isa: Isa,
+    threads: usize,
+    budget: Duration,
+) -> Result<(f64, Vec<GemmRow>)> {
+    let before = fma_peak_threads(isa, threads);
+    let rows = gemm_rows(config, isa, threads, budget)?;
+    Ok((before.max(fma_peak_threads(isa, threads)), rows))
+}

@@ -4,8 +4,8 @@
 //!
 //! Workers are process-wide and only grow in number. Natively they are OS threads spawned
 //! on first use ([`ensure_workers`]); in the browser (the `atomics` build) each is a Web
-//! Worker that instantiates the same module over the same shared memory and calls
-//! [`worker_main`], which never returns.
+//! Worker that instantiates the same module over the same shared memory, registers
+//! ([`worker_join`]), says it is ready, and serves ([`worker_serve`], which never returns).
 //!
 //! The calling thread never blocks on a lock or a futex: a browser's main thread may not
 //! (`memory.atomic.wait` traps there), so it spins until the last task is done; it only
@@ -233,14 +233,22 @@ pub fn ensure_workers(threads: usize) {
 #[cfg(target_arch = "wasm32")]
 pub fn ensure_workers(_threads: usize) {}
 
-/// A Web Worker's entry into the pool (the threaded wasm build): register and serve loops
-/// forever. Returns at once, with a message, where memory is not shared.
+/// A Web Worker's entry into the pool (the threaded wasm build), first half: register, and
+/// return the worker's index for [`worker_serve`]. Registering before the worker says it
+/// is ready means a loop started once the JS layer has all its workers can use them all
+/// (a registered worker that is not serving yet only takes no tasks). An error, at once,
+/// where memory is not shared.
 #[cfg(target_arch = "wasm32")]
-pub fn worker_main() -> Result<(), &'static str> {
+pub fn worker_join() -> Result<usize, &'static str> {
     if !cfg!(target_feature = "atomics") {
         return Err("this webclip build has no threads (it was built without atomics)");
     }
-    let index = WORKERS.fetch_add(1, SeqCst);
+    Ok(WORKERS.fetch_add(1, SeqCst))
+}
+
+/// The second half: serve loops forever as worker `index` (from [`worker_join`]).
+#[cfg(target_arch = "wasm32")]
+pub fn worker_serve(index: usize) -> ! {
     worker_loop(index)
 }
 

@@ -64,12 +64,19 @@ pub fn build_features() -> Vec<String> {
     f
 }
 
-/// A pool worker's whole life (js/pool-worker.js calls it in a Web Worker or a Node.js
-/// worker thread that instantiated this module over the shared memory): serve the CPU
-/// backend's parallel loops; never returns in the threaded build.
-#[wasm_bindgen(js_name = poolWorkerMain)]
-pub fn pool_worker_main() -> Result<(), JsValue> {
-    crate::cpu::pool::worker_main().map_err(|e| js_err(ClipError::Unsupported(e.into())))
+/// A pool worker joins (js/pool-worker.js calls it in a Web Worker or a Node.js worker
+/// thread that instantiated this module over the shared memory) before it says it is
+/// ready: the worker's index for `poolWorkerServe`, or an error where the build has no
+/// threads.
+#[wasm_bindgen(js_name = poolWorkerJoin)]
+pub fn pool_worker_join() -> Result<usize, JsValue> {
+    crate::cpu::pool::worker_join().map_err(|e| js_err(ClipError::Unsupported(e.into())))
+}
+
+/// The rest of a pool worker's life: serve the CPU backend's parallel loops; never returns.
+#[wasm_bindgen(js_name = poolWorkerServe)]
+pub fn pool_worker_serve(index: usize) {
+    crate::cpu::pool::worker_serve(index)
 }
 
 /// The CPU kernels against this core's limit, for a benchmark page: the peak of this
@@ -79,24 +86,13 @@ pub fn pool_worker_main() -> Result<(), JsValue> {
 /// best_ms, gflops, median_gflops }] }`.
 #[wasm_bindgen(js_name = kernelBench)]
 pub fn kernel_bench(preset: &str, threads: usize, budget_ms: u32) -> Result<String, JsValue> {
-    use crate::bench::kernels::{fma_peak_threads, gemm_rows, peak_mix};
+    use crate::bench::kernels::{gemm_against_peak, peak_mix};
     use crate::cpu::simd::Isa;
     let config = crate::model::ClipConfig::preset(preset).map_err(js_err)?;
     let isa = Isa::best();
-    // The pool's workers register as they start: give them a moment (this thread may
-    // not block, so it polls), then run on as many as there are.
-    let start = crate::bench::kernels::now();
-    while crate::cpu::pool::available() < threads
-        && crate::bench::kernels::now() - start < std::time::Duration::from_secs(2)
-    {
-        std::hint::spin_loop();
-    }
     let threads = threads.clamp(1, crate::cpu::pool::available());
     let budget = std::time::Duration::from_millis(budget_ms.into());
-    // The clock moves with load: the peak is the better of a measurement before and after.
-    let before = fma_peak_threads(isa, threads);
-    let rows = gemm_rows(&config, isa, threads, budget).map_err(js_err)?;
-    let peak = before.max(fma_peak_threads(isa, threads));
+    let (peak, rows) = gemm_against_peak(&config, isa, threads, budget).map_err(js_err)?;
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|r| {
