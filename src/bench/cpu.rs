@@ -14,7 +14,7 @@ use crate::model::quantize::DEFAULT_GROUP;
 use crate::model::random::{write_random_weights, Rng};
 use crate::model::{ClipConfig, ClipModel, Dtype, SafeTensors, Towers};
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `x` as milliseconds, or "-".
 fn ms(x: Option<Duration>) -> String {
@@ -195,25 +195,15 @@ pub fn run_bench(
     }
     // Where the time goes: each operation timed inside the fastest of three passes.
     for (batch, px) in &image_ms {
-        let mut best: Option<(Duration, Vec<super::profile::OpTime>)> = None;
-        for _ in 0..3 {
-            let mut profiled = super::profile::Profiled::new(&mut backend);
-            let start = Instant::now();
-            graph::vision_forward(&mut profiled, vision, px, *batch, false)?;
-            let total = start.elapsed();
-            if best.as_ref().is_none_or(|(t, _)| total < *t) {
-                best = Some((total, profiled.ops));
-            }
-        }
-        if let Some((total, ops)) = best {
-            writeln!(
-                out,
-                "\n## Image batch {batch}, by operation ({:.1} ms in all)\n\n{}",
-                total.as_secs_f64() * 1e3,
-                super::profile::table(&ops, total)
-            )
-            .map_err(io)?;
-        }
+        let (total, ops) =
+            super::profile::fastest_vision_pass(&mut backend, vision, px, *batch, 3)?;
+        writeln!(
+            out,
+            "\n## Image batch {batch}, by operation ({:.1} ms in all)\n\n{}",
+            total.as_secs_f64() * 1e3,
+            super::profile::table(&ops, total)
+        )
+        .map_err(io)?;
     }
     if let Some((m8, held_i8)) = &int8_model {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;

@@ -11,7 +11,6 @@ pub mod fidelity;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod gpu;
 pub mod kernels;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod profile;
 
 use crate::model::random::Rng;

@@ -1,13 +1,15 @@
 //! Where a forward pass spends its time: a [`Backend`] that runs another one and times
 //! each operation, grouped by kind (every matmul shape apart, with its GFLOP/s). Only for
 //! backends whose operations finish before they return (the CPU engine): a GPU backend
-//! would be timed at submission, not at completion.
+//! would be timed at submission, not at completion. Natively `webclip bench` prints it;
+//! the wasm builds export it as `profileBench` (`tests/js/bench/profile.mjs`).
 
+use super::kernels::now;
 use crate::error::Result;
-use crate::graph::{AttentionShape, Backend, Dims};
-use crate::model::{Activation, LayerNorm, Linear};
+use crate::graph::{self, AttentionShape, Backend, Dims};
+use crate::model::{Activation, LayerNorm, Linear, VisionTower};
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One kind of operation: how often it ran, how long in all, and its floating-point work
 /// (0 where counting it means nothing).
@@ -35,9 +37,9 @@ impl<'a, B: Backend> Profiled<'a, B> {
 
     /// Run `f`, adding its time (and `flop`) to the row `what`.
     fn timed<T>(&mut self, what: String, flop: f64, f: impl FnOnce(&mut B) -> T) -> T {
-        let start = Instant::now();
+        let start = now();
         let out = f(self.inner);
-        let time = start.elapsed();
+        let time = now().saturating_sub(start);
         match self.ops.iter_mut().find(|o| o.what == what) {
             Some(o) => {
                 o.calls += 1;
@@ -133,6 +135,28 @@ impl<B: Backend> Backend for Profiled<'_, B> {
     fn read(&mut self, x: &Self::Act) -> impl Future<Output = Result<Vec<f32>>> {
         self.inner.read(x)
     }
+}
+
+/// The fastest of `passes` profiled image passes of `vision` over `px` (`batch` images):
+/// its whole time and its operations.
+pub fn fastest_vision_pass<B: Backend>(
+    backend: &mut B,
+    vision: &VisionTower<B::Weight>,
+    px: &[f32],
+    batch: usize,
+    passes: usize,
+) -> Result<(Duration, Vec<OpTime>)> {
+    let mut best: Option<(Duration, Vec<OpTime>)> = None;
+    for _ in 0..passes.max(1) {
+        let mut profiled = Profiled::new(&mut *backend);
+        let start = now();
+        graph::vision_forward(&mut profiled, vision, px, batch, false)?;
+        let total = now().saturating_sub(start);
+        if best.as_ref().is_none_or(|(t, _)| total < *t) {
+            best = Some((total, profiled.ops));
+        }
+    }
+    Ok(best.expect("at least one pass"))
 }
 
 /// A Markdown table of `ops` against the whole pass (`total`, which also holds what ran

@@ -109,6 +109,48 @@ pub fn kernel_bench(preset: &str, threads: usize, budget_ms: u32) -> Result<Stri
     .to_string())
 }
 
+/// Where an image pass of the CPU engine spends its time in this build: the vision tower of
+/// the config preset `preset` on random weights of its real shape, `batch` images, the
+/// fastest of `passes` profiled passes on `threads` threads (at most the pool's). JSON:
+/// `{ isa, threads, batch, total_ms, table }` (`table`: Markdown, slowest operation first).
+#[wasm_bindgen(js_name = profileBench)]
+pub fn profile_bench(
+    preset: &str,
+    batch: usize,
+    threads: usize,
+    passes: usize,
+) -> Result<String, JsValue> {
+    use crate::bench::profile::{fastest_vision_pass, table};
+    use crate::cpu::{make_weight, CpuBackend};
+    use crate::model::random::{write_random_weights, Rng};
+    use crate::model::{ClipConfig, ClipModel, Dtype, SafeTensors, Towers};
+    let config = ClipConfig::preset(preset).map_err(js_err)?;
+    let batch = batch.clamp(1, 64);
+    let mut file = Vec::new();
+    write_random_weights(&mut file, &config, 1, Dtype::F16).map_err(js_err)?;
+    let st = SafeTensors::parse(&file).map_err(js_err)?;
+    let model = ClipModel::load(
+        &config,
+        &st,
+        file.as_slice(),
+        Towers::Vision,
+        &mut make_weight,
+    )
+    .map_err(js_err)?;
+    drop(file);
+    let vision = model.vision().map_err(js_err)?;
+    let mut backend = CpuBackend::with_threads(threads.clamp(1, crate::cpu::pool::available()));
+    let size = config.vision_config.image_size;
+    let px = Rng::new(2).fill_uniform(batch * 3 * size * size, 1.0);
+    let (total, ops) = fastest_vision_pass(&mut backend, vision, &px, batch, passes.clamp(1, 20))
+        .map_err(js_err)?;
+    Ok(serde_json::json!({
+        "isa": crate::cpu::simd::Isa::best().name(), "threads": backend.threads(), "batch": batch,
+        "total_ms": total.as_secs_f64() * 1e3, "table": table(&ops, total),
+    })
+    .to_string())
+}
+
 /// `[loops offered to pool workers, tasks they ran]` in this module instance's memory
 /// (the threaded builds; zeros elsewhere): the tests' proof that the threads work.
 #[wasm_bindgen(js_name = poolStats)]

@@ -12,8 +12,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
-import { startServer, repoRoot } from '../server.js';
-import { launch } from '../browser/harness.js';
+import { repoRoot } from '../server.js';
+import { inEveryBuild } from './in-builds.js';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -24,30 +24,13 @@ const THREADS = arg('threads', '1,2').split(',').map(Number);
 const BUDGET_MS = Number(arg('budget-ms', 300));
 const BUILDS = arg('builds', 'webclip,webclip_relaxed,webclip_mt,webclip_mt_relaxed').split(',');
 
-const server = await startServer();
-const browser = await launch();
-const results = [];
-try {
-  for (const name of BUILDS) {
-    for (const threads of THREADS) {
-      if (threads > 1 && !name.includes('_mt')) continue; // a single-thread build
-      const page = await browser.page(`${server.url}/isolated/pages/index.html`);
-      try {
-        const r = await page.evaluate(async ({ name, threads, preset, budget }) => {
-          const w = await import('/isolated/pkg/wasm.js');
-          const build = await w.loadWasm({ name, threads, reason: 'kernel benchmark' });
-          return { build, ...JSON.parse(w.wasm.kernelBench(preset, build.threads, budget)) };
-        }, { name, threads, preset: PRESET, budget: BUDGET_MS });
-        results.push({ name, ...r });
-        process.stderr.write(`${name} on ${r.threads} thread(s): peak ${r.peak_gflops.toFixed(1)} GFLOP/s (${r.mix})\n`);
-      } finally {
-        await page.close();
-      }
-    }
-  }
-} finally {
-  await browser.close();
-  await server.close();
+const results = await inEveryBuild(
+  { builds: BUILDS, threads: THREADS, reason: 'kernel benchmark' },
+  ({ w, build, preset, budget }) => ({ build, ...JSON.parse(w.wasm.kernelBench(preset, build.threads, budget)) }),
+  { preset: PRESET, budget: BUDGET_MS },
+);
+for (const r of results) {
+  process.stderr.write(`${r.name} on ${r.threads} thread(s): peak ${r.peak_gflops.toFixed(1)} GFLOP/s (${r.mix})\n`);
 }
 
 const pct = (g, peak) => `${((100 * g) / peak).toFixed(0)}%`;
