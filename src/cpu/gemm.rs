@@ -438,7 +438,8 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize, B: BlockSource>(
 }
 
 /// `out = act(a w^T + bias) + residual` with `a` `[m, k]`, `w` packed from `[n, k]`,
-/// `out` `[m, n]`, on the given ISA, on this thread.
+/// `out` `[m, n]` (every value overwritten: what it held does not matter), on the given
+/// ISA, on this thread.
 pub fn matmul(
     isa: Isa,
     a: &[f32],

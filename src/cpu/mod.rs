@@ -61,8 +61,30 @@ mod recycled {
         v
     }
 
+    /// A buffer of `len` values for a kernel that writes every one of them (a matmul's
+    /// output): a kept buffer's old values, zeroed only where it has to grow. Zeroing a
+    /// 5 MB output first would be a serial pass on the calling thread before every
+    /// threaded matmul.
+    pub(super) fn overwritten(len: usize) -> Vec<f32> {
+        let mut v = kept(len);
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0.0);
+        }
+        v
+    }
+
     /// An empty buffer with room for `len` values.
     pub(super) fn with_capacity(len: usize) -> Vec<f32> {
+        let mut v = kept(len);
+        v.clear();
+        v
+    }
+
+    /// The smallest kept buffer with room for `len` values, as it was given back, or a new
+    /// empty one.
+    fn kept(len: usize) -> Vec<f32> {
         let found = FREE.with(|f| {
             let mut free = f.borrow_mut();
             let best = (0..free.len())
@@ -70,13 +92,7 @@ mod recycled {
                 .min_by_key(|&i| free[i].capacity());
             best.map(|i| free.swap_remove(i))
         });
-        match found {
-            Some(mut v) => {
-                v.clear();
-                v
-            }
-            None => Vec::with_capacity(len),
-        }
+        found.unwrap_or_else(|| Vec::with_capacity(len))
     }
 
     pub(super) fn give(v: Vec<f32>) {
@@ -259,7 +275,8 @@ impl Backend for CpuBackend {
                 w.k()
             )));
         }
-        let mut out = recycled::zeroed(x.rows * n); // [rows, out]
+        // [rows, out]; the matmul writes every value (the first K slice overwrites).
+        let mut out = recycled::overwritten(x.rows * n);
         gemm::matmul_threads(
             Isa::best(),
             self.threads,
@@ -281,7 +298,7 @@ impl Backend for CpuBackend {
     }
 
     fn layer_norm(&mut self, x: &Tensor, ln: &LayerNorm<CpuWeight>) -> Result<Tensor> {
-        let mut out = recycled::zeroed(x.data.len());
+        let mut out = recycled::overwritten(x.data.len()); // every row is written
         ops::layer_norm(
             Isa::best(),
             &x.data,
