@@ -48,7 +48,7 @@ pub struct Timing {
 
 /// This thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-fn thread_cpu_time() -> Option<Duration> {
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
     #[repr(C)]
     struct Timespec {
         sec: i64,
@@ -65,7 +65,7 @@ fn thread_cpu_time() -> Option<Duration> {
 }
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-fn thread_cpu_time() -> Option<Duration> {
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
     None
 }
 

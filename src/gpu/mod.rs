@@ -128,8 +128,14 @@ pub struct GpuBackend {
     ctx: Arc<Context>,
     pipelines: Pipelines,
     pool: Pool,
+    /// The compute pass launches are recorded into, open until something else needs the
+    /// encoder (a copy, a submit): one pass per run of launches, not one per launch. Before
+    /// `encoder`, so that it ends first when the backend is dropped.
+    pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     arena: Arena,
+    /// Kernel launches recorded since the backend was made (the benchmark's count per pass).
+    dispatches: u64,
     /// Bound in place of an absent bias or residual.
     dummy: wgpu::Buffer,
 }
@@ -160,8 +166,10 @@ impl GpuBackend {
             ctx: Arc::new(ctx),
             pipelines,
             pool: Pool::default(),
+            pass: None,
             encoder: None,
             arena,
+            dispatches: 0,
             dummy,
         })
     }
@@ -173,6 +181,11 @@ impl GpuBackend {
 
     /// A software rasteriser (SwiftShader, llvmpipe/lavapipe, WARP): far slower than the
     /// CPU backend, so `auto` does not pick it.
+    /// Kernel launches recorded so far: the difference across a pass is its dispatch count.
+    pub fn dispatches(&self) -> u64 {
+        self.dispatches
+    }
+
     pub fn is_software(&self) -> bool {
         self.ctx.is_software()
     }

@@ -40,7 +40,10 @@ pub(super) enum Bind<'a> {
 }
 
 impl GpuBackend {
+    /// The command encoder, for commands outside a compute pass (copies): the open pass,
+    /// if any, ends first, so everything stays in recording order.
     pub(super) fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
         let device = &self.ctx.device;
         self.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -51,6 +54,7 @@ impl GpuBackend {
 
     /// Submit what was recorded, after the arena it reads.
     pub(super) fn submit(&mut self) {
+        self.pass = None;
         if !self.arena.data.is_empty() {
             self.ctx
                 .queue
@@ -177,12 +181,22 @@ impl GpuBackend {
         if groups.0 == 0 || groups.1 == 0 || groups.2 == 0 {
             return;
         }
-        let mut pass = self
-            .encoder()
-            .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: None,
-                timestamp_writes: None,
-            });
+        self.dispatches += 1;
+        if self.pass.is_none() {
+            // WebGPU orders the dispatches of one pass and makes each one's writes visible
+            // to the next (wgpu places the barriers), as separate passes would.
+            let pass = self
+                .encoder()
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        let Some(pass) = self.pass.as_mut() else {
+            return;
+        };
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
