@@ -27,7 +27,8 @@
 // decoding, thumbnails, IndexedDB and the controls. This file defines the element only where
 // custom elements exist, so importing it in Node gives the core alone.
 //
-// Sections: defaults · small helpers · tagger core · storage (IndexedDB) · input files · element.
+// Sections: defaults · small helpers · tagger core · storage (IndexedDB) · input files ·
+// virtual grid · element.
 
 // ---------------------------------------------------------------------------------- defaults
 
@@ -69,6 +70,10 @@ const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screen
 const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
 const TEXT_BATCH = 64; // prompts per embedTexts call
 const SEARCH_DEBOUNCE_MS = 250;
+// Saved photos are read back a page at a time: a small first page (it fills the screen at
+// once), then larger ones, each short enough to keep the page responsive.
+const RESTORE_FIRST = 120;
+const RESTORE_BATCH = 2000;
 // A search shows its best SEARCH_TOP photos (`searchTop`) first and hides the rest: only those cards move,
 // so its cost does not grow with the library. While photos are being indexed, a search in
 // the box is re-ranked at most once per RERANK_WHILE_INDEXING_MS (and once at the end).
@@ -496,12 +501,16 @@ class Store {
   async open() {
     if (!globalThis.indexedDB) throw new Error('this browser has no IndexedDB');
     this.db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open('webclip-tagger', 1);
-      req.onupgradeneeded = () => {
+      const req = indexedDB.open('webclip-tagger', 2);
+      req.onupgradeneeded = (e) => {
         const db = req.result;
-        db.createObjectStore('images', { keyPath: 'key' }).createIndex('model', 'model');
-        db.createObjectStore('labels', { keyPath: 'key' });
-        db.createObjectStore('settings', { keyPath: 'key' });
+        if (e.oldVersion < 1) {
+          db.createObjectStore('images', { keyPath: 'key' }).createIndex('model', 'model');
+          db.createObjectStore('labels', { keyPath: 'key' });
+          db.createObjectStore('settings', { keyPath: 'key' });
+        }
+        // Version 2: a model's photos in the order added, read a page at a time.
+        if (e.oldVersion < 2) req.transaction.objectStore('images').createIndex('added', ['model', 'added']);
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
@@ -546,9 +555,32 @@ class Store {
     });
   }
 
-  imagesOf(model) {
-    if (!this.db) return Promise.resolve([...this.mem.images.values()].filter((r) => r.model === model));
-    return this._req('images', 'readonly', (s) => s.index('model').getAll(model));
+  countImages(model) {
+    if (!this.db) return Promise.resolve([...this.mem.images.values()].filter((r) => r.model === model).length);
+    return this._req('images', 'readonly', (s) => s.index('model').count(model));
+  }
+
+  /**
+   * The next `count` photos of `model` in the order added, after the position `after` (null:
+   * from the first): `{ records, after }`, `after` null once there are no more. Photos added
+   * in the same millisecond share an `added` value: the position remembers which of those
+   * were read.
+   */
+  async imagesPage(model, after, count) {
+    if (!this.db) {
+      const all = [...this.mem.images.values()].filter((r) => r.model === model).sort((a, b) => a.added - b.added);
+      const at = after?.at ?? 0;
+      return { records: all.slice(at, at + count), after: at + count < all.length ? { at: at + count } : null };
+    }
+    const skip = after ? after.keys.size : 0;
+    const range = IDBKeyRange.bound([model, after ? after.added : -Infinity], [model, Infinity]);
+    const got = await this._req('images', 'readonly', (s) => s.index('added').getAll(range, count + skip));
+    const records = after ? got.filter((r) => !(r.added === after.added && after.keys.has(r.key))) : got;
+    if (got.length < count + skip || !records.length) return { records, after: null };
+    const last = records[records.length - 1].added;
+    const keys = new Set(after?.added === last ? after.keys : []);
+    for (let i = records.length - 1; i >= 0 && records[i].added === last; i--) keys.add(records[i].key);
+    return { records, after: { added: last, keys } };
   }
 
   deleteImagesOf(model) {
@@ -650,6 +682,217 @@ async function decodePhoto(file, maxPixels = HUGE_PIXELS) {
   }
 }
 
+// ------------------------------------------------------------------------------ virtual grid
+
+/**
+ * A grid of equal cards of which only those in and near the viewport exist in the DOM, so a
+ * library of 100,000 photos costs the page what a screenful does. The list's own height
+ * stands in for the cards that are not there (the scroll height is that of every card), and
+ * cards are recycled as the page scrolls: one leaving the range is bound to a key entering
+ * it, so no element is kept per photo. Cards are placed absolutely by index; the DOM order
+ * follows the index, so Tab goes through them in order (the next rows come into being as
+ * focus scrolls to them), and the card that holds focus is kept while it scrolls away.
+ * Arrow keys, Page Up/Down, Home and End move focus between the cards' `focusSelector`.
+ *
+ *   const grid = new VirtualGrid(ul, { create, bind, release, measure });
+ *   grid.setKeys(keys);   // an array; grid.changed() after appending to it
+ */
+class VirtualGrid {
+  /**
+   * @param {HTMLElement} list the container (a `ul`): it gets the height, cards go inside
+   * @param {object} hooks
+   * @param {() => HTMLElement} hooks.create a new, unbound card
+   * @param {(card: HTMLElement, key: string, index: number) => void} hooks.bind show `key` in `card`
+   * @param {(card: HTMLElement) => void} [hooks.release] `card` no longer shows its key
+   * @param {(width: number) => number} hooks.measure a card's height at this width
+   * @param {string} [hooks.focusSelector] what in a card takes focus for the arrow keys
+   * @param {number} [hooks.overscan] viewport heights rendered beyond each edge (default 1)
+   */
+  constructor(list, { create, bind, release = () => {}, measure, focusSelector = 'button', overscan = 1 }) {
+    this.list = list;
+    Object.assign(this, { create, bind, release, measure, focusSelector, overscan });
+    this.keys = [];
+    this.active = new Map(); // key -> card in the DOM
+    this.pool = []; // detached cards, ready to be bound again
+    this.layout = null; // { width, cols, colW, cardH, rowH, gap }
+    this._range = null;
+    this._onScroll = () => this.update();
+    // Scroll events do not bubble, but a capturing listener sees those of every scroller.
+    document.addEventListener('scroll', this._onScroll, { passive: true, capture: true });
+    window.addEventListener('resize', this._onScroll, { passive: true });
+    this._resize = new ResizeObserver(() => {
+      if (this.list.clientWidth !== (this.layout?.width ?? 0)) this.relayout();
+    });
+    this._resize.observe(list);
+    list.addEventListener('keydown', (e) => this._key(e));
+  }
+
+  /** Show `keys` (an array, kept by reference) from the first; cards of keys still shown are kept. */
+  setKeys(keys) {
+    this.keys = keys;
+    this._range = null;
+    this.update({ unpin: true });
+  }
+
+  /** The array given to setKeys changed (grown, usually): update the height and the cards. */
+  changed() {
+    this._range = null;
+    this.update();
+  }
+
+  /** Measure again (the width or the card's contents changed), then update. */
+  relayout() {
+    this.layout = null;
+    this._range = null;
+    this.update();
+  }
+
+  /** Bind again the card of `key` (its data changed), if it is in the DOM. */
+  refresh(key) {
+    const card = this.active.get(key);
+    if (card) this.bind(card, key, card._index);
+  }
+
+  refreshAll() {
+    for (const [key, card] of this.active) this.bind(card, key, card._index);
+  }
+
+  /** The card showing `key`, if it is in the DOM. */
+  cardOf(key) {
+    return this.active.get(key) ?? null;
+  }
+
+  /** Render the card at `index` (scrolling to it) and focus it. */
+  focusIndex(index) {
+    if (!this.keys.length) return;
+    const i = Math.max(0, Math.min(this.keys.length - 1, index));
+    this.update({ include: i });
+    const card = this.active.get(this.keys[i]);
+    const target = card?.querySelector(this.focusSelector) ?? card;
+    target?.focus(); // scrolls it into view; the scroll renders its neighbours
+  }
+
+  destroy() {
+    document.removeEventListener('scroll', this._onScroll, { capture: true });
+    window.removeEventListener('resize', this._onScroll);
+    this._resize.disconnect();
+  }
+
+  _measure() {
+    const cs = getComputedStyle(this.list);
+    const min = parseFloat(cs.getPropertyValue('--card-min')) || 160;
+    const gap = parseFloat(cs.getPropertyValue('--gap')) || 0;
+    const width = this.list.clientWidth;
+    if (!width) return null; // not laid out (hidden, or not in a page yet)
+    const cols = Math.max(1, Math.floor((width + gap) / (min + gap)));
+    const colW = (width - gap * (cols - 1)) / cols;
+    const cardH = Math.ceil(this.measure(colW));
+    this.list.style.setProperty('--col-w', `${colW}px`);
+    this.list.style.setProperty('--card-h', `${cardH}px`);
+    for (const card of this.active.values()) card._index = -1; // placed again below
+    return { width, cols, colW, cardH, rowH: cardH + gap, gap };
+  }
+
+  /**
+   * Bring the DOM in line with the scroll position: recycle the cards that left the range,
+   * bind cards for the keys that entered it, place them, keep the DOM order.
+   * `include`: an index rendered even outside the range; `unpin`: the list changed, so the
+   * focused card is not kept for its old key.
+   */
+  update({ include = -1, unpin = false } = {}) {
+    const list = this.list;
+    if (!list.isConnected) return;
+    const n = this.keys.length;
+    if (!this.layout && n) this.layout = this._measure();
+    const L = this.layout;
+    if (!L && n) return; // measured once the list is laid out (the ResizeObserver calls again)
+    const rows = L ? Math.ceil(n / L.cols) : 0;
+    const height = rows ? rows * L.rowH - L.gap : 0;
+    if (height !== this._height) {
+      list.style.height = `${height}px`;
+      this._height = height;
+    }
+    let i0 = 0;
+    let i1 = 0;
+    if (n) {
+      const rect = list.getBoundingClientRect();
+      const vh = window.innerHeight || document.documentElement.clientHeight;
+      const over = vh * this.overscan;
+      const r0 = Math.max(0, Math.floor((-rect.top - over) / L.rowH));
+      const r1 = Math.min(rows, Math.ceil((vh - rect.top + over) / L.rowH));
+      i0 = Math.min(n, r0 * L.cols);
+      i1 = Math.max(i0, Math.min(n, r1 * L.cols));
+    }
+    const range = `${i0}:${i1}:${include}`;
+    if (range === this._range && !unpin) return;
+    this._range = range;
+
+    const root = list.getRootNode();
+    const focused = root.activeElement && list.contains(root.activeElement) ? root.activeElement : null;
+    const wanted = new Map();
+    for (let i = i0; i < i1; i++) wanted.set(this.keys[i], i);
+    if (include >= 0 && include < n) wanted.set(this.keys[include], include);
+    let pinned = null;
+    for (const [key, card] of this.active) {
+      if (wanted.has(key)) continue;
+      if (!unpin && focused && card.contains(focused)) { pinned = card; continue; }
+      this.active.delete(key);
+      this.release(card);
+      card.remove();
+      this.pool.push(card);
+    }
+    const ordered = [];
+    for (const [key, i] of wanted) {
+      let card = this.active.get(key);
+      if (!card) {
+        card = this.pool.pop() ?? this.create();
+        card._index = -1;
+        this.bind(card, key, i);
+        this.active.set(key, card);
+      }
+      if (card._index !== i) {
+        card._index = i;
+        card.style.transform = `translate(${(i % L.cols) * (L.colW + L.gap)}px, ${Math.floor(i / L.cols) * L.rowH}px)`;
+        card.setAttribute('aria-posinset', String(i + 1));
+      }
+      if (card._setsize !== n) {
+        card._setsize = n;
+        card.setAttribute('aria-setsize', String(n));
+      }
+      ordered.push(card);
+    }
+    if (pinned) ordered.push(pinned);
+    ordered.sort((a, b) => a._index - b._index);
+    // Only out-of-place cards move (a moved element loses focus; that is restored below).
+    let prev = null;
+    for (const card of ordered) {
+      const next = prev ? prev.nextSibling : list.firstChild;
+      if (card !== next) list.insertBefore(card, next);
+      prev = card;
+    }
+    if (!prev) list.replaceChildren();
+    else while (prev.nextSibling) prev.nextSibling.remove(); // nothing else belongs in the list
+    if (focused && focused.isConnected && root.activeElement !== focused) focused.focus({ preventScroll: true });
+    this.pool.length = Math.min(this.pool.length, 64);
+  }
+
+  _key(e) {
+    if (e.altKey || e.ctrlKey || e.metaKey || !this.layout) return;
+    const card = e.target.closest?.('.card');
+    if (!card || card.parentNode !== this.list || !e.target.matches(this.focusSelector)) return;
+    const { cols, rowH } = this.layout;
+    const page = cols * Math.max(1, Math.floor((window.innerHeight || 600) / rowH));
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols, PageDown: page, PageUp: -page }[e.key];
+    let to;
+    if (step !== undefined) to = card._index + step;
+    else if (e.key === 'Home') to = 0;
+    else if (e.key === 'End') to = this.keys.length - 1;
+    else return;
+    e.preventDefault();
+    this.focusIndex(to);
+  }
+}
+
 // ------------------------------------------------------------------------------------ element
 
 const STYLE = `
@@ -689,25 +932,31 @@ progress { width: 100%; height: 10px; }
 details summary { cursor: pointer; font-weight: 600; }
 .labels-grid { display: grid; grid-template-columns: 2fr 1fr; gap: 10px; margin: 8px 0; }
 .skipped { font-size: 0.88em; max-height: 10em; overflow: auto; margin: 6px 0 0; padding-left: 1.2em; }
-.grid { list-style: none; padding: 0; margin: 0; display: grid; gap: 10px;
-  grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)); }
-.grid.ranked > .card:not(.hit) { display: none; }
-.card { border: 1px solid var(--line); border-radius: 9px; overflow: hidden; display: flex; flex-direction: column; background: #fff; }
-.card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; }
-.card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; }
-.card .name { font-size: 0.85em; font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; }
-.card .note { font-size: 0.78em; color: #6b4d00; }
-.tags { list-style: none; display: flex; flex-wrap: wrap; gap: 4px; padding: 0; margin: 0; }
+/* The grid is virtual (VirtualGrid): its height is that of every card, the cards in the DOM
+   are only those near the viewport, placed absolutely; all cards have one size. */
+.grid { list-style: none; padding: 0; margin: 0; position: relative; contain: layout style;
+  --card-min: 160px; --gap: 10px; }
+.card { position: absolute; top: 0; left: 0; width: var(--col-w, 160px); height: var(--card-h, auto);
+  border: 1px solid var(--line); border-radius: 9px; overflow: hidden; display: flex; flex-direction: column;
+  background: #fff; contain: layout style paint; }
+.card.probe { visibility: hidden; height: auto; }
+.card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; flex: none; }
+.card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; min-height: 0; overflow: hidden; }
+.card .name { font-size: 0.85em; font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-height: 1.45em; }
+.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; min-height: 1.45em; }
+.card .note { font-size: 0.78em; color: #6b4d00; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; flex: none; }
+.tags { list-style: none; display: flex; flex-wrap: wrap; gap: 4px; padding: 0; margin: 0; overflow: hidden;
+  max-height: 2.9em; flex: none; } /* two rows of tags; more are cut (all are in the export) */
+.card.probe .tags { height: 2.9em; }
 .tags li { font-size: 0.78em; background: #e9eef7; border-radius: 99px; padding: 1px 8px; }
 .tags li b { font-weight: 600; font-variant-numeric: tabular-nums; margin-left: 3px; color: var(--muted); }
-.card button { margin-top: auto; padding: 4px 8px; font-size: 0.85em; }
+.card button { margin-top: auto; padding: 4px 8px; font-size: 0.85em; flex: none; }
 .empty { color: var(--muted); text-align: center; padding: 20px; }
 @media (max-width: 560px) {
   :host { font-size: 14px; }
   section { padding: 10px; }
   .labels-grid { grid-template-columns: 1fr; }
-  .grid { grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
+  .grid { --card-min: 130px; --gap: 8px; }
   button, .button { padding: 8px 10px; }
 }
 `;
@@ -816,7 +1065,21 @@ export class WebclipTagger extends ElementBase {
     this.core = null; // TaggerCore, once the package is imported
     this.clipPromise = null; // pending load
     this.modelSpec = null; // { id, label, source }: source is a URL string or a files object
-    this.items = new Map(); // hash -> { record, card }: the page's side of the core's photos
+    // The page's side of the core's photos: the saved record of each (thumbnail, name, size,
+    // tags) by content hash, and the hashes in the order added. No element is kept per photo:
+    // the grid binds its few cards to these as it scrolls.
+    this.records = new Map();
+    this.order = [];
+    this.hits = null; // the search result shown: { keys, scores: Map }, or null (every photo)
+    this._libGen = 0; // bumped when the library is reloaded: a restore still running stops
+    this._restoring = null; // the rest of a restore, after its first page
+    this.grid = new VirtualGrid(this.$.grid, {
+      create: () => this._newCard(),
+      bind: (card, hash) => this._bindCard(card, hash),
+      release: (card) => this._releaseCard(card),
+      measure: (width) => this._cardHeight(width),
+      focusSelector: 'button[data-similar]',
+    });
     // Jobs run one after another, once the core exists.
     this.queue = new Promise((resolve) => { this._coreReady = resolve; });
     this.jobs = new AbortController(); // aborted by "forget" and model switches: stale jobs stop
@@ -843,7 +1106,7 @@ export class WebclipTagger extends ElementBase {
     this.clip?.dispose?.();
     if (this.core) this.core.clip = null;
     this.clipPromise = null;
-    for (const { url } of this.items.values()) URL.revokeObjectURL(url);
+    for (const card of this.grid.active.values()) this._releaseCard(card);
   }
 
   /** The loaded Clip, or null. */
@@ -1189,116 +1452,189 @@ export class WebclipTagger extends ElementBase {
     if (signal.aborted || !photos) return; // another model or vocabulary: its own retag follows
     const changed = [];
     for (const photo of photos) {
-      const item = this.items.get(photo.key);
-      if (!item) continue;
-      item.record.tags = photo.tags;
-      item.record.vocabKey = photo.vocabKey;
-      this._renderTags(item);
-      changed.push(item.record);
+      const record = this.records.get(photo.key);
+      if (!record) continue;
+      record.tags = photo.tags;
+      record.vocabKey = photo.vocabKey;
+      changed.push(record);
     }
-    await this.store.putAll('images', changed).catch((e) => this._warn(`Tags not saved: ${errMessage(e)}`));
+    this.grid.refreshAll();
+    // Written in slices: one transaction of 100,000 records would hold the page for seconds.
+    for (let i = 0; i < changed.length && !signal.aborted; i += RESTORE_BATCH) {
+      const ok = await this.store.putAll('images', changed.slice(i, i + RESTORE_BATCH))
+        .then(() => true, (e) => { this._warn(`Tags not saved: ${errMessage(e)}`); return false; });
+      if (!ok) break;
+    }
     this._info(`Retagged ${changed.length} photos with ${this.vocab.labels.length} labels.`);
   }
 
   // -- library (saved photos of the current model)
+  /**
+   * Shows the photos saved with the current model: the first page at once (so a library of
+   * any size opens in well under a second), the rest in batches that leave the page
+   * responsive between them. Resolves after the first page; `_restoring` after the rest
+   * (jobs wait for it).
+   */
   async _restoreLibrary() {
-    for (const { url } of this.items.values()) URL.revokeObjectURL(url);
-    this.items.clear();
+    const gen = ++this._libGen;
+    this.records.clear();
+    this.order = [];
     this.core.clear();
-    this.$.grid.replaceChildren();
-    this.$.grid.classList.remove('ranked');
-    this._hits = null;
+    this.hits = null;
     this.query = null;
+    this.grid.setKeys(this.order);
     this._updateEmpty();
     const spec = this.modelSpec;
-    let records;
-    try {
-      records = await this.store.imagesOf(spec.id);
-    } catch (e) {
-      this._warn(`Saved photos could not be read: ${errMessage(e)}`);
+    const total = await this.store.countImages(spec.id).catch(() => null);
+    let page = RESTORE_FIRST;
+    let after = null;
+    let stale = 0;
+    const more = async () => {
+        let records;
+        try {
+          ({ records, after } = await this.store.imagesPage(spec.id, after, page));
+        } catch (e) {
+          this._warn(`Saved photos could not be read: ${errMessage(e)}`);
+          return false;
+        }
+        if (gen !== this._libGen) return false;
+        for (const r of records) {
+          if (this.records.has(r.hash)) continue;
+          this._addItem(r);
+          if (r.vocabKey !== this.vocab.key) stale++;
+        }
+        if (!this.hits) this.grid.changed();
+        this._updateEmpty();
+        if (!after) return true;
+        if (total) this._progress(this.order.length, total, `Loading saved photos: ${this.order.length} of ${total}`);
+        if (this.query) this._searchSoon();
+        page = RESTORE_BATCH;
+        return null; // more to come
+    };
+    const first = await more();
+    const finish = (ok) => {
+      if (gen !== this._libGen) return;
+      this._progressDone();
+      const n = this.order.length;
+      if (ok && n) this._info(`Restored ${n} photos indexed earlier with this model (nothing recomputed).`);
+      if (this.query) this._search();
+      if (stale) this._enqueue(() => this._retagAll());
+    };
+    if (first !== null) {
+      finish(first);
+      this._restoring = null;
       return;
     }
-    if (this.modelSpec !== spec) return;
-    records.sort((a, b) => a.added - b.added);
-    for (const r of records) this._addItem(r);
-    if (records.length) {
-      this._info(`Restored ${records.length} photos indexed earlier with this model (nothing recomputed).`);
-      const stale = records.filter((r) => r.vocabKey !== this.vocab.key).length;
-      if (stale) this._enqueue(() => this._retagAll());
-    }
+    const rest = (async () => {
+      let ok;
+      do ok = await more(); while (ok === null);
+      finish(ok);
+    })();
+    this._restoring = rest;
+    rest.finally(() => { if (this._restoring === rest) this._restoring = null; });
   }
 
-  /** A saved photo: into the core (embedding, tags) and the grid. */
+  /** A saved photo: into the core (embedding, tags) and the library (the grid shows it). */
   _addItem(record) {
     this.core.add(record.hash, record.embedding, { tags: record.tags, vocabKey: record.vocabKey });
-    return this._addCard(record);
+    if (!this.records.has(record.hash)) this.order.push(record.hash);
+    this.records.set(record.hash, record);
   }
 
-  _addCard(record) {
-    const url = URL.createObjectURL(record.thumb);
+  /** An unbound card: the grid binds it to a photo, and again to another as the page scrolls. */
+  _newCard() {
     const card = document.createElement('li');
     card.className = 'card';
-    card.dataset.hash = record.hash;
-    card.dataset.name = record.name;
     const img = document.createElement('img');
-    img.src = url;
-    img.alt = record.name;
-    img.loading = 'lazy';
     img.decoding = 'async';
     const body = document.createElement('div');
     body.className = 'body';
     const name = document.createElement('div');
     name.className = 'name';
-    name.textContent = record.name;
-    name.title = `${record.path} · ${record.width}×${record.height} · ${fmtBytes(record.size)}`;
     const sim = document.createElement('div');
     sim.className = 'sim';
     const tags = document.createElement('ul');
     tags.className = 'tags';
     tags.setAttribute('aria-label', 'Tags');
-    body.append(name, sim, tags);
-    if (record.note) {
-      const note = document.createElement('div');
-      note.className = 'note';
-      note.textContent = record.note;
-      body.append(note);
-    }
+    const note = document.createElement('div');
+    note.className = 'note';
     const btn = document.createElement('button');
     btn.type = 'button';
     btn.className = 'secondary';
-    btn.dataset.similar = record.hash;
     btn.textContent = 'More like this';
-    btn.setAttribute('aria-label', `More photos like ${record.name}`);
-    body.append(btn);
+    body.append(name, sim, tags, note, btn);
     card.append(img, body);
-    const item = { record, card, url, sim, tags };
-    this.items.set(record.hash, item);
-    this._renderTags(item);
-    this.$.grid.append(card);
-    this._updateEmpty();
-    return item;
+    card._parts = { img, name, sim, tags, note, btn };
+    return card;
   }
 
-  _renderTags(item) {
-    item.tags.replaceChildren(...(item.record.tags || []).map(({ label, score }) => {
-      const li = document.createElement('li');
-      li.dataset.label = label;
-      li.append(label);
-      const b = document.createElement('b');
-      b.textContent = score < 0.005 ? '<1%' : `${Math.round(score * 100)}%`;
-      li.append(b);
-      return li;
-    }));
+  _bindCard(card, hash) {
+    const r = this.records.get(hash);
+    const { img, name, sim, tags, note, btn } = card._parts;
+    if (card._hash !== hash) {
+      card._hash = hash;
+      card.dataset.hash = hash;
+      card.dataset.name = r.name;
+      if (card._url) URL.revokeObjectURL(card._url);
+      card._url = URL.createObjectURL(r.thumb);
+      img.src = card._url;
+      img.alt = r.name;
+      name.textContent = r.name;
+      name.title = `${r.path} · ${r.width}×${r.height} · ${fmtBytes(r.size)}`;
+      note.textContent = r.note || '';
+      note.title = r.note || '';
+      note.classList.toggle('hidden', !r.note);
+      btn.dataset.similar = hash;
+      btn.setAttribute('aria-label', `More photos like ${r.name}`);
+    }
+    const score = this.hits?.scores.get(hash);
+    card.classList.toggle('hit', score !== undefined);
+    sim.textContent = score !== undefined ? `similarity ${score.toFixed(3)}` : '';
+    const list = r.tags || [];
+    if (card._tags !== list) {
+      card._tags = list;
+      tags.replaceChildren(...list.map(({ label, score: p }) => {
+        const li = document.createElement('li');
+        li.dataset.label = label;
+        li.append(label);
+        const b = document.createElement('b');
+        b.textContent = p < 0.005 ? '<1%' : `${Math.round(p * 100)}%`;
+        li.append(b);
+        return li;
+      }));
+    }
+  }
+
+  _releaseCard(card) {
+    if (card._url) URL.revokeObjectURL(card._url);
+    card._url = null;
+    card._hash = null;
+    card._parts.img.removeAttribute('src');
+  }
+
+  /** The height of a card `width` wide: a hidden probe with every part, tags on two rows. */
+  _cardHeight(width) {
+    const probe = this._newCard();
+    probe.classList.add('probe');
+    probe.style.width = `${width}px`;
+    const p = probe._parts;
+    p.name.textContent = 'x';
+    p.sim.textContent = 'similarity 0.000';
+    p.note.textContent = 'x';
+    this.$.grid.append(probe);
+    const h = probe.getBoundingClientRect().height;
+    probe.remove();
+    return h;
   }
 
   _updateEmpty() {
-    const n = this.items.size;
+    const n = this.records.size;
     this.$.empty.classList.toggle('hidden', n > 0);
     this.$.counts.textContent = `${this.stats.imagesComputed} computed, ${this.stats.imagesCached} from cache`;
   }
 
   async _forget() {
-    const n = this.items.size;
+    const n = this.records.size;
     this._cancelJobs();
     await this.store.deleteImagesOf(this.modelSpec.id).catch((e) => this._error(`Could not delete saved photos: ${errMessage(e)}`));
     await this._restoreLibrary();
@@ -1313,8 +1649,10 @@ export class WebclipTagger extends ElementBase {
   }
 
   _enqueue(job) {
-    const guarded = () => {
+    const guarded = async () => {
       if (!this.core) throw new Error('the tagger could not start (see the message above)');
+      // A job sees the whole saved library (it may find a photo there).
+      while (this._restoring) await this._restoring;
       return job();
     };
     const run = this.queue.then(guarded).catch((e) => this._error(errMessage(e)));
@@ -1388,7 +1726,11 @@ export class WebclipTagger extends ElementBase {
             tags: entry.tags, vocabKey: entry.vocabKey, added: Date.now() + i / 1000,
           }));
           done += records.length;
-          for (const record of records) if (!this.items.has(record.hash)) this._addCard(record);
+          for (const record of records) {
+            if (!this.records.has(record.hash)) this.order.push(record.hash);
+            this.records.set(record.hash, record);
+          }
+          if (!this.hits) this.grid.changed();
           await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
           this._updateEmpty();
           if (this.query) this._searchSoon();
@@ -1439,6 +1781,7 @@ export class WebclipTagger extends ElementBase {
       if (saved) {
         tally.cached();
         this._addItem(saved);
+        if (!this.hits) this.grid.changed();
         if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
         continue;
       }
@@ -1468,11 +1811,13 @@ export class WebclipTagger extends ElementBase {
 
   /** Ranks photos by image similarity to the photo with this content hash. */
   moreLikeThis(hash) {
-    const item = this.items.get(hash);
-    if (!item) return Promise.resolve();
+    if (!this.records.has(hash)) return Promise.resolve();
     this.query = { kind: 'image', hash };
     this.$.query.value = '';
-    return this._search().then(() => item.card.querySelector('button')?.focus());
+    return this._search().then(() => {
+      const i = this.hits?.keys.indexOf(hash) ?? -1;
+      if (i >= 0) this.grid.focusIndex(i);
+    });
   }
 
   /** Re-rank the search in the box soon, at most once per RERANK_WHILE_INDEXING_MS. */
@@ -1496,12 +1841,12 @@ export class WebclipTagger extends ElementBase {
       return;
     }
     const top = this.searchTop;
-    const of = this.items.size > top ? ` (the best ${top} of ${this.items.size})` : '';
+    const of = this.records.size > top ? ` (the best ${top} of ${this.records.size})` : '';
     let ranking;
     if (q.kind === 'image') {
-      $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}${of}`;
-      ranking = this.core.moreLikeThis(q.hash, { topK: top });
-    } else if (!this.items.size) {
+      $.searchInfo.textContent = `Photos most like ${this.records.get(q.hash)?.name}${of}`;
+      ranking = await this.core.moreLikeThis(q.hash, { topK: top });
+    } else if (!this.records.size) {
       $.searchInfo.textContent = 'No photos to search yet: add some first.';
       return;
     } else {
@@ -1515,55 +1860,29 @@ export class WebclipTagger extends ElementBase {
       }
       if (seq !== this.querySeq) return;
       $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"${of}`;
-      ranking = this.core.search(embedding, { topK: top });
+      ranking = await this.core.search(embedding, { topK: top });
     }
     if (seq !== this.querySeq || !ranking) return;
     this._arrange(ranking.map((r) => r.key), new Map(ranking.map((r) => [r.key, r.score])));
-    this.lastRanking = ranking.map(({ key, score }) => ({ hash: key, name: this.items.get(key).record.name, score }));
+    this.lastRanking = ranking.map(({ key, score }) => ({ hash: key, name: this.records.get(key).name, score }));
     this.dispatchEvent(new CustomEvent('webclip-search', { detail: { query: q, ranking: this.lastRanking } }));
   }
 
   /**
-   * Show the cards of `hashes` first, in that order, with their scores, and hide the others;
-   * `null`: every card in the order added. Only the cards of this and the previous ranking
-   * move, never the whole library.
+   * Show the photos `hashes` in that order, with their scores; `null`: every photo in the
+   * order added. The grid binds only the cards in view, so this costs the same whatever the
+   * size of the library.
    */
   _arrange(hashes, scores) {
-    const grid = this.$.grid;
-    const active = this.shadowRoot.activeElement;
-    const before = this._hits ?? new Set();
-    // The previous hits go back where they were in the order added (the others never moved).
-    if (before.size) {
-      let prev = null;
-      for (const key of this.core.keys()) {
-        const item = this.items.get(key);
-        if (!item) continue;
-        if (before.has(key)) {
-          item.card.classList.remove('hit');
-          item.sim.textContent = '';
-          if (prev) prev.after(item.card);
-          else grid.prepend(item.card);
-        }
-        prev = item.card;
-      }
-    }
-    this._hits = new Set(hashes ?? []);
-    grid.classList.toggle('ranked', !!hashes);
-    if (hashes) {
-      const cards = hashes.map((h) => {
-        const item = this.items.get(h);
-        item.card.classList.add('hit');
-        item.sim.textContent = `similarity ${scores.get(h).toFixed(3)}`;
-        return item.card;
-      });
-      grid.prepend(...cards);
-    }
-    if (active && grid.contains(active)) active.focus();
+    this.hits = hashes ? { keys: hashes, scores } : null;
+    this.$.grid.classList.toggle('ranked', !!hashes);
+    this.grid.setKeys(hashes ?? this.order);
+    this.grid.refreshAll(); // the scores shown (or no longer shown) on the cards kept
   }
 
   // -- export
   _exportRows() {
-    return this.core ? this.core.keys().map((h) => this.items.get(h).record) : [];
+    return this.order.map((h) => this.records.get(h));
   }
 
   exportJson() {
@@ -1592,7 +1911,7 @@ export class WebclipTagger extends ElementBase {
   }
 
   _download(name, type, text) {
-    if (!this.items.size) { this._warn('There is nothing to export yet: add some photos first.'); return; }
+    if (!this.records.size) { this._warn('There is nothing to export yet: add some photos first.'); return; }
     const url = URL.createObjectURL(new Blob([text], { type }));
     const a = document.createElement('a');
     a.href = url;
