@@ -68,7 +68,7 @@ const HUGE_PIXELS = 50e6;
 const DOWNSCALED_SHORT_SIDE = 1024; // >= 4x the CLIP input, so the model's own resize still decides
 const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screens at 160 CSS px)
 const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
-const INDEX_BATCH = 4096; // photos per ClipIndex.addMany
+const INDEX_BATCH = 1024; // photos per ClipIndex.addMany (about 10 ms of a task at 512 values)
 const TEXT_BATCH = 64; // prompts per embedTexts call
 const SEARCH_DEBOUNCE_MS = 250;
 // Saved photos are read back a page at a time: a small first page (it fills the screen at
@@ -120,6 +120,16 @@ export function parseTemplates(text) {
   const bad = list.filter((t) => !t.includes('{}'));
   if (bad.length) throw new Error(`every template needs {} where the label goes; "${bad[0]}" has none`);
   return list;
+}
+
+/**
+ * A record as the page keeps it: without its thumbnail. Every Blob read from IndexedDB that
+ * the page holds keeps its bytes in the browser process (about 30 KB a photo: 3 GB for
+ * 100,000), so thumbnails stay in storage and are read when a card shows one.
+ */
+function withoutThumb(record) {
+  const { thumb, ...rest } = record;
+  return rest;
 }
 
 const errMessage = (e) => (e && (e.message || String(e))) || 'unknown error';
@@ -586,6 +596,8 @@ export class TaggerCore {
         const entries = batch.filter((p) => this._photos.get(p.key) === p).map((p) => ({ key: p.key, embedding: p.embedding }));
         try {
           await index.addMany(entries);
+          // Let the page breathe between slices: a restore of 100,000 photos adds them all.
+          if (this._toAdd.size && globalThis.setTimeout) await new Promise((r) => setTimeout(r, 0));
         } catch {
           // One bad embedding (wrong length, zero, NaN) refuses the batch: add the others.
           let bad = 0;
@@ -664,6 +676,25 @@ class Store {
   putAll(store, values) {
     if (!this.db) { for (const v of values) this.mem[store].set(v.key, v); return Promise.resolve(); }
     return this._req(store, 'readwrite', (s) => { for (const v of values) s.put(v); });
+  }
+
+  /** Sets the fields of each `{ key, ...fields }` on the stored record `key` (if there is one). */
+  patchAll(store, patches) {
+    if (!this.db) {
+      for (const { key, ...fields } of patches) {
+        const r = this.mem[store].get(key);
+        if (r) Object.assign(r, fields);
+      }
+      return Promise.resolve();
+    }
+    return this._req(store, 'readwrite', (s) => {
+      for (const { key, ...fields } of patches) {
+        s.get(key).onsuccess = (e) => {
+          const r = e.target.result;
+          if (r) s.put(Object.assign(r, fields));
+        };
+      }
+    });
   }
 
   getMany(store, keys) {
@@ -1207,6 +1238,7 @@ export class WebclipTagger extends ElementBase {
     this.hits = null; // the search result shown: { keys, scores: Map }, or null (every photo)
     this._libGen = 0; // bumped when the library is reloaded: a restore still running stops
     this._restoring = null; // the rest of a restore, after its first page
+    this._thumbs = new Map(); // hash -> thumbnail read with the first page, until a card shows it
     this.grid = new VirtualGrid(this.$.grid, {
       create: () => this._newCard(),
       bind: (card, hash, index, inView) => this._bindCard(card, hash, inView),
@@ -1597,8 +1629,10 @@ export class WebclipTagger extends ElementBase {
     }
     this.grid.refreshAll();
     // Written in slices: one transaction of 100,000 records would hold the page for seconds.
+    // The page's records lack their thumbnails: the stored ones get the new tags.
     for (let i = 0; i < changed.length && !signal.aborted; i += RESTORE_BATCH) {
-      const ok = await this.store.putAll('images', changed.slice(i, i + RESTORE_BATCH))
+      const patches = changed.slice(i, i + RESTORE_BATCH).map((r) => ({ key: r.key, tags: r.tags, vocabKey: r.vocabKey }));
+      const ok = await this.store.patchAll('images', patches)
         .then(() => true, (e) => { this._warn(`Tags not saved: ${errMessage(e)}`); return false; });
       if (!ok) break;
     }
@@ -1615,6 +1649,7 @@ export class WebclipTagger extends ElementBase {
   async _restoreLibrary() {
     const gen = ++this._libGen;
     this.records.clear();
+    this._thumbs.clear();
     this.order = [];
     this.core.clear();
     this.hits = null;
@@ -1622,7 +1657,10 @@ export class WebclipTagger extends ElementBase {
     this.grid.setKeys(this.order);
     this._updateEmpty();
     const spec = this.modelSpec;
-    const total = await this.store.countImages(spec.id).catch(() => null);
+    // Only for the progress text: counting 100,000 photos takes IndexedDB a while, so the
+    // first page does not wait for it.
+    let total = null;
+    this.store.countImages(spec.id).then((n) => { total = n; }, () => {});
     let page = RESTORE_FIRST;
     let after = null;
     let stale = 0;
@@ -1638,6 +1676,8 @@ export class WebclipTagger extends ElementBase {
         for (const r of records) {
           if (this.records.has(r.hash)) continue;
           this._addItem(r);
+          // The first screenful's thumbnails are at hand: used once, not read again.
+          if (page === RESTORE_FIRST) this._thumbs.set(r.hash, r.thumb);
           if (r.vocabKey !== this.vocab.key) stale++;
         }
         if (!this.hits) this.grid.changed();
@@ -1675,7 +1715,7 @@ export class WebclipTagger extends ElementBase {
   _addItem(record) {
     this.core.add(record.hash, record.embedding, { tags: record.tags, vocabKey: record.vocabKey });
     if (!this.records.has(record.hash)) this.order.push(record.hash);
-    this.records.set(record.hash, record);
+    this.records.set(record.hash, withoutThumb(record));
   }
 
   /** An unbound card: the grid binds it to a photo, and again to another as the page scrolls. */
@@ -1753,8 +1793,28 @@ export class WebclipTagger extends ElementBase {
 
   _showThumb(card) {
     if (card._url || !card._hash) return;
-    card._url = URL.createObjectURL(this.records.get(card._hash).thumb);
-    card._parts.img.src = card._url;
+    const r = this.records.get(card._hash);
+    const inline = this._thumbs.get(card._hash);
+    if (inline) this._thumbs.delete(card._hash);
+    if (inline || r.thumb) {
+      card._url = URL.createObjectURL(inline || r.thumb);
+      card._parts.img.src = card._url;
+      return;
+    }
+    // From storage: the cards bound in this task are read in one transaction.
+    (this._fetchQueue ??= []).push([card, card._hash, r.key]);
+    if (this._fetchQueue.length > 1) return;
+    queueMicrotask(async () => {
+      const batch = this._fetchQueue;
+      this._fetchQueue = [];
+      const got = await this.store.getMany('images', batch.map(([, , key]) => key)).catch(() => []);
+      batch.forEach(([c, hash], i) => {
+        const thumb = got[i]?.thumb;
+        if (c._hash !== hash || c._url || !thumb) return; // bound to another photo meanwhile
+        c._url = URL.createObjectURL(thumb);
+        c._parts.img.src = c._url;
+      });
+    });
   }
 
   _thumbSoon(card) {
@@ -1895,7 +1955,12 @@ export class WebclipTagger extends ElementBase {
             this.records.set(record.hash, record);
           }
           if (!this.hits) this.grid.changed();
-          await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
+          const saved = await this.store.putAll('images', records).then(() => true, (e) => {
+            this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`);
+            return false;
+          });
+          // Saved: the thumbnails are read back from storage when a card shows them.
+          if (saved) for (const r of records) if (this.records.get(r.hash) === r) this.records.set(r.hash, withoutThumb(r));
           this._updateEmpty();
           if (this.query) this._searchSoon();
         },
