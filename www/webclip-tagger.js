@@ -624,19 +624,22 @@ export class TaggerCore {
 
 // ----------------------------------------------------------------------------------- storage
 
-// IndexedDB "webclip-tagger": images (one record per model x photo content), label embeddings
-// (per model x template set x label) and settings. Falls back to memory when IndexedDB is
-// unavailable (some private modes), with a message saying nothing is kept.
+// IndexedDB "webclip-tagger": images (one record per model x photo content), their
+// thumbnails (`thumbs`, by the same key: apart, so that reading a library back reads no Blob),
+// label embeddings (per model x template set x label) and settings. Falls back to memory when
+// IndexedDB is unavailable (some private modes), with a message saying nothing is kept.
+// Records written before version 3 hold their thumbnail themselves; they are moved to the
+// new layout as the library is read back (`migrate`), and read either way meanwhile.
 class Store {
   constructor() {
     this.db = null;
-    this.mem = { images: new Map(), labels: new Map(), settings: new Map() };
+    this.mem = { images: new Map(), thumbs: new Map(), labels: new Map(), settings: new Map() };
   }
 
   async open() {
     if (!globalThis.indexedDB) throw new Error('this browser has no IndexedDB');
     this.db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open('webclip-tagger', 2);
+      const req = indexedDB.open('webclip-tagger', 3);
       req.onupgradeneeded = (e) => {
         const db = req.result;
         if (e.oldVersion < 1) {
@@ -646,6 +649,8 @@ class Store {
         }
         // Version 2: a model's photos in the order added, read a page at a time.
         if (e.oldVersion < 2) req.transaction.objectStore('images').createIndex('added', ['model', 'added']);
+        // Version 3: thumbnails in their own store, { key, thumb }.
+        if (e.oldVersion < 3) db.createObjectStore('thumbs', { keyPath: 'key' });
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
@@ -709,11 +714,6 @@ class Store {
     });
   }
 
-  countImages(model) {
-    if (!this.db) return Promise.resolve([...this.mem.images.values()].filter((r) => r.model === model).length);
-    return this._req('images', 'readonly', (s) => s.index('model').count(model));
-  }
-
   /**
    * The next `count` photos of `model` in the order added, after the position `after` (null:
    * from the first): `{ records, after }`, `after` null once there are no more. Photos added
@@ -739,14 +739,65 @@ class Store {
 
   deleteImagesOf(model) {
     if (!this.db) {
-      for (const [k, r] of this.mem.images) if (r.model === model) this.mem.images.delete(k);
+      for (const [k, r] of this.mem.images) if (r.model === model) { this.mem.images.delete(k); this.mem.thumbs.delete(k); }
       return Promise.resolve();
     }
-    return this._req('images', 'readwrite', (s) => {
+    return this._tx(['images', 'thumbs'], 'readwrite', (tx) => {
+      const s = tx.objectStore('images');
       s.index('model').openKeyCursor(IDBKeyRange.only(model)).onsuccess = (e) => {
         const cur = e.target.result;
         if (cur) { s.delete(cur.primaryKey); cur.continue(); }
       };
+      // Keys are `${model}\n${hash}`: the model's thumbnails are one key range.
+      tx.objectStore('thumbs').delete(IDBKeyRange.bound(`${model}\n`, `${model}\n\uffff`));
+    });
+  }
+
+  _tx(stores, mode, fn) {
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(stores, mode);
+      const out = fn(tx);
+      tx.oncomplete = () => resolve(out);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error('IndexedDB transaction aborted (disk full?)'));
+    });
+  }
+
+  /** Saves photos (records with their `thumb`): the record and the thumbnail apart, in one transaction. */
+  putPhotos(records) {
+    if (!this.db) {
+      for (const r of records) { this.mem.images.set(r.key, withoutThumb(r)); this.mem.thumbs.set(r.key, { key: r.key, thumb: r.thumb }); }
+      return Promise.resolve();
+    }
+    return this._tx(['images', 'thumbs'], 'readwrite', (tx) => {
+      const images = tx.objectStore('images');
+      const thumbs = tx.objectStore('thumbs');
+      for (const r of records) {
+        images.put(withoutThumb(r));
+        if (r.thumb) thumbs.put({ key: r.key, thumb: r.thumb });
+      }
+    });
+  }
+
+  /** Moves records of the old layout (the thumbnail inside) to the new one. */
+  migrate(records) {
+    return this.putPhotos(records.filter((r) => r.thumb));
+  }
+
+  /** The thumbnails of the records `keys` (Blob or undefined each), in either layout. */
+  thumbsOf(keys) {
+    if (!this.db) return Promise.resolve(keys.map((k) => this.mem.thumbs.get(k)?.thumb ?? this.mem.images.get(k)?.thumb));
+    return this._tx(['thumbs', 'images'], 'readonly', (tx) => {
+      const out = new Array(keys.length);
+      const thumbs = tx.objectStore('thumbs');
+      const images = tx.objectStore('images');
+      keys.forEach((k, i) => {
+        thumbs.get(k).onsuccess = (e) => {
+          if (e.target.result) out[i] = e.target.result.thumb;
+          else images.get(k).onsuccess = (e2) => { out[i] = e2.target.result?.thumb; };
+        };
+      });
+      return out;
     });
   }
 }
@@ -1657,36 +1708,38 @@ export class WebclipTagger extends ElementBase {
     this.grid.setKeys(this.order);
     this._updateEmpty();
     const spec = this.modelSpec;
-    // Only for the progress text: counting 100,000 photos takes IndexedDB a while, so the
-    // first page does not wait for it.
-    let total = null;
-    this.store.countImages(spec.id).then((n) => { total = n; }, () => {});
+    let migrating = Promise.resolve();
     let page = RESTORE_FIRST;
     let after = null;
     let stale = 0;
+    // One page: true when it was the last, null when more follow, false when stopped.
     const more = async () => {
-        let records;
-        try {
-          ({ records, after } = await this.store.imagesPage(spec.id, after, page));
-        } catch (e) {
-          this._warn(`Saved photos could not be read: ${errMessage(e)}`);
-          return false;
-        }
-        if (gen !== this._libGen) return false;
-        for (const r of records) {
-          if (this.records.has(r.hash)) continue;
-          this._addItem(r);
-          // The first screenful's thumbnails are at hand: used once, not read again.
-          if (page === RESTORE_FIRST) this._thumbs.set(r.hash, r.thumb);
-          if (r.vocabKey !== this.vocab.key) stale++;
-        }
-        if (!this.hits) this.grid.changed();
-        this._updateEmpty();
-        if (!after) return true;
-        if (total) this._progress(this.order.length, total, `Loading saved photos: ${this.order.length} of ${total}`);
-        if (this.query) this._searchSoon();
-        page = RESTORE_BATCH;
-        return null; // more to come
+      let records;
+      try {
+        ({ records, after } = await this.store.imagesPage(spec.id, after, page));
+      } catch (e) {
+        this._warn(`Saved photos could not be read: ${errMessage(e)}`);
+        return false;
+      }
+      if (gen !== this._libGen) return false;
+      const old = records.filter((r) => r.thumb);
+      if (old.length) migrating = migrating.then(() => this.store.migrate(old)).catch(() => {});
+      for (const r of records) {
+        if (this.records.has(r.hash)) continue;
+        this._addItem(r);
+        // Old layout, first screenful: the thumbnail is at hand, used once, not read again.
+        if (page === RESTORE_FIRST && r.thumb) this._thumbs.set(r.hash, r.thumb);
+        if (r.vocabKey !== this.vocab.key) stale++;
+      }
+      if (!this.hits) this.grid.changed();
+      this._updateEmpty();
+      if (!after) return true;
+      // No total: counting 100,000 photos keeps IndexedDB busy for over a second, and the
+      // thumbnails of the first screenful would wait behind it.
+      this._progress(null, null, `Loading saved photos: ${this.order.length} so far…`);
+      if (this.query) this._searchSoon();
+      page = RESTORE_BATCH;
+      return null; // more to come
     };
     const first = await more();
     const finish = (ok) => {
@@ -1697,15 +1750,13 @@ export class WebclipTagger extends ElementBase {
       if (this.query) this._search();
       if (stale) this._enqueue(() => this._retagAll());
     };
-    if (first !== null) {
-      finish(first);
-      this._restoring = null;
-      return;
-    }
+    // Jobs (indexing, retagging) wait for the rest and for the records being moved to the new
+    // layout, which would otherwise overwrite what a job writes.
     const rest = (async () => {
-      let ok;
-      do ok = await more(); while (ok === null);
+      let ok = first;
+      while (ok === null) ok = await more();
       finish(ok);
+      await migrating;
     })();
     this._restoring = rest;
     rest.finally(() => { if (this._restoring === rest) this._restoring = null; });
@@ -1807,9 +1858,9 @@ export class WebclipTagger extends ElementBase {
     queueMicrotask(async () => {
       const batch = this._fetchQueue;
       this._fetchQueue = [];
-      const got = await this.store.getMany('images', batch.map(([, , key]) => key)).catch(() => []);
+      const got = await this.store.thumbsOf(batch.map(([, , key]) => key)).catch(() => []);
       batch.forEach(([c, hash], i) => {
-        const thumb = got[i]?.thumb;
+        const thumb = got[i];
         if (c._hash !== hash || c._url || !thumb) return; // bound to another photo meanwhile
         c._url = URL.createObjectURL(thumb);
         c._parts.img.src = c._url;
@@ -1884,9 +1935,11 @@ export class WebclipTagger extends ElementBase {
     return run;
   }
 
+  /** The progress bar: `done` of `total`, or moving without a value when `total` is null. */
   _progress(done, total, text) {
     this.$.indexBox.classList.remove('hidden');
-    this.$.indexProgress.value = total ? done / total : 0;
+    if (total == null) this.$.indexProgress.removeAttribute('value');
+    else this.$.indexProgress.value = total ? done / total : 0;
     this.$.indexText.textContent = text;
   }
 
@@ -1955,7 +2008,7 @@ export class WebclipTagger extends ElementBase {
             this.records.set(record.hash, record);
           }
           if (!this.hits) this.grid.changed();
-          const saved = await this.store.putAll('images', records).then(() => true, (e) => {
+          const saved = await this.store.putPhotos(records).then(() => true, (e) => {
             this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`);
             return false;
           });
