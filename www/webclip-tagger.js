@@ -19,12 +19,17 @@
 // Events: webclip-progress {phase, file, loaded, total, text} while the model loads,
 // webclip-ready {backend, backendInfo}, webclip-indexed {count, computed, cached, skipped},
 // webclip-search {query, ranking}, webclip-error {message}.
-// Property `stats` counts computed and cached embeddings.
+// Property `stats` counts computed and cached embeddings; `searchTop` (50) is how many matches a
+// search shows, `showMore()` adds as many again.
+//
+// At scale (100,000 photos): the grid is virtual (only the cards near the viewport exist),
+// a search shows its top matches ranked by ClipIndex in WebAssembly, and thumbnails stay in
+// IndexedDB until a card shows one (tests/js/bench/demo-scale.mjs measures it).
 //
 // The logic without the page is `TaggerCore` (exported): the vocabulary and its cached label
 // embeddings, the photo index, the indexing pipeline and search, on the package's maths. It
 // runs in Node as well (tests/js/node/tagger.test.js); the element adds the page: files,
-// decoding, thumbnails, IndexedDB and the controls. This file defines the element only where
+// decoding, thumbnails, IndexedDB, the virtual grid and the controls. This file defines the element only where
 // custom elements exist, so importing it in Node gives the core alone.
 //
 // Sections: defaults · small helpers · tagger core · storage (IndexedDB) · input files ·
