@@ -19,15 +19,21 @@
 // Events: webclip-progress {phase, file, loaded, total, text} while the model loads,
 // webclip-ready {backend, backendInfo}, webclip-indexed {count, computed, cached, skipped},
 // webclip-search {query, ranking}, webclip-error {message}.
-// Property `stats` counts computed and cached embeddings.
+// Property `stats` counts computed and cached embeddings; `searchTop` (50) is how many matches a
+// search shows, `showMore()` adds as many again.
+//
+// At scale (100,000 photos): the grid is virtual (only the cards near the viewport exist),
+// a search shows its top matches ranked by ClipIndex in WebAssembly, and thumbnails stay in
+// IndexedDB until a card shows one (tests/js/bench/demo-scale.mjs measures it).
 //
 // The logic without the page is `TaggerCore` (exported): the vocabulary and its cached label
 // embeddings, the photo index, the indexing pipeline and search, on the package's maths. It
 // runs in Node as well (tests/js/node/tagger.test.js); the element adds the page: files,
-// decoding, thumbnails, IndexedDB and the controls. This file defines the element only where
+// decoding, thumbnails, IndexedDB, the virtual grid and the controls. This file defines the element only where
 // custom elements exist, so importing it in Node gives the core alone.
 //
-// Sections: defaults · small helpers · tagger core · storage (IndexedDB) · input files · element.
+// Sections: defaults · small helpers · tagger core · storage (IndexedDB) · input files ·
+// virtual grid · element.
 
 // ---------------------------------------------------------------------------------- defaults
 
@@ -67,13 +73,20 @@ const HUGE_PIXELS = 50e6;
 const DOWNSCALED_SHORT_SIDE = 1024; // >= 4x the CLIP input, so the model's own resize still decides
 const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screens at 160 CSS px)
 const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
+const INDEX_BATCH = 1024; // photos per ClipIndex.addMany (about 10 ms of a task at 512 values)
 const TEXT_BATCH = 64; // prompts per embedTexts call
 const SEARCH_DEBOUNCE_MS = 250;
-// A search shows its best SEARCH_TOP photos (`searchTop`) first and hides the rest: only those cards move,
-// so its cost does not grow with the library. While photos are being indexed, a search in
-// the box is re-ranked at most once per RERANK_WHILE_INDEXING_MS (and once at the end).
-const SEARCH_TOP = 200;
-const RERANK_WHILE_INDEXING_MS = 2000;
+// Saved photos are read back a page at a time: a small first page (it fills the screen at
+// once), then larger ones, each short enough to keep the page responsive.
+const RESTORE_FIRST = 120;
+const RESTORE_BATCH = 2000;
+// A search shows its best SEARCH_TOP photos (`searchTop`), ranked by TaggerCore through
+// ClipIndex; "Show more" extends the result by as many again. The rest of the library is not
+// touched, so a search costs the same at 100 photos or 100,000. While photos are being indexed
+// (or a large library is read back), a search in the box is re-ranked at most once per
+// RERANK_WHILE_INDEXING_MS, and once at the end.
+const SEARCH_TOP = 50;
+const RERANK_WHILE_INDEXING_MS = 1000;
 const IMAGE_EXT = /\.(jpe?g|jfif|png|gif|webp|avif|bmp|ico|tiff?|heic|heif)$/i;
 
 // ------------------------------------------------------------------------------ small helpers
@@ -112,6 +125,16 @@ export function parseTemplates(text) {
   const bad = list.filter((t) => !t.includes('{}'));
   if (bad.length) throw new Error(`every template needs {} where the label goes; "${bad[0]}" has none`);
   return list;
+}
+
+/**
+ * A record as the page keeps it: without its thumbnail. Every Blob read from IndexedDB that
+ * the page holds keeps its bytes in the browser process (about 30 KB a photo: 3 GB for
+ * 100,000), so thumbnails stay in storage and are read when a card shows one.
+ */
+function withoutThumb(record) {
+  const { thumb, ...rest } = record;
+  return rest;
 }
 
 const errMessage = (e) => (e && (e.message || String(e))) || 'unknown error';
@@ -170,6 +193,9 @@ export class TaggerCore {
   /**
    * @param {object} options
    * @param {object} options.Clip the webclip package's `Clip` class
+   * @param {object} [options.ClipIndex] the package's `ClipIndex` class: searches then scan
+   *   compact rows in WebAssembly (SIMD) and re-score the best candidates exactly, instead of
+   *   ranking every photo in JS with `Clip.rank`
    * @param {{ get(keys: string[]): Promise<(Float32Array | undefined)[]>,
    *           put(rows: { key: string, embedding: Float32Array }[]): Promise<void> }} [options.labelStore]
    *   where label embeddings are kept, keyed by model id, template set and label (default: memory)
@@ -181,7 +207,7 @@ export class TaggerCore {
    * @param {(p: { done: number, total: number, labels: number }) => void} [options.onLabelProgress]
    *   prompts embedded so far while new labels are prepared (`done === total` at the end)
    */
-  constructor({ Clip, labelStore = new MemoryLabelStore(), top = 3, threshold = null, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
+  constructor({ Clip, ClipIndex = null, labelStore = new MemoryLabelStore(), top = 3, threshold = null, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
     if (typeof Clip?.rank !== 'function' || typeof Clip?.softmax !== 'function') {
       throw new TypeError("TaggerCore needs the webclip package's Clip class (it ranks and scores with Clip.rank and Clip.softmax)");
     }
@@ -203,6 +229,15 @@ export class TaggerCore {
     this._photos = new Map(); // key -> { key, embedding, tags, vocabKey }, in insertion order
     this._labelMatrix = null; // { model, vocab, embeddings }
     this._texts = new Map(); // model id + query text -> embedding
+    // Search: a ClipIndex over the photos' embeddings, kept in step with `_photos` lazily
+    // (adds and removes are queued and applied before a search, or soon after they happen).
+    this.ClipIndex = typeof ClipIndex?.open === 'function' ? ClipIndex : null;
+    this._index = null;
+    this._indexOps = Promise.resolve();
+    this._toAdd = new Map(); // key -> photo, not yet in the index
+    this._toRemove = new Set();
+    this._dropIndex = false;
+    this._syncTimer = null;
   }
 
   // -- model
@@ -213,7 +248,7 @@ export class TaggerCore {
     this._load = load;
     this.clip = null;
     this._labelMatrix = null;
-    this._photos.clear();
+    this.clear();
   }
 
   /** The model, loaded on first use. */
@@ -343,15 +378,28 @@ export class TaggerCore {
   add(key, embedding, { tags = null, vocabKey = null } = {}) {
     const photo = { key, embedding: asF32(embedding), tags, vocabKey };
     this._photos.set(key, photo);
+    if (this.ClipIndex) {
+      this._toAdd.set(key, photo);
+      this._syncSoon();
+    }
     return photo;
   }
 
   remove(key) {
-    return this._photos.delete(key);
+    const had = this._photos.delete(key);
+    if (had && this.ClipIndex) {
+      this._toAdd.delete(key);
+      this._toRemove.add(key);
+      this._syncSoon();
+    }
+    return had;
   }
 
   clear() {
     this._photos.clear();
+    this._toAdd.clear();
+    this._toRemove.clear();
+    this._dropIndex = true; // also when the first index is still being opened
   }
 
   has(key) {
@@ -463,11 +511,108 @@ export class TaggerCore {
     return embedding;
   }
 
-  /** Photos ranked by cosine to `embedding`: `[{ key, score }]`, best first, at most `topK`. */
-  search(embedding, { topK = Infinity } = {}) {
+  /**
+   * Photos ranked by cosine to `embedding`: `[{ key, score }]`, best first, at most `topK`.
+   * With `ClipIndex`, a SIMD scan of int8 rows in WebAssembly whose best 4 × topK candidates
+   * are re-scored with the exact embeddings (about 20 ms for 100,000 photos of 512 values);
+   * without, `Clip.rank` over every photo.
+   */
+  async search(embedding, { topK = Infinity } = {}) {
+    const k = Math.min(this._photos.size, topK);
+    if (!(k > 0)) return [];
+    if (this.ClipIndex) {
+      await this._syncIndex();
+      if (this._index) {
+        const hits = await this._index.search(embedding, { k: Math.floor(k) });
+        return hits.filter((h) => this._photos.has(h.key)).map(({ key, score }) => ({ key, score }));
+      }
+    }
     const photos = [...this._photos.values()];
     return this.Clip.rank(embedding, photos.map((p) => p.embedding), { topK })
       .map(({ index, score }) => ({ key: photos[index].key, score }));
+  }
+
+  // The index is fed from `_photos` without a second copy of the embeddings: ClipIndex keeps
+  // its compact rows (int8: 4 + dim bytes a photo, in WebAssembly memory) and asks its
+  // storage for the exact float32 embeddings of the few candidates it re-scores; here that
+  // storage is `_photos` itself (nothing is written: the element keeps the records in
+  // IndexedDB). So memory grows by the int8 rows only, and ranking is one SIMD scan.
+  _indexStorage() {
+    const photos = this._photos;
+    const unit = (e) => {
+      let n = 0;
+      for (let i = 0; i < e.length; i++) n += e[i] * e[i];
+      const inv = 1 / (Math.sqrt(n) || 1);
+      return e.map((x) => x * inv);
+    };
+    return {
+      open: async () => null,
+      writeMeta: async () => {},
+      rows: async () => [],
+      put: async () => {},
+      delete: async () => {},
+      clear: async () => {},
+      close() {},
+      exact: async (keys) => keys.map((k) => {
+        const p = photos.get(k);
+        return p ? unit(p.embedding) : null;
+      }),
+    };
+  }
+
+  _syncSoon() {
+    if (this._syncTimer) return;
+    this._syncTimer = setTimeout(() => {
+      this._syncTimer = null;
+      this._syncIndex().catch(() => {});
+    }, 0);
+  }
+
+  /** Apply the queued adds and removes to the index (one run at a time, in order). */
+  _syncIndex() {
+    const run = this._indexOps.then(() => this._applyIndexOps());
+    this._indexOps = run.catch(() => {});
+    return run;
+  }
+
+  async _applyIndexOps() {
+    for (;;) {
+      if (this._dropIndex) {
+        this._dropIndex = false;
+        const old = this._index;
+        this._index = null;
+        await old?.close();
+      } else if (this._toRemove.size) {
+        const keys = [...this._toRemove];
+        this._toRemove.clear();
+        if (this._index) await this._index.remove(keys);
+      } else if (this._toAdd.size) {
+        const batch = [];
+        for (const [key, photo] of this._toAdd) {
+          batch.push(photo);
+          this._toAdd.delete(key);
+          if (batch.length === INDEX_BATCH) break;
+        }
+        if (!this._index) {
+          this._index = await this.ClipIndex.open({ dim: batch[0].embedding.length, precision: 'i8', storage: this._indexStorage() });
+          if (this._dropIndex) continue; // cleared meanwhile: this batch is stale
+        }
+        const index = this._index;
+        const entries = batch.filter((p) => this._photos.get(p.key) === p).map((p) => ({ key: p.key, embedding: p.embedding }));
+        try {
+          await index.addMany(entries);
+          // Let the page breathe between slices: a restore of 100,000 photos adds them all.
+          if (this._toAdd.size && globalThis.setTimeout) await new Promise((r) => setTimeout(r, 0));
+        } catch {
+          // One bad embedding (wrong length, zero, NaN) refuses the batch: add the others.
+          let bad = 0;
+          for (const e of entries) await index.add(e.key, e.embedding).catch(() => bad++);
+          if (bad) console.warn(`webclip-tagger: ${bad} photos have unusable embeddings and are left out of searches`);
+        }
+      } else {
+        return;
+      }
+    }
   }
 
   /** Photos ranked by likeness to a text (embedded as is, no template). */
@@ -476,7 +621,7 @@ export class TaggerCore {
   }
 
   /** Photos ranked by likeness to the photo `key` (itself first); null for an unknown key. */
-  moreLikeThis(key, options) {
+  async moreLikeThis(key, options) {
     const photo = this._photos.get(key);
     return photo ? this.search(photo.embedding, options) : null;
   }
@@ -484,24 +629,33 @@ export class TaggerCore {
 
 // ----------------------------------------------------------------------------------- storage
 
-// IndexedDB "webclip-tagger": images (one record per model x photo content), label embeddings
-// (per model x template set x label) and settings. Falls back to memory when IndexedDB is
-// unavailable (some private modes), with a message saying nothing is kept.
+// IndexedDB "webclip-tagger": images (one record per model x photo content), their
+// thumbnails (`thumbs`, by the same key: apart, so that reading a library back reads no Blob),
+// label embeddings (per model x template set x label) and settings. Falls back to memory when
+// IndexedDB is unavailable (some private modes), with a message saying nothing is kept.
+// Records written before version 3 hold their thumbnail themselves; they are moved to the
+// new layout as the library is read back (`migrate`), and read either way meanwhile.
 class Store {
   constructor() {
     this.db = null;
-    this.mem = { images: new Map(), labels: new Map(), settings: new Map() };
+    this.mem = { images: new Map(), thumbs: new Map(), labels: new Map(), settings: new Map() };
   }
 
   async open() {
     if (!globalThis.indexedDB) throw new Error('this browser has no IndexedDB');
     this.db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open('webclip-tagger', 1);
-      req.onupgradeneeded = () => {
+      const req = indexedDB.open('webclip-tagger', 3);
+      req.onupgradeneeded = (e) => {
         const db = req.result;
-        db.createObjectStore('images', { keyPath: 'key' }).createIndex('model', 'model');
-        db.createObjectStore('labels', { keyPath: 'key' });
-        db.createObjectStore('settings', { keyPath: 'key' });
+        if (e.oldVersion < 1) {
+          db.createObjectStore('images', { keyPath: 'key' }).createIndex('model', 'model');
+          db.createObjectStore('labels', { keyPath: 'key' });
+          db.createObjectStore('settings', { keyPath: 'key' });
+        }
+        // Version 2: a model's photos in the order added, read a page at a time.
+        if (e.oldVersion < 2) req.transaction.objectStore('images').createIndex('added', ['model', 'added']);
+        // Version 3: thumbnails in their own store, { key, thumb }.
+        if (e.oldVersion < 3) db.createObjectStore('thumbs', { keyPath: 'key' });
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
@@ -534,6 +688,25 @@ class Store {
     return this._req(store, 'readwrite', (s) => { for (const v of values) s.put(v); });
   }
 
+  /** Sets the fields of each `{ key, ...fields }` on the stored record `key` (if there is one). */
+  patchAll(store, patches) {
+    if (!this.db) {
+      for (const { key, ...fields } of patches) {
+        const r = this.mem[store].get(key);
+        if (r) Object.assign(r, fields);
+      }
+      return Promise.resolve();
+    }
+    return this._req(store, 'readwrite', (s) => {
+      for (const { key, ...fields } of patches) {
+        s.get(key).onsuccess = (e) => {
+          const r = e.target.result;
+          if (r) s.put(Object.assign(r, fields));
+        };
+      }
+    });
+  }
+
   getMany(store, keys) {
     if (!this.db) return Promise.resolve(keys.map((k) => this.mem[store].get(k)));
     return new Promise((resolve, reject) => {
@@ -546,21 +719,90 @@ class Store {
     });
   }
 
-  imagesOf(model) {
-    if (!this.db) return Promise.resolve([...this.mem.images.values()].filter((r) => r.model === model));
-    return this._req('images', 'readonly', (s) => s.index('model').getAll(model));
+  /**
+   * The next `count` photos of `model` in the order added, after the position `after` (null:
+   * from the first): `{ records, after }`, `after` null once there are no more. Photos added
+   * in the same millisecond share an `added` value: the position remembers which of those
+   * were read.
+   */
+  async imagesPage(model, after, count) {
+    if (!this.db) {
+      const all = [...this.mem.images.values()].filter((r) => r.model === model).sort((a, b) => a.added - b.added);
+      const at = after?.at ?? 0;
+      return { records: all.slice(at, at + count), after: at + count < all.length ? { at: at + count } : null };
+    }
+    const skip = after ? after.keys.size : 0;
+    const range = IDBKeyRange.bound([model, after ? after.added : -Infinity], [model, Infinity]);
+    const got = await this._req('images', 'readonly', (s) => s.index('added').getAll(range, count + skip));
+    const records = after ? got.filter((r) => !(r.added === after.added && after.keys.has(r.key))) : got;
+    if (got.length < count + skip || !records.length) return { records, after: null };
+    const last = records[records.length - 1].added;
+    const keys = new Set(after?.added === last ? after.keys : []);
+    for (let i = records.length - 1; i >= 0 && records[i].added === last; i--) keys.add(records[i].key);
+    return { records, after: { added: last, keys } };
   }
 
   deleteImagesOf(model) {
     if (!this.db) {
-      for (const [k, r] of this.mem.images) if (r.model === model) this.mem.images.delete(k);
+      for (const [k, r] of this.mem.images) if (r.model === model) { this.mem.images.delete(k); this.mem.thumbs.delete(k); }
       return Promise.resolve();
     }
-    return this._req('images', 'readwrite', (s) => {
+    return this._tx(['images', 'thumbs'], 'readwrite', (tx) => {
+      const s = tx.objectStore('images');
       s.index('model').openKeyCursor(IDBKeyRange.only(model)).onsuccess = (e) => {
         const cur = e.target.result;
         if (cur) { s.delete(cur.primaryKey); cur.continue(); }
       };
+      // Keys are `${model}\n${hash}`: the model's thumbnails are one key range.
+      tx.objectStore('thumbs').delete(IDBKeyRange.bound(`${model}\n`, `${model}\n\uffff`));
+    });
+  }
+
+  _tx(stores, mode, fn) {
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(stores, mode);
+      const out = fn(tx);
+      tx.oncomplete = () => resolve(out);
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error('IndexedDB transaction aborted (disk full?)'));
+    });
+  }
+
+  /** Saves photos (records with their `thumb`): the record and the thumbnail apart, in one transaction. */
+  putPhotos(records) {
+    if (!this.db) {
+      for (const r of records) { this.mem.images.set(r.key, withoutThumb(r)); this.mem.thumbs.set(r.key, { key: r.key, thumb: r.thumb }); }
+      return Promise.resolve();
+    }
+    return this._tx(['images', 'thumbs'], 'readwrite', (tx) => {
+      const images = tx.objectStore('images');
+      const thumbs = tx.objectStore('thumbs');
+      for (const r of records) {
+        images.put(withoutThumb(r));
+        if (r.thumb) thumbs.put({ key: r.key, thumb: r.thumb });
+      }
+    });
+  }
+
+  /** Moves records of the old layout (the thumbnail inside) to the new one. */
+  migrate(records) {
+    return this.putPhotos(records.filter((r) => r.thumb));
+  }
+
+  /** The thumbnails of the records `keys` (Blob or undefined each), in either layout. */
+  thumbsOf(keys) {
+    if (!this.db) return Promise.resolve(keys.map((k) => this.mem.thumbs.get(k)?.thumb ?? this.mem.images.get(k)?.thumb));
+    return this._tx(['thumbs', 'images'], 'readonly', (tx) => {
+      const out = new Array(keys.length);
+      const thumbs = tx.objectStore('thumbs');
+      const images = tx.objectStore('images');
+      keys.forEach((k, i) => {
+        thumbs.get(k).onsuccess = (e) => {
+          if (e.target.result) out[i] = e.target.result.thumb;
+          else images.get(k).onsuccess = (e2) => { out[i] = e2.target.result?.thumb; };
+        };
+      });
+      return out;
     });
   }
 }
@@ -650,6 +892,221 @@ async function decodePhoto(file, maxPixels = HUGE_PIXELS) {
   }
 }
 
+// ------------------------------------------------------------------------------ virtual grid
+
+/**
+ * A grid of equal cards of which only those in and near the viewport exist in the DOM, so a
+ * library of 100,000 photos costs the page what a screenful does. The list's own height
+ * stands in for the cards that are not there (the scroll height is that of every card), and
+ * cards are recycled as the page scrolls: one leaving the range is bound to a key entering
+ * it, so no element is kept per photo. Cards are placed absolutely by index; the DOM order
+ * follows the index, so Tab goes through them in order (the next rows come into being as
+ * focus scrolls to them), and the card that holds focus is kept while it scrolls away.
+ * Arrow keys, Page Up/Down, Home and End move focus between the cards' `focusSelector`.
+ *
+ *   const grid = new VirtualGrid(ul, { create, bind, release, measure });
+ *   grid.setKeys(keys);   // an array; grid.changed() after appending to it
+ */
+class VirtualGrid {
+  /**
+   * @param {HTMLElement} list the container (a `ul`): it gets the height, cards go inside
+   * @param {object} hooks
+   * @param {() => HTMLElement} hooks.create a new, unbound card
+   * @param {(card: HTMLElement, key: string, index: number, inView: boolean) => void} hooks.bind
+   *   show `key` in `card`; `inView`: the card is in the viewport (not only in the overscan)
+   * @param {(card: HTMLElement) => void} [hooks.release] `card` no longer shows its key
+   * @param {(width: number) => number} hooks.measure a card's height at this width
+   * @param {string} [hooks.focusSelector] what in a card takes focus for the arrow keys
+   * @param {number} [hooks.overscan] viewport heights rendered beyond each edge (default 0.5)
+   */
+  constructor(list, { create, bind, release = () => {}, measure, focusSelector = 'button', overscan = 0.5 }) {
+    this.list = list;
+    Object.assign(this, { create, bind, release, measure, focusSelector, overscan });
+    this.keys = [];
+    this.active = new Map(); // key -> card in the DOM
+    this.pool = []; // detached cards, ready to be bound again
+    this.layout = null; // { width, cols, colW, cardH, rowH, gap }
+    this._range = null;
+    this._onScroll = () => this.update();
+    // Scroll events do not bubble, but a capturing listener sees those of every scroller.
+    document.addEventListener('scroll', this._onScroll, { passive: true, capture: true });
+    window.addEventListener('resize', this._onScroll, { passive: true });
+    this._resize = new ResizeObserver(() => {
+      if (this.list.clientWidth !== (this.layout?.width ?? 0)) this.relayout();
+    });
+    this._resize.observe(list);
+    list.addEventListener('keydown', (e) => this._key(e));
+  }
+
+  /** Show `keys` (an array, kept by reference) from the first; cards of keys still shown are kept. */
+  setKeys(keys) {
+    this.keys = keys;
+    this._range = null;
+    this.update({ unpin: true });
+  }
+
+  /** The array given to setKeys changed (grown, usually): update the height and the cards. */
+  changed() {
+    this._range = null;
+    this.update();
+  }
+
+  /** Measure again (the width or the card's contents changed), then update. */
+  relayout() {
+    this.layout = null;
+    this._range = null;
+    this.update();
+  }
+
+  /** Bind again the card of `key` (its data changed), if it is in the DOM. */
+  refresh(key) {
+    const card = this.active.get(key);
+    if (card) this.bind(card, key, card._index, true);
+  }
+
+  refreshAll() {
+    for (const [key, card] of this.active) this.bind(card, key, card._index, true);
+  }
+
+  /** The card showing `key`, if it is in the DOM. */
+  cardOf(key) {
+    return this.active.get(key) ?? null;
+  }
+
+  /** Render the card at `index` (scrolling to it) and focus it. */
+  focusIndex(index) {
+    if (!this.keys.length) return;
+    const i = Math.max(0, Math.min(this.keys.length - 1, index));
+    this.update({ include: i });
+    const card = this.active.get(this.keys[i]);
+    const target = card?.querySelector(this.focusSelector) ?? card;
+    target?.focus(); // scrolls it into view; the scroll renders its neighbours
+  }
+
+  destroy() {
+    document.removeEventListener('scroll', this._onScroll, { capture: true });
+    window.removeEventListener('resize', this._onScroll);
+    this._resize.disconnect();
+  }
+
+  _measure() {
+    const cs = getComputedStyle(this.list);
+    const min = parseFloat(cs.getPropertyValue('--card-min')) || 160;
+    const gap = parseFloat(cs.getPropertyValue('--gap')) || 0;
+    const width = this.list.clientWidth;
+    if (!width) return null; // not laid out (hidden, or not in a page yet)
+    const cols = Math.max(1, Math.floor((width + gap) / (min + gap)));
+    const colW = (width - gap * (cols - 1)) / cols;
+    const cardH = Math.ceil(this.measure(colW));
+    this.list.style.setProperty('--col-w', `${colW}px`);
+    this.list.style.setProperty('--card-h', `${cardH}px`);
+    for (const card of this.active.values()) card._index = -1; // placed again below
+    return { width, cols, colW, cardH, rowH: cardH + gap, gap };
+  }
+
+  /**
+   * Bring the DOM in line with the scroll position: recycle the cards that left the range,
+   * bind cards for the keys that entered it, place them, keep the DOM order.
+   * `include`: an index rendered even outside the range; `unpin`: the list changed, so the
+   * focused card is not kept for its old key.
+   */
+  update({ include = -1, unpin = false } = {}) {
+    const list = this.list;
+    if (!list.isConnected) return;
+    const n = this.keys.length;
+    if (!this.layout && n) this.layout = this._measure();
+    const L = this.layout;
+    if (!L && n) return; // measured once the list is laid out (the ResizeObserver calls again)
+    const rows = L ? Math.ceil(n / L.cols) : 0;
+    const height = rows ? rows * L.rowH - L.gap : 0;
+    if (height !== this._height) {
+      list.style.height = `${height}px`;
+      this._height = height;
+    }
+    let i0 = 0;
+    let i1 = 0;
+    let v0 = 0; // the cards in the viewport itself
+    let v1 = 0;
+    if (n) {
+      const rect = list.getBoundingClientRect();
+      const vh = window.innerHeight || document.documentElement.clientHeight;
+      const over = vh * this.overscan;
+      const row = (y) => Math.max(0, Math.min(rows, y / L.rowH));
+      i0 = Math.min(n, Math.floor(row(-rect.top - over)) * L.cols);
+      i1 = Math.max(i0, Math.min(n, Math.ceil(row(vh - rect.top + over)) * L.cols));
+      v0 = Math.floor(row(-rect.top)) * L.cols;
+      v1 = Math.ceil(row(vh - rect.top)) * L.cols;
+    }
+    const range = `${i0}:${i1}:${include}`;
+    if (range === this._range && !unpin) return;
+    this._range = range;
+
+    const root = list.getRootNode();
+    const focused = root.activeElement && list.contains(root.activeElement) ? root.activeElement : null;
+    const wanted = new Map();
+    for (let i = i0; i < i1; i++) wanted.set(this.keys[i], i);
+    if (include >= 0 && include < n) wanted.set(this.keys[include], include);
+    let pinned = null;
+    for (const [key, card] of this.active) {
+      if (wanted.has(key)) continue;
+      if (!unpin && focused && card.contains(focused)) { pinned = card; continue; }
+      this.active.delete(key);
+      this.release(card);
+      card.remove();
+      this.pool.push(card);
+    }
+    const ordered = [];
+    for (const [key, i] of wanted) {
+      let card = this.active.get(key);
+      if (!card) {
+        card = this.pool.pop() ?? this.create();
+        card._index = -1;
+        this.bind(card, key, i, (i >= v0 && i < v1) || i === include);
+        this.active.set(key, card);
+      }
+      if (card._index !== i) {
+        card._index = i;
+        card.style.transform = `translate(${(i % L.cols) * (L.colW + L.gap)}px, ${Math.floor(i / L.cols) * L.rowH}px)`;
+        card.setAttribute('aria-posinset', String(i + 1));
+      }
+      if (card._setsize !== n) {
+        card._setsize = n;
+        card.setAttribute('aria-setsize', String(n));
+      }
+      ordered.push(card);
+    }
+    if (pinned) ordered.push(pinned);
+    ordered.sort((a, b) => a._index - b._index);
+    // Only out-of-place cards move (a moved element loses focus; that is restored below).
+    let prev = null;
+    for (const card of ordered) {
+      const next = prev ? prev.nextSibling : list.firstChild;
+      if (card !== next) list.insertBefore(card, next);
+      prev = card;
+    }
+    if (!prev) list.replaceChildren();
+    else while (prev.nextSibling) prev.nextSibling.remove(); // nothing else belongs in the list
+    if (focused && focused.isConnected && root.activeElement !== focused) focused.focus({ preventScroll: true });
+    this.pool.length = Math.min(this.pool.length, 64);
+  }
+
+  _key(e) {
+    if (e.altKey || e.ctrlKey || e.metaKey || !this.layout) return;
+    const card = e.target.closest?.('.card');
+    if (!card || card.parentNode !== this.list || !e.target.matches(this.focusSelector)) return;
+    const { cols, rowH } = this.layout;
+    const page = cols * Math.max(1, Math.floor((window.innerHeight || 600) / rowH));
+    const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols, PageDown: page, PageUp: -page }[e.key];
+    let to;
+    if (step !== undefined) to = card._index + step;
+    else if (e.key === 'Home') to = 0;
+    else if (e.key === 'End') to = this.keys.length - 1;
+    else return;
+    e.preventDefault();
+    this.focusIndex(to);
+  }
+}
+
 // ------------------------------------------------------------------------------------ element
 
 const STYLE = `
@@ -689,25 +1146,34 @@ progress { width: 100%; height: 10px; }
 details summary { cursor: pointer; font-weight: 600; }
 .labels-grid { display: grid; grid-template-columns: 2fr 1fr; gap: 10px; margin: 8px 0; }
 .skipped { font-size: 0.88em; max-height: 10em; overflow: auto; margin: 6px 0 0; padding-left: 1.2em; }
-.grid { list-style: none; padding: 0; margin: 0; display: grid; gap: 10px;
-  grid-template-columns: repeat(auto-fill, minmax(160px, 1fr)); }
-.grid.ranked > .card:not(.hit) { display: none; }
-.card { border: 1px solid var(--line); border-radius: 9px; overflow: hidden; display: flex; flex-direction: column; background: #fff; }
-.card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; }
-.card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; }
-.card .name { font-size: 0.85em; font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; }
-.card .note { font-size: 0.78em; color: #6b4d00; }
-.tags { list-style: none; display: flex; flex-wrap: wrap; gap: 4px; padding: 0; margin: 0; }
+/* The grid is virtual (VirtualGrid): its height is that of every card, the cards in the DOM
+   are only those near the viewport, placed absolutely; all cards have one size. */
+.grid { list-style: none; padding: 0; margin: 0; position: relative; contain: layout style;
+  --card-min: 160px; --gap: 10px; }
+.card { position: absolute; top: 0; left: 0; width: var(--col-w, 160px); height: var(--card-h, auto);
+  border: 1px solid var(--line); border-radius: 9px; overflow: hidden; display: flex; flex-direction: column;
+  background: #fff; contain: layout style paint; }
+.card.probe { visibility: hidden; height: auto; }
+.card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; flex: none; }
+.card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; min-height: 0; overflow: hidden; }
+.card .name { font-size: 0.85em; font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-height: 1.45em; }
+.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; min-height: 1.45em; }
+.card .note { font-size: 0.78em; color: #6b4d00; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; flex: none; }
+.tags { list-style: none; display: flex; flex-wrap: wrap; gap: 4px; padding: 0; margin: 0; overflow: hidden;
+  max-height: var(--tags-h); flex: none; } /* two rows of tags; more are cut (all are in the export) */
+.card .tags { --tags-h: calc(2 * (0.78em * 1.4 + 2px) + 4px); }
+.card.probe .tags { height: var(--tags-h); }
+.card .tags li { line-height: 1.4; white-space: nowrap; max-width: 100%; overflow: hidden; text-overflow: ellipsis; }
 .tags li { font-size: 0.78em; background: #e9eef7; border-radius: 99px; padding: 1px 8px; }
 .tags li b { font-weight: 600; font-variant-numeric: tabular-nums; margin-left: 3px; color: var(--muted); }
-.card button { margin-top: auto; padding: 4px 8px; font-size: 0.85em; }
+.card button { margin-top: auto; padding: 4px 8px; font-size: 0.85em; flex: none; }
 .empty { color: var(--muted); text-align: center; padding: 20px; }
+.more { justify-content: center; margin: 12px 0; }
 @media (max-width: 560px) {
   :host { font-size: 14px; }
   section { padding: 10px; }
   .labels-grid { grid-template-columns: 1fr; }
-  .grid { grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
+  .grid { --card-min: 130px; --gap: 8px; }
   button, .button { padding: 8px 10px; }
 }
 `;
@@ -781,7 +1247,7 @@ const TEMPLATE = `
     </div>
   </details>
 </section>
-<section part="search" aria-labelledby="wct-search-h">
+<section part="search" aria-labelledby="wct-search-h" data-ref="searchBox">
   <h2 id="wct-search-h" class="hidden">Search and export</h2>
   <div class="row">
     <label class="grow"><span class="muted">Search your photos by description</span>
@@ -797,6 +1263,10 @@ const TEMPLATE = `
   </div>
 </section>
 <ul class="grid" data-ref="grid" aria-label="Photos"></ul>
+<div class="row more hidden" data-ref="moreBox">
+  <button type="button" class="secondary" data-ref="more">Show more</button>
+  <span class="muted" data-ref="moreInfo"></span>
+</div>
 <p class="empty" data-ref="empty">No photos yet.</p>
 `;
 
@@ -816,14 +1286,30 @@ export class WebclipTagger extends ElementBase {
     this.core = null; // TaggerCore, once the package is imported
     this.clipPromise = null; // pending load
     this.modelSpec = null; // { id, label, source }: source is a URL string or a files object
-    this.items = new Map(); // hash -> { record, card }: the page's side of the core's photos
+    // The page's side of the core's photos: the saved record of each (thumbnail, name, size,
+    // tags) by content hash, and the hashes in the order added. No element is kept per photo:
+    // the grid binds its few cards to these as it scrolls.
+    this.records = new Map();
+    this.order = [];
+    this.hits = null; // the search result shown: { keys, scores: Map }, or null (every photo)
+    this._libGen = 0; // bumped when the library is reloaded: a restore still running stops
+    this._restoring = null; // the rest of a restore, after its first page
+    this._thumbs = new Map(); // hash -> thumbnail read with the first page, until a card shows it
+    this.grid = new VirtualGrid(this.$.grid, {
+      create: () => this._newCard(),
+      bind: (card, hash, index, inView) => this._bindCard(card, hash, inView),
+      release: (card) => this._releaseCard(card),
+      measure: (width) => this._cardHeight(width),
+      focusSelector: 'button[data-similar]',
+    });
     // Jobs run one after another, once the core exists.
     this.queue = new Promise((resolve) => { this._coreReady = resolve; });
     this.jobs = new AbortController(); // aborted by "forget" and model switches: stale jobs stop
     this.query = null; // { kind: 'text', text } | { kind: 'image', hash }
     this.querySeq = 0;
-    /** How many photos a search shows (the rest are hidden until the search is cleared). */
+    /** How many photos a search shows at first, and how many more "Show more" adds. */
     this.searchTop = SEARCH_TOP;
+    this._shown = SEARCH_TOP; // how many the current search shows
     this.skipped = [];
   }
 
@@ -843,7 +1329,7 @@ export class WebclipTagger extends ElementBase {
     this.clip?.dispose?.();
     if (this.core) this.core.clip = null;
     this.clipPromise = null;
-    for (const { url } of this.items.values()) URL.revokeObjectURL(url);
+    for (const card of this.grid.active.values()) this._releaseCard(card);
   }
 
   /** The loaded Clip, or null. */
@@ -865,12 +1351,13 @@ export class WebclipTagger extends ElementBase {
   // -- start-up: storage, vocabulary, model choice, saved photos
   async _start() {
     try {
-      const [{ Clip }] = await Promise.all([
+      const [{ Clip, ClipIndex }] = await Promise.all([
         this._package(),
         this.store.open().catch((e) => this._warn(`Results will not be kept after this page closes: ${errMessage(e)}.`)),
       ]);
       this.core = new TaggerCore({
         Clip,
+        ClipIndex, // searches scan int8 rows in WebAssembly (an older package without it: Clip.rank)
         labelStore: {
           get: (keys) => this.store.getMany('labels', keys).then((rows) => rows.map((r) => r?.embedding), () => []),
           put: (rows) => this.store.putAll('labels', rows).catch((e) => this._warn(`Label embeddings not saved: ${errMessage(e)}`)),
@@ -978,6 +1465,7 @@ export class WebclipTagger extends ElementBase {
       if (e.key === 'Enter') { clearTimeout(timer); this.search($.query.value); }
     });
     $.clearSearch.addEventListener('click', () => { $.query.value = ''; this.search(''); });
+    $.more.addEventListener('click', () => this.showMore());
     $.applyLabels.addEventListener('click', () => this._applyLabels($.labels.value, $.templates.value));
     $.resetLabels.addEventListener('click', () => this._applyLabels(DEFAULT_LABELS.join('\n'), DEFAULT_TEMPLATES.join('\n')));
     $.exportJson.addEventListener('click', () => this._download('webclip-tags.json', 'application/json', this.exportJson()));
@@ -1189,116 +1677,244 @@ export class WebclipTagger extends ElementBase {
     if (signal.aborted || !photos) return; // another model or vocabulary: its own retag follows
     const changed = [];
     for (const photo of photos) {
-      const item = this.items.get(photo.key);
-      if (!item) continue;
-      item.record.tags = photo.tags;
-      item.record.vocabKey = photo.vocabKey;
-      this._renderTags(item);
-      changed.push(item.record);
+      const record = this.records.get(photo.key);
+      if (!record) continue;
+      record.tags = photo.tags;
+      record.vocabKey = photo.vocabKey;
+      changed.push(record);
     }
-    await this.store.putAll('images', changed).catch((e) => this._warn(`Tags not saved: ${errMessage(e)}`));
+    this.grid.refreshAll();
+    // Written in slices: one transaction of 100,000 records would hold the page for seconds.
+    // The page's records lack their thumbnails: the stored ones get the new tags.
+    for (let i = 0; i < changed.length && !signal.aborted; i += RESTORE_BATCH) {
+      const patches = changed.slice(i, i + RESTORE_BATCH).map((r) => ({ key: r.key, tags: r.tags, vocabKey: r.vocabKey }));
+      const ok = await this.store.patchAll('images', patches)
+        .then(() => true, (e) => { this._warn(`Tags not saved: ${errMessage(e)}`); return false; });
+      if (!ok) break;
+    }
     this._info(`Retagged ${changed.length} photos with ${this.vocab.labels.length} labels.`);
   }
 
   // -- library (saved photos of the current model)
+  /**
+   * Shows the photos saved with the current model: the first page at once (so a library of
+   * any size opens in well under a second), the rest in batches that leave the page
+   * responsive between them. Resolves after the first page; `_restoring` after the rest
+   * (jobs wait for it).
+   */
   async _restoreLibrary() {
-    for (const { url } of this.items.values()) URL.revokeObjectURL(url);
-    this.items.clear();
+    const gen = ++this._libGen;
+    this.records.clear();
+    this._thumbs.clear();
+    this.order = [];
     this.core.clear();
-    this.$.grid.replaceChildren();
-    this.$.grid.classList.remove('ranked');
-    this._hits = null;
+    this.hits = null;
     this.query = null;
+    this.grid.setKeys(this.order);
     this._updateEmpty();
     const spec = this.modelSpec;
-    let records;
-    try {
-      records = await this.store.imagesOf(spec.id);
-    } catch (e) {
-      this._warn(`Saved photos could not be read: ${errMessage(e)}`);
-      return;
-    }
-    if (this.modelSpec !== spec) return;
-    records.sort((a, b) => a.added - b.added);
-    for (const r of records) this._addItem(r);
-    if (records.length) {
-      this._info(`Restored ${records.length} photos indexed earlier with this model (nothing recomputed).`);
-      const stale = records.filter((r) => r.vocabKey !== this.vocab.key).length;
+    let migrating = Promise.resolve();
+    let page = RESTORE_FIRST;
+    let after = null;
+    let stale = 0;
+    // One page: true when it was the last, null when more follow, false when stopped.
+    const more = async () => {
+      let records;
+      try {
+        ({ records, after } = await this.store.imagesPage(spec.id, after, page));
+      } catch (e) {
+        this._warn(`Saved photos could not be read: ${errMessage(e)}`);
+        return false;
+      }
+      if (gen !== this._libGen) return false;
+      const old = records.filter((r) => r.thumb);
+      if (old.length) migrating = migrating.then(() => this.store.migrate(old)).catch(() => {});
+      for (const r of records) {
+        if (this.records.has(r.hash)) continue;
+        this._addItem(r);
+        // Old layout, first screenful: the thumbnail is at hand, used once, not read again.
+        if (page === RESTORE_FIRST && r.thumb) this._thumbs.set(r.hash, r.thumb);
+        if (r.vocabKey !== this.vocab.key) stale++;
+      }
+      if (!this.hits) this.grid.changed();
+      this._updateEmpty();
+      if (!after) return true;
+      // No total: counting 100,000 photos keeps IndexedDB busy for over a second, and the
+      // thumbnails of the first screenful would wait behind it.
+      this._progress(null, null, `Loading saved photos: ${this.order.length} so far…`);
+      if (this.query) this._searchSoon();
+      page = RESTORE_BATCH;
+      return null; // more to come
+    };
+    const first = await more();
+    const finish = (ok) => {
+      if (gen !== this._libGen) return;
+      this._progressDone();
+      const n = this.order.length;
+      if (ok && n) this._info(`Restored ${n} photos indexed earlier with this model (nothing recomputed).`);
+      if (this.query) this._search();
       if (stale) this._enqueue(() => this._retagAll());
-    }
+    };
+    // Jobs (indexing, retagging) wait for the rest and for the records being moved to the new
+    // layout, which would otherwise overwrite what a job writes.
+    const rest = (async () => {
+      let ok = first;
+      while (ok === null) ok = await more();
+      finish(ok);
+      await migrating;
+    })();
+    this._restoring = rest;
+    rest.finally(() => { if (this._restoring === rest) this._restoring = null; });
   }
 
-  /** A saved photo: into the core (embedding, tags) and the grid. */
+  /** A saved photo: into the core (embedding, tags) and the library (the grid shows it). */
   _addItem(record) {
     this.core.add(record.hash, record.embedding, { tags: record.tags, vocabKey: record.vocabKey });
-    return this._addCard(record);
+    if (!this.records.has(record.hash)) this.order.push(record.hash);
+    this.records.set(record.hash, withoutThumb(record));
   }
 
-  _addCard(record) {
-    const url = URL.createObjectURL(record.thumb);
+  /** An unbound card: the grid binds it to a photo, and again to another as the page scrolls. */
+  _newCard() {
     const card = document.createElement('li');
     card.className = 'card';
-    card.dataset.hash = record.hash;
-    card.dataset.name = record.name;
     const img = document.createElement('img');
-    img.src = url;
-    img.alt = record.name;
-    img.loading = 'lazy';
     img.decoding = 'async';
     const body = document.createElement('div');
     body.className = 'body';
     const name = document.createElement('div');
     name.className = 'name';
-    name.textContent = record.name;
-    name.title = `${record.path} · ${record.width}×${record.height} · ${fmtBytes(record.size)}`;
     const sim = document.createElement('div');
     sim.className = 'sim';
     const tags = document.createElement('ul');
     tags.className = 'tags';
     tags.setAttribute('aria-label', 'Tags');
-    body.append(name, sim, tags);
-    if (record.note) {
-      const note = document.createElement('div');
-      note.className = 'note';
-      note.textContent = record.note;
-      body.append(note);
-    }
+    const note = document.createElement('div');
+    note.className = 'note';
     const btn = document.createElement('button');
     btn.type = 'button';
     btn.className = 'secondary';
-    btn.dataset.similar = record.hash;
     btn.textContent = 'More like this';
-    btn.setAttribute('aria-label', `More photos like ${record.name}`);
-    body.append(btn);
+    body.append(name, sim, tags, note, btn);
     card.append(img, body);
-    const item = { record, card, url, sim, tags };
-    this.items.set(record.hash, item);
-    this._renderTags(item);
-    this.$.grid.append(card);
-    this._updateEmpty();
-    return item;
+    card._parts = { img, name, sim, tags, note, btn };
+    return card;
   }
 
-  _renderTags(item) {
-    item.tags.replaceChildren(...(item.record.tags || []).map(({ label, score }) => {
-      const li = document.createElement('li');
-      li.dataset.label = label;
-      li.append(label);
-      const b = document.createElement('b');
-      b.textContent = score < 0.005 ? '<1%' : `${Math.round(score * 100)}%`;
-      li.append(b);
-      return li;
-    }));
+  /**
+   * Shows photo `hash` in `card`. Its thumbnail's object URL (about 0.4 ms each for a blob
+   * read from IndexedDB, a call into the browser process) is made at once for a card in the
+   * viewport, after the next frame for one in the overscan, so that a search or a jump through
+   * the library paints its visible cards first.
+   */
+  _bindCard(card, hash, inView = true) {
+    const r = this.records.get(hash);
+    const { img, name, sim, tags, note, btn } = card._parts;
+    if (card._hash !== hash) {
+      card._hash = hash;
+      card.dataset.hash = hash;
+      card.dataset.name = r.name;
+      if (card._url) URL.revokeObjectURL(card._url);
+      card._url = null;
+      img.removeAttribute('src');
+      if (inView) this._showThumb(card);
+      else this._thumbSoon(card);
+      img.alt = r.name;
+      name.textContent = r.name;
+      name.title = `${r.path} · ${r.width}×${r.height} · ${fmtBytes(r.size)}`;
+      note.textContent = r.note || '';
+      note.title = r.note || '';
+      note.classList.toggle('hidden', !r.note);
+      btn.dataset.similar = hash;
+      btn.setAttribute('aria-label', `More photos like ${r.name}`);
+    }
+    const score = this.hits?.scores.get(hash);
+    card.classList.toggle('hit', score !== undefined);
+    sim.textContent = score !== undefined ? `similarity ${score.toFixed(3)}` : '';
+    const list = r.tags || [];
+    if (card._tags !== list) {
+      card._tags = list;
+      tags.replaceChildren(...list.map(({ label, score: p }) => {
+        const li = document.createElement('li');
+        li.dataset.label = label;
+        li.append(label);
+        const b = document.createElement('b');
+        b.textContent = p < 0.005 ? '<1%' : `${Math.round(p * 100)}%`;
+        li.append(b);
+        li.title = `${label} ${b.textContent}`; // a long label is cut in the card
+        return li;
+      }));
+    }
+  }
+
+  _showThumb(card) {
+    if (card._url || !card._hash) return;
+    const r = this.records.get(card._hash);
+    const inline = this._thumbs.get(card._hash);
+    if (inline) this._thumbs.delete(card._hash);
+    if (inline || r.thumb) {
+      card._url = URL.createObjectURL(inline || r.thumb);
+      card._parts.img.src = card._url;
+      return;
+    }
+    // From storage: the cards bound in this task are read in one transaction.
+    (this._fetchQueue ??= []).push([card, card._hash, r.key]);
+    if (this._fetchQueue.length > 1) return;
+    queueMicrotask(async () => {
+      const batch = this._fetchQueue;
+      this._fetchQueue = [];
+      const got = await this.store.thumbsOf(batch.map(([, , key]) => key)).catch(() => []);
+      batch.forEach(([c, hash], i) => {
+        const thumb = got[i];
+        if (c._hash !== hash || c._url || !thumb) return; // bound to another photo meanwhile
+        c._url = URL.createObjectURL(thumb);
+        c._parts.img.src = c._url;
+      });
+    });
+  }
+
+  _thumbSoon(card) {
+    (this._thumbQueue ??= new Set()).add(card);
+    if (this._thumbTimer) return;
+    // After the next frame: the cards in view are painted first.
+    this._thumbTimer = requestAnimationFrame(() => setTimeout(() => {
+      this._thumbTimer = null;
+      const cards = [...this._thumbQueue];
+      this._thumbQueue.clear();
+      for (const c of cards) this._showThumb(c); // a card released meanwhile has no _hash
+    }, 0));
+  }
+
+  _releaseCard(card) {
+    if (card._url) URL.revokeObjectURL(card._url);
+    card._url = null;
+    card._hash = null;
+    card._parts.img.removeAttribute('src');
+  }
+
+  /** The height of a card `width` wide: a hidden probe with every part, tags on two rows. */
+  _cardHeight(width) {
+    const probe = this._newCard();
+    probe.classList.add('probe');
+    probe.style.width = `${width}px`;
+    const p = probe._parts;
+    p.name.textContent = 'x';
+    p.sim.textContent = 'similarity 0.000';
+    p.note.textContent = 'x';
+    this.$.grid.append(probe);
+    const h = probe.getBoundingClientRect().height;
+    probe.remove();
+    return h;
   }
 
   _updateEmpty() {
-    const n = this.items.size;
+    const n = this.records.size;
     this.$.empty.classList.toggle('hidden', n > 0);
     this.$.counts.textContent = `${this.stats.imagesComputed} computed, ${this.stats.imagesCached} from cache`;
   }
 
   async _forget() {
-    const n = this.items.size;
+    const n = this.records.size;
     this._cancelJobs();
     await this.store.deleteImagesOf(this.modelSpec.id).catch((e) => this._error(`Could not delete saved photos: ${errMessage(e)}`));
     await this._restoreLibrary();
@@ -1313,8 +1929,10 @@ export class WebclipTagger extends ElementBase {
   }
 
   _enqueue(job) {
-    const guarded = () => {
+    const guarded = async () => {
       if (!this.core) throw new Error('the tagger could not start (see the message above)');
+      // A job sees the whole saved library (it may find a photo there).
+      while (this._restoring) await this._restoring;
       return job();
     };
     const run = this.queue.then(guarded).catch((e) => this._error(errMessage(e)));
@@ -1322,9 +1940,11 @@ export class WebclipTagger extends ElementBase {
     return run;
   }
 
+  /** The progress bar: `done` of `total`, or moving without a value when `total` is null. */
   _progress(done, total, text) {
     this.$.indexBox.classList.remove('hidden');
-    this.$.indexProgress.value = total ? done / total : 0;
+    if (total == null) this.$.indexProgress.removeAttribute('value');
+    else this.$.indexProgress.value = total ? done / total : 0;
     this.$.indexText.textContent = text;
   }
 
@@ -1388,8 +2008,17 @@ export class WebclipTagger extends ElementBase {
             tags: entry.tags, vocabKey: entry.vocabKey, added: Date.now() + i / 1000,
           }));
           done += records.length;
-          for (const record of records) if (!this.items.has(record.hash)) this._addCard(record);
-          await this.store.putAll('images', records).catch((e) => this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`));
+          for (const record of records) {
+            if (!this.records.has(record.hash)) this.order.push(record.hash);
+            this.records.set(record.hash, record);
+          }
+          if (!this.hits) this.grid.changed();
+          const saved = await this.store.putPhotos(records).then(() => true, (e) => {
+            this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`);
+            return false;
+          });
+          // Saved: the thumbnails are read back from storage when a card shows them.
+          if (saved) for (const r of records) if (this.records.get(r.hash) === r) this.records.set(r.hash, withoutThumb(r));
           this._updateEmpty();
           if (this.query) this._searchSoon();
         },
@@ -1439,6 +2068,7 @@ export class WebclipTagger extends ElementBase {
       if (saved) {
         tally.cached();
         this._addItem(saved);
+        if (!this.hits) this.grid.changed();
         if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
         continue;
       }
@@ -1463,16 +2093,27 @@ export class WebclipTagger extends ElementBase {
   search(text) {
     const t = String(text ?? '').trim();
     this.query = t ? { kind: 'text', text: t } : null;
+    this._shown = this.searchTop;
+    return this._search({ fresh: true });
+  }
+
+  /** Extends the search shown by `searchTop` more photos. */
+  showMore() {
+    if (!this.query) return Promise.resolve();
+    this._shown += this.searchTop;
     return this._search();
   }
 
   /** Ranks photos by image similarity to the photo with this content hash. */
   moreLikeThis(hash) {
-    const item = this.items.get(hash);
-    if (!item) return Promise.resolve();
+    if (!this.records.has(hash)) return Promise.resolve();
     this.query = { kind: 'image', hash };
     this.$.query.value = '';
-    return this._search().then(() => item.card.querySelector('button')?.focus());
+    this._shown = this.searchTop;
+    return this._search({ fresh: true }).then(() => {
+      const i = this.hits?.keys.indexOf(hash) ?? -1;
+      if (i >= 0) this.grid.focusIndex(i);
+    });
   }
 
   /** Re-rank the search in the box soon, at most once per RERANK_WHILE_INDEXING_MS. */
@@ -1484,7 +2125,8 @@ export class WebclipTagger extends ElementBase {
     }, RERANK_WHILE_INDEXING_MS);
   }
 
-  async _search() {
+  /** `fresh`: a new query (not a re-rank of the one shown): the results are scrolled into view. */
+  async _search({ fresh = false } = {}) {
     const seq = ++this.querySeq;
     const q = this.query;
     const $ = this.$;
@@ -1493,15 +2135,16 @@ export class WebclipTagger extends ElementBase {
     if (!q) {
       this._arrange(null, null);
       $.searchInfo.textContent = '';
+      $.moreBox.classList.add('hidden');
       return;
     }
-    const top = this.searchTop;
-    const of = this.items.size > top ? ` (the best ${top} of ${this.items.size})` : '';
+    const top = this._shown;
+    const of = this.records.size > top ? ` (the best ${top} of ${this.records.size})` : '';
     let ranking;
     if (q.kind === 'image') {
-      $.searchInfo.textContent = `Photos most like ${this.items.get(q.hash)?.record.name}${of}`;
-      ranking = this.core.moreLikeThis(q.hash, { topK: top });
-    } else if (!this.items.size) {
+      $.searchInfo.textContent = `Photos most like ${this.records.get(q.hash)?.name}${of}`;
+      ranking = await this.core.moreLikeThis(q.hash, { topK: top });
+    } else if (!this.records.size) {
       $.searchInfo.textContent = 'No photos to search yet: add some first.';
       return;
     } else {
@@ -1515,55 +2158,36 @@ export class WebclipTagger extends ElementBase {
       }
       if (seq !== this.querySeq) return;
       $.searchInfo.textContent = `Photos ranked by likeness to "${q.text}"${of}`;
-      ranking = this.core.search(embedding, { topK: top });
+      ranking = await this.core.search(embedding, { topK: top });
     }
     if (seq !== this.querySeq || !ranking) return;
     this._arrange(ranking.map((r) => r.key), new Map(ranking.map((r) => [r.key, r.score])));
-    this.lastRanking = ranking.map(({ key, score }) => ({ hash: key, name: this.items.get(key).record.name, score }));
+    const rest = this.records.size - ranking.length;
+    $.moreBox.classList.toggle('hidden', rest <= 0);
+    $.more.textContent = `Show ${Math.min(rest, this.searchTop)} more`;
+    $.moreInfo.textContent = rest > 0 ? `${ranking.length} of ${this.records.size} shown` : '';
+    // A new result starts at the top: bring the search box back into view if the page was
+    // scrolled down the library (re-ranks while indexing leave the scroll alone).
+    if (fresh && this.$.grid.getBoundingClientRect().top < 0) this.$.searchBox.scrollIntoView({ block: 'start' });
+    this.lastRanking = ranking.map(({ key, score }) => ({ hash: key, name: this.records.get(key).name, score }));
     this.dispatchEvent(new CustomEvent('webclip-search', { detail: { query: q, ranking: this.lastRanking } }));
   }
 
   /**
-   * Show the cards of `hashes` first, in that order, with their scores, and hide the others;
-   * `null`: every card in the order added. Only the cards of this and the previous ranking
-   * move, never the whole library.
+   * Show the photos `hashes` in that order, with their scores; `null`: every photo in the
+   * order added. The grid binds only the cards in view, so this costs the same whatever the
+   * size of the library.
    */
   _arrange(hashes, scores) {
-    const grid = this.$.grid;
-    const active = this.shadowRoot.activeElement;
-    const before = this._hits ?? new Set();
-    // The previous hits go back where they were in the order added (the others never moved).
-    if (before.size) {
-      let prev = null;
-      for (const key of this.core.keys()) {
-        const item = this.items.get(key);
-        if (!item) continue;
-        if (before.has(key)) {
-          item.card.classList.remove('hit');
-          item.sim.textContent = '';
-          if (prev) prev.after(item.card);
-          else grid.prepend(item.card);
-        }
-        prev = item.card;
-      }
-    }
-    this._hits = new Set(hashes ?? []);
-    grid.classList.toggle('ranked', !!hashes);
-    if (hashes) {
-      const cards = hashes.map((h) => {
-        const item = this.items.get(h);
-        item.card.classList.add('hit');
-        item.sim.textContent = `similarity ${scores.get(h).toFixed(3)}`;
-        return item.card;
-      });
-      grid.prepend(...cards);
-    }
-    if (active && grid.contains(active)) active.focus();
+    this.hits = hashes ? { keys: hashes, scores } : null;
+    this.$.grid.classList.toggle('ranked', !!hashes);
+    this.grid.setKeys(hashes ?? this.order);
+    this.grid.refreshAll(); // the scores shown (or no longer shown) on the cards kept
   }
 
   // -- export
   _exportRows() {
-    return this.core ? this.core.keys().map((h) => this.items.get(h).record) : [];
+    return this.order.map((h) => this.records.get(h));
   }
 
   exportJson() {
@@ -1592,7 +2216,7 @@ export class WebclipTagger extends ElementBase {
   }
 
   _download(name, type, text) {
-    if (!this.items.size) { this._warn('There is nothing to export yet: add some photos first.'); return; }
+    if (!this.records.size) { this._warn('There is nothing to export yet: add some photos first.'); return; }
     const url = URL.createObjectURL(new Blob([text], { type }));
     const a = document.createElement('a');
     a.href = url;

@@ -8,9 +8,15 @@
 //   - the CSV export holds every photo and its tags;
 //   - no request leaves the local server;
 //   - bad input (a model URL that 404s, a model folder missing a file, an empty label list)
-//     gives a visible, specific message.
+//     gives a visible, specific message;
+//   - at scale (3,000 synthetic photos written into the demo's IndexedDB, tests/js/demo-library.js,
+//     in the layout before thumbnails had their own store): the DOM holds a few dozen cards, the
+//     grid is as tall as all of them, scrolling to the end shows the last photos, Home/End and
+//     arrows move focus through the whole library, a text search shows exactly the top 50 of a
+//     ranking of every stored embedding ("Show more": the top 100), and a retag keeps the
+//     thumbnails (moved to their own store) across a reload.
 // Run: cd tests/js && node --test demo.test.mjs   (needs pkg/ built by ./build.sh)
-// Artifact: tests/js/artifacts/demo.png (and demo-phone.png), a screenshot to look at.
+// Artifact: tests/js/artifacts/demo.png (and demo-phone.png, demo-scale.png), screenshots to look at.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, fixturesDir, repoRoot } from './server.js';
+import { writeLibrary, exactRanking } from './demo-library.js';
 
 const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
 const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
@@ -364,4 +371,143 @@ test('demo page: a SigLIP model loads by URL; its tags are sigmoid scores cut at
   }
   await page.close();
   assert.deepEqual(foreign, []);
+});
+
+test('demo page at scale: 3,000 saved photos, a virtual grid, top matches exact, scrolling reveals the rest', { timeout: 3 * TIMEOUT }, async () => {
+  // Its own profile: the library written here stays out of the other tests' storage.
+  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-scale-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
+  });
+  try {
+    const N = 3000;
+    const model = modelUrl();
+    const page = await ctx.newPage();
+    const logs = [];
+    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+    page.logs = logs;
+    await page.goto(demoUrl());
+    // As the tagger wrote them before thumbnails had their own store: they are moved as they are read.
+    const written = await writeLibrary(page, { n: N, dim: 32, model, seed: 7, layout: 'inline' });
+    assert.equal(written.n, N);
+    await page.reload();
+    await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+
+    const name = (i) => `photo-${String(i).padStart(7, '0')}.jpg`;
+    const grid = () => page.evaluate(() => {
+      const root = document.querySelector('webclip-tagger').shadowRoot;
+      const ul = root.querySelector('[data-ref=grid]');
+      const cards = [...ul.querySelectorAll('.card')];
+      const vh = innerHeight;
+      return {
+        height: ul.getBoundingClientRect().height,
+        cardHeight: cards[0]?.getBoundingClientRect().height,
+        names: cards.map((c) => c.dataset.name),
+        positions: cards.map((c) => Number(c.getAttribute('aria-posinset'))),
+        visible: cards.filter((c) => { const r = c.getBoundingClientRect(); return r.bottom > 0 && r.top < vh; })
+          .map((c) => ({ name: c.dataset.name, loaded: c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0 })),
+      };
+    });
+    const g0 = await grid();
+    assert.ok(g0.names.length > 0 && g0.names.length < 300, `only the cards near the viewport exist: ${g0.names.length} of ${N}`);
+    assert.equal(g0.names[0], name(0), 'the grid starts with the first photo added');
+    assert.deepEqual(g0.positions, g0.positions.map((_, i) => i + 1), 'the cards in the DOM are the first ones, in order');
+    assert.ok(g0.height >= (N / 12) * g0.cardHeight, `the grid is as tall as every card would be (${g0.height} px)`);
+
+    // Scrolling to the end shows the last photos (and the first are recycled).
+    await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+    await page.waitForFunction((last) => [...document.querySelector('webclip-tagger').shadowRoot.querySelectorAll('.card')]
+      .some((c) => c.dataset.name === last && c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0), name(N - 1));
+    const g1 = await grid();
+    assert.ok(g1.visible.some((c) => c.name === name(N - 1) && c.loaded), `the last photo is visible with its thumbnail: ${JSON.stringify(g1.visible.slice(-3))}`);
+    assert.ok(!g1.names.includes(name(0)), 'the first cards were recycled');
+    assert.ok(g1.names.length < 300, `still only ${g1.names.length} cards`);
+    assert.ok(Math.min(...g1.positions) > N - 300);
+
+    // Keyboard: Home and End move focus through the whole library, arrows by card and by row.
+    const focused = () => page.evaluate(() => {
+      const a = document.querySelector('webclip-tagger').shadowRoot.activeElement;
+      return a?.closest('.card')?.dataset.name ?? null;
+    });
+    await page.locator(`webclip-tagger .card[data-name="${name(N - 1)}"] button`).focus();
+    await page.keyboard.press('Home');
+    assert.equal(await focused(), name(0));
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await focused(), name(1));
+    await page.keyboard.press('End');
+    assert.equal(await focused(), name(N - 1));
+    assert.ok((await grid()).names.length < 300);
+
+    // Text search: the best 50, exactly those of a ranking of every stored embedding.
+    await waitMessage(page, /Model .* ready/, TIMEOUT);
+    const query = 'a photo of a cat';
+    const textEmbedding = await page.evaluate(async ({ model, query }) => {
+      const { Clip } = await import('/pkg/index.js');
+      const clip = await Clip.load({ model, backend: 'cpu', cache: false });
+      try {
+        return Array.from((await clip.embedTexts([query]))[0]);
+      } finally {
+        clip.dispose();
+      }
+    }, { model, query });
+    const exact = await exactRanking(page, { model, query: textEmbedding, k: 100 });
+    const ranking = () => page.evaluate(() => document.querySelector('webclip-tagger').lastRanking);
+    await page.evaluate((q) => document.querySelector('webclip-tagger').search(q), query);
+    let got = await ranking();
+    assert.equal(got.length, 50, 'the top 50 by default');
+    assert.deepEqual(got.map((r) => r.name), exact.slice(0, 50).map((r) => r.name), 'the exact top 50, in order');
+    got.forEach((r, i) => assert.ok(Math.abs(r.score - exact[i].score) < 1e-5, `${r.name}: ${r.score} vs ${exact[i].score}`));
+    assert.match(await page.locator('webclip-tagger [data-ref=searchInfo]').textContent(), new RegExp(`best 50 of ${N}`));
+    const g2 = await grid();
+    assert.deepEqual(g2.names, exact.slice(0, g2.names.length).map((r) => r.name), 'the grid shows the matches in order');
+    assert.ok(g2.names.length <= 50);
+    // "Show more": the next 50.
+    await page.locator('webclip-tagger [data-ref=more]').click();
+    await page.waitForFunction(() => document.querySelector('webclip-tagger').lastRanking.length === 100);
+    got = await ranking();
+    assert.deepEqual(got.map((r) => r.name), exact.map((r) => r.name), 'the exact top 100 after "Show more"');
+    // Back to the library.
+    await page.locator('webclip-tagger [data-ref=clearSearch]').click();
+    await page.waitForFunction((first) => document.querySelector('webclip-tagger').shadowRoot.querySelector('.card')?.dataset.name === first, name(0));
+    assert.ok((await grid()).height >= (N / 12) * g0.cardHeight);
+    await page.screenshot({ path: join(ARTIFACTS, 'demo-scale.png') });
+
+    // Another vocabulary retags every photo; after a reload the photos keep their thumbnails
+    // (now in their own store) and show the new tags.
+    await page.locator('webclip-tagger [data-ref=labelsBox] summary').click();
+    await page.locator('webclip-tagger textarea[data-ref=labels]').fill('cat\ndog\nrocket');
+    await page.locator('webclip-tagger [data-ref=applyLabels]').click();
+    await waitMessage(page, new RegExp(`Retagged ${N} photos with 3 labels`), TIMEOUT);
+    const stored = await page.evaluate(() => new Promise((resolve, reject) => {
+      const open = indexedDB.open('webclip-tagger');
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const tx = open.result.transaction(['images', 'thumbs']);
+        const out = {};
+        tx.objectStore('thumbs').count().onsuccess = (e) => { out.thumbs = e.target.result; };
+        tx.objectStore('images').getAll().onsuccess = (e) => {
+          out.inline = e.target.result.filter((r) => r.thumb).length;
+          out.tagged = e.target.result.filter((r) => r.tags.every((t) => ['cat', 'dog', 'rocket'].includes(t.label))).length;
+        };
+        tx.oncomplete = () => { open.result.close(); resolve(out); };
+      };
+    }));
+    assert.deepEqual(stored, { thumbs: N, inline: 0, tagged: N }, 'every record moved to the new layout and retagged');
+    await page.reload();
+    await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+    await page.waitForFunction(() => {
+      const img = document.querySelector('webclip-tagger').shadowRoot.querySelector('.card img');
+      return img?.complete && img.naturalWidth > 0;
+    });
+    const after = await cardTags(page);
+    assert.ok(Object.keys(after).length > 0 && Object.keys(after).length < 300);
+    for (const [photo, labels] of Object.entries(after)) {
+      assert.ok(labels.length > 0 && labels.every((l) => ['cat', 'dog', 'rocket'].includes(l)), `${photo}: ${labels}`);
+    }
+    assert.deepEqual(logs, []);
+    await page.close();
+  } finally {
+    await ctx.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { Clip } from '../../../pkg/index.js';
+import { Clip, ClipIndex } from '../../../pkg/index.js';
 import { TaggerCore, MemoryLabelStore, ModelUnavailableError } from '../../../www/webclip-tagger.js';
 import { fixturesDir, golden, SIGLIP_MODELS } from '../common.js';
 
@@ -130,8 +130,8 @@ test('prompt ensembling: a label is the mean direction of its templates, scored 
   }
 });
 
-test('search: text search and more-like-this rank as clip.rank does', async () => {
-  const { core, model } = newCore();
+for (const [how, options] of [['Clip.rank', {}], ['ClipIndex (int8 scan, exact re-scoring)', { ClipIndex }]]) test(`search through ${how}: text search and more-like-this rank as clip.rank does`, async () => {
+  const { core, model } = newCore(options);
   await core.setVocab(LABELS, [TEMPLATE]);
   await core.index(photos());
   const query = 'a photo of a cat';
@@ -142,14 +142,14 @@ test('search: text search and more-like-this rank as clip.rank does', async () =
   assertSameRanking(await core.searchText(query), q, `${query}, again`);
   assert.equal(model.calls.texts, before + 1, 'a repeated query is not embedded again');
   assert.deepEqual((await core.searchText(query, { topK: 3 })).map((r) => r.key), (await core.searchText(query)).slice(0, 3).map((r) => r.key));
-  assertSameRanking(core.search(q), q, 'search by embedding');
+  assertSameRanking(await core.search(q), q, 'search by embedding');
 
   const k = PHOTOS.indexOf('rocket.png');
-  const similar = core.moreLikeThis('rocket.png');
+  const similar = await core.moreLikeThis('rocket.png');
   assert.equal(similar[0].key, 'rocket.png');
   assert.ok(Math.abs(similar[0].score - 1) < 1e-5, 'a photo is most like itself');
   assertSameRanking(similar, direct[k], 'more like rocket.png');
-  assert.equal(core.moreLikeThis('no-such-photo'), null);
+  assert.equal(await core.moreLikeThis('no-such-photo'), null);
 
   // Removing a photo takes it out of every search.
   assert.equal(core.remove('rocket.png'), true);
@@ -157,6 +157,16 @@ test('search: text search and more-like-this rank as clip.rank does', async () =
   assert.equal(core.size, PHOTOS.length - 1);
   assert.ok(!(await core.searchText(query)).some((r) => r.key === 'rocket.png'));
   assert.equal(core.remove('rocket.png'), false);
+  if (options.ClipIndex) {
+    assert.equal(core._index?.size, PHOTOS.length - 1, 'the search went through the index, which lost the removed photo');
+    // Cleared (a model switch does this), then one photo again: the index follows.
+    core.clear();
+    assert.deepEqual(await core.searchText(query), []);
+    core.add('rocket.png', direct[k]);
+    const again = await core.searchText(query);
+    assert.deepEqual(again.map((r) => r.key), ['rocket.png']);
+    assert.equal(core._index.size, 1, 'a fresh index');
+  }
 });
 
 test('changing the vocabulary retags from stored embeddings, reusing cached label embeddings', async () => {
