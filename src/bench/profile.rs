@@ -146,17 +146,20 @@ pub fn fastest_vision_pass<B: Backend>(
     batch: usize,
     passes: usize,
 ) -> Result<(Duration, Vec<OpTime>)> {
-    let mut best: Option<(Duration, Vec<OpTime>)> = None;
-    for _ in 0..passes.max(1) {
+    let mut pass = || -> Result<(Duration, Vec<OpTime>)> {
         let mut profiled = Profiled::new(&mut *backend);
         let start = now();
         graph::vision_forward(&mut profiled, vision, px, batch, false)?;
-        let total = now().saturating_sub(start);
-        if best.as_ref().is_none_or(|(t, _)| total < *t) {
-            best = Some((total, profiled.ops));
+        Ok((now().saturating_sub(start), profiled.ops))
+    };
+    let mut best = pass()?;
+    for _ in 1..passes {
+        let next = pass()?;
+        if next.0 < best.0 {
+            best = next;
         }
     }
-    Ok(best.expect("at least one pass"))
+    Ok(best)
 }
 
 /// A Markdown table of `ops` against the whole pass (`total`, which also holds what ran

@@ -179,13 +179,13 @@ impl GpuBackend {
         &self.ctx.info
     }
 
-    /// A software rasteriser (SwiftShader, llvmpipe/lavapipe, WARP): far slower than the
-    /// CPU backend, so `auto` does not pick it.
     /// Kernel launches recorded so far: the difference across a pass is its dispatch count.
     pub fn dispatches(&self) -> u64 {
         self.dispatches
     }
 
+    /// A software rasteriser (SwiftShader, llvmpipe/lavapipe, WARP): far slower than the
+    /// CPU backend, so `auto` does not pick it.
     pub fn is_software(&self) -> bool {
         self.ctx.is_software()
     }

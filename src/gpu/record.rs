@@ -182,21 +182,19 @@ impl GpuBackend {
             return;
         }
         self.dispatches += 1;
-        if self.pass.is_none() {
-            // WebGPU orders the dispatches of one pass and makes each one's writes visible
-            // to the next (wgpu places the barriers), as separate passes would.
-            let pass = self
+        // WebGPU orders the dispatches of one pass and makes each one's writes visible to
+        // the next (wgpu places the barriers), as separate passes would.
+        let pass = match self.pass.take() {
+            Some(open) => open,
+            None => self
                 .encoder()
                 .begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: None,
                     timestamp_writes: None,
                 })
-                .forget_lifetime();
-            self.pass = Some(pass);
-        }
-        let Some(pass) = self.pass.as_mut() else {
-            return;
+                .forget_lifetime(),
         };
+        let pass = self.pass.insert(pass);
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &group, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);

@@ -28,7 +28,7 @@
 
 import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, repoRoot } from '../server.js';
 import { writeLibrary } from '../demo-library.js';
@@ -39,7 +39,7 @@ const arg = (name, dflt) => {
 };
 const N = Number(arg('n', 100_000));
 const MODEL = arg('model', 'b32');
-const PROFILE = arg('profile', null);
+const PROFILE = arg('profile', null) && resolve(arg('profile', null)); // absolute: Chromium and the size scan read it
 const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
 const DEFAULT_MODEL = 'https://huggingface.co/openai/clip-vit-base-patch32/resolve/main/';
 if (!['b32', 'tiny'].includes(MODEL)) throw new Error('--model b32 or tiny');
