@@ -612,6 +612,25 @@ impl Clip {
         }
     }
 
+    /// A handle that destroys the GPU device even while a call runs (tests of a loss in
+    /// the middle of a batch); `None` on the CPU backend.
+    #[doc(hidden)]
+    pub fn device_breaker(&self) -> Option<crate::gpu::DeviceBreaker> {
+        match &self.loaded {
+            Loaded::Gpu(e) => Some(e.backend.device_breaker()),
+            Loaded::Cpu(_) => None,
+        }
+    }
+
+    /// `(buffers, bytes)` the GPU backend holds on its device (weights, activations,
+    /// staging); `None` on the CPU backend. Flat across calls of the same shapes.
+    pub fn gpu_buffers(&self) -> Option<(u64, u64)> {
+        match &self.loaded {
+            Loaded::Gpu(e) => Some(e.backend.live_buffers()),
+            Loaded::Cpu(_) => None,
+        }
+    }
+
     pub fn towers(&self) -> Towers {
         match &self.loaded {
             Loaded::Cpu(e) => e.model.towers(),

@@ -392,3 +392,33 @@ fn a_lost_device_fails_the_next_call_with_a_device_lost_error_and_a_new_load_rec
     let err = max_abs_diff(&feats.data, &want);
     assert!(err < 1e-3, "after a new load: max abs {err}");
 }
+
+#[test]
+fn gpu_buffers_stay_flat_across_calls_and_count_the_weights() {
+    let g = Golden::load(&model_dirs()[0]);
+    let Some(probe) = gpu() else { return };
+    drop(probe);
+    let opts = ClipOptions {
+        backend: BackendChoice::Gpu,
+        gpu: f32_weights(),
+        ..Default::default()
+    };
+    let mut clip = load_clip(&g, &opts).unwrap();
+    let (loaded, loaded_bytes) = clip
+        .gpu_buffers()
+        .expect("a GPU backend counts its buffers");
+    assert!(loaded > 0 && loaded_bytes > 0);
+    let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
+    let pixels = g.pixels(&g.images[0]);
+    let run = |clip: &mut Clip| {
+        pollster::block_on(clip.text_features(&texts)).unwrap();
+        pollster::block_on(clip.pixel_features(&pixels, 1)).unwrap();
+        clip.gpu_buffers().unwrap()
+    };
+    // The first calls fill the activation pool; later ones of the same shapes reuse it.
+    let warm = run(&mut clip);
+    assert!(warm.1 > loaded_bytes, "activations are counted: {warm:?}");
+    for i in 0..5 {
+        assert_eq!(run(&mut clip), warm, "call {i} after warm-up");
+    }
+}

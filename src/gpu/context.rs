@@ -4,8 +4,18 @@
 //! (an operation failed) or `ClipError::DeviceLost` at the next operation. No adapter or
 //! device at all is `ClipError::NoGpu`.
 
+use super::buffer::{Ledger, Owned};
 use crate::error::{ClipError, Result};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+
+/// The out-of-memory error of one allocation, if any: in the browser it arrives
+/// asynchronously (an error scope's promise), natively at once.
+#[cfg(not(target_arch = "wasm32"))]
+pub type AllocCheck = Pin<Box<dyn Future<Output = Option<wgpu::Error>> + Send>>;
+#[cfg(target_arch = "wasm32")]
+pub type AllocCheck = Pin<Box<dyn Future<Output = Option<wgpu::Error>>>>;
 
 /// How to pick and set up the GPU.
 #[derive(Debug, Clone, Default)]
@@ -128,6 +138,8 @@ pub struct Context {
     /// The adapter offers `shader-f16` (not requested: the shaders unpack f16 by hand).
     pub shader_f16: bool,
     pub errors: Arc<ErrorSink>,
+    /// Every buffer the backend holds on this device.
+    pub ledger: Arc<Ledger>,
 }
 
 impl Context {
@@ -208,6 +220,7 @@ impl Context {
             f16_weights: opts.weights.resolve(adapter.features()),
             shader_f16,
             errors,
+            ledger: Arc::default(),
         })
     }
 
@@ -217,7 +230,20 @@ impl Context {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Fail with a clear message when one buffer of `bytes` cannot exist on this device.
+    /// A new buffer of the backend's, counted in `ledger` and destroyed when dropped.
+    pub fn buffer(&self, desc: &wgpu::BufferDescriptor<'_>) -> Owned {
+        Owned::create(&self.device, &self.ledger, desc)
+    }
+
+    /// [`Context::buffer`] with its out-of-memory error captured in an error scope
+    /// instead of escaping to the uncaptured handler: for the allocations a batch's size
+    /// decides, so that a batch too large for the GPU's memory fails as such.
+    pub fn buffer_checked(&self, desc: &wgpu::BufferDescriptor<'_>) -> (Owned, AllocCheck) {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.buffer(desc);
+        (buffer, Box::pin(scope.pop()))
+    }
+
     /// The largest buffer a kernel can bind on this device.
     pub fn max_buffer_bytes(&self) -> u64 {
         self.limits
@@ -225,6 +251,7 @@ impl Context {
             .min(self.limits.max_storage_buffer_binding_size)
     }
 
+    /// Fail with a clear message when one buffer of `bytes` cannot exist on this device.
     pub fn check_size(&self, what: &str, bytes: u64) -> Result<()> {
         let max = self.max_buffer_bytes();
         if bytes > max {

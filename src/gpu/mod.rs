@@ -25,6 +25,7 @@
 //! backend (and a `Clip` on it) can move between threads; on wasm32 there is one thread.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+pub mod buffer;
 pub mod context;
 mod ops;
 pub mod pipelines;
@@ -39,7 +40,8 @@ pub use context::{GpuOptions, WeightPrecision};
 use crate::error::{ClipError, Result};
 use crate::graph::{Backend, Dims, Shape};
 use crate::model::{HostTensor, WeightRole};
-use context::Context;
+use buffer::Owned;
+use context::{AllocCheck, Context};
 use pipelines::Pipelines;
 use pool::{Pool, Pooled};
 use record::{arena_buffer, Arena, ARENA_BYTES};
@@ -48,19 +50,19 @@ use std::sync::Arc;
 /// A weight in GPU memory.
 #[derive(Debug)]
 pub struct GpuWeight {
-    buffer: wgpu::Buffer,
+    buffer: Owned,
     /// A table larger than the device's largest buffer (SigLIP 2's 256,000-token
     /// embedding is 750 MiB in f32; WebGPU guarantees 128 MiB bindings) is kept in pages
     /// of `page_rows` rows: `buffer` holds the first, `more_pages` the rest. Only the
     /// token lookup (`text_embed`) reads a paged table.
-    more_pages: Vec<wgpu::Buffer>,
+    more_pages: Vec<Owned>,
     page_rows: usize,
     pub shape: Vec<usize>,
     /// Stored as f16 (a linear layer's matrix with `f16_weights`), else f32.
     pub f16: bool,
     /// Stored as int8 (four per u32): the scales `[rows, groups]` and the columns per
     /// scale.
-    scales: Option<(wgpu::Buffer, usize)>,
+    scales: Option<(Owned, usize)>,
 }
 
 impl GpuWeight {
@@ -79,7 +81,7 @@ impl GpuWeight {
 
     /// The scales buffer and columns per scale of an int8 weight.
     fn int8(&self) -> Option<(&wgpu::Buffer, usize)> {
-        self.scales.as_ref().map(|(b, g)| (b, *g))
+        self.scales.as_ref().map(|(b, g)| (&**b, *g))
     }
 
     /// Bytes this weight holds on the device (scales included).
@@ -93,7 +95,7 @@ impl GpuWeight {
         std::iter::once(&self.buffer)
             .chain(&self.more_pages)
             .enumerate()
-            .map(|(i, b)| (i * self.page_rows, b))
+            .map(|(i, b)| (i * self.page_rows, &**b))
     }
 }
 
@@ -123,6 +125,20 @@ impl Shape for GpuWeight {
     }
 }
 
+/// Destroys a backend's device on demand: see [`GpuBackend::device_breaker`].
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct DeviceBreaker(wgpu::Device);
+
+impl DeviceBreaker {
+    pub fn destroy(&self) {
+        self.0.destroy();
+        // wgpu-core reports the loss on the next maintenance pass.
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.0.poll(wgpu::PollType::Poll);
+    }
+}
+
 /// The GPU backend.
 pub struct GpuBackend {
     ctx: Arc<Context>,
@@ -137,7 +153,9 @@ pub struct GpuBackend {
     /// Kernel launches recorded since the backend was made (the benchmark's count per pass).
     dispatches: u64,
     /// Bound in place of an absent bias or residual.
-    dummy: wgpu::Buffer,
+    dummy: Owned,
+    /// The out-of-memory checks of activations created since the last read-back.
+    alloc_checks: Vec<AllocCheck>,
 }
 
 impl GpuBackend {
@@ -151,11 +169,11 @@ impl GpuBackend {
             .max(ctx.limits.min_storage_buffer_offset_alignment) as usize;
         let arena = Arena {
             // Within the device's (or a caller's capped) largest buffer.
-            buffer: arena_buffer(&ctx.device, ARENA_BYTES.min(ctx.max_buffer_bytes())),
+            buffer: arena_buffer(&ctx, ARENA_BYTES.min(ctx.max_buffer_bytes())),
             data: Vec::new(),
             align,
         };
-        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        let dummy = ctx.buffer(&wgpu::BufferDescriptor {
             label: Some("dummy"),
             size: 16,
             usage: wgpu::BufferUsages::STORAGE,
@@ -171,6 +189,7 @@ impl GpuBackend {
             arena,
             dispatches: 0,
             dummy,
+            alloc_checks: Vec::new(),
         })
     }
 
@@ -220,10 +239,14 @@ impl GpuBackend {
     /// later call fails with `ClipError::DeviceLost`. For exercising that path in tests.
     #[doc(hidden)]
     pub fn lose_device(&self) {
-        self.ctx.device.destroy();
-        // wgpu-core reports the loss on the next maintenance pass.
-        #[cfg(not(target_arch = "wasm32"))]
-        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
+        self.device_breaker().destroy();
+    }
+
+    /// A handle that destroys this backend's device from outside, even while a call runs
+    /// on it (tests of a loss in the middle of a batch).
+    #[doc(hidden)]
+    pub fn device_breaker(&self) -> DeviceBreaker {
+        DeviceBreaker(self.ctx.device.clone())
     }
 
     /// Fill every idle pooled buffer with `value`, so that a test can tell the bytes a
@@ -254,6 +277,12 @@ impl GpuBackend {
         self.pool.free_bytes()
     }
 
+    /// `(buffers, bytes)` the backend holds on the device now: weights, idle and lent
+    /// activations, the uniform arena, staging buffers in flight.
+    pub fn live_buffers(&self) -> (u64, u64) {
+        self.ctx.ledger.live()
+    }
+
     /// Upload one weight; the host copy is dropped by the caller right after. This is the
     /// GPU backend's `make` function for [`crate::model::ClipModel::load`].
     pub fn make_weight(&self, role: WeightRole, t: HostTensor) -> Result<GpuWeight> {
@@ -270,7 +299,8 @@ impl GpuBackend {
                 // Four values per u32, all under one scale.
                 if !q.cols.is_multiple_of(4) || !q.group.is_multiple_of(4) {
                     return Err(ClipError::Gpu(format!(
-                        "int8 `{}` is {} x {} in groups of {}: the GPU backend needs                          multiples of 4",
+                        "int8 `{}` is {} x {} in groups of {}: the GPU backend needs \
+                         multiples of 4",
                         t.name, q.rows, q.cols, q.group
                     )));
                 }
@@ -326,11 +356,11 @@ impl GpuBackend {
     }
 
     /// One buffer holding `bytes` (a weight or a page of one).
-    fn upload_weight(&self, name: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+    fn upload_weight(&self, name: &str, bytes: &[u8]) -> Result<Owned> {
         self.ctx
             .check_size(&format!("`{name}`"), bytes.len() as u64)?;
         let size = (bytes.len() as u64).max(16).div_ceil(16) * 16;
-        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.ctx.buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,

@@ -5,6 +5,7 @@
 //! that is safe: the GPU runs the recorded passes in order, and wgpu puts a barrier
 //! between a pass that reads a buffer and a later one that writes it.
 
+use super::buffer::Owned;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -13,9 +14,11 @@ const GRANULE: u64 = 256;
 
 #[derive(Default)]
 struct Free {
-    by_size: HashMap<u64, Vec<wgpu::Buffer>>,
+    by_size: HashMap<u64, Vec<Owned>>,
     /// Sizes asked for since the last [`Pool::trim`].
     used: HashSet<u64>,
+    /// Bumped by [`Pool::discard`]: buffers lent before come back to be destroyed.
+    generation: u64,
 }
 
 /// Free buffers by size.
@@ -26,22 +29,27 @@ pub struct Pool {
 
 /// A buffer on loan from the pool; returned when dropped.
 pub struct Pooled {
-    buffer: wgpu::Buffer,
+    /// `None` only while dropping.
+    buffer: Option<Owned>,
     pool: Pool,
+    generation: u64,
 }
 
 impl Pooled {
     pub fn buffer(&self) -> &wgpu::Buffer {
-        &self.buffer
+        self.buffer
+            .as_deref()
+            .expect("a lent buffer is present until dropped")
     }
 }
 
 impl Drop for Pooled {
     fn drop(&mut self) {
-        // `wgpu::Buffer` is a shared handle: the clone is the same buffer.
+        let Some(b) = self.buffer.take() else { return };
         if let Ok(mut free) = self.pool.free.lock() {
-            let b = self.buffer.clone();
-            free.by_size.entry(b.size()).or_default().push(b);
+            if free.generation == self.generation {
+                free.by_size.entry(b.size()).or_default().push(b);
+            }
         }
     }
 }
@@ -53,7 +61,7 @@ impl Pool {
     }
 
     /// A free buffer of `class(bytes)` bytes, or `None` when one must be created.
-    pub fn take(&self, bytes: u64) -> Option<wgpu::Buffer> {
+    pub fn take(&self, bytes: u64) -> Option<Owned> {
         let size = Self::class(bytes);
         let mut free = self.free.lock().ok()?;
         free.used.insert(size);
@@ -61,10 +69,21 @@ impl Pool {
     }
 
     /// Lend `buffer` (new or taken) out until the returned handle drops.
-    pub fn lend(&self, buffer: wgpu::Buffer) -> Pooled {
+    pub fn lend(&self, buffer: Owned) -> Pooled {
+        let generation = self.free.lock().map_or(u64::MAX, |f| f.generation);
         Pooled {
-            buffer,
+            buffer: Some(buffer),
             pool: self.clone(),
+            generation,
+        }
+    }
+
+    /// Destroy every free buffer, and every lent one when it comes back: after a pass that
+    /// failed (out of memory), whose buffers may be invalid.
+    pub fn discard(&self) {
+        if let Ok(mut free) = self.free.lock() {
+            free.by_size.clear();
+            free.generation += 1;
         }
     }
 
@@ -80,7 +99,11 @@ impl Pool {
     /// Handles to every free buffer (for tests that fill them with guard values).
     pub fn free_buffers(&self) -> Vec<wgpu::Buffer> {
         self.free.lock().map_or(Vec::new(), |f| {
-            f.by_size.values().flatten().cloned().collect()
+            f.by_size
+                .values()
+                .flatten()
+                .map(|b| (**b).clone())
+                .collect()
         })
     }
 

@@ -3,6 +3,7 @@
 //! executor dependency, and no blocking on wasm32, where the browser calls back from its
 //! event loop).
 
+use super::buffer::Owned;
 use super::{GpuAct, GpuBackend};
 use crate::error::{ClipError, Result};
 use std::future::Future;
@@ -15,7 +16,9 @@ impl GpuBackend {
     /// buffer, and resolve once the map callback fires.
     pub(super) fn read_back(&mut self, x: &GpuAct) -> impl Future<Output = Result<Vec<f32>>> {
         let started = self.start_read(x);
+        let checks = std::mem::take(&mut self.alloc_checks);
         let ctx = self.ctx.clone();
+        let pool = self.pool.clone();
         async move {
             let Some((staging, rx)) = started? else {
                 return Ok(Vec::new());
@@ -29,6 +32,25 @@ impl GpuBackend {
                 return Err(ClipError::Gpu(format!("waiting for the GPU failed: {e}")));
             }
             let mapped = rx.await;
+            let mut out_of_memory = None;
+            for check in checks {
+                out_of_memory = check.await;
+                if out_of_memory.is_some() {
+                    break;
+                }
+            }
+            if let Some(e) = out_of_memory {
+                // The pass ran on invalid buffers: none of them may serve another pass,
+                // and its follow-on errors (validation of those buffers) are this one.
+                pool.discard();
+                if let Err(lost @ ClipError::DeviceLost(_)) = ctx.errors.check() {
+                    return Err(lost);
+                }
+                return Err(ClipError::Gpu(format!(
+                    "out of GPU memory for this batch ({e}); the model is still loaded, and \
+                     smaller batches need less memory"
+                )));
+            }
             ctx.errors.check()?;
             mapped.map_err(|e| ClipError::Gpu(format!("reading results back failed: {e}")))?;
             let data = {
@@ -46,14 +68,14 @@ impl GpuBackend {
     }
 
     /// Copy `x` back to the host: submit everything recorded, then map a staging copy.
-    fn start_read(&mut self, x: &GpuAct) -> Result<Option<(wgpu::Buffer, Receiver)>> {
+    fn start_read(&mut self, x: &GpuAct) -> Result<Option<(Owned, Receiver)>> {
         self.ctx.errors.check()?;
         let bytes = (x.rows * x.cols * 4) as u64;
         if bytes == 0 {
             self.submit();
             return Ok(None);
         }
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.ctx.buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,

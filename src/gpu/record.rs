@@ -2,6 +2,8 @@
 //! and small index arrays into one arena buffer written just before the submit, and
 //! activations into pooled buffers.
 
+use super::buffer::Owned;
+use super::context::Context;
 use super::pipelines::{self, Pipelines};
 use super::pool::Pool;
 use super::{GpuAct, GpuBackend};
@@ -11,7 +13,7 @@ use std::sync::Arc;
 /// Uniforms and small index arrays of the commands being recorded, written to the GPU
 /// in one `write_buffer` right before the commands are submitted.
 pub(super) struct Arena {
-    pub(super) buffer: wgpu::Buffer,
+    pub(super) buffer: Owned,
     pub(super) data: Vec<u8>,
     /// Offsets of bindings must be multiples of this (256 on most adapters).
     pub(super) align: usize,
@@ -19,8 +21,8 @@ pub(super) struct Arena {
 
 pub(super) const ARENA_BYTES: u64 = 1 << 20;
 
-pub(super) fn arena_buffer(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
+pub(super) fn arena_buffer(ctx: &Context, size: u64) -> Owned {
+    ctx.buffer(&wgpu::BufferDescriptor {
         label: Some("arena"),
         size,
         usage: wgpu::BufferUsages::UNIFORM
@@ -64,6 +66,8 @@ impl GpuBackend {
         if let Some(enc) = self.encoder.take() {
             self.ctx.queue.submit([enc.finish()]);
         }
+        // Buffers dropped while recording are no longer named by unsubmitted commands.
+        self.ctx.ledger.collect();
     }
 
     /// Place `pieces` in the arena; returns their offsets. Submits the recorded commands
@@ -79,7 +83,7 @@ impl GpuBackend {
                 // fails validation, which the error scope reports).
                 let max = self.ctx.max_buffer_bytes().max(need as u64);
                 let size = ((need.max(2 * cap) as u64).min(max)).div_ceil(16) * 16;
-                self.arena.buffer = arena_buffer(&self.ctx.device, size);
+                self.arena.buffer = arena_buffer(&self.ctx, size);
             }
         }
         pieces
@@ -102,14 +106,20 @@ impl GpuBackend {
         self.ctx.check_size("an activation", bytes)?;
         let buffer = match self.pool.take(bytes) {
             Some(b) => b,
-            None => self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("activation"),
-                size: Pool::class(bytes),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            None => {
+                // A batch's size decides these: their out-of-memory errors are checked
+                // when the pass is read back (`read_back`).
+                let (b, check) = self.ctx.buffer_checked(&wgpu::BufferDescriptor {
+                    label: Some("activation"),
+                    size: Pool::class(bytes),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                self.alloc_checks.push(check);
+                b
+            }
         };
         Ok(GpuAct {
             buf: Arc::new(self.pool.lend(buffer)),
@@ -208,7 +218,7 @@ impl GpuBackend {
             return Ok(());
         }
         let size = (data.len() as u64).div_ceil(4) * 4;
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.ctx.buffer(&wgpu::BufferDescriptor {
             label: Some("upload"),
             size,
             usage: wgpu::BufferUsages::COPY_SRC,

@@ -330,6 +330,8 @@ pub struct WasmClip {
     backend_threads: Option<usize>,
     /// `[cpu ms, gpu ms]` of `auto`'s measurement, and what was run.
     backend_measured: Option<(f64, f64, &'static str)>,
+    /// Outside `inner`, so that a test can destroy the device while a call holds the model.
+    device_breaker: Option<crate::gpu::DeviceBreaker>,
 }
 
 /// `WasmClip.load`'s options, as js/engine.js passes them: the small files as bytes and
@@ -485,6 +487,7 @@ impl WasmClip {
             backend_weights: info.weights.map(str::to_string),
             backend_threads: info.threads,
             backend_measured: info.measured.map(|m| (m.cpu_ms, m.gpu_ms, m.what)),
+            device_breaker: clip.device_breaker(),
             inner: Rc::new(RefCell::new(clip)),
         })
     }
@@ -659,12 +662,21 @@ impl WasmClip {
 
     /// Destroy the GPU device (`GPUDevice.destroy()`), so that the browser reports it lost
     /// with reason `destroyed` as it would after a driver reset: for tests of the recovery
-    /// path. Does nothing on the CPU backend.
+    /// path. Works while a call runs (a loss in the middle of a batch). Does nothing on the
+    /// CPU backend.
     #[wasm_bindgen(js_name = loseDeviceForTesting)]
-    pub fn lose_device_for_testing(&self) -> Result<(), JsValue> {
+    pub fn lose_device_for_testing(&self) {
+        if let Some(b) = &self.device_breaker {
+            b.destroy();
+        }
+    }
+
+    /// `[buffers, bytes]` the GPU backend holds on its device, or `undefined` on the CPU
+    /// backend (tests and benchmarks: GPU memory stays flat under load).
+    #[wasm_bindgen(js_name = gpuBuffers)]
+    pub fn gpu_buffers(&self) -> Result<Option<Vec<f64>>, JsValue> {
         let clip = self.inner.try_borrow().map_err(|_| busy())?;
-        clip.lose_device_for_testing();
-        Ok(())
+        Ok(clip.gpu_buffers().map(|(n, b)| vec![n as f64, b as f64]))
     }
 }
 
