@@ -422,3 +422,26 @@ fn gpu_buffers_stay_flat_across_calls_and_count_the_weights() {
         assert_eq!(run(&mut clip), warm, "call {i} after warm-up");
     }
 }
+
+#[test]
+fn a_device_lost_while_a_batch_runs_fails_that_batch_with_device_lost() {
+    let g = Golden::load(&model_dirs()[0]);
+    let Some(probe) = gpu() else { return };
+    drop(probe);
+    let opts = ClipOptions {
+        backend: BackendChoice::Gpu,
+        gpu: f32_weights(),
+        ..Default::default()
+    };
+    let mut clip = load_clip(&g, &opts).unwrap();
+    let one = g.pixels(&g.images[0]);
+    let batch: Vec<f32> = (0..4).flat_map(|_| one.iter().copied()).collect();
+    pollster::block_on(clip.pixel_features(&batch, 4)).unwrap();
+
+    // Lost right after the batch's first submit, while it waits for the GPU.
+    clip.device_breaker().unwrap().destroy_after_next_submit();
+    let err = pollster::block_on(clip.pixel_features(&batch, 4))
+        .expect_err("a batch whose device is lost must fail");
+    assert_eq!(err.code(), "device-lost", "{err}");
+    assert!(clip.is_device_lost());
+}

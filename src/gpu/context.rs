@@ -140,6 +140,8 @@ pub struct Context {
     pub errors: Arc<ErrorSink>,
     /// Every buffer the backend holds on this device.
     pub ledger: Arc<Ledger>,
+    /// Set by [`super::DeviceBreaker::destroy_after_next_submit`] (tests).
+    pub lose_after_submit: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Context {
@@ -221,6 +223,7 @@ impl Context {
             shader_f16,
             errors,
             ledger: Arc::default(),
+            lose_after_submit: Arc::default(),
         })
     }
 

@@ -45,6 +45,7 @@ use context::{AllocCheck, Context};
 use pipelines::Pipelines;
 use pool::{Pool, Pooled};
 use record::{arena_buffer, Arena, ARENA_BYTES};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A weight in GPU memory.
@@ -128,14 +129,24 @@ impl Shape for GpuWeight {
 /// Destroys a backend's device on demand: see [`GpuBackend::device_breaker`].
 #[doc(hidden)]
 #[derive(Clone)]
-pub struct DeviceBreaker(wgpu::Device);
+pub struct DeviceBreaker {
+    device: wgpu::Device,
+    armed: Arc<AtomicBool>,
+}
 
 impl DeviceBreaker {
+    /// Destroy the device now.
     pub fn destroy(&self) {
-        self.0.destroy();
+        self.device.destroy();
         // wgpu-core reports the loss on the next maintenance pass.
         #[cfg(not(target_arch = "wasm32"))]
-        let _ = self.0.poll(wgpu::PollType::Poll);
+        let _ = self.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// Destroy it right after the backend's next submit: a loss while a call's work is
+    /// on the GPU and the call waits for it.
+    pub fn destroy_after_next_submit(&self) {
+        self.armed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -246,7 +257,10 @@ impl GpuBackend {
     /// on it (tests of a loss in the middle of a batch).
     #[doc(hidden)]
     pub fn device_breaker(&self) -> DeviceBreaker {
-        DeviceBreaker(self.ctx.device.clone())
+        DeviceBreaker {
+            device: self.ctx.device.clone(),
+            armed: self.ctx.lose_after_submit.clone(),
+        }
     }
 
     /// Fill every idle pooled buffer with `value`, so that a test can tell the bytes a

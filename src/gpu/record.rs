@@ -8,6 +8,7 @@ use super::pipelines::{self, Pipelines};
 use super::pool::Pool;
 use super::{GpuAct, GpuBackend};
 use crate::error::{ClipError, Result};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Uniforms and small index arrays of the commands being recorded, written to the GPU
@@ -65,6 +66,9 @@ impl GpuBackend {
         }
         if let Some(enc) = self.encoder.take() {
             self.ctx.queue.submit([enc.finish()]);
+            if self.ctx.lose_after_submit.swap(false, Ordering::Relaxed) {
+                self.device_breaker().destroy();
+            }
         }
         // Buffers dropped while recording are no longer named by unsubmitted commands.
         self.ctx.ledger.collect();

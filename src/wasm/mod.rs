@@ -662,12 +662,15 @@ impl WasmClip {
 
     /// Destroy the GPU device (`GPUDevice.destroy()`), so that the browser reports it lost
     /// with reason `destroyed` as it would after a driver reset: for tests of the recovery
-    /// path. Works while a call runs (a loss in the middle of a batch). Does nothing on the
-    /// CPU backend.
+    /// path. With `during_next_call`, right after the next call submits its first work
+    /// (a loss in the middle of a batch, while the call waits for the GPU). Does nothing
+    /// on the CPU backend.
     #[wasm_bindgen(js_name = loseDeviceForTesting)]
-    pub fn lose_device_for_testing(&self) {
-        if let Some(b) = &self.device_breaker {
-            b.destroy();
+    pub fn lose_device_for_testing(&self, during_next_call: bool) {
+        match &self.device_breaker {
+            Some(b) if during_next_call => b.destroy_after_next_submit(),
+            Some(b) => b.destroy(),
+            None => {}
         }
     }
 
