@@ -8,7 +8,7 @@
 //! that `dispose` frees everything.
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Live buffers of one device, and their bytes.
@@ -18,6 +18,9 @@ pub struct Ledger {
     bytes: AtomicU64,
     /// Dropped, to be destroyed after the next submit.
     dropped: Mutex<Vec<wgpu::Buffer>>,
+    /// The backend is gone: nothing records commands any more, so a dropped buffer is
+    /// destroyed at once.
+    closed: AtomicBool,
 }
 
 impl Ledger {
@@ -27,6 +30,13 @@ impl Ledger {
             self.live.load(Ordering::Relaxed),
             self.bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// The backend is dropped: destroy what waits, and from now on each buffer as it
+    /// drops (weights may outlive the backend; in the browser the device does too).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.collect();
     }
 
     /// Destroy the dropped buffers: call right after a submit.
@@ -90,6 +100,9 @@ impl Drop for Owned {
         if let Ok(mut d) = self.ledger.dropped.lock() {
             // `wgpu::Buffer` is a shared handle: the clone is the same buffer.
             d.push(self.buffer.clone());
+        }
+        if self.ledger.closed.load(Ordering::Relaxed) {
+            self.ledger.collect();
         }
     }
 }

@@ -126,6 +126,13 @@ impl Shape for GpuWeight {
     }
 }
 
+impl Drop for GpuBackend {
+    fn drop(&mut self) {
+        // Its pool, arena and staging go with it; the weights may drop after it.
+        self.ctx.ledger.close();
+    }
+}
+
 /// Destroys a backend's device on demand: see [`GpuBackend::device_breaker`].
 #[doc(hidden)]
 #[derive(Clone)]
