@@ -354,14 +354,25 @@ export class LocalEngine {
     this.lost = null;
   }
 
-  /** Destroy the GPU device and wait until the browser reports it lost (tests only). */
-  async loseDevice() {
+  /**
+   * Destroy the GPU device and wait until the browser reports it lost (tests only). With
+   * `duringNextCall`, return at once: the device goes right after the next call submits
+   * its first work, while that call waits for the GPU.
+   */
+  async loseDevice({ duringNextCall = false } = {}) {
     if (this.info.backend !== 'webgpu' || !this.clip) throw webclipError('unsupported', 'webclip: _loseDevice: the model is not on a WebGPU device');
-    this.clip.loseDeviceForTesting();
+    this.clip.loseDeviceForTesting(duringNextCall);
+    if (duringNextCall) return;
     for (let waited = 0; !this.clip.deviceLost; waited += 10) {
       if (waited > 5000) throw webclipError('gpu', 'webclip: _loseDevice: the device-lost callback did not fire within 5 s');
       await new Promise((r) => setTimeout(r, 10));
     }
+  }
+
+  /** `[buffers, bytes]` the GPU engine holds on its device, or undefined (tests). */
+  gpuMemory() {
+    const b = this.clip?.gpuBuffers();
+    return b && Array.from(b);
   }
 
   /** Bytes of wasm memory (tests: memory stays flat under load). */

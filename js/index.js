@@ -136,8 +136,12 @@ class WorkerEngine {
     return this.call('embedTexts', [texts, normalize]);
   }
 
-  loseDevice() {
-    return this.call('loseDevice', []);
+  loseDevice(options) {
+    return this.call('loseDevice', [options]);
+  }
+
+  gpuMemory() {
+    return this.call('gpuMemory', []);
   }
 
   memory() {
@@ -268,11 +272,24 @@ export class Clip {
 
   /**
    * Destroy the GPU device as a driver reset would, and wait until the browser reports it
-   * lost: for tests of the recovery path. Not part of the API.
+   * lost: for tests of the recovery path. `{ duringNextCall: true }` instead destroys it
+   * right after the next call submits its first work (a loss in the middle of a batch).
+   * Not part of the API.
+   * @param {{ duringNextCall?: boolean }} [options]
    * @returns {Promise<void>}
    */
-  _loseDevice() {
-    return this._run((e) => e.loseDevice());
+  _loseDevice(options) {
+    return this._run((e) => e.loseDevice(options));
+  }
+
+  /**
+   * `[buffers, bytes]` the WebGPU engine holds on its device (weights, activations,
+   * staging), or undefined on the CPU engine: for tests and benchmarks that GPU memory
+   * stays flat under load. Not part of the API.
+   * @returns {Promise<[number, number] | undefined>}
+   */
+  _gpuMemory() {
+    return this._run((e) => e.gpuMemory());
   }
 
   /**

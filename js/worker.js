@@ -29,8 +29,11 @@ const methods = {
   async memory() {
     return [loaded().memory(), []];
   },
-  async loseDevice() {
-    await loaded().loseDevice();
+  async gpuMemory() {
+    return [loaded().gpuMemory(), []];
+  },
+  async loseDevice(options) {
+    await loaded().loseDevice(options);
     return [undefined, []];
   },
 };

@@ -77,6 +77,31 @@ for (const worker of [false, true]) {
   });
 }
 
+for (const worker of [false, true]) {
+  test(`'webgpu'${worker ? ' in a worker' : ''}: a device lost in the middle of a batch of 8 images fails that batch; the next batch reloads and matches`, async () => {
+    const g = golden(NAME);
+    const images = Array.from({ length: 8 }, (_, i) => g.images[i % g.images.length]);
+    const r = await run(async (h, { name, images, worker }) => {
+      const clip = await h.Clip.load({ model: h.model(name), backend: 'webgpu', towers: 'vision', worker });
+      const blobs = await Promise.all(images.map((n) => h.imageBlob(n)));
+      await clip.embedImages(blobs.slice(0, 1));
+      // Destroyed right after the batch submits its first work, while it waits for it.
+      await clip._loseDevice({ duringNextCall: true });
+      let code = null;
+      const lost = await clip.embedImages(blobs).then(() => null, (e) => ((code = e.code), e.message));
+      const recovered = h.plain(await clip.embedImages(blobs));
+      const out = { lost, code, recovered, backend: clip.backend, info: clip.backendInfo };
+      clip.dispose();
+      return out;
+    }, { name: NAME, images, worker });
+    assert.match(r.lost ?? 'the batch during the loss resolved', LOST);
+    assert.equal(r.code, 'device-lost');
+    assert.equal(r.backend, 'webgpu');
+    assert.match(r.info.reason, /^recovered after the GPU device was lost/);
+    assertParity(assert, r.recovered, images.map((n) => g.imageEmbeds[g.images.indexOf(n)]), images);
+  });
+}
+
 test("'auto': a device lost during a call fails it; with no adapter left the next call reloads onto the CPU backend", async () => {
   const g = golden(NAME);
   const image = 'chelsea.png';
