@@ -393,17 +393,24 @@ fn a_lost_device_fails_the_next_call_with_a_device_lost_error_and_a_new_load_rec
     assert!(err < 1e-3, "after a new load: max abs {err}");
 }
 
-#[test]
-fn gpu_buffers_stay_flat_across_calls_and_count_the_weights() {
+/// The first fixture model on the GPU backend with f32 weights; `None` without an adapter.
+fn first_model_on_gpu() -> Option<(Golden, Clip)> {
     let g = Golden::load(&model_dirs()[0]);
-    let Some(probe) = gpu() else { return };
-    drop(probe);
+    drop(gpu()?);
     let opts = ClipOptions {
         backend: BackendChoice::Gpu,
         gpu: f32_weights(),
         ..Default::default()
     };
-    let mut clip = load_clip(&g, &opts).unwrap();
+    let clip = load_clip(&g, &opts).unwrap();
+    Some((g, clip))
+}
+
+#[test]
+fn gpu_buffers_stay_flat_across_calls_and_count_the_weights() {
+    let Some((g, mut clip)) = first_model_on_gpu() else {
+        return;
+    };
     let (loaded, loaded_bytes) = clip
         .gpu_buffers()
         .expect("a GPU backend counts its buffers");
@@ -425,15 +432,9 @@ fn gpu_buffers_stay_flat_across_calls_and_count_the_weights() {
 
 #[test]
 fn a_device_lost_while_a_batch_runs_fails_that_batch_with_device_lost() {
-    let g = Golden::load(&model_dirs()[0]);
-    let Some(probe) = gpu() else { return };
-    drop(probe);
-    let opts = ClipOptions {
-        backend: BackendChoice::Gpu,
-        gpu: f32_weights(),
-        ..Default::default()
+    let Some((g, mut clip)) = first_model_on_gpu() else {
+        return;
     };
-    let mut clip = load_clip(&g, &opts).unwrap();
     let one = g.pixels(&g.images[0]);
     let batch: Vec<f32> = (0..4).flat_map(|_| one.iter().copied()).collect();
     pollster::block_on(clip.pixel_features(&batch, 4)).unwrap();
