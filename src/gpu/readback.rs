@@ -32,14 +32,8 @@ impl GpuBackend {
                 return Err(ClipError::Gpu(format!("waiting for the GPU failed: {e}")));
             }
             let mapped = rx.await;
-            let mut out_of_memory = None;
             for check in checks {
-                out_of_memory = check.await;
-                if out_of_memory.is_some() {
-                    break;
-                }
-            }
-            if let Some(e) = out_of_memory {
+                let Some(e) = check.await else { continue };
                 // The pass ran on invalid buffers: none of them may serve another pass,
                 // and its follow-on errors (validation of those buffers) are this one.
                 pool.discard();
