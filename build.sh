@@ -147,11 +147,11 @@ run_tests() {
   local failed=()
   log "cargo test (native; GPU tests on lavapipe)"
   WEBCLIP_REQUIRE_GPU=1 cargo test --no-fail-fast || failed+=("cargo test")
-  # Every fuzz target briefly (WEBCLIP_FUZZ_SECONDS each; 0 skips); the long runs are
-  # `./build.sh fuzz 1800`.
+  # Every fuzz target briefly (WEBCLIP_FUZZ_SECONDS each; 0 skips), one per core; the long
+  # runs are `./build.sh fuzz 1800`.
   if [ "${WEBCLIP_FUZZ_SECONDS:-20}" != 0 ]; then
     log "fuzz: each target for ${WEBCLIP_FUZZ_SECONDS:-20} s"
-    fuzz/run.sh "${WEBCLIP_FUZZ_SECONDS:-20}" || failed+=("fuzz")
+    FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)} fuzz/run.sh "${WEBCLIP_FUZZ_SECONDS:-20}" || failed+=("fuzz")
   fi
   build_pkg
   log "node --test: Node.js 20 and headless Chromium against pkg/"

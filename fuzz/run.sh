@@ -3,6 +3,7 @@
 # target, executions, coverage (libFuzzer's cov = edges, ft = features), corpus size and
 # crashes; exits 1 if any target crashed.
 #   fuzz/run.sh SECONDS [TARGET...]     default: every target
+#   FUZZ_JOBS=N fuzz/run.sh ...          N targets at once (default 1; each one a process)
 #   ./build.sh fuzz SECONDS [TARGET...] the same, after installing nightly and cargo-fuzz
 # Seeds come from ../shared/fixtures (or WEBCLIP_FIXTURES) at run time, into fuzz/seeds/;
 # what the fuzzer finds accumulates in fuzz/corpus/<target>/ across runs (both ignored by
@@ -41,15 +42,15 @@ opts() {
   esac
 }
 
-failed=()
-rows=()
-for t in "${TARGETS[@]}"; do
+# One target: fuzz it, then write its row of the table to artifacts/<target>/row and its
+# exit status to artifacts/<target>/rc (so several can run at once and be collected after).
+fuzz_one() {
+  local t=$1 o log before rc=0 execs speed last cov ft corp after
   o=$(opts "$t")
   mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
   log="artifacts/$t/last-run.log"
   before=$(ls "artifacts/$t" | grep -c -E '^(crash|oom|timeout|leak|slow-unit)-' || true)
   echo "== fuzz $t for ${SECONDS_EACH}s" >&2
-  rc=0
   # -malloc_limit_mb: one allocation over 1 GiB is a finding (a limit is missing), not a
   # slow success; -timeout: one input over 20 s is a hang.
   # shellcheck disable=SC2086
@@ -63,13 +64,32 @@ for t in "${TARGETS[@]}"; do
   ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$last")
   after=$(ls "artifacts/$t" | grep -c -E '^(crash|oom|timeout|leak|slow-unit)-' || true)
-  crashes=$((after - before))
+  printf '%-20s %6ss %12s %8s %7s %7s %6s %7s\n' "$t" "$SECONDS_EACH" "${execs:-?}" "${speed:-?}" \
+    "${cov:-?}" "${ft:-?}" "${corp:-?}" "$((after - before))" >"artifacts/$t/row"
+  echo "$rc" >"artifacts/$t/rc"
+}
+
+JOBS=${FUZZ_JOBS:-1}
+for t in "${TARGETS[@]}"; do
+  opts "$t" >/dev/null # an unknown target stops the run before any fuzzing
+  rm -f "artifacts/$t/row" "artifacts/$t/rc"
+done
+for t in "${TARGETS[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  fuzz_one "$t" &
+done
+wait
+
+failed=()
+rows=()
+for t in "${TARGETS[@]}"; do
+  rc=$(cat "artifacts/$t/rc" 2>/dev/null || echo 1)
   if [ "$rc" -ne 0 ]; then
     failed+=("$t")
-    echo "-- $t failed (exit $rc); the end of $log:" >&2
-    tail -40 "$log" >&2
+    echo "-- $t failed (exit $rc); the end of artifacts/$t/last-run.log:" >&2
+    tail -40 "artifacts/$t/last-run.log" >&2 || true
   fi
-  rows+=("$(printf '%-20s %6ss %12s %8s %7s %7s %6s %7s' "$t" "$SECONDS_EACH" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$crashes")")
+  rows+=("$(cat "artifacts/$t/row" 2>/dev/null || echo "$t ?")")
 done
 
 printf '\n%-20s %7s %12s %8s %7s %7s %6s %7s\n' target time executions exec/s cov ft corpus crashes
