@@ -269,7 +269,8 @@ impl<B: Backend> BackendModel<B> {
     /// Projected image features for `n` preprocessed images `[n, 3, S, S]`.
     pub async fn pixel_features(&mut self, pixels: &[f32], n: usize) -> Result<Embeddings> {
         let tower = self.model.vision()?;
-        let out = graph::vision_forward(&mut self.backend, tower, pixels, n, false)?;
+        let out = graph::vision_forward(&mut self.backend, tower, pixels, n, false)
+            .inspect_err(|_| self.backend.abandon_pass())?;
         let data = self.backend.read(&out.features).await?;
         Ok(Embeddings {
             rows: n,
@@ -281,7 +282,8 @@ impl<B: Backend> BackendModel<B> {
     /// Projected text features for a batch of token ids.
     pub async fn token_features(&mut self, batch: &TextBatch) -> Result<Embeddings> {
         let tower = self.model.text()?;
-        let out = graph::text_forward(&mut self.backend, tower, batch, false)?;
+        let out = graph::text_forward(&mut self.backend, tower, batch, false)
+            .inspect_err(|_| self.backend.abandon_pass())?;
         let data = self.backend.read(&out.features).await?;
         Ok(Embeddings {
             rows: batch.len(),

@@ -97,6 +97,10 @@ pub trait Backend {
 
     /// Bring an activation back as `[rows * cols]` f32.
     fn read(&mut self, x: &Self::Act) -> impl Future<Output = Result<Vec<f32>>>;
+
+    /// A pass failed before [`Backend::read`]: forget what it recorded, so that none of it
+    /// runs with (or is blamed on) the next pass.
+    fn abandon_pass(&mut self) {}
 }
 
 /// What one attention call computes (see [`Backend::attention`]): `queries` query rows and

@@ -351,6 +351,45 @@ fn a_token_table_past_the_buffer_limit_is_paged_and_other_tensors_are_refused() 
 }
 
 #[test]
+fn a_batch_refused_in_the_middle_of_its_pass_leaves_nothing_behind_for_the_next() {
+    let g = Golden::load(&model_dirs()[0]);
+    if gpu().is_none() {
+        return;
+    }
+    // 2 MiB per buffer: a large batch of texts gets through its embedding and first
+    // layers, then is refused at the MLP's widest activation.
+    let opts = ClipOptions {
+        backend: BackendChoice::Gpu,
+        gpu: GpuOptions {
+            max_buffer_size: Some(2 << 20),
+            ..f32_weights()
+        },
+        towers: Towers::Text,
+        ..Default::default()
+    };
+    let mut clip = load_clip(&g, &opts).unwrap();
+    let texts: Vec<&str> = g.texts.iter().map(String::as_str).collect();
+    let want = g.f32("text_features");
+    pollster::block_on(clip.text_features(&texts)).unwrap();
+    let warm = clip.gpu_buffers().unwrap();
+
+    let many: Vec<&str> = texts.iter().copied().cycle().take(512).collect();
+    let err = pollster::block_on(clip.text_features(&many))
+        .expect_err("a batch past the buffer limit must fail");
+    assert_eq!(err.code(), "gpu", "{err}");
+    assert!(err.to_string().contains("MiB"), "{err}");
+
+    // What the refused pass recorded never runs, and its buffers are gone: the next
+    // batch matches the reference on the same buffers as before.
+    for _ in 0..2 {
+        let got = pollster::block_on(clip.text_features(&texts)).unwrap();
+        let e = max_abs_diff(&got.data, &want);
+        assert!(e < 1e-3, "after the refused batch: max abs error {e}");
+        assert_eq!(clip.gpu_buffers().unwrap(), warm);
+    }
+}
+
+#[test]
 fn a_lost_device_fails_the_next_call_with_a_device_lost_error_and_a_new_load_recovers() {
     let g = Golden::load(&model_dirs()[0]);
     let Some(probe) = gpu() else { return };

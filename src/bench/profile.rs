@@ -135,6 +135,10 @@ impl<B: Backend> Backend for Profiled<'_, B> {
     fn read(&mut self, x: &Self::Act) -> impl Future<Output = Result<Vec<f32>>> {
         self.inner.read(x)
     }
+
+    fn abandon_pass(&mut self) {
+        self.inner.abandon_pass()
+    }
 }
 
 /// The fastest of `passes` profiled image passes of `vision` over `px` (`batch` images):

@@ -347,4 +347,16 @@ impl Backend for GpuBackend {
     fn read(&mut self, x: &GpuAct) -> impl Future<Output = Result<Vec<f32>>> {
         self.read_back(x)
     }
+
+    fn abandon_pass(&mut self) {
+        // Unsubmitted commands never run. Those submitted already (a full arena) may have
+        // used buffers whose creation ran out of memory: none of the pass's buffers serve
+        // again, and its out-of-memory checks do not wait for the next read-back.
+        self.pass = None;
+        self.encoder = None;
+        self.arena.data.clear();
+        self.alloc_checks.clear();
+        self.pool.discard();
+        self.ctx.ledger.collect();
+    }
 }

@@ -37,6 +37,14 @@ impl GpuBackend {
                 // The pass ran on invalid buffers: none of them may serve another pass,
                 // and its follow-on errors (validation of those buffers) are this one.
                 pool.discard();
+                // Those follow-on errors escape as uncaptured errors, which a browser may
+                // deliver later than the map: an empty scope's round trip comes back after
+                // them, so that they are drained here and do not fail the next call.
+                let _ = ctx
+                    .device
+                    .push_error_scope(wgpu::ErrorFilter::Validation)
+                    .pop()
+                    .await;
                 if let Err(lost @ ClipError::DeviceLost(_)) = ctx.errors.check() {
                     return Err(lost);
                 }
