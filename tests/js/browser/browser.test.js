@@ -2,28 +2,18 @@
 // reference on the CPU backend and on WebGPU (SwiftShader), downloads (progress, Range
 // requests for one tower, Cache Storage), the worker, and errors.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { startServer } from '../server.js';
-import { launch } from './harness.js';
+import { useBrowser } from './harness.js';
 import { MODELS, golden, assertParity, cosine, maxAbs } from '../common.js';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = useBrowser();
 
 /** A fresh page at /pages/<page>; `run(page, fn, arg)` evaluates with helpers `h` imported. */
 async function page(name = 'index.html') {
-  const p = await browser.page(`${server.url}/pages/${name}`);
+  const p = await env.browser.page(`${env.server.url}/pages/${name}`);
   return {
     run: (fn, arg) => p.evaluate(async ([src, arg]) => {
       const h = await import('/pages/helpers.js');
@@ -35,7 +25,7 @@ async function page(name = 'index.html') {
 }
 
 const weightRequests = (name, prefix = '') =>
-  server.log.filter((e) => e.path === `/fixtures/${name}/model.safetensors` && (e.fault ?? '') === prefix);
+  env.server.log.filter((e) => e.path === `/fixtures/${name}/model.safetensors` && (e.fault ?? '') === prefix);
 
 /** Embed every golden text and image of `name` on `backend` in the page. */
 async function embedAll(p, name, backend, extra = {}, onlyImages = null) {
@@ -181,7 +171,7 @@ test("towers: 'vision' / 'text' fetch only that tower's byte ranges; a server wi
   const p = await page();
   const served = {};
   for (const towers of ['vision', 'text']) {
-    server.clearLog();
+    env.server.clearLog();
     const r = await p.run(async (h, towers) => {
       const events = [];
       const clip = await h.Clip.load({ model: h.model('tiny-quickgelu'), towers, cache: false, backend: 'cpu', onProgress: (e) => events.push(e) });
@@ -203,7 +193,7 @@ test("towers: 'vision' / 'text' fetch only that tower's byte ranges; a server wi
   // Both towers' requests tile the file: each fetched the header and logit_scale (4 bytes).
   const headerLen = 8 + Number(readFileSync(path.join(g.dir, 'model.safetensors')).readBigUInt64LE(0));
   assert.equal(served.vision + served.text, full + headerLen + 4, 'no byte fetched twice within a tower, none missed');
-  server.clearLog();
+  env.server.clearLog();
   const r = await p.run(async (h) => {
     const clip = await h.Clip.load({ model: h.model('tiny-quickgelu', '/norange'), towers: 'text', cache: false, backend: 'cpu' });
     return h.plain(await clip.embedTexts(['a photo of a cat']));
@@ -228,33 +218,33 @@ test('Cache Storage: a second load makes no request; a damaged entry is found an
     }, towers);
   await p.run(async () => caches.delete('webclip-v1'));
   const files = ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json'];
-  const fetched = () => server.log.filter((e) => files.some((f) => e.path === `/fixtures/tiny-quickgelu/${f}`));
+  const fetched = () => env.server.log.filter((e) => files.some((f) => e.path === `/fixtures/tiny-quickgelu/${f}`));
 
-  server.clearLog();
+  env.server.clearLog();
   await load();
   assert.equal(weightRequests('tiny-quickgelu').length, 1, 'first load downloads');
-  server.clearLog();
+  env.server.clearLog();
   const again = await load();
   assert.deepEqual(fetched(), [], 'second load: no request at all');
   assert.ok(cosine(again[0], g.textEmbeds[0]) > 0.9999);
 
   for (const how of ['flip', 'truncate']) {
     await p.run((h, how) => h.damageCacheEntry(`${h.model('tiny-quickgelu')}model.safetensors`, how), how);
-    server.clearLog();
+    env.server.clearLog();
     const e = await load();
     const reqs = weightRequests('tiny-quickgelu');
     assert.equal(reqs.length, 1, `${how}: the damaged entry is downloaded again`);
     assert.equal(reqs[0].bytes, g.sizes['model.safetensors']);
     assert.ok(cosine(e[0], g.textEmbeds[0]) > 0.9999, `${how}: right numbers after the re-download`);
-    assert.ok(browser.console.some((m) => /cached copy of .*model\.safetensors is damaged/.test(m)), 'a warning says so');
+    assert.ok(env.browser.console.some((m) => /cached copy of .*model\.safetensors is damaged/.test(m)), 'a warning says so');
   }
 
   // One tower: its ranges are cached too.
   await p.run(async () => caches.delete('webclip-v1'));
-  server.clearLog();
+  env.server.clearLog();
   await load('text');
   assert.ok(weightRequests('tiny-quickgelu').length >= 2);
-  server.clearLog();
+  env.server.clearLog();
   await load('text');
   assert.deepEqual(fetched(), [], 'second text-tower load: no request');
   await p.close();

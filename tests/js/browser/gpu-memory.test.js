@@ -5,28 +5,18 @@
 // same shapes and `dispose()` frees all of it. A batch whose activations do not fit in
 // GPU memory fails with a `gpu` error that says so, and the model stays usable.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../server.js';
-import { launch } from './harness.js';
+import { useBrowser } from './harness.js';
 import { golden, assertParity } from '../common.js';
 
 const NAME = 'tiny-quickgelu';
 // Sustained rounds after warm-up; WEBCLIP_LOAD_COUNT raises it for a soak run.
 const ROUNDS = Number(process.env.WEBCLIP_LOAD_COUNT ?? 6);
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = useBrowser();
 
-const run = (fn, arg) => browser.run(`${server.url}/pages/index.html`, fn, arg);
+const run = (fn, arg) => env.browser.run(`${env.server.url}/pages/index.html`, fn, arg);
 
 for (const worker of [false, true]) {
   test(`'webgpu'${worker ? ' in a worker' : ''}: GPU buffers stay flat over ${ROUNDS} rounds of images and texts, every result matches, and dispose frees them all`, async () => {

@@ -5,29 +5,19 @@
 // ('webgpu': a new device; 'auto': the CPU backend when no GPU can be had) and runs;
 // `backend` / `backendInfo` then describe the new engine and say it recovered.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../server.js';
-import { launch } from './harness.js';
+import { useBrowser } from './harness.js';
 import { golden, assertParity } from '../common.js';
 
 const NAME = 'tiny-quickgelu';
 const LOST = /^webclip: the GPU device was lost \(Destroyed\b.*\); this call failed, and the next call will reload the model$/;
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = useBrowser();
 
 // How many requests for the weights the server has seen, for the page to note down.
-const weightDownloads = () => server.requests(`/fixtures/${NAME}/model.safetensors`).length;
-const run = (fn, arg) => browser.run(`${server.url}/pages/index.html`, fn, arg, { weightDownloads });
+const weightDownloads = () => env.server.requests(`/fixtures/${NAME}/model.safetensors`).length;
+const run = (fn, arg) => env.browser.run(`${env.server.url}/pages/index.html`, fn, arg, { weightDownloads });
 
 for (const worker of [false, true]) {
   test(`'webgpu'${worker ? ' in a worker' : ''}: a destroyed device fails the next call, the call after reloads onto a new device`, async () => {

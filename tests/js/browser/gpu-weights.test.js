@@ -3,27 +3,17 @@
 // (cosine above 0.999 to the reference); 'auto' follows the adapter's `shader-f16`
 // feature, which SwiftShader lacks, so it keeps f32; backendInfo.weights says which.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from '../server.js';
-import { launch } from './harness.js';
+import { useBrowser } from './harness.js';
 import { golden, assertParity } from '../common.js';
 
 const NAME = 'tiny-quickgelu';
 const IMAGES = ['chelsea.png', 'coffee.png'];
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = useBrowser();
 
-const run = (fn, arg) => browser.run(`${server.url}/pages/index.html`, fn, arg);
+const run = (fn, arg) => env.browser.run(`${env.server.url}/pages/index.html`, fn, arg);
 
 test("gpuWeights 'f16': f16 storage on WebGPU, embeddings within the f16 bound", async () => {
   const g = golden(NAME);
