@@ -1210,6 +1210,9 @@ const TEMPLATE = `
     <span>Backend: <b data-ref="backend">–</b></span>
     <span>Time per image: <b data-ref="perImage">–</b></span>
     <span>Embeddings: <b data-ref="counts">0 computed, 0 from cache</b></span>
+    <span>Storage: <b data-ref="storage">–</b>
+      <button type="button" class="secondary hidden" data-ref="persist"
+        title="Browsers may clear a site's saved data when the disk runs low; a kept library is cleared only by you">Keep my library on this device</button></span>
   </div>
 </section>
 <section part="photos" aria-labelledby="wct-photos-h">
@@ -1380,6 +1383,7 @@ export class WebclipTagger extends ElementBase {
       this._coreReady();
     }
     await this._restoreLibrary();
+    this._showStorage();
     // A failed load has already said why; the page stays usable (another URL, local files).
     if (this.hasAttribute('autoload')) await this._loadModel().catch(() => {});
   }
@@ -1417,6 +1421,7 @@ export class WebclipTagger extends ElementBase {
   // -- wiring of controls
   _wire() {
     const $ = this.$;
+    $.persist.addEventListener('click', () => this._persistStorage());
     $.urlForm.addEventListener('submit', (e) => {
       e.preventDefault();
       let spec;
@@ -1975,7 +1980,38 @@ export class WebclipTagger extends ElementBase {
     } finally {
       this._progressDone();
       this._updateEmpty();
+      this._showStorage();
     }
+  }
+
+  // -- storage: what the library takes, and whether the browser may clear it
+  async _showStorage() {
+    const storage = globalThis.navigator?.storage;
+    if (!storage?.estimate) {
+      this.$.storage.textContent = 'not reported by this browser';
+      return;
+    }
+    try {
+      const [{ usage, quota }, kept] = await Promise.all([storage.estimate(), storage.persisted?.() ?? false]);
+      this.$.storage.textContent = `${fmtBytes(usage)} used of ${fmtBytes(quota)} available · ${
+        kept ? 'kept until you clear it' : 'the browser may clear it when space runs low'}`;
+      this.$.persist.classList.toggle('hidden', kept || !storage.persist);
+    } catch (e) {
+      this.$.storage.textContent = `not reported (${errMessage(e)})`;
+    }
+  }
+
+  async _persistStorage() {
+    let kept = false;
+    try {
+      kept = await navigator.storage.persist();
+    } catch (e) {
+      this._warn(`Could not ask to keep the library: ${errMessage(e)}`);
+    }
+    if (!kept) {
+      this._info('The browser did not agree to keep this library for good (it decides by how much the site is used; bookmarking or installing it helps). Photos stay saved unless the browser runs short of space.');
+    }
+    await this._showStorage();
   }
 
   async _indexFiles(files) {

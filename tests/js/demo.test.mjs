@@ -5,6 +5,7 @@
 //   - a text search orders the photos as the package API itself does (Clip.load + embedImages +
 //     embedTexts + cosine, computed independently in the same page);
 //   - after a reload the photos and tags come back from IndexedDB, nothing is recomputed;
+//   - the storage the site takes is shown, and asking to keep the library shows the answer;
 //   - the CSV export holds every photo and its tags;
 //   - no request leaves the local server;
 //   - bad input (a model URL that 404s, a model folder missing a file, an empty label list)
@@ -137,6 +138,28 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   assert.match(summary, /^5 photos indexed, 1 skipped: notes\.txt \(not an image/);
   assert.deepEqual(await cardNames(page), PHOTOS, 'grid in the order added');
   assert.match(await page.locator('webclip-tagger [data-ref=skipped]').textContent(), /notes\.txt: not an image \(text\/plain\)/);
+
+  // Storage: what the site holds (the photos just saved among it), and a button that asks
+  // the browser to keep the library; either answer is said.
+  const storage = page.locator('webclip-tagger [data-ref=storage]');
+  const storageText = () => page.evaluate(() =>
+    document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=storage]').textContent);
+  for (let i = 0; !/ used of /.test(await storageText()) && i < 100; i++) await page.waitForTimeout(100);
+  assert.match(await storage.textContent(), /^[\d.]+ [KMG]?B used of [\d.]+ [KMG]?B available · (kept until you clear it|the browser may clear it when space runs low)$/);
+  assert.doesNotMatch(await storage.textContent(), /^0 B/, 'the saved photos take some space');
+  const persist = page.locator('webclip-tagger [data-ref=persist]');
+  if (await persist.isVisible()) {
+    await persist.click();
+    for (let i = 0; i < 100; i++) {
+      if (/kept until you clear it/.test(await storageText())) break;
+      if ((await messages(page)).some((m) => /did not agree to keep this library/.test(m))) break;
+      await page.waitForTimeout(100);
+    }
+    const kept = /kept until you clear it/.test(await storageText());
+    assert.ok(kept || (await messages(page)).some((m) => /did not agree to keep this library/.test(m)),
+      `the answer to persist() is shown: ${await storageText()}`);
+    assert.equal(await persist.isVisible(), !kept, 'the button stays only while the library may be cleared');
+  }
   const s1 = await stats(page);
   assert.equal(s1.imagesComputed, PHOTOS.length);
   assert.match(await page.locator('webclip-tagger [data-ref=perImage]').textContent(), /^\d+ ms$/);
