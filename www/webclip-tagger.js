@@ -1826,13 +1826,14 @@ export class WebclipTagger extends ElementBase {
       else this._thumbSoon(card);
       img.alt = r.name;
       name.textContent = r.name;
-      name.title = `${r.path} · ${r.width}×${r.height} · ${fmtBytes(r.size)}`;
       note.textContent = r.note || '';
       note.title = r.note || '';
       note.classList.toggle('hidden', !r.note);
       btn.dataset.similar = hash;
       btn.setAttribute('aria-label', `More photos like ${r.name}`);
     }
+    const also = r.copies?.length ? ` · also at ${r.copies.join(', ')}` : '';
+    name.title = `${r.path} · ${r.width}×${r.height} · ${fmtBytes(r.size)}${also}`;
     const score = this.hits?.scores.get(hash);
     card.classList.toggle('hit', score !== undefined);
     sim.textContent = score !== undefined ? `similarity ${score.toFixed(3)}` : '';
@@ -2023,11 +2024,14 @@ export class WebclipTagger extends ElementBase {
     let done = 0;
     let skipped = 0;
     let cached = 0;
+    const copies = []; // [hash, path]: files whose content is a photo already here
     const step = (what) => this._progress(done, total, `${done} of ${total} files · ${what}`);
     const tally = {
       step,
       skip: (path, reason) => { this._skip(path, reason); skipped++; done++; },
       cached: () => { this.core.stats.imagesCached++; cached++; done++; },
+      copy: (hash, path) => copies.push([hash, path]),
+      duplicate: (hash, path) => { copies.push([hash, path]); done++; },
     };
     let result;
     try {
@@ -2066,17 +2070,22 @@ export class WebclipTagger extends ElementBase {
       throw new Error(`${n} photo${n === 1 ? ' was' : 's were'} not indexed because the model is not loaded ` +
         `(${errMessage(e.cause)}). Load a model, then add them again.`);
     }
+    const copied = await this._addCopies(spec, copies);
     if (signal.aborted) return;
     if (this.query) this._search();
     const { computed } = result;
     const parts = [`${computed} photo${computed === 1 ? '' : 's'} indexed`];
     if (cached) parts.push(`${cached} already known (from cache)`);
+    if (copied.length) {
+      const some = copied.slice(0, 3).map(([path, of]) => `${path} is ${of}`).join('; ');
+      parts.push(`${copied.length} cop${copied.length === 1 ? 'y' : 'ies'} of photos here, kept with them: ${some}${copied.length > 3 ? '; …' : ''}`);
+    }
     if (skipped) {
       const some = this.skipped.slice(-skipped).slice(0, 3).map((s) => `${s.path} (${s.reason})`);
       parts.push(`${skipped} skipped: ${some.join('; ')}${skipped > 3 ? '; … see the list' : ''}`);
     }
     this._message(skipped ? 'warn' : 'info', `${parts.join(', ')}.`);
-    this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, skipped } }));
+    this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, skipped, copies: copied.length } }));
   }
 
   /**
@@ -2085,7 +2094,13 @@ export class WebclipTagger extends ElementBase {
    */
   async *_newPhotos(files, signal, tally) {
     const spec = this.modelSpec;
-    const seen = new Set();
+    const seen = new Map(); // hash -> the path it is known by
+    // A known photo met at another path is a copy: its path is kept with the photo.
+    const known = (hash, record, path) => {
+      seen.set(hash, record.path);
+      if (record.path !== path && !record.copies?.includes(path)) tally.copy(hash, path);
+      tally.cached();
+    };
     for (const { file, path } of files) {
       if (signal.aborted) return;
       tally.step(`reading ${path}`);
@@ -2097,12 +2112,16 @@ export class WebclipTagger extends ElementBase {
       } catch (e) {
         tally.skip(path, `could not be read (${errMessage(e)})`); continue;
       }
-      if (seen.has(hash)) { tally.skip(path, 'same content as another photo in this batch'); continue; }
-      seen.add(hash);
-      if (this.core.has(hash)) { tally.cached(); continue; }
+      if (seen.has(hash)) { tally.duplicate(hash, path); continue; }
+      if (this.core.has(hash)) {
+        const record = this.records.get(hash);
+        if (record) known(hash, record, path);
+        else tally.cached();
+        continue;
+      }
       const saved = await this.store.get('images', `${spec.id}\n${hash}`).catch(() => null);
       if (saved) {
-        tally.cached();
+        known(hash, saved, path);
         this._addItem(saved);
         if (!this.hits) this.grid.changed();
         if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
@@ -2115,8 +2134,40 @@ export class WebclipTagger extends ElementBase {
         tally.skip(path, errMessage(e)); continue;
       }
       if (decoded.note) this._warn(`${path}: ${decoded.note}.`);
+      seen.set(hash, path);
       yield { key: hash, input: decoded.input, file, path, decoded };
     }
+  }
+
+  /**
+   * Keeps the paths of `copies` ([hash, path]) with their photos (`copies` of the record,
+   * saved). Resolves to `[path, path of the photo it copies]` for each path new to a photo.
+   */
+  async _addCopies(spec, copies) {
+    const added = [];
+    const patches = [];
+    const byHash = new Map();
+    for (const [hash, path] of copies) byHash.set(hash, [...(byHash.get(hash) ?? []), path]);
+    for (const [hash, list] of byHash) {
+      const r = this.records.get(hash);
+      if (!r) continue; // its photo was not indexed after all (it failed): nothing to keep it with
+      const paths = new Set(r.copies ?? []);
+      for (const path of list) {
+        if (path === r.path || paths.has(path)) continue;
+        paths.add(path);
+        added.push([path, r.path]);
+      }
+      if (paths.size === (r.copies?.length ?? 0)) continue;
+      const updated = { ...r, copies: [...paths] };
+      this.records.set(hash, updated);
+      patches.push({ key: `${spec.id}\n${hash}`, copies: updated.copies });
+      this.grid.refresh(hash);
+    }
+    if (patches.length) {
+      await this.store.patchAll('images', patches).catch((e) =>
+        this._warn(`The paths of copies were not saved (${errMessage(e)}); they stay until the page closes.`));
+    }
+    return added;
   }
 
   _timing(msPerImage) {
@@ -2228,7 +2279,7 @@ export class WebclipTagger extends ElementBase {
 
   exportJson() {
     const rows = this._exportRows().map((r) => ({
-      file: r.path, sha256: r.hash, width: r.width, height: r.height,
+      file: r.path, copies: r.copies ?? [], sha256: r.hash, width: r.width, height: r.height,
       tags: (r.tags || []).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
     }));
     return JSON.stringify({ model: this.modelSpec.label, labels: this.vocab.labels, templates: this.vocab.templates, photos: rows }, null, 2);
@@ -2239,6 +2290,7 @@ export class WebclipTagger extends ElementBase {
     const cell = (v) => (/[",\n\r]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
     const head = ['file', 'sha256'];
     for (let i = 1; i <= k; i++) head.push(`tag${i}`, `score${i}`);
+    head.push('copies'); // other paths of the same content, separated by |
     const lines = [head.join(',')];
     for (const r of this._exportRows()) {
       const row = [r.path, r.hash];
@@ -2246,6 +2298,7 @@ export class WebclipTagger extends ElementBase {
         const t = r.tags?.[i];
         row.push(t ? t.label : '', t ? t.score.toFixed(4) : '');
       }
+      row.push((r.copies ?? []).join('|'));
       lines.push(row.map(cell).join(','));
     }
     return `${lines.join('\r\n')}\r\n`;

@@ -6,7 +6,8 @@
 //     embedTexts + cosine, computed independently in the same page);
 //   - after a reload the photos and tags come back from IndexedDB, nothing is recomputed;
 //   - the storage the site takes is shown, and asking to keep the library shows the answer;
-//   - the CSV export holds every photo and its tags;
+//   - a copy (same content, another name) is no new card: its path is kept with the photo;
+//   - the CSV export holds every photo, its tags and the paths of its copies;
 //   - no request leaves the local server;
 //   - bad input (a model URL that 404s, a model folder missing a file, an empty label list)
 //     gives a visible, specific message;
@@ -228,6 +229,17 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   assert.equal(s2.textsComputed, 0, 'label embeddings came from IndexedDB too');
   assert.deepEqual(await cardNames(page), PHOTOS);
 
+  // Copies: a known photo under another name, and the same content again in that batch.
+  // Neither becomes a card; both paths are kept with the photo they copy, across a reload.
+  const copies = ['coffee-copy.png', 'coffee-copy-2.png'];
+  const copySummary = await addPhotos(page, copies.map((name) => ({ ...files[1], name })));
+  assert.match(copySummary, /^0 photos indexed, 1 already known \(from cache\), 2 copies of photos here, kept with them: coffee-copy\.png is coffee\.png; coffee-copy-2\.png is coffee\.png\.$/);
+  assert.deepEqual(await cardNames(page), PHOTOS, 'a copy is not a card of its own');
+  await page.reload();
+  await waitMessage(page, /Restored 5 photos/);
+  assert.match(await page.locator('webclip-tagger .card[data-name="coffee.png"] .name').getAttribute('title'),
+    / · also at coffee-copy\.png, coffee-copy-2\.png$/);
+
   // CSV export, read back from the download.
   const [download] = await Promise.all([
     page.waitForEvent('download'),
@@ -235,7 +247,7 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   ]);
   assert.equal(download.suggestedFilename(), 'webclip-tags.csv');
   const csv = (await readFile(await download.path(), 'utf8')).trim().split(/\r\n/);
-  assert.equal(csv[0], 'file,sha256,tag1,score1,tag2,score2,tag3,score3');
+  assert.equal(csv[0], 'file,sha256,tag1,score1,tag2,score2,tag3,score3,copies');
   assert.equal(csv.length, 1 + PHOTOS.length);
   for (const [i, name] of PHOTOS.entries()) {
     const cells = csv[1 + i].split(',');
@@ -243,6 +255,7 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
     assert.match(cells[1], /^[0-9a-f]{64}$/);
     assert.deepEqual([cells[2], cells[4], cells[6]], tags[name], `${name}: CSV tags = shown tags`);
     assert.ok(Number(cells[3]) >= Number(cells[5]), 'scores descend');
+    assert.equal(cells[8], name === 'coffee.png' ? copies.join('|') : '', `${name}: its copies`);
   }
 
   // JSON export: the same tags, with the vocabulary they come from.
@@ -254,6 +267,7 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   assert.equal(json.labels.length, 105);
   assert.deepEqual(json.photos.map((p) => p.file), PHOTOS);
   for (const p of json.photos) assert.deepEqual(p.tags.map((t) => t.label), tags[p.file]);
+  assert.deepEqual(json.photos.map((p) => p.copies), PHOTOS.map((p) => (p === 'coffee.png' ? copies : [])));
 
   await page.screenshot({ path: join(ARTIFACTS, 'demo.png'), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
