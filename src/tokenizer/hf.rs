@@ -59,7 +59,42 @@ pub(crate) fn read_tokenizer_json(bytes: &[u8]) -> Result<tokenizers::Tokenizer>
             )))
         }
     }
+    check_bpe_merges(model)?;
     tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| bad(format!("cannot read it: {e}")))
+}
+
+/// A BPE merge's second part starts with the model's `continuing_subword_prefix`, which
+/// the crate cuts off by byte count: a shorter part (or one the cut would split inside a
+/// character) would panic there, so it is refused here (found by fuzzing).
+fn check_bpe_merges(model: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    let Some(Value::String(prefix)) = model.get("continuing_subword_prefix") else {
+        return Ok(());
+    };
+    let Some(Value::Array(merges)) = model.get("merges") else {
+        return Ok(());
+    };
+    let lines = merges
+        .iter()
+        .filter(|m| !matches!(m, Value::String(l) if l.starts_with("#version")));
+    for (rank, merge) in lines.enumerate() {
+        // `["a", "b"]`, or the older `"a b"`.
+        let second = match merge {
+            Value::Array(pair) => pair.get(1).and_then(Value::as_str),
+            Value::String(line) => line.split(' ').nth(1),
+            _ => None,
+        };
+        if let Some(b) = second {
+            if b.get(prefix.len()..).is_none() {
+                return Err(bad(format!(
+                    "merge {} ends in {b:?}, which does not start with the model's \
+                     continuing_subword_prefix {prefix:?}",
+                    rank + 1
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl HfTokenizer {
