@@ -456,6 +456,56 @@ fn a_whole_chain_in_one_encoder_reuses_pooled_buffers_correctly() {
 }
 
 #[test]
+fn a_repeated_pass_reuses_its_bind_groups_and_still_reads_its_new_inputs() {
+    // Passes of one shape record the same launches on the same pooled buffers: from the
+    // second on, no bind group is made, yet each reads its own input and uniforms.
+    let Some(mut g) = gpu() else { return };
+    let mut rng = Rng::new(23);
+    let d = 64;
+    let ws: Vec<Vec<f32>> = (0..4).map(|_| rng.fill_uniform(d * d, 0.2)).collect();
+    let bias = rng.fill_uniform(d, 0.5);
+    let gpu_layers: Vec<_> = ws
+        .iter()
+        .map(|w| linear(&g, w, Some(&bias), d, d))
+        .collect();
+    let cpu = CpuBackend::default();
+    let cpu_layers: Vec<_> = ws
+        .iter()
+        .map(|w| linear(&cpu, w, Some(&bias), d, d))
+        .collect();
+    fn chain<B: Backend>(b: &mut B, layers: &[Linear<B::Weight>], x: &[f32], m: usize) -> Vec<f32> {
+        let mut h = b.input(x, m, 64).unwrap();
+        for l in layers {
+            h = b
+                .linear(&h, l, Some(Activation::QuickGelu), Some(&h))
+                .unwrap();
+        }
+        read(b, &h)
+    }
+    let mut made = Vec::new();
+    for (pass, m) in [50, 50, 50, 7, 7, 7].into_iter().enumerate() {
+        let x = rng.fill_uniform(m * d, 1.0);
+        let before = g.bind_groups_made();
+        let got = chain(&mut g, &gpu_layers, &x, m);
+        made.push(g.bind_groups_made() - before);
+        let want = chain(&mut CpuBackend::default(), &cpu_layers, &x, m);
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(err < 1e-3, "pass {pass} (m = {m}): max abs error {err}");
+    }
+    assert!(
+        made[0] >= 4,
+        "the first pass makes its bind groups: {made:?}"
+    );
+    assert_eq!(made[2], 0, "a third pass of one shape makes none: {made:?}");
+    assert!(made[3] > 0, "another shape makes its own: {made:?}");
+    assert_eq!(made[5], 0, "and then reuses them: {made:?}");
+}
+
+#[test]
 fn bad_shapes_are_errors_not_panics() {
     let Some(mut g) = gpu() else { return };
     let x = g.input(&[0.0; 12], 3, 4).unwrap();

@@ -141,26 +141,28 @@ pub fn run_bench(opts: &BenchOptions) -> Result<Latencies> {
     {
         let px = rng.fill_uniform(per_image, 1.0);
         let vision = enc.model.vision()?;
-        let mut best: Option<(std::time::Duration, Option<std::time::Duration>, u64)> = None;
+        let mut best: Option<(std::time::Duration, Option<std::time::Duration>, u64, u64)> = None;
         for _ in 0..5 {
             let before = enc.backend.dispatches();
+            let made_before = enc.backend.bind_groups_made();
             let (cpu0, t0) = (thread_cpu_time(), Instant::now());
             let out = graph::vision_forward(&mut enc.backend, vision, &px, 1, false)?;
             let launches = enc.backend.dispatches() - before;
+            let made = enc.backend.bind_groups_made() - made_before;
             let read = enc.backend.read(&out.features); // submits now, resolves later
             let wall = t0.elapsed();
             let cpu = thread_cpu_time()
                 .zip(cpu0)
                 .map(|(c1, c0)| c1.saturating_sub(c0));
             pollster::block_on(read)?;
-            if best.as_ref().is_none_or(|(w, _, _)| wall < *w) {
-                best = Some((wall, cpu, launches));
+            if best.as_ref().is_none_or(|(w, ..)| wall < *w) {
+                best = Some((wall, cpu, launches, made));
             }
         }
-        if let Some((wall, cpu, launches)) = best {
+        if let Some((wall, cpu, launches, made)) = best {
             let ms = |d: std::time::Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
             println!(
-                "host overhead, image batch 1: {} to record and submit ({} of CPU), {launches} dispatches",
+                "host overhead, image batch 1: {} to record and submit ({} of CPU), {launches} dispatches, {made} bind groups made",
                 ms(wall),
                 cpu.map_or("-".into(), ms)
             );

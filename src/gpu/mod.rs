@@ -44,7 +44,7 @@ use buffer::Owned;
 use context::{AllocCheck, Context};
 use pipelines::Pipelines;
 use pool::{Pool, Pooled};
-use record::{arena_buffer, Arena, ARENA_BYTES};
+use record::{arena_buffer, Arena, BindCache, ARENA_BYTES};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -168,6 +168,7 @@ pub struct GpuBackend {
     pass: Option<wgpu::ComputePass<'static>>,
     encoder: Option<wgpu::CommandEncoder>,
     arena: Arena,
+    binds: BindCache,
     /// Kernel launches recorded since the backend was made (the benchmark's count per pass).
     dispatches: u64,
     /// Bound in place of an absent bias or residual.
@@ -205,6 +206,7 @@ impl GpuBackend {
             pass: None,
             encoder: None,
             arena,
+            binds: BindCache::default(),
             dispatches: 0,
             dummy,
             alloc_checks: Vec::new(),
@@ -219,6 +221,11 @@ impl GpuBackend {
     /// Kernel launches recorded so far: the difference across a pass is its dispatch count.
     pub fn dispatches(&self) -> u64 {
         self.dispatches
+    }
+
+    /// Bind groups created so far (the rest of the launches reused a cached one).
+    pub fn bind_groups_made(&self) -> u64 {
+        self.binds.made
     }
 
     /// A software rasteriser (SwiftShader, llvmpipe/lavapipe, WARP): far slower than the

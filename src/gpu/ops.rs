@@ -357,6 +357,7 @@ impl Backend for GpuBackend {
         self.arena.data.clear();
         self.alloc_checks.clear();
         self.pool.discard();
+        self.binds.clear();
         self.ctx.ledger.collect();
     }
 }

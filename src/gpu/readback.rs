@@ -88,6 +88,7 @@ impl GpuBackend {
             .copy_buffer_to_buffer(&src, 0, &staging, 0, bytes);
         self.submit();
         self.pool.trim();
+        self.binds.end_pass();
         let (tx, rx) = oneshot();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             tx.send(r.map_err(|e| e.to_string()))

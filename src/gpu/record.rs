@@ -8,6 +8,7 @@ use super::pipelines::{self, Pipelines};
 use super::pool::Pool;
 use super::{GpuAct, GpuBackend};
 use crate::error::{ClipError, Result};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -31,6 +32,48 @@ pub(super) fn arena_buffer(ctx: &Context, size: u64) -> Owned {
             | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     })
+}
+
+/// One binding of a bind group as the cache compares it: number, buffer (by identity),
+/// offset and size (0 for the whole buffer).
+type BindEntry = (u32, wgpu::Buffer, u64, u64);
+
+/// Bind groups made for earlier launches, by pipeline and bindings. A forward pass of one
+/// shape makes the same launches on the same pooled buffers and arena offsets every time,
+/// so from its second run it makes no bind group at all (creating one is most of a
+/// launch's CPU cost). The keys hold buffer handles, not `Owned` ones: a buffer the
+/// backend drops is still destroyed then, and its entries are evicted once unused.
+#[derive(Default)]
+pub(super) struct BindCache {
+    groups: HashMap<(wgpu::ComputePipeline, Vec<BindEntry>), (wgpu::BindGroup, u64)>,
+    /// Passes read back so far: an entry's second field is the last one that used it.
+    pass: u64,
+    /// Bind groups created since the backend was made (the benchmark's count per pass).
+    pub(super) made: u64,
+}
+
+impl BindCache {
+    /// Entries at most this many, counting those of recent passes only.
+    const MAX: usize = 4096;
+    /// A pass evicts what the last this many passes did not use, once over `MAX`.
+    const KEEP_PASSES: u64 = 8;
+
+    /// The end of a pass: evict stale entries if there are too many.
+    pub(super) fn end_pass(&mut self) {
+        self.pass += 1;
+        if self.groups.len() > Self::MAX {
+            let keep_from = self.pass.saturating_sub(Self::KEEP_PASSES);
+            self.groups.retain(|_, (_, used)| *used >= keep_from);
+            if self.groups.len() > Self::MAX {
+                self.groups.clear();
+            }
+        }
+    }
+
+    /// Forget every entry (a pass was abandoned: its buffers serve no more).
+    pub(super) fn clear(&mut self) {
+        self.groups.clear();
+    }
 }
 
 /// What one binding of a kernel points at.
@@ -159,39 +202,63 @@ impl GpuBackend {
         let mut pieces = vec![params];
         pieces.extend(aux);
         let offsets = self.stage(&pieces);
-        let pipeline = which(&self.pipelines).clone();
-        let layout = pipeline.get_bind_group_layout(0);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.arena.buffer,
-                offset: offsets[0],
-                size: wgpu::BufferSize::new(params.len().div_ceil(16) as u64 * 16),
-            }),
-        }];
+        let pipeline = which(&self.pipelines);
+        let arena = &*self.arena.buffer;
+        let mut entries: Vec<BindEntry> = Vec::with_capacity(binds.len() + 1);
+        entries.push((
+            0,
+            arena.clone(),
+            offsets[0],
+            params.len().div_ceil(16) as u64 * 16,
+        ));
         for (i, b) in binds.iter().enumerate() {
-            let resource = match *b {
-                Bind::Buffer(buf) => buf.as_entire_binding(),
-                Bind::Arena(off, size) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &self.arena.buffer,
-                    offset: offsets[off as usize],
-                    size: wgpu::BufferSize::new(size.max(4).div_ceil(16) * 16),
-                }),
+            let binding = i as u32 + 1;
+            entries.push(match *b {
+                Bind::Buffer(buf) => (binding, buf.clone(), 0, 0),
+                Bind::Arena(piece, size) => (
+                    binding,
+                    arena.clone(),
+                    offsets[piece as usize],
+                    size.max(4).div_ceil(16) * 16,
+                ),
                 Bind::Skip => continue,
-            };
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource,
             });
         }
-        let group = self
-            .ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &layout,
-                entries: &entries,
-            });
+        let key = (pipeline.clone(), entries);
+        let pass = self.binds.pass;
+        let group = match self.binds.groups.get_mut(&key) {
+            Some((group, used)) => {
+                *used = pass;
+                group.clone()
+            }
+            None => {
+                let layout = pipeline.get_bind_group_layout(0);
+                let resources: Vec<wgpu::BindGroupEntry<'_>> = key
+                    .1
+                    .iter()
+                    .map(|(binding, buffer, offset, size)| wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset: *offset,
+                            size: wgpu::BufferSize::new(*size),
+                        }),
+                    })
+                    .collect();
+                let group = self
+                    .ctx
+                    .device
+                    .create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &layout,
+                        entries: &resources,
+                    });
+                self.binds.made += 1;
+                self.binds.groups.insert(key.clone(), (group.clone(), pass));
+                group
+            }
+        };
+        let pipeline = key.0;
         if groups.0 == 0 || groups.1 == 0 || groups.2 == 0 {
             return;
         }
