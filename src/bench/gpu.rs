@@ -55,7 +55,10 @@ fn time<F: FnMut() -> Result<()>>(iterations: usize, mut f: F) -> Result<f64> {
 /// Run the benchmark, print its figures to stdout and return the encoder latencies.
 pub fn run_bench(opts: &BenchOptions) -> Result<Latencies> {
     let config = ClipConfig::preset(&opts.preset)?;
+    // Start-up: the device and the kernels this weight storage needs, compiled.
+    let t0 = Instant::now();
     let gpu = pollster::block_on(GpuBackend::new(&opts.gpu))?;
+    let start_up = t0.elapsed();
     let info = gpu.adapter_info().clone();
     let software = gpu.is_software();
     println!(
@@ -82,6 +85,11 @@ pub fn run_bench(opts: &BenchOptions) -> Result<Latencies> {
             (false, true) => "f16",
             (false, false) => "f32",
         }
+    );
+
+    println!(
+        "start-up: {:.2} s (device, and compiling the kernels of this weight storage)",
+        start_up.as_secs_f64()
     );
 
     let mut bytes = Vec::new();

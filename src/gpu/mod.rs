@@ -324,6 +324,7 @@ impl GpuBackend {
         }
         let scales = match &t.quant {
             Some(q) => {
+                self.pipelines.need_int8(&self.ctx)?;
                 // Four values per u32, all under one scale.
                 if !q.cols.is_multiple_of(4) || !q.group.is_multiple_of(4) {
                     return Err(ClipError::Gpu(format!(

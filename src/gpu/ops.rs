@@ -103,15 +103,18 @@ impl Backend for GpuBackend {
             Bind::Buffer(dst.buffer()),
         ];
         binds.extend(scales.map(Bind::Buffer));
-        self.launch(
-            match (scales.is_some(), linear.weight.f16, large) {
-                (true, _, true) => |k| &k.matmul_i8_large,
-                (true, _, false) => |k| &k.matmul_i8_small,
-                (false, false, true) => |k| &k.matmul_large,
-                (false, false, false) => |k| &k.matmul_small,
-                (false, true, true) => |k| &k.matmul_f16_large,
-                (false, true, false) => |k| &k.matmul_f16_small,
-            },
+        let k = &self.pipelines;
+        let tiles = match (scales.is_some(), linear.weight.f16) {
+            (true, _) => k.i8.get().map(|i8| &i8.matmul),
+            (false, true) => k.f16.as_ref(),
+            (false, false) => Some(&k.matmul),
+        }
+        .ok_or_else(|| {
+            ClipError::Internal("a weight's matmul kernels were not built on this device".into())
+        })?;
+        let pipeline = if large { &tiles.large } else { &tiles.small }.clone();
+        self.launch_pipeline(
+            &pipeline,
             bytemuck::bytes_of(&params),
             None,
             &binds,
@@ -301,11 +304,16 @@ impl Backend for GpuBackend {
                 Bind::Buffer(out.buffer()),
             ];
             binds.extend(int8.map(|(b, _)| Bind::Buffer(b)));
-            self.launch(
-                match int8 {
-                    Some(_) => |k| &k.text_embed_i8,
-                    None => |k| &k.text_embed,
-                },
+            let pipeline = match int8 {
+                Some(_) => self.pipelines.i8.get().map(|k| &k.text_embed),
+                None => Some(&self.pipelines.text_embed),
+            }
+            .ok_or_else(|| {
+                ClipError::Internal("the int8 token table's kernel was not built".into())
+            })?
+            .clone();
+            self.launch_pipeline(
+                &pipeline,
                 bytemuck::bytes_of(&params),
                 Some(bytemuck::cast_slice(ids)),
                 &binds,

@@ -12,6 +12,7 @@ use super::context::Context;
 use super::wgsl;
 use crate::error::{ClipError, Result};
 use bytemuck::{Pod, Zeroable};
+use std::sync::OnceLock;
 
 /// Matmul tile of a launch: `(WG_X, WG_Y)` threads, each computing 4 x 4 outputs.
 pub const MATMUL_LARGE: (u32, u32) = (16, 16); // 64 x 64 outputs per workgroup
@@ -113,23 +114,33 @@ pub struct GatherRowsParams {
 }
 
 pub struct Pipelines {
-    pub matmul_large: wgpu::ComputePipeline,
-    pub matmul_small: wgpu::ComputePipeline,
-    /// Split-K: sums the partial products, then the epilogue.
+    pub matmul: MatmulPair,
+    /// Split-K: sums the partial products, then the epilogue (of every weight storage).
     pub matmul_reduce: wgpu::ComputePipeline,
-    /// The same with f16 weights (their split-K partials go to `matmul_reduce`).
-    pub matmul_f16_large: wgpu::ComputePipeline,
-    pub matmul_f16_small: wgpu::ComputePipeline,
-    /// The same with int8 weights and their scales (binding 6).
-    pub matmul_i8_large: wgpu::ComputePipeline,
-    pub matmul_i8_small: wgpu::ComputePipeline,
     pub layer_norm: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
     pub vision_embed: wgpu::ComputePipeline,
     pub text_embed: wgpu::ComputePipeline,
-    /// An int8 token table with its scales (binding 5).
-    pub text_embed_i8: wgpu::ComputePipeline,
     pub gather_rows: wgpu::ComputePipeline,
+    /// The matmul on f16 weights: built only on a device that stores matrices as f16
+    /// (a model never mixes the two), so an f32 model compiles none of it.
+    pub f16: Option<MatmulPair>,
+    /// The matmul and token lookup on int8 weights and their scales: built when the first
+    /// int8 weight is made (an int8 checkpoint), never for a float one.
+    pub i8: OnceLock<Int8Kernels>,
+}
+
+/// A matmul's two tiles.
+pub struct MatmulPair {
+    pub large: wgpu::ComputePipeline,
+    pub small: wgpu::ComputePipeline,
+}
+
+/// The kernels of int8 weights: matmul tiles (scales at binding 6) and the token table
+/// (scales at binding 5).
+pub struct Int8Kernels {
+    pub matmul: MatmulPair,
+    pub text_embed: wgpu::ComputePipeline,
 }
 
 /// A kernel file.
@@ -291,25 +302,31 @@ impl Spec {
 }
 
 impl Pipelines {
-    /// Compile every kernel. Shader or pipeline errors come back as `ClipError::Gpu`
-    /// through an error scope instead of wgpu's panicking default handler.
+    /// Compile the kernels every model uses, and the f16 matmul on a device storing f16.
+    /// Shader or pipeline errors come back as `ClipError::Gpu` through an error scope
+    /// instead of wgpu's panicking default handler.
     pub async fn new(ctx: &Context) -> Result<Pipelines> {
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let built = (|| {
             Ok(Pipelines {
-                matmul_large: MATMUL_LARGE_F32.build(ctx)?,
-                matmul_small: MATMUL_SMALL_F32.build(ctx)?,
+                matmul: MatmulPair {
+                    large: MATMUL_LARGE_F32.build(ctx)?,
+                    small: MATMUL_SMALL_F32.build(ctx)?,
+                },
                 matmul_reduce: MATMUL_REDUCE.build(ctx)?,
-                matmul_f16_large: MATMUL_LARGE_F16.build(ctx)?,
-                matmul_f16_small: MATMUL_SMALL_F16.build(ctx)?,
-                matmul_i8_large: MATMUL_LARGE_I8.build(ctx)?,
-                matmul_i8_small: MATMUL_SMALL_I8.build(ctx)?,
                 layer_norm: LAYER_NORM_MAIN.build(ctx)?,
                 attention: ATTENTION_MAIN.build(ctx)?,
                 vision_embed: VISION_EMBED_MAIN.build(ctx)?,
                 text_embed: TEXT_EMBED_MAIN.build(ctx)?,
-                text_embed_i8: TEXT_EMBED_I8.build(ctx)?,
                 gather_rows: GATHER_ROWS_MAIN.build(ctx)?,
+                f16: match ctx.f16_weights {
+                    true => Some(MatmulPair {
+                        large: MATMUL_LARGE_F16.build(ctx)?,
+                        small: MATMUL_SMALL_F16.build(ctx)?,
+                    }),
+                    false => None,
+                },
+                i8: OnceLock::new(),
             })
         })();
         if let Some(e) = scope.pop().await {
@@ -319,6 +336,23 @@ impl Pipelines {
             )));
         }
         built
+    }
+
+    /// Compile the int8 kernels unless done: called as an int8 weight is made. Loading is
+    /// synchronous there, so a pipeline error is not scoped: it is reported as the
+    /// device's error by the next operation.
+    pub fn need_int8(&self, ctx: &Context) -> Result<()> {
+        if self.i8.get().is_none() {
+            let kernels = Int8Kernels {
+                matmul: MatmulPair {
+                    large: MATMUL_LARGE_I8.build(ctx)?,
+                    small: MATMUL_SMALL_I8.build(ctx)?,
+                },
+                text_embed: TEXT_EMBED_I8.build(ctx)?,
+            };
+            let _ = self.i8.set(kernels);
+        }
+        Ok(())
     }
 }
 
@@ -357,10 +391,13 @@ mod tests {
 
     #[test]
     fn every_pipeline_is_listed_once() {
-        assert_eq!(
-            size_of::<Pipelines>(),
-            ALL.len() * size_of::<wgpu::ComputePipeline>()
-        );
+        // Eight always, two f16 (behind an Option), three int8 (behind a OnceLock).
+        let pipeline = size_of::<wgpu::ComputePipeline>();
+        assert_eq!(size_of::<MatmulPair>(), 2 * pipeline);
+        assert_eq!(size_of::<Int8Kernels>(), 3 * pipeline);
+        assert_eq!(8 + 2 + 3, ALL.len());
+        let optional = size_of::<Option<MatmulPair>>() + size_of::<OnceLock<Int8Kernels>>();
+        assert_eq!(size_of::<Pipelines>(), 8 * pipeline + optional);
         let mut labels: Vec<_> = ALL.iter().map(|s| s.label).collect();
         labels.sort();
         labels.dedup();

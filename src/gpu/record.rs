@@ -199,10 +199,23 @@ impl GpuBackend {
         binds: &[Bind<'_>],
         groups: (u32, u32, u32),
     ) {
+        let pipeline = which(&self.pipelines).clone();
+        self.launch_pipeline(&pipeline, params, aux, binds, groups);
+    }
+
+    /// [`launch`](Self::launch) with the pipeline in hand (one of a variant built on
+    /// demand, which the caller looks up).
+    pub(super) fn launch_pipeline(
+        &mut self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &[u8],
+        aux: Option<&[u8]>,
+        binds: &[Bind<'_>],
+        groups: (u32, u32, u32),
+    ) {
         let mut pieces = vec![params];
         pieces.extend(aux);
         let offsets = self.stage(&pieces);
-        let pipeline = which(&self.pipelines);
         let arena = &*self.arena.buffer;
         let mut entries: Vec<BindEntry> = Vec::with_capacity(binds.len() + 1);
         entries.push((
