@@ -210,6 +210,7 @@ fn index_embeds_a_folder_once_and_skips_what_it_knows() {
     std::fs::write(photos.join("notes.txt"), "not a photo").unwrap();
     std::fs::write(photos.join("broken.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
     let out = root.join("library.safetensors");
+    let parquet = root.join("library.parquet");
     let args = |model: &std::path::Path| {
         vec![
             "index".to_string(),
@@ -222,6 +223,8 @@ fn index_embeds_a_folder_once_and_skips_what_it_knows() {
             "2".into(),
             "--batch".into(),
             "2".into(),
+            "--parquet".into(),
+            parquet.to_str().unwrap().into(),
         ]
     };
     let run = |model: &std::path::Path| {
@@ -285,6 +288,62 @@ fn index_embeds_a_folder_once_and_skips_what_it_knows() {
         .entries
         .iter()
         .any(|e| e.metadata["path"] == format!("sub/{}", pngs[0])));
+
+    // The Parquet copy: a row per entry, in order, with its path, hash and embedding.
+    {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::record::{ListAccessor, RowAccessor};
+        let reader = SerializedFileReader::new(std::fs::File::open(&parquet).unwrap()).unwrap();
+        let rows: Vec<_> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), file.entries.len());
+        for ((row, e), want) in rows
+            .iter()
+            .zip(&file.entries)
+            .zip(file.embeddings.chunks_exact(file.dim))
+        {
+            assert_eq!(Some(row.get_string(0).unwrap().as_str()), e.key.as_str());
+            assert_eq!(
+                Some(row.get_string(1).unwrap().as_str()),
+                e.metadata["path"].as_str()
+            );
+            assert_eq!(Some(row.get_string(2).unwrap().as_str()), e.key.as_str());
+            assert_eq!(Some(row.get_string(3).unwrap()), file.fingerprint.as_ref());
+            let list = row.get_list(4).unwrap();
+            let got: Vec<f32> = (0..list.len())
+                .map(|j| list.get_float(j).unwrap())
+                .collect();
+            assert_eq!(got, want);
+        }
+        // `to-parquet` makes the same file from the index file.
+        let again = root.join("again.parquet");
+        let run = webclip(&[
+            "to-parquet",
+            out.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&again).unwrap(),
+            std::fs::read(&parquet).unwrap()
+        );
+        let bad = webclip(&[
+            "to-parquet",
+            parquet.to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ]);
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("not a webclip index file"));
+    }
 
     // Again: nothing to embed, the same rows.
     let again = run(&dir);

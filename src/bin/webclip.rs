@@ -80,6 +80,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
             Some("convert") => convert(&args[1..]),
             Some("bench") => bench(&args[1..]),
             Some("index") => return webclip::index::cli::main(&args[1..]),
+            Some("to-parquet") => return webclip::index::cli::to_parquet_main(&args[1..]),
             Some("-h" | "--help" | "help") => {
                 println!("{USAGE}\n\n{}", webclip::index::cli::USAGE);
                 Ok(())

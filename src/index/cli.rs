@@ -19,13 +19,21 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 pub const USAGE: &str = "\
-  webclip index DIR --model M --out FILE [--backend cpu|gpu|auto] [--batch N] [--threads N]
+  webclip index DIR --model M --out FILE [--parquet FILE.parquet] [--backend cpu|gpu|auto] [--batch N] [--threads N]
       embed every image under DIR (recursively) into an index file that ClipIndex.importFile
-      loads; files whose content (SHA-256) is already in FILE are not embedded again";
+      loads; files whose content (SHA-256) is already in FILE are not embedded again;
+      --parquet writes the whole index as Parquet too (id, path, content_hash,
+      model_fingerprint, embedding) for DuckDB, Spark, Ray or a vector database
+  webclip to-parquet INDEX --out FILE.parquet
+      an index file (from webclip index or ClipIndex.exportFile) as Parquet";
 
 /// Runs the command; returns the exit status (2: usage, 1: failure).
 pub fn main(args: &[String]) -> i32 {
-    match run(args) {
+    report(run(args))
+}
+
+fn report(outcome: std::result::Result<(), Fail>) -> i32 {
+    match outcome {
         Ok(()) => 0,
         Err(Fail::Usage(m)) => {
             eprintln!("webclip: {m}\n\nusage:\n{USAGE}");
@@ -56,6 +64,7 @@ struct Opts {
     backend: String,
     batch: usize,
     threads: usize,
+    parquet: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> std::result::Result<Opts, Fail> {
@@ -64,7 +73,7 @@ fn parse(args: &[String]) -> std::result::Result<Opts, Fail> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if let Some(name) = a.strip_prefix("--") {
-            if !["model", "out", "backend", "batch", "threads"].contains(&name) {
+            if !["model", "out", "backend", "batch", "threads", "parquet"].contains(&name) {
                 return Err(Fail::Usage(format!("unknown option `{a}`")));
             }
             let v = it
@@ -98,7 +107,37 @@ fn parse(args: &[String]) -> std::result::Result<Opts, Fail> {
         backend: flags.get("backend").unwrap_or(&"cpu").to_string(),
         batch: number("batch", 8)?,
         threads: number("threads", cores)?,
+        parquet: flags.get("parquet").map(PathBuf::from),
     })
+}
+
+/// `webclip to-parquet INDEX --out FILE.parquet`; returns the exit status.
+pub fn to_parquet_main(args: &[String]) -> i32 {
+    let run = || -> std::result::Result<(), Fail> {
+        let (index, out) = match args {
+            [index, flag, out] if flag == "--out" => (PathBuf::from(index), PathBuf::from(out)),
+            _ => {
+                return Err(Fail::Usage(
+                    "to-parquet takes INDEX --out FILE.parquet".into(),
+                ))
+            }
+        };
+        let bytes = std::fs::read(&index).map_err(|e| ClipError::file("cannot read", &index, e))?;
+        let file = IndexFile::parse(&bytes)
+            .map_err(|e| ClipError::Input(format!("{}: {e}", index.display())))?;
+        write_parquet(&file, &out)?;
+        println!("{} entries in {}", file.entries.len(), out.display());
+        Ok(())
+    };
+    report(run())
+}
+
+/// Write `file` as Parquet to `out`, through a temporary file (nothing half-written).
+fn write_parquet(file: &IndexFile, out: &Path) -> Result<()> {
+    let tmp = out.with_extension("parquet.tmp");
+    std::fs::write(&tmp, super::parquet::to_parquet(file)?)
+        .map_err(|e| ClipError::file("cannot write", &tmp, e))?;
+    std::fs::rename(&tmp, out).map_err(|e| ClipError::file("cannot write", out, e))
 }
 
 const IMAGE_EXT: &[&str] = &["jpg", "jpeg", "jfif", "png", "gif", "webp"];
@@ -339,6 +378,9 @@ fn run(args: &[String]) -> std::result::Result<(), Fail> {
     let tmp = o.out.with_extension("tmp");
     std::fs::write(&tmp, file.to_bytes()?).map_err(|e| ClipError::file("cannot write", &tmp, e))?;
     std::fs::rename(&tmp, &o.out).map_err(|e| ClipError::file("cannot write", &o.out, e))?;
+    if let Some(parquet) = &o.parquet {
+        write_parquet(&file, parquet)?;
+    }
     for (p, why) in &skipped {
         eprintln!("webclip index: skipped {}: {why}", p.display());
     }

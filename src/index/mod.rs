@@ -12,9 +12,12 @@
 //! bytes for ViT-B/32's 512.
 
 #[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod dups;
 pub mod file;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parquet;
 pub mod scan;
 
 use crate::error::{ClipError, Result};
