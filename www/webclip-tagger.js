@@ -347,6 +347,12 @@ export class TaggerCore {
       .filter((t) => t.score >= min);
   }
 
+  /** Whether the label embeddings of the current vocabulary and model are at hand (`tagsFor` works). */
+  labelsReady() {
+    const m = this._labelMatrix;
+    return !!m && m.vocab === this.vocab && m.model === this.modelId;
+  }
+
   /** Tags for an embedding with the current vocabulary; `labelEmbeddings()` must have run for it. */
   tagsFor(embedding) {
     const m = this._labelMatrix;
@@ -1293,6 +1299,13 @@ export class WebclipTagger extends ElementBase {
     // tags) by content hash, and the hashes in the order added. No element is kept per photo:
     // the grid binds its few cards to these as it scrolls.
     this.records = new Map();
+    // Lazy retagging (`_retagAll`): a record's tags are current when `_tagFresh` maps it to
+    // `_tagGen`; a retag starts a new generation. Stored tags of the vocabulary in use are
+    // current until the first retag (`_tagGenAtLoad`).
+    this._tagGen = this._tagGenAtLoad = {};
+    this._tagFresh = new WeakMap();
+    this._tagsToSave = new Map();
+    this._tagSaveTimer = null;
     this.order = [];
     this.hits = null; // the search result shown: { keys, scores: Map }, or null (every photo)
     this._libGen = 0; // bumped when the library is reloaded: a restore still running stops
@@ -1673,31 +1686,65 @@ export class WebclipTagger extends ElementBase {
     this._enqueue(() => this._retagAll());
   }
 
+  /**
+   * Retags lazily: once the label embeddings of the vocabulary are ready, every photo's tags
+   * are out of date (a new generation), and each photo's are worked out again when its card
+   * is shown or the library is exported, and saved then. Nothing is rewritten up front, so
+   * a new vocabulary costs the same at 100 photos or 100,000.
+   */
   async _retagAll() {
     if (!this.core.size) return;
     const { signal } = this.jobs;
     this.core.top = this.topK;
     this.core.threshold = this.threshold;
-    const photos = await this.core.retag();
-    if (signal.aborted || !photos) return; // another model or vocabulary: its own retag follows
-    const changed = [];
-    for (const photo of photos) {
-      const record = this.records.get(photo.key);
-      if (!record) continue;
-      record.tags = photo.tags;
-      record.vocabKey = photo.vocabKey;
-      changed.push(record);
-    }
+    const vocab = this.vocab;
+    await this.core.labelEmbeddings();
+    if (signal.aborted || vocab !== this.vocab) return; // another vocabulary: its own retag follows
+    this._tagGen = {};
     this.grid.refreshAll();
-    // Written in slices: one transaction of 100,000 records would hold the page for seconds.
-    // The page's records lack their thumbnails: the stored ones get the new tags.
-    for (let i = 0; i < changed.length && !signal.aborted; i += RESTORE_BATCH) {
-      const patches = changed.slice(i, i + RESTORE_BATCH).map((r) => ({ key: r.key, tags: r.tags, vocabKey: r.vocabKey }));
-      const ok = await this.store.patchAll('images', patches)
-        .then(() => true, (e) => { this._warn(`Tags not saved: ${errMessage(e)}`); return false; });
-      if (!ok) break;
+    this._info(`Retagged ${this.core.size} photos with ${vocab.labels.length} labels (each photo's tags are worked out as it is shown, so no record is rewritten).`);
+  }
+
+  /**
+   * Saved photos tagged with another vocabulary: their cards work the tags out (`_tagsOf`)
+   * once the label embeddings are ready.
+   */
+  async _tagStale() {
+    const vocab = this.vocab;
+    await this.core.labelEmbeddings();
+    if (vocab === this.vocab) this.grid.refreshAll();
+  }
+
+  /**
+   * A record's tags under the current vocabulary and settings: its stored ones when they
+   * are of this vocabulary and no retag came since, else worked out from its embedding
+   * (when the label embeddings are ready) and, with `save`, written back soon.
+   */
+  _tagsOf(r, { save = true } = {}) {
+    if (this._tagFresh.get(r) === this._tagGen) return r.tags || [];
+    if (r.vocabKey === this.vocab?.key && this._tagGen === this._tagGenAtLoad) {
+      this._tagFresh.set(r, this._tagGen);
+      return r.tags || [];
     }
-    this._info(`Retagged ${changed.length} photos with ${this.vocab.labels.length} labels.`);
+    const photo = this.core.get(r.hash);
+    if (!photo || !this.core.labelsReady()) return r.tags || [];
+    r.tags = this.core.tagsFor(photo.embedding);
+    r.vocabKey = this.vocab.key;
+    this._tagFresh.set(r, this._tagGen);
+    if (save) this._saveTagsSoon(r);
+    return r.tags;
+  }
+
+  /** Tags worked out for shown cards go to storage in one write a moment later. */
+  _saveTagsSoon(r) {
+    this._tagsToSave.set(r.key, { key: r.key, tags: r.tags, vocabKey: r.vocabKey });
+    if (this._tagSaveTimer) return;
+    this._tagSaveTimer = setTimeout(() => {
+      this._tagSaveTimer = null;
+      const patches = [...this._tagsToSave.values()];
+      this._tagsToSave.clear();
+      this.store.patchAll('images', patches).catch((e) => this._warn(`Tags not saved: ${errMessage(e)}`));
+    }, 300);
   }
 
   // -- library (saved photos of the current model)
@@ -1758,7 +1805,7 @@ export class WebclipTagger extends ElementBase {
       const n = this.order.length;
       if (ok && n) this._info(`Restored ${n} photos indexed earlier with this model (nothing recomputed).`);
       if (this.query) this._search();
-      if (stale) this._enqueue(() => this._retagAll());
+      if (stale) this._enqueue(() => this._tagStale());
     };
     // Jobs (indexing, retagging) wait for the rest and for the records being moved to the new
     // layout, which would otherwise overwrite what a job writes.
@@ -1837,7 +1884,7 @@ export class WebclipTagger extends ElementBase {
     const score = this.hits?.scores.get(hash);
     card.classList.toggle('hit', score !== undefined);
     sim.textContent = score !== undefined ? `similarity ${score.toFixed(3)}` : '';
-    const list = r.tags || [];
+    const list = this._tagsOf(r);
     if (card._tags !== list) {
       card._tags = list;
       tags.replaceChildren(...list.map(({ label, score: p }) => {
@@ -2124,7 +2171,7 @@ export class WebclipTagger extends ElementBase {
         known(hash, saved, path);
         this._addItem(saved);
         if (!this.hits) this.grid.changed();
-        if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._retagAll());
+        if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._tagStale());
         continue;
       }
       let decoded;
@@ -2280,7 +2327,7 @@ export class WebclipTagger extends ElementBase {
   exportJson() {
     const rows = this._exportRows().map((r) => ({
       file: r.path, copies: r.copies ?? [], sha256: r.hash, width: r.width, height: r.height,
-      tags: (r.tags || []).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
+      tags: this._tagsOf(r, { save: false }).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
     }));
     return JSON.stringify({ model: this.modelSpec.label, labels: this.vocab.labels, templates: this.vocab.templates, photos: rows }, null, 2);
   }
@@ -2294,8 +2341,9 @@ export class WebclipTagger extends ElementBase {
     const lines = [head.join(',')];
     for (const r of this._exportRows()) {
       const row = [r.path, r.hash];
+      const tags = this._tagsOf(r, { save: false });
       for (let i = 0; i < k; i++) {
-        const t = r.tags?.[i];
+        const t = tags[i];
         row.push(t ? t.label : '', t ? t.score.toFixed(4) : '');
       }
       row.push((r.copies ?? []).join('|'));
