@@ -128,6 +128,25 @@ export function parseTemplates(text) {
 }
 
 /**
+ * A review policy from a text area: one rule per line, a label then the score that flags a
+ * photo for review ("a weapon 0.3", or "a weapon 30%"); blank lines are skipped.
+ */
+export function parsePolicy(text) {
+  const rules = new Map();
+  String(text ?? '').split('\n').forEach((raw, i) => {
+    const line = raw.trim().replace(/\s+/g, ' ');
+    if (!line) return;
+    const m = /^(.*\S)\s+(\d*\.?\d+)(%?)$/.exec(line);
+    const threshold = m ? Number(m[2]) / (m[3] ? 100 : 1) : NaN;
+    if (!m || !(threshold >= 0 && threshold <= 1)) {
+      throw new Error(`line ${i + 1} ("${line}") needs a label then a score from 0 to 1 (or 0% to 100%), such as "a weapon 0.3"`);
+    }
+    rules.set(m[1], threshold);
+  });
+  return [...rules].map(([label, threshold]) => ({ label, threshold }));
+}
+
+/**
  * A record as the page keeps it: without its thumbnail. Every Blob read from IndexedDB that
  * the page holds keeps its bytes in the browser process (about 30 KB a photo: 3 GB for
  * 100,000), so thumbnails stay in storage and are read when a card shows one.
@@ -228,6 +247,9 @@ export class TaggerCore {
     this.vocab = null;
     this._photos = new Map(); // key -> { key, embedding, tags, vocabKey }, in insertion order
     this._labelMatrix = null; // { model, vocab, embeddings }
+    /** `[{ label, threshold }]`: labels that flag a photo for review (`setPolicy`). */
+    this.policy = [];
+    this._policyMatrix = null; // { model, vocab, policy, embeddings }
     this._texts = new Map(); // model id + query text -> embedding
     // Search: a ClipIndex over the photos' embeddings, kept in step with `_photos` lazily
     // (adds and removes are queued and applied before a search, or soon after they happen).
@@ -300,15 +322,23 @@ export class TaggerCore {
     if (!vocab) throw new Error('no vocabulary is set (TaggerCore.setVocab)');
     const m = this._labelMatrix;
     if (m && m.vocab === vocab && m.model === model) return m;
-    const tkey = (await sha256(vocab.templates.join('\n'))).slice(0, 16);
-    const keys = vocab.labels.map((l) => `${model}\n${tkey}\n${l}`);
+    const embeddings = await this._embedLabels(vocab.labels, vocab.templates, model);
+    const matrix = { model, vocab, embeddings };
+    if (this.modelId === model && this.vocab === vocab) this._labelMatrix = matrix;
+    return matrix;
+  }
+
+  /** One embedding per label (the mean of its templates): from `labelStore`, else embedded and stored there. */
+  async _embedLabels(labels, templates, model) {
+    const tkey = (await sha256(templates.join('\n'))).slice(0, 16);
+    const keys = labels.map((l) => `${model}\n${tkey}\n${l}`);
     const found = await this.labelStore.get(keys);
     const embeddings = keys.map((_, i) => found?.[i]);
-    const missing = vocab.labels.filter((_, i) => !embeddings[i]);
-    this.stats.labelsCached += vocab.labels.length - missing.length;
+    const missing = labels.filter((_, i) => !embeddings[i]);
+    this.stats.labelsCached += labels.length - missing.length;
     if (missing.length) {
       const clip = await this.model();
-      const prompts = missing.flatMap((l) => vocab.templates.map((t) => t.replaceAll('{}', l)));
+      const prompts = missing.flatMap((l) => templates.map((t) => t.replaceAll('{}', l)));
       const rows = [];
       this.onLabelProgress?.({ done: 0, total: prompts.length, labels: missing.length });
       for (let i = 0; i < prompts.length; i += this.textBatch) {
@@ -317,7 +347,7 @@ export class TaggerCore {
         this.stats.textsComputed += out.length;
         this.onLabelProgress?.({ done: rows.length, total: prompts.length, labels: missing.length });
       }
-      const n = vocab.templates.length;
+      const n = templates.length;
       const fresh = missing.map((label, j) => ({
         key: `${model}\n${tkey}\n${label}`,
         embedding: meanDirection(rows.slice(j * n, (j + 1) * n)),
@@ -326,9 +356,61 @@ export class TaggerCore {
       const byKey = new Map(fresh.map((r) => [r.key, r.embedding]));
       keys.forEach((k, i) => { embeddings[i] ??= byKey.get(k); });
     }
-    const matrix = { model, vocab, embeddings };
-    if (this.modelId === model && this.vocab === vocab) this._labelMatrix = matrix;
-    return matrix;
+    return embeddings;
+  }
+
+  /**
+   * The review policy: `[{ label, threshold }]`, a photo is flagged for human review when a
+   * label's score reaches its threshold; [] for none. Scored with the vocabulary's templates.
+   */
+  setPolicy(rules) {
+    if (!Array.isArray(rules) || rules.some((r) => typeof r?.label !== 'string' || !r.label || !(r.threshold >= 0 && r.threshold <= 1))) {
+      throw new TypeError('a review policy is a list of { label, threshold } with thresholds from 0 to 1');
+    }
+    this.policy = rules.map(({ label, threshold }) => ({ label, threshold }));
+    this._policyMatrix = null;
+    return this.policy;
+  }
+
+  /** The embeddings of the policy's labels (and the vocabulary's, which they are scored against). */
+  async policyEmbeddings() {
+    await this._labels();
+    const { policy, vocab } = this;
+    const model = this.modelId;
+    const m = this._policyMatrix;
+    if (m && m.policy === policy && m.vocab === vocab && m.model === model) return m.embeddings;
+    const embeddings = policy.length ? await this._embedLabels(policy.map((r) => r.label), vocab.templates, model) : [];
+    if (this.policy === policy && this.vocab === vocab && this.modelId === model) {
+      this._policyMatrix = { model, vocab, policy, embeddings };
+    }
+    return embeddings;
+  }
+
+  /** Whether `review` can score now (the label and policy embeddings are at hand). */
+  policyReady() {
+    const m = this._policyMatrix;
+    return this.labelsReady() && !!m && m.policy === this.policy && m.vocab === this.vocab && m.model === this.modelId;
+  }
+
+  /**
+   * The policy labels whose score reaches their threshold, highest first: `[{ label, score,
+   * threshold }]`. Scored as `clip.classify` over the vocabulary and the policy labels
+   * together (CLIP: softmax, so a photo a harmless label describes better scores low;
+   * SigLIP: each label's own sigmoid). `policyEmbeddings()` must have run.
+   */
+  review(embedding) {
+    if (!this.policy.length) return [];
+    if (!this.policyReady()) throw new Error('the review policy is not ready: await policyEmbeddings() first');
+    const labels = this._labelMatrix.embeddings;
+    const ranked = this.Clip.rank(embedding, [...labels, ...this._policyMatrix.embeddings]);
+    const logits = ranked.map((r) => this.logitScale * r.score + (Number(this.clip?.logitBias) || 0));
+    const scores = this.clip?.family === 'siglip' ? logits.map((l) => this.Clip.sigmoid(l)) : this.Clip.softmax(logits);
+    const out = [];
+    ranked.forEach((r, i) => {
+      const rule = this.policy[r.index - labels.length];
+      if (rule && scores[i] >= rule.threshold) out.push({ label: rule.label, score: scores[i], threshold: rule.threshold });
+    });
+    return out;
   }
 
   /**
@@ -1163,7 +1245,10 @@ details summary { cursor: pointer; font-weight: 600; }
 .card img { width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: var(--soft); display: block; flex: none; }
 .card .body { padding: 6px 8px 8px; display: flex; flex-direction: column; gap: 5px; flex: 1; min-height: 0; overflow: hidden; }
 .card .name { font-size: 0.85em; font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; min-height: 1.45em; }
-.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; min-height: 1.45em; }
+.card .sim { font-size: 0.8em; color: var(--accent); font-variant-numeric: tabular-nums; min-height: 1.45em;
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.card.flag { border-color: #b3261e; box-shadow: inset 0 0 0 1px #b3261e; }
+.card.flag .sim { color: #b3261e; font-weight: 600; }
 .card .note { font-size: 0.78em; color: #6b4d00; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; flex: none; }
 .tags { list-style: none; display: flex; flex-wrap: wrap; gap: 4px; padding: 0; margin: 0; overflow: hidden;
   max-height: var(--tags-h); flex: none; } /* two rows of tags; more are cut (all are in the export) */
@@ -1249,6 +1334,8 @@ const TEMPLATE = `
         <textarea data-ref="labels" spellcheck="false"></textarea></label>
       <label><span class="muted">Prompt templates, {} is the label; averaged per label</span>
         <textarea data-ref="templates" spellcheck="false"></textarea></label>
+      <label><span class="muted">Review policy: a label and the score that flags a photo for review, one per line ("a weapon 0.3")</span>
+        <textarea data-ref="policy" spellcheck="false" placeholder="none"></textarea></label>
     </div>
     <div class="row">
       <button type="button" data-ref="applyLabels">Apply labels</button>
@@ -1304,6 +1391,7 @@ export class WebclipTagger extends ElementBase {
     // current until the first retag (`_tagGenAtLoad`).
     this._tagGen = this._tagGenAtLoad = {};
     this._tagFresh = new WeakMap();
+    this._reviewFresh = new WeakMap(); // record -> { gen: _tagGen, list }
     this._tagsToSave = new Map();
     this._tagSaveTimer = null;
     this.order = [];
@@ -1422,6 +1510,12 @@ export class WebclipTagger extends ElementBase {
       }
     }
     await this._setVocab(labels, templates);
+    const policy = await this.store.get('settings', 'policy').catch(() => null);
+    try {
+      this._setPolicy(policy?.rules ?? []);
+    } catch {
+      this._setPolicy([]); // a damaged setting: no policy rather than no page
+    }
   }
 
   async _setVocab(labels, templates) {
@@ -1484,10 +1578,16 @@ export class WebclipTagger extends ElementBase {
     });
     $.clearSearch.addEventListener('click', () => { $.query.value = ''; this.search(''); });
     $.more.addEventListener('click', () => this.showMore());
-    $.applyLabels.addEventListener('click', () => this._applyLabels($.labels.value, $.templates.value));
+    $.applyLabels.addEventListener('click', () => this._applyLabels($.labels.value, $.templates.value, $.policy.value));
     $.resetLabels.addEventListener('click', () => this._applyLabels(DEFAULT_LABELS.join('\n'), DEFAULT_TEMPLATES.join('\n')));
-    $.exportJson.addEventListener('click', () => this._download('webclip-tags.json', 'application/json', this.exportJson()));
-    $.exportCsv.addEventListener('click', () => this._download('webclip-tags.csv', 'text/csv', this.exportCsv()));
+    // An export holds every photo's tags and review flags: the label and policy embeddings
+    // they are worked out from are made ready first (they are, unless the library was just
+    // read back).
+    const exported = (name, type, make) => this._scoringReady().then(
+      () => this._download(name, type, make()),
+      (e) => this._error(`The export needs the label embeddings, which could not be made: ${errMessage(e)}`));
+    $.exportJson.addEventListener('click', () => exported('webclip-tags.json', 'application/json', () => this.exportJson()));
+    $.exportCsv.addEventListener('click', () => exported('webclip-tags.csv', 'text/csv', () => this.exportCsv()));
     $.forget.addEventListener('click', () => this._forget());
     $.grid.addEventListener('click', (e) => {
       const btn = e.target.closest('button[data-similar]');
@@ -1663,8 +1763,17 @@ export class WebclipTagger extends ElementBase {
     }
   }
 
-  async _applyLabels(labelText, templateText) {
+  async _applyLabels(labelText, templateText, policyText = null) {
     if (!this.core) return; // it did not start, and said why
+    let policy = this.core.policy;
+    if (policyText !== null) {
+      try {
+        policy = parsePolicy(policyText);
+      } catch (e) {
+        this._error(`The review policy is not usable: ${errMessage(e)}. The previous labels and policy stay in use.`);
+        return;
+      }
+    }
     const labels = parseLabels(labelText);
     if (!labels.length) {
       this._error('The label list is empty: give at least one label, one per line. The previous labels stay in use.');
@@ -1682,8 +1791,31 @@ export class WebclipTagger extends ElementBase {
       return;
     }
     await this._setVocab(labels, templates);
+    this._setPolicy(policy);
     this.store.put('settings', { key: 'vocab', labels, templates }).catch(() => {});
+    this.store.put('settings', { key: 'policy', rules: policy }).catch(() => {});
     this._enqueue(() => this._retagAll());
+  }
+
+  _setPolicy(rules) {
+    this.core.setPolicy(rules);
+    this.$.policy.value = rules.map((r) => `${r.label} ${r.threshold}`).join('\n');
+  }
+
+  /**
+   * The policy labels that flag this photo for review (`TaggerCore.review`), worked out from
+   * its embedding when its card is shown or the library exported, and kept until the
+   * vocabulary or the policy changes (`_tagGen`); [] until the policy's embeddings are ready.
+   */
+  _reviewOf(r) {
+    if (!this.core.policy.length) return [];
+    const seen = this._reviewFresh.get(r);
+    if (seen?.gen === this._tagGen) return seen.list;
+    const photo = this.core.get(r.hash);
+    if (!photo || !this.core.policyReady()) return [];
+    const list = this.core.review(photo.embedding);
+    this._reviewFresh.set(r, { gen: this._tagGen, list });
+    return list;
   }
 
   /**
@@ -1699,6 +1831,7 @@ export class WebclipTagger extends ElementBase {
     this.core.threshold = this.threshold;
     const vocab = this.vocab;
     await this.core.labelEmbeddings();
+    await this.core.policyEmbeddings();
     if (signal.aborted || vocab !== this.vocab) return; // another vocabulary: its own retag follows
     this._tagGen = {};
     this.grid.refreshAll();
@@ -1711,8 +1844,15 @@ export class WebclipTagger extends ElementBase {
    */
   async _tagStale() {
     const vocab = this.vocab;
-    await this.core.labelEmbeddings();
+    await this._scoringReady();
     if (vocab === this.vocab) this.grid.refreshAll();
+  }
+
+  /** The label and policy embeddings of the vocabulary and policy in use, at hand. */
+  async _scoringReady() {
+    if (!this.core.size) return;
+    await this.core.labelEmbeddings();
+    await this.core.policyEmbeddings();
   }
 
   /**
@@ -1805,7 +1945,9 @@ export class WebclipTagger extends ElementBase {
       const n = this.order.length;
       if (ok && n) this._info(`Restored ${n} photos indexed earlier with this model (nothing recomputed).`);
       if (this.query) this._search();
-      if (stale) this._enqueue(() => this._tagStale());
+      // Tags of another vocabulary, or a review policy: scored as the cards are shown, once
+      // the label embeddings are at hand.
+      if (stale || this.core.policy.length) this._enqueue(() => this._tagStale());
     };
     // Jobs (indexing, retagging) wait for the rest and for the records being moved to the new
     // layout, which would otherwise overwrite what a job writes.
@@ -1883,7 +2025,11 @@ export class WebclipTagger extends ElementBase {
     name.title = `${r.path} · ${r.width}×${r.height} · ${fmtBytes(r.size)}${also}`;
     const score = this.hits?.scores.get(hash);
     card.classList.toggle('hit', score !== undefined);
-    sim.textContent = score !== undefined ? `similarity ${score.toFixed(3)}` : '';
+    const review = this._reviewOf(r);
+    card.classList.toggle('flag', review.length > 0);
+    const flag = review.length ? `review: ${review.map((f) => `${f.label} ${Math.round(f.score * 100)}%`).join(', ')}` : '';
+    sim.textContent = [score !== undefined ? `similarity ${score.toFixed(3)}` : '', flag].filter(Boolean).join(' · ');
+    sim.title = flag ? `Flagged for review by the policy (${review.map((f) => `${f.label}: ${f.score.toFixed(3)} ≥ ${f.threshold}`).join('; ')})` : '';
     const list = this._tagsOf(r);
     if (card._tags !== list) {
       card._tags = list;
@@ -2118,6 +2264,11 @@ export class WebclipTagger extends ElementBase {
         `(${errMessage(e.cause)}). Load a model, then add them again.`);
     }
     const copied = await this._addCopies(spec, copies);
+    if (this.core.policy.length && !this.core.policyReady()) {
+      // The first photos of a library: the policy's labels are embedded now, with the model.
+      await this.core.policyEmbeddings().then(() => this.grid.refreshAll(),
+        (e) => this._warn(`The review policy could not be scored: ${errMessage(e)}`));
+    }
     if (signal.aborted) return;
     if (this.query) this._search();
     const { computed } = result;
@@ -2328,8 +2479,14 @@ export class WebclipTagger extends ElementBase {
     const rows = this._exportRows().map((r) => ({
       file: r.path, copies: r.copies ?? [], sha256: r.hash, width: r.width, height: r.height,
       tags: this._tagsOf(r, { save: false }).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
+      review: this._reviewOf(r).map((f) => ({ label: f.label, score: Number(f.score.toFixed(4)), threshold: f.threshold })),
     }));
-    return JSON.stringify({ model: this.modelSpec.label, labels: this.vocab.labels, templates: this.vocab.templates, photos: rows }, null, 2);
+    // What a review decision rests on, for an audit later: the model (its fingerprint: the
+    // weights' header and config), the vocabulary and templates, the policy.
+    return JSON.stringify({
+      model: this.modelSpec.label, modelFingerprint: this.core.clip?.fingerprint ?? null,
+      labels: this.vocab.labels, templates: this.vocab.templates, policy: this.core.policy, photos: rows,
+    }, null, 2);
   }
 
   exportCsv() {
@@ -2338,6 +2495,7 @@ export class WebclipTagger extends ElementBase {
     const head = ['file', 'sha256'];
     for (let i = 1; i <= k; i++) head.push(`tag${i}`, `score${i}`);
     head.push('copies'); // other paths of the same content, separated by |
+    head.push('review'); // policy labels that flag the photo, label:score separated by |
     const lines = [head.join(',')];
     for (const r of this._exportRows()) {
       const row = [r.path, r.hash];
@@ -2347,6 +2505,7 @@ export class WebclipTagger extends ElementBase {
         row.push(t ? t.label : '', t ? t.score.toFixed(4) : '');
       }
       row.push((r.copies ?? []).join('|'));
+      row.push(this._reviewOf(r).map((f) => `${f.label}:${f.score.toFixed(4)}`).join('|'));
       lines.push(row.map(cell).join(','));
     }
     return `${lines.join('\r\n')}\r\n`;

@@ -17,7 +17,10 @@
 //     arrows move focus through the whole library, a text search shows exactly the top 50 of a
 //     ranking of every stored embedding ("Show more": the top 100), and a new vocabulary
 //     retags lazily (only the shown cards' records are rewritten; the export has every photo's
-//     new tags) and keeps the thumbnails (moved to their own store) across a reload.
+//     new tags) and keeps the thumbnails (moved to their own store) across a reload;
+//   - a review policy (label and threshold per line) flags exactly the photos whose score
+//     reaches it, on the cards and in both exports with the model fingerprint, and survives a
+//     reload; a threshold that is no score is refused.
 // Run: cd tests/js && node --test demo.test.mjs   (needs pkg/ built by ./build.sh)
 // Artifact: tests/js/artifacts/demo.png (and demo-phone.png, demo-scale.png), screenshots to look at.
 
@@ -248,7 +251,7 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   ]);
   assert.equal(download.suggestedFilename(), 'webclip-tags.csv');
   const csv = (await readFile(await download.path(), 'utf8')).trim().split(/\r\n/);
-  assert.equal(csv[0], 'file,sha256,tag1,score1,tag2,score2,tag3,score3,copies');
+  assert.equal(csv[0], 'file,sha256,tag1,score1,tag2,score2,tag3,score3,copies,review');
   assert.equal(csv.length, 1 + PHOTOS.length);
   for (const [i, name] of PHOTOS.entries()) {
     const cells = csv[1 + i].split(',');
@@ -257,6 +260,7 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
     assert.deepEqual([cells[2], cells[4], cells[6]], tags[name], `${name}: CSV tags = shown tags`);
     assert.ok(Number(cells[3]) >= Number(cells[5]), 'scores descend');
     assert.equal(cells[8], name === 'coffee.png' ? copies.join('|') : '', `${name}: its copies`);
+    assert.equal(cells[9], '', `${name}: no review policy, no flag`);
   }
 
   // JSON export: the same tags, with the vocabulary they come from.
@@ -277,6 +281,80 @@ test('demo page: tag, search, persist, export, stay local', { timeout: 6 * TIMEO
   assert.deepEqual(pageErrors, []);
   await page.close();
   assert.deepEqual(foreign, [], 'no request left the local server');
+});
+
+test('demo page: a review policy flags photos whose score reaches a threshold; the export records what the decision rests on', { timeout: 2 * TIMEOUT }, async () => {
+  const page = await openPage(demoUrl());
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  const files = await Promise.all(PHOTOS.map((p) => upload(join(fixturesDir, 'images', p))));
+  await addPhotos(page, files);
+  const tagger = () => page.evaluate(() => JSON.parse(document.querySelector('webclip-tagger').exportJson()));
+  const flagged = () => page.evaluate(() => Object.fromEntries([...document.querySelector('webclip-tagger').shadowRoot
+    .querySelectorAll('.card')].map((c) => [c.dataset.name, c.classList.contains('flag') ? c.querySelector('.sim').textContent : null])));
+  const apply = async (policy) => {
+    await page.locator('webclip-tagger textarea[data-ref=policy]').fill(policy);
+    await page.locator('webclip-tagger [data-ref=applyLabels]').click();
+  };
+  await page.locator('webclip-tagger [data-ref=labelsBox] summary').click();
+  assert.deepEqual((await tagger()).policy, [], 'no policy by default');
+
+  // The policy label is a label of the vocabulary too (the top tag of the first photo), so
+  // the two share the probability where that label describes a photo best: those photos
+  // score about half their top probability, the others about nothing. The fixture model's
+  // weights are random, so this checks the mechanics, not the judgement.
+  const top = Object.fromEntries(Object.entries(await cardTags(page)).map(([n, t]) => [n, t[0]]));
+  const label = top[PHOTOS[0]];
+  const want = PHOTOS.filter((n) => top[n] === label);
+
+  // Threshold 0: every photo is flagged, with its score.
+  await apply(`${label} 0\nsomething else entirely 100%`);
+  await waitMessage(page, /Retagged 5 photos/, TIMEOUT);
+  let shown = await flagged();
+  for (const name of PHOTOS) assert.ok((shown[name] ?? '').startsWith(`review: ${label} `), `${name}: ${shown[name]}`);
+  const all = await tagger();
+  assert.match(all.modelFingerprint, /^[0-9a-f]{16,}$/, 'the export names the model by its fingerprint');
+  assert.deepEqual(all.policy, [{ label, threshold: 0 }, { label: 'something else entirely', threshold: 1 }]);
+  const score = {};
+  for (const p of all.photos) {
+    const mine = p.review.find((f) => f.label === label);
+    assert.ok(mine && mine.threshold === 0 && mine.score >= 0 && mine.score <= 1, `${p.file}: ${JSON.stringify(p.review)}`);
+    score[p.file] = mine.score;
+  }
+  const low = Math.max(0, ...PHOTOS.filter((n) => !want.includes(n)).map((n) => score[n]));
+  const high = Math.min(...want.map((n) => score[n]));
+  assert.ok(high > 0.2 && high > low, `shared top probability ${high}, others at most ${low}`);
+
+  // A threshold between them: exactly the photos at or above it, in the page and the
+  // export, and the policy survives a reload.
+  const cut = Number(((low + high) / 2).toFixed(4));
+  await apply(`${label} ${cut}`);
+  await waitMessage(page, /Retagged 5 photos/, TIMEOUT);
+  for (let i = 0; i < 50; i++) {
+    shown = await flagged();
+    if (PHOTOS.every((n) => !!shown[n] === want.includes(n))) break;
+    await page.waitForTimeout(100);
+  }
+  assert.deepEqual(PHOTOS.filter((n) => shown[n]), want, 'the cards flagged');
+  await page.reload();
+  await waitMessage(page, /Restored 5 photos/, TIMEOUT);
+  const after = await tagger();
+  assert.deepEqual(after.policy, [{ label, threshold: cut }]);
+  for (let i = 0; i < 50 && after.photos.every((p) => !p.review.length); i++) {
+    await page.waitForTimeout(100);
+    Object.assign(after, await tagger());
+  }
+  assert.deepEqual(after.photos.filter((p) => p.review.length).map((p) => p.file).sort(), [...want].sort(), 'the export after a reload');
+  const csv = await page.evaluate(() => document.querySelector('webclip-tagger').exportCsv());
+  const [head, ...rows] = csv.trim().split('\r\n');
+  assert.equal(head.split(',').at(-1), 'review');
+  assert.equal(rows.filter((r) => r.endsWith(`,${label}:${r.split(':').at(-1)}`) && /:[01]\.\d{4}$/.test(r)).length, want.length);
+
+  // A threshold that is no score is refused, and the policy in use stays.
+  await page.locator('webclip-tagger [data-ref=labelsBox] summary').click().catch(() => {});
+  await apply('rocket 2');
+  await waitMessage(page, /The review policy is not usable: line 1 \("rocket 2"\) needs a label then a score from 0 to 1/, TIMEOUT);
+  assert.deepEqual((await tagger()).policy, [{ label, threshold: cut }]);
+  await page.close();
 });
 
 test('demo page: bad input gives specific messages and the page keeps working', { timeout: 2 * TIMEOUT }, async () => {
