@@ -318,3 +318,23 @@ test('SigLIP: tags are classify\'s sigmoid scores, each kept when it passes the 
     model.dispose();
   }
 });
+
+test('a review policy flags what reaches its threshold, scored as classify over the vocabulary and the policy labels', async () => {
+  const { core } = newCore();
+  await core.setVocab(LABELS, [TEMPLATE]);
+  await core.index(photos());
+  assert.throws(() => core.setPolicy([{ label: 'a horse', threshold: 1.5 }]), TypeError);
+  assert.throws(() => core.setPolicy([{ label: '', threshold: 0.5 }]), TypeError);
+  assert.deepEqual(core.review(direct[0]), [], 'no policy, no flag');
+  core.setPolicy([{ label: 'a horse', threshold: 0 }, { label: 'a tree', threshold: 0.2 }]);
+  assert.throws(() => core.review(direct[0]), /not ready/);
+  await core.policyEmbeddings();
+  for (const [i, name] of PHOTOS.entries()) {
+    const want = await clip.classify(bytes(name), [...LABELS, 'a horse', 'a tree'], { template: TEMPLATE });
+    const score = Object.fromEntries(want.map((w) => [w.label, w.score]));
+    const got = core.review(direct[i]);
+    const expected = [['a horse', 0], ['a tree', 0.2]].filter(([l, t]) => score[l] >= t);
+    assert.deepEqual(got.map((f) => [f.label, f.threshold]).sort(), expected.sort(), name);
+    for (const f of got) assert.ok(Math.abs(f.score - score[f.label]) < SCORE_TOL, `${name}: ${f.label} ${f.score} vs ${score[f.label]}`);
+  }
+});
