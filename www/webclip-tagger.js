@@ -1386,11 +1386,10 @@ export class WebclipTagger extends ElementBase {
     // tags) by content hash, and the hashes in the order added. No element is kept per photo:
     // the grid binds its few cards to these as it scrolls.
     this.records = new Map();
-    // Lazy retagging (`_retagAll`): a record's tags are current when `_tagFresh` maps it to
-    // `_tagGen`; a retag starts a new generation. Stored tags of the vocabulary in use are
-    // current until the first retag (`_tagGenAtLoad`).
-    this._tagGen = this._tagGenAtLoad = {};
-    this._tagFresh = new WeakMap();
+    // Lazy retagging and review (`_retagAll`, `_tagsOf`, `_reviewOf`): a record's review
+    // flags are current while `_reviewFresh` maps it to `_tagGen`, which a new vocabulary
+    // or policy replaces.
+    this._tagGen = {};
     this._reviewFresh = new WeakMap(); // record -> { gen: _tagGen, list }
     this._tagsToSave = new Map();
     this._tagSaveTimer = null;
@@ -1819,10 +1818,10 @@ export class WebclipTagger extends ElementBase {
   }
 
   /**
-   * Retags lazily: once the label embeddings of the vocabulary are ready, every photo's tags
-   * are out of date (a new generation), and each photo's are worked out again when its card
-   * is shown or the library is exported, and saved then. Nothing is rewritten up front, so
-   * a new vocabulary costs the same at 100 photos or 100,000.
+   * Retags lazily: once the label and policy embeddings are ready, the cards are shown again,
+   * and a photo whose tags are of another vocabulary gets new ones then (`_tagsOf`, saved
+   * then; an export works out the rest). Nothing is rewritten up front, so a new vocabulary
+   * costs the same at 100 photos or 100,000. Review flags start anew (`_tagGen`).
    */
   async _retagAll() {
     if (!this.core.size) return;
@@ -1856,21 +1855,18 @@ export class WebclipTagger extends ElementBase {
   }
 
   /**
-   * A record's tags under the current vocabulary and settings: its stored ones when they
-   * are of this vocabulary and no retag came since, else worked out from its embedding
-   * (when the label embeddings are ready) and, with `save`, written back soon.
+   * A record's tags under the current vocabulary: its stored ones when they are of this
+   * vocabulary, else worked out from its embedding (when the label embeddings are ready)
+   * and, with `save`, written back soon.
    */
   _tagsOf(r, { save = true } = {}) {
-    if (this._tagFresh.get(r) === this._tagGen) return r.tags || [];
-    if (r.vocabKey === this.vocab?.key && this._tagGen === this._tagGenAtLoad) {
-      this._tagFresh.set(r, this._tagGen);
-      return r.tags || [];
-    }
+    // The vocabulary's key names its labels and templates, and `top` and `threshold` are
+    // fixed for the page: tags of the vocabulary in use are current.
+    if (r.vocabKey === this.vocab?.key) return r.tags || [];
     const photo = this.core.get(r.hash);
     if (!photo || !this.core.labelsReady()) return r.tags || [];
     r.tags = this.core.tagsFor(photo.embedding);
     r.vocabKey = this.vocab.key;
-    this._tagFresh.set(r, this._tagGen);
     if (save) this._saveTagsSoon(r);
     return r.tags;
   }
