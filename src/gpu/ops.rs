@@ -114,7 +114,7 @@ impl Backend for GpuBackend {
         })?;
         let pipeline = if large { &tiles.large } else { &tiles.small }.clone();
         self.launch_pipeline(
-            &pipeline,
+            pipeline,
             bytemuck::bytes_of(&params),
             None,
             &binds,
@@ -313,7 +313,7 @@ impl Backend for GpuBackend {
             })?
             .clone();
             self.launch_pipeline(
-                &pipeline,
+                pipeline,
                 bytemuck::bytes_of(&params),
                 Some(bytemuck::cast_slice(ids)),
                 &binds,

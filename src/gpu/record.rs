@@ -200,14 +200,14 @@ impl GpuBackend {
         groups: (u32, u32, u32),
     ) {
         let pipeline = which(&self.pipelines).clone();
-        self.launch_pipeline(&pipeline, params, aux, binds, groups);
+        self.launch_pipeline(pipeline, params, aux, binds, groups);
     }
 
     /// [`launch`](Self::launch) with the pipeline in hand (one of a variant built on
     /// demand, which the caller looks up).
     pub(super) fn launch_pipeline(
         &mut self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: wgpu::ComputePipeline,
         params: &[u8],
         aux: Option<&[u8]>,
         binds: &[Bind<'_>],
@@ -237,7 +237,7 @@ impl GpuBackend {
                 Bind::Skip => continue,
             });
         }
-        let key = (pipeline.clone(), entries);
+        let key = (pipeline, entries);
         let pass = self.binds.pass;
         let group = match self.binds.groups.get_mut(&key) {
             Some((group, used)) => {
@@ -245,7 +245,7 @@ impl GpuBackend {
                 group.clone()
             }
             None => {
-                let layout = pipeline.get_bind_group_layout(0);
+                let layout = key.0.get_bind_group_layout(0);
                 let resources: Vec<wgpu::BindGroupEntry<'_>> = key
                     .1
                     .iter()

@@ -12,7 +12,6 @@
 //! bytes for ViT-B/32's 512.
 
 #[cfg(not(target_arch = "wasm32"))]
-#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod dups;
 pub mod file;

@@ -84,11 +84,10 @@ pub fn to_parquet(index: &IndexFile) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut writer =
         SerializedFileWriter::new(&mut out, schema, Arc::new(props)).map_err(failed)?;
-    let rows = index.embeddings.chunks_exact(dim);
-    for (group, rows) in index
+    for (group, values) in index
         .entries
         .chunks(ROWS_PER_GROUP)
-        .zip(rows.collect::<Vec<_>>().chunks(ROWS_PER_GROUP))
+        .zip(index.embeddings.chunks(ROWS_PER_GROUP * dim))
     {
         let mut rg = writer.next_row_group().map_err(failed)?;
         let mut column = 0;
@@ -125,12 +124,11 @@ pub fn to_parquet(index: &IndexFile) -> Result<Vec<u8>> {
                 // is 0 where a row starts and 1 inside it; its definition level is 1 (the
                 // list's repeated group is present).
                 _ => {
-                    let values: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
                     let def = vec![1i16; values.len()];
                     let rep: Vec<i16> =
                         (0..values.len()).map(|i| i16::from(i % dim != 0)).collect();
                     col.typed::<FloatType>()
-                        .write_batch(&values, Some(&def), Some(&rep))
+                        .write_batch(values, Some(&def), Some(&rep))
                         .map_err(failed)?;
                 }
             }
