@@ -532,6 +532,7 @@ export class TaggerCore {
       try {
         clip = await this.model();
         labels = await this._labels();
+        await this.policyEmbeddings(); // so that `review` works for what this adds
       } catch (e) {
         throw new ModelUnavailableError(e);
       }
@@ -1386,11 +1387,9 @@ export class WebclipTagger extends ElementBase {
     // tags) by content hash, and the hashes in the order added. No element is kept per photo:
     // the grid binds its few cards to these as it scrolls.
     this.records = new Map();
-    // Lazy retagging and review (`_retagAll`, `_tagsOf`, `_reviewOf`): a record's review
-    // flags are current while `_reviewFresh` maps it to `_tagGen`, which a new vocabulary
-    // or policy replaces.
-    this._tagGen = {};
-    this._reviewFresh = new WeakMap(); // record -> { gen: _tagGen, list }
+    // Review flags worked out for a record (`_reviewOf`), with the policy and vocabulary
+    // they were scored under: a new one of either makes them stale.
+    this._reviewFresh = new WeakMap(); // record -> { policy, vocab, list }
     this._tagsToSave = new Map();
     this._tagSaveTimer = null;
     this.order = [];
@@ -1804,16 +1803,17 @@ export class WebclipTagger extends ElementBase {
   /**
    * The policy labels that flag this photo for review (`TaggerCore.review`), worked out from
    * its embedding when its card is shown or the library exported, and kept until the
-   * vocabulary or the policy changes (`_tagGen`); [] until the policy's embeddings are ready.
+   * vocabulary or the policy changes; [] until the policy's embeddings are ready.
    */
   _reviewOf(r) {
-    if (!this.core.policy.length) return [];
+    const { policy, vocab } = this.core;
+    if (!policy.length) return [];
     const seen = this._reviewFresh.get(r);
-    if (seen?.gen === this._tagGen) return seen.list;
+    if (seen?.policy === policy && seen.vocab === vocab) return seen.list;
     const photo = this.core.get(r.hash);
     if (!photo || !this.core.policyReady()) return [];
     const list = this.core.review(photo.embedding);
-    this._reviewFresh.set(r, { gen: this._tagGen, list });
+    this._reviewFresh.set(r, { policy, vocab, list });
     return list;
   }
 
@@ -1821,7 +1821,7 @@ export class WebclipTagger extends ElementBase {
    * Retags lazily: once the label and policy embeddings are ready, the cards are shown again,
    * and a photo whose tags are of another vocabulary gets new ones then (`_tagsOf`, saved
    * then; an export works out the rest). Nothing is rewritten up front, so a new vocabulary
-   * costs the same at 100 photos or 100,000. Review flags start anew (`_tagGen`).
+   * costs the same at 100 photos or 100,000.
    */
   async _retagAll() {
     if (!this.core.size) return;
@@ -1829,10 +1829,8 @@ export class WebclipTagger extends ElementBase {
     this.core.top = this.topK;
     this.core.threshold = this.threshold;
     const vocab = this.vocab;
-    await this.core.labelEmbeddings();
-    await this.core.policyEmbeddings();
+    await this._scoringReady();
     if (signal.aborted || vocab !== this.vocab) return; // another vocabulary: its own retag follows
-    this._tagGen = {};
     this.grid.refreshAll();
     this._info(`Retagged ${this.core.size} photos with ${vocab.labels.length} labels (each photo's tags are worked out as it is shown, so no record is rewritten).`);
   }
@@ -1849,9 +1847,7 @@ export class WebclipTagger extends ElementBase {
 
   /** The label and policy embeddings of the vocabulary and policy in use, at hand. */
   async _scoringReady() {
-    if (!this.core.size) return;
-    await this.core.labelEmbeddings();
-    await this.core.policyEmbeddings();
+    if (this.core.size) await this.core.policyEmbeddings(); // the vocabulary's labels too
   }
 
   /**
@@ -1865,10 +1861,14 @@ export class WebclipTagger extends ElementBase {
     if (r.vocabKey === this.vocab?.key) return r.tags || [];
     const photo = this.core.get(r.hash);
     if (!photo || !this.core.labelsReady()) return r.tags || [];
-    r.tags = this.core.tagsFor(photo.embedding);
+    const tags = this.core.tagsFor(photo.embedding);
+    // Without `save` (an export) the record keeps its old tags, so that its card still
+    // writes the new ones when it shows.
+    if (!save) return tags;
+    r.tags = tags;
     r.vocabKey = this.vocab.key;
-    if (save) this._saveTagsSoon(r);
-    return r.tags;
+    this._saveTagsSoon(r);
+    return tags;
   }
 
   /** Tags worked out for shown cards go to storage in one write a moment later. */
@@ -2260,11 +2260,6 @@ export class WebclipTagger extends ElementBase {
         `(${errMessage(e.cause)}). Load a model, then add them again.`);
     }
     const copied = await this._addCopies(spec, copies);
-    if (this.core.policy.length && !this.core.policyReady()) {
-      // The first photos of a library: the policy's labels are embedded now, with the model.
-      await this.core.policyEmbeddings().then(() => this.grid.refreshAll(),
-        (e) => this._warn(`The review policy could not be scored: ${errMessage(e)}`));
-    }
     if (signal.aborted) return;
     if (this.query) this._search();
     const { computed } = result;
