@@ -24,27 +24,13 @@
 // scale of their group of `p.group` input features (a multiple of 4, so the four share
 // one). A quarter of the f32 bandwidth; the arithmetic stays f32.
 
-struct Params { // MatmulParams in src/gpu/pipelines.rs
-    m: u32,            // rows of a and out
-    n: u32,            // rows of w = columns of out
-    k: u32,            // inner dimension, a multiple of 4
-    act: u32,          // 0 none, 1 quick_gelu, 2 gelu (erf), 3 gelu (tanh)
-    has_bias: u32,
-    has_residual: u32,
-    k_chunk: u32,      // k range per split, a multiple of BK (>= k when not split)
-    splits: u32,       // 1, or the number of partial products to reduce
-    groups_x: u32,     // reduce: workgroups along x of the launch grid
-    group: u32,        // I8_WEIGHTS: input features per scale
-    pad1: u32,
-    pad2: u32,
-}
+//#include "matmul_common.wgsl"
 
 override WG_X: u32;      // threads along n (tile width 4 * WG_X)
 override WG_Y: u32;      // threads along m (tile height 4 * WG_Y)
 override BK: u32;        // depth of one staged slice, a multiple of 4
 override REDUCE_WG: u32; // threads per workgroup of `reduce`
 
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;       // [m, k / 4]; reduce: partials
 //#if I8_WEIGHTS
 @group(0) @binding(2) var<storage, read> w: array<u32>;             // [n, k / 4] x 4 i8
@@ -56,9 +42,6 @@ override REDUCE_WG: u32; // threads per workgroup of `reduce`
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;       // [n, k / 4]
 //#endif
 //#endif
-@group(0) @binding(3) var<storage, read> bias: array<f32>;          // [n] (unused if !has_bias)
-@group(0) @binding(4) var<storage, read> residual: array<f32>;      // [m, n] (unused if !has_residual)
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;     // [m, n], or [splits, m, n]
 
 // The staged slices of a, then of w, each [BK][tile / 4]: element (kk, i) of a slice
 // holds rows (or columns) 4i..4i+3 at depth kk.
@@ -102,45 +85,6 @@ fn stage(first: u32, quads: u32, r: u32, c4: u32, v: vec4<f32>) {
     tiles[base + quads][comp] = v.y;
     tiles[base + 2u * quads][comp] = v.z;
     tiles[base + 3u * quads][comp] = v.w;
-}
-
-const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
-
-// erf(x) with |error| < 1.2e-7: Numerical Recipes' erfc (Chebyshev fit), the same
-// formula as the CPU backend. WGSL has no erf.
-fn erf(x: f32) -> f32 {
-    let z = abs(x);
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
-        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587
-        + t * (-0.82215223 + t * 0.17087277))))))));
-    let r = t * exp(poly);
-    return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
-
-fn activate(x: f32) -> f32 {
-    switch p.act {
-        case 1u: { return x / (1.0 + exp(-1.702 * x)); }
-        case 2u: { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
-        case 3u: {
-            // tanh saturates long before |u| = 15; clamping keeps exp-based tanh finite.
-            let u = clamp(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x), -15.0, 15.0);
-            return 0.5 * x * (1.0 + tanh(u));
-        }
-        default: { return x; }
-    }
-}
-
-fn epilogue(acc: f32, row: u32, col: u32) -> f32 {
-    var x = acc;
-    if (p.has_bias != 0u) {
-        x += bias[col];
-    }
-    x = activate(x);
-    if (p.has_residual != 0u) {
-        x += residual[row * p.n + col];
-    }
-    return x;
 }
 
 fn store_row(z: u32, row: u32, col0: u32, v: vec4<f32>) {

@@ -223,6 +223,51 @@ fn matmul_with_f16_weights_matches_cpu_on_the_rounded_weights() {
     );
 }
 
+/// The f16 matmul on tensor cores (cooperative matrices), where the adapter has them: on
+/// large-tile products only (many rows), with partial tiles at every edge and a k that
+/// ends mid-slice. It rounds the activations to f16 as well, so the CPU gets both
+/// operands rounded; the products are then exact and only the order of the f32 sums
+/// differs. Elsewhere it is skipped with the reason, unless `WEBCLIP_REQUIRE_TENSOR_CORES=1`
+/// (the GPU benchmark sets it on a machine that should have them).
+#[test]
+fn matmul_on_tensor_cores_matches_cpu_on_f16_operands() {
+    let Some(mut g) = gpu_with(&GpuOptions {
+        weights: webclip::gpu::WeightPrecision::F16,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    if let Err(why) = g.tensor_cores() {
+        if std::env::var("WEBCLIP_REQUIRE_TENSOR_CORES").as_deref() == Ok("1") {
+            panic!("WEBCLIP_REQUIRE_TENSOR_CORES=1 but no tensor cores: {why}");
+        }
+        eprintln!("note: skipping the tensor-core matmul test: {why}");
+        return;
+    }
+    let round = |v: Vec<f32>| -> Vec<f32> {
+        v.into_iter()
+            .map(|v| half::f16::from_f32(v).to_f32())
+            .collect()
+    };
+    let mut rng = Rng::new(29);
+    // ViT-B/32 at batch 32 (1600 rows: the attention and MLP widths), then edges
+    // everywhere: 1030 rows, k = 100 (three 32-deep slices and a partial one), 1000 columns.
+    for &(m, k, n) in &[(1600, 768, 768), (1600, 768, 3072), (1030, 100, 1000)] {
+        let x = round(rng.fill_uniform(m * k, 2.0));
+        let w = round(rng.fill_uniform(n * k, (3.0 / k as f32).sqrt()));
+        let bias = rng.fill_uniform(n, 0.5);
+        let res = rng.fill_uniform(m * n, 1.0);
+        let what = format!("tensor-core matmul {m}x{k}x{n}");
+        compare!(&mut g, 1e-5, what, |b| {
+            let l = linear(b, &w, Some(&bias[..]), k, n);
+            let xa = b.input(&x, m, k).unwrap();
+            let r = b.input(&res, m, n).unwrap();
+            b.linear(&xa, &l, Some(Activation::QuickGelu), Some(&r))
+                .unwrap()
+        });
+    }
+}
+
 fn layer_norm_cases(g: &mut GpuBackend, label: &str) {
     let mut rng = Rng::new(11);
     for &(rows, dim) in &[(1, 64), (7, 80), (50, 768), (3, 1000), (197, 112)] {

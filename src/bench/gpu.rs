@@ -87,6 +87,10 @@ pub fn run_bench(opts: &BenchOptions) -> Result<Latencies> {
         }
     );
 
+    match gpu.tensor_cores() {
+        Ok(()) => println!("tensor cores: the f16 matmul of large tiles runs on them"),
+        Err(why) => println!("tensor cores: not used ({why})"),
+    }
     println!(
         "start-up: {:.2} s (device, and compiling the kernels of this weight storage)",
         start_up.as_secs_f64()

@@ -41,9 +41,10 @@ usage:
       file and per-tower sizes of f32, f16 and int8, and the embedding cosine and zero-shot
       top-1 agreement of f16 and int8 to f32 over the images and texts (default: the folder's
       golden.json lists, with images from ../images)
-  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--batches 1,32] [--iterations N] [--threads N] [--gpu-weights ...] [--weights f32|int8]
+  webclip bench [--backend cpu|gpu] [--preset vit-b-32[,siglip2-b16-224,...]] [--batches 1,32] [--iterations N] [--threads N] [--gpu-weights ...] [--tensor-cores on|off] [--weights f32|int8]
       latency and matmul GFLOP/s on random weights of a real shape (--threads on the CPU;
-      --batches, --iterations and --gpu-weights for the GPU); several presets are run one
+      --batches, --iterations, --gpu-weights and --tensor-cores for the GPU: the f16 matmul
+      runs on tensor cores where the adapter has cooperative matrices, unless off); several presets are run one
       after the other and their encoder latencies printed side by side; --weights int8 adds
       the image encoder on int8 weights next to f32 (ms per image, bytes held after load)
 
@@ -563,10 +564,20 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                 "batches",
                 "iterations",
                 "gpu-weights",
+                "tensor-cores",
                 "threads",
                 "weights",
             ],
         )?;
+        let disable_tensor_cores = match args.get("tensor-cores").unwrap_or("on") {
+            "on" => false,
+            "off" => true,
+            v => {
+                return Err(Failure::Usage(format!(
+                    "--tensor-cores must be on or off, not `{v}`"
+                )))
+            }
+        };
         let int8 = match args.get("weights").unwrap_or("f32") {
             "f32" => false,
             "int8" => true,
@@ -592,12 +603,13 @@ is one), preprocessor_config.json (the family's defaults when absent).";
         };
         match args.get("backend").unwrap_or("cpu") {
             "cpu" => {
-                if ["batches", "iterations", "gpu-weights"]
+                if ["batches", "iterations", "gpu-weights", "tensor-cores"]
                     .iter()
                     .any(|f| args.get(f).is_some())
                 {
                     return Err(Failure::Usage(
-                        "--batches, --iterations and --gpu-weights are for --backend gpu".into(),
+                        "--batches, --iterations, --gpu-weights and --tensor-cores are for --backend gpu"
+                            .into(),
                     ));
                 }
                 let mut all = Vec::new();
@@ -617,6 +629,7 @@ is one), preprocessor_config.json (the family's defaults when absent).";
                 let mut opts = webclip::bench::gpu::BenchOptions {
                     gpu: GpuOptions {
                         weights: gpu_weights(&args)?,
+                        disable_tensor_cores,
                         ..Default::default()
                     },
                     int8,

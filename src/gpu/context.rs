@@ -27,6 +27,9 @@ pub struct GpuOptions {
     pub low_power: bool,
     /// Never use subgroup operations, even where the adapter offers them.
     pub disable_subgroups: bool,
+    /// Never run the f16 matmul on tensor cores (cooperative matrices), even where the
+    /// adapter offers them: to compare the two kernels on one device.
+    pub disable_tensor_cores: bool,
     /// How to store the matrices of linear layers (f16: half the memory and bandwidth;
     /// arithmetic stays f32; features within cosine 0.9999 of f32 weights on the test
     /// models). Default `F32`, so library results match the CPU backend to 1e-3.
@@ -126,6 +129,69 @@ fn browser_gpu_reachable() -> Result<()> {
     }
 }
 
+/// What the tensor-core matmul needs of the device: f16 in shaders and wgpu's (experimental,
+/// native-only) cooperative matrices.
+const TENSOR_CORE_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// `Ok` when `matmul_coop.wgsl` can run on this adapter, else why not: f16 weights, the
+/// features, subgroups exactly `COOP_SUBGROUP` wide (the kernel's four subgroups each own
+/// a quarter of its tile) and a 16 x 16 x 16 f16 -> f32 tile among the adapter's
+/// cooperative-matrix configurations.
+fn tensor_core_support(
+    adapter: &wgpu::Adapter,
+    info: &wgpu::AdapterInfo,
+    opts: &GpuOptions,
+    subgroups: bool,
+    f16_weights: bool,
+) -> std::result::Result<(), String> {
+    use super::pipelines::COOP_SUBGROUP;
+    use wgpu::CooperativeScalarType as Ty;
+    if cfg!(target_arch = "wasm32") {
+        return Err("WebGPU has no cooperative matrices yet".into());
+    }
+    if opts.disable_tensor_cores {
+        return Err("turned off".into());
+    }
+    if !f16_weights {
+        return Err("weights are stored as f32 (tensor cores take f16)".into());
+    }
+    let features = adapter.features();
+    if !features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        return Err("the adapter offers no cooperative matrices".into());
+    }
+    if !features.contains(wgpu::Features::SHADER_F16) {
+        return Err("the adapter has no shader-f16".into());
+    }
+    if !subgroups {
+        return Err("subgroups are off or missing".into());
+    }
+    if (info.subgroup_min_size, info.subgroup_max_size) != (COOP_SUBGROUP, COOP_SUBGROUP) {
+        return Err(format!(
+            "its subgroups are {}..{} wide, the kernel is written for {COOP_SUBGROUP}",
+            info.subgroup_min_size, info.subgroup_max_size
+        ));
+    }
+    let offered = adapter.cooperative_matrix_properties();
+    let fits = |c: &wgpu::CooperativeMatrixProperties| {
+        (c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type) == (16, 16, 16, Ty::F16, Ty::F32)
+    };
+    if !offered.iter().any(fits) {
+        let list: Vec<String> = offered
+            .iter()
+            .map(|c| {
+                let (m, n, k) = (c.m_size, c.n_size, c.k_size);
+                format!("{m}x{n}x{k} {:?}->{:?}", c.ab_type, c.cr_type)
+            })
+            .collect();
+        return Err(format!(
+            "no 16x16x16 F16->F32 tile among its cooperative matrices ({})",
+            list.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// An open device with the facts the backend needs about it.
 pub struct Context {
     pub device: wgpu::Device,
@@ -135,8 +201,12 @@ pub struct Context {
     pub subgroups: bool,
     /// `GpuOptions::weights` resolved against the adapter.
     pub f16_weights: bool,
-    /// The adapter offers `shader-f16` (not requested: the shaders unpack f16 by hand).
+    /// The adapter offers `shader-f16` (requested only for tensor cores: the other
+    /// shaders unpack f16 by hand).
     pub shader_f16: bool,
+    /// `Ok` when the matmul of f16 weights runs on tensor cores (`matmul_coop.wgsl`),
+    /// else why not, in words.
+    pub tensor_cores: std::result::Result<(), String>,
     pub errors: Arc<ErrorSink>,
     /// Every buffer the backend holds on this device.
     pub ledger: Arc<Ledger>,
@@ -179,21 +249,43 @@ impl Context {
         let subgroups =
             !opts.disable_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
         let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
-        let features = if subgroups {
+        let mut features = if subgroups {
             wgpu::Features::SUBGROUP
         } else {
             wgpu::Features::empty()
         };
-        let (device, queue) = adapter
-            .request_device(&wgpu::DeviceDescriptor {
+        let f16_weights = opts.weights.resolve(adapter.features());
+        let mut tensor_cores = tensor_core_support(&adapter, &info, opts, subgroups, f16_weights);
+        if tensor_cores.is_ok() {
+            features |= TENSOR_CORE_FEATURES;
+        }
+        let open = |features: wgpu::Features| {
+            adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("webclip"),
                 required_features: features,
                 required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::default(),
+                experimental_features: if features.contains(TENSOR_CORE_FEATURES) {
+                    // SAFETY: wgpu asks for this acknowledgement before any experimental
+                    // feature; the one requested, cooperative matrices, is used by
+                    // matmul_coop.wgsl alone, whose loads and stores stay inside its
+                    // workgroup arrays, and which has a tested fallback.
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::default()
+                },
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             })
-            .await
+        };
+        let opened = match open(features).await {
+            Err(e) if tensor_cores.is_ok() => {
+                // A driver that lists the extension but refuses it: the plain kernel then.
+                tensor_cores = Err(format!("the device refused cooperative matrices ({e})"));
+                open(features - TENSOR_CORE_FEATURES).await
+            }
+            other => other,
+        };
+        let (device, queue) = opened
             .map_err(|e| ClipError::NoGpu(format!("cannot open a device on {}: {e}", info.name)))?;
 
         let errors = Arc::new(ErrorSink::default());
@@ -219,8 +311,9 @@ impl Context {
             info,
             limits,
             subgroups,
-            f16_weights: opts.weights.resolve(adapter.features()),
+            f16_weights,
             shader_f16,
+            tensor_cores,
             errors,
             ledger: Arc::default(),
             lose_after_submit: Arc::default(),

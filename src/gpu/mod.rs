@@ -250,6 +250,16 @@ impl GpuBackend {
         self.ctx.subgroups
     }
 
+    /// `Ok` when the matmul of f16 weights runs on tensor cores (cooperative matrices),
+    /// else why not.
+    pub fn tensor_cores(&self) -> std::result::Result<(), &str> {
+        self.ctx
+            .tensor_cores
+            .as_ref()
+            .map(|_| ())
+            .map_err(String::as_str)
+    }
+
     /// The device was lost: every call fails until a new backend is made.
     pub fn is_lost(&self) -> bool {
         self.ctx.errors.is_lost()

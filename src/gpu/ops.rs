@@ -112,7 +112,18 @@ impl Backend for GpuBackend {
         .ok_or_else(|| {
             ClipError::Internal("a weight's matmul kernels were not built on this device".into())
         })?;
-        let pipeline = if large { &tiles.large } else { &tiles.small }.clone();
+        // Large f16 tiles go to tensor cores where the device has them: the same 64 x 64
+        // tile and grid, never split along k.
+        let coop = k
+            .coop
+            .as_ref()
+            .filter(|_| linear.weight.f16 && scales.is_none() && large);
+        let pipeline = match coop {
+            Some(coop) => coop,
+            None if large => &tiles.large,
+            None => &tiles.small,
+        }
+        .clone();
         self.launch_pipeline(
             pipeline,
             bytemuck::bytes_of(&params),

@@ -128,6 +128,9 @@ pub struct Pipelines {
     /// The matmul and token lookup on int8 weights and their scales: built when the first
     /// int8 weight is made (an int8 checkpoint), never for a float one.
     pub i8: OnceLock<Int8Kernels>,
+    /// The f16 matmul on tensor cores (`matmul_coop.wgsl`), for large-tile plans: built
+    /// where the device offers them (`Context::tensor_cores`) and stores f16.
+    pub coop: Option<wgpu::ComputePipeline>,
 }
 
 /// A matmul's two tiles.
@@ -163,6 +166,7 @@ macro_rules! kernel {
 }
 
 const MATMUL: Kernel = kernel!("matmul.wgsl", reduces: false);
+const MATMUL_COOP: Kernel = kernel!("matmul_coop.wgsl", reduces: false);
 const LAYER_NORM: Kernel = kernel!("layer_norm.wgsl", reduces: true);
 const ATTENTION: Kernel = kernel!("attention.wgsl", reduces: true);
 const VISION_EMBED: Kernel = kernel!("vision_embed.wgsl", reduces: false);
@@ -221,6 +225,15 @@ const MATMUL_LARGE_F16: Spec = main_of("matmul_f16_large", &MATMUL, Stored::F16,
 const MATMUL_SMALL_F16: Spec = main_of("matmul_f16_small", &MATMUL, Stored::F16, SMALL_TILE);
 const MATMUL_LARGE_I8: Spec = main_of("matmul_i8_large", &MATMUL, Stored::I8, LARGE_TILE);
 const MATMUL_SMALL_I8: Spec = main_of("matmul_i8_small", &MATMUL, Stored::I8, SMALL_TILE);
+/// The cooperative-matrix kernel's subgroup width: the one it is written for (NVIDIA's;
+/// `Context` checks the device's subgroups are exactly this wide).
+pub const COOP_SUBGROUP: u32 = 32;
+const MATMUL_COOP_F16: Spec = main_of(
+    "matmul_coop_f16",
+    &MATMUL_COOP,
+    Stored::F16,
+    &[("SG", COOP_SUBGROUP as f64)],
+);
 const MATMUL_REDUCE: Spec = Spec {
     label: "matmul_reduce",
     kernel: &MATMUL,
@@ -327,6 +340,10 @@ impl Pipelines {
                     false => None,
                 },
                 i8: OnceLock::new(),
+                coop: match ctx.tensor_cores.is_ok() && ctx.f16_weights {
+                    true => Some(MATMUL_COOP_F16.build(ctx)?),
+                    false => None,
+                },
             })
         })();
         if let Some(e) = scope.pop().await {
@@ -360,7 +377,7 @@ impl Pipelines {
 mod tests {
     use super::*;
 
-    const ALL: [&Spec; 13] = [
+    const ALL: [&Spec; 14] = [
         &MATMUL_LARGE_F32,
         &MATMUL_SMALL_F32,
         &MATMUL_REDUCE,
@@ -374,12 +391,13 @@ mod tests {
         &VISION_EMBED_MAIN,
         &TEXT_EMBED_MAIN,
         &GATHER_ROWS_MAIN,
+        &MATMUL_COOP_F16,
     ];
 
     /// Each kernel's uniform, as laid out on the Rust side.
     fn params_size(kernel: &Kernel) -> usize {
         match kernel.file {
-            "matmul.wgsl" => size_of::<MatmulParams>(),
+            "matmul.wgsl" | "matmul_coop.wgsl" => size_of::<MatmulParams>(),
             "layer_norm.wgsl" => size_of::<LayerNormParams>(),
             "attention.wgsl" => size_of::<AttentionParams>(),
             "vision_embed.wgsl" => size_of::<VisionEmbedParams>(),
@@ -391,12 +409,15 @@ mod tests {
 
     #[test]
     fn every_pipeline_is_listed_once() {
-        // Eight always, two f16 (behind an Option), three int8 (behind a OnceLock).
+        // Eight always, two f16 (behind an Option), three int8 (behind a OnceLock), the
+        // tensor-core one (behind an Option).
         let pipeline = size_of::<wgpu::ComputePipeline>();
         assert_eq!(size_of::<MatmulPair>(), 2 * pipeline);
         assert_eq!(size_of::<Int8Kernels>(), 3 * pipeline);
-        assert_eq!(8 + 2 + 3, ALL.len());
-        let optional = size_of::<Option<MatmulPair>>() + size_of::<OnceLock<Int8Kernels>>();
+        assert_eq!(8 + 2 + 3 + 1, ALL.len());
+        let optional = size_of::<Option<MatmulPair>>()
+            + size_of::<OnceLock<Int8Kernels>>()
+            + size_of::<Option<wgpu::ComputePipeline>>();
         assert_eq!(size_of::<Pipelines>(), 8 * pipeline + optional);
         let mut labels: Vec<_> = ALL.iter().map(|s| s.label).collect();
         labels.sort();
@@ -416,7 +437,7 @@ mod tests {
             }
             assert_eq!(plain_label, spec.label);
             let uses_subgroups = |src: &str| src.contains("@builtin(subgroup_size)");
-            assert!(!uses_subgroups(&plain) && !plain.contains("enable"));
+            assert!(!uses_subgroups(&plain) && !plain.contains("enable subgroups"));
             // `reduces` says exactly which kernels have a subgroup variant...
             assert_eq!(spec.kernel.reduces, plain != native, "{label}");
             if spec.kernel.reduces {
@@ -434,6 +455,65 @@ mod tests {
         }
     }
 
+    /// The shader capabilities wgpu grants `spec`'s device: subgroups with the SUBGROUP
+    /// feature, f16 unpacking on every device that is not downlevel, and for the
+    /// tensor-core kernel alone f16 and cooperative matrices (`TENSOR_CORE_FEATURES`).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn capabilities(spec: &Spec) -> wgpu::naga::valid::Capabilities {
+        use wgpu::naga::valid::Capabilities as C;
+        let base = C::SUBGROUP | C::SHADER_FLOAT16_IN_FLOAT32;
+        match spec.kernel.file == MATMUL_COOP.file {
+            true => base | C::SHADER_FLOAT16 | C::COOPERATIVE_MATRIX,
+            false => base,
+        }
+    }
+
+    /// The tensor-core kernel lowers to SPIR-V as wgpu's Vulkan backend does it (no
+    /// adapter here may offer cooperative matrices, so this is where its translation is
+    /// checked), and its tile is the large plan's, whose grid it is launched on.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_tensor_core_kernel_lowers_to_spirv() {
+        use wgpu::naga;
+        let (label, src) = MATMUL_COOP_F16.wgsl(true, false).unwrap();
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&src)));
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            capabilities(&MATMUL_COOP_F16),
+        )
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&src)));
+        let constants = [("SG".to_string(), COOP_SUBGROUP as f64)]
+            .into_iter()
+            .collect();
+        let entry = Some((naga::ShaderStage::Compute, "main"));
+        let (module, info) =
+            naga::back::pipeline_constants::process_overrides(&module, &info, entry, &constants)
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let options = naga::back::spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let pipeline = naga::back::spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: "main".into(),
+        };
+        let words = naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        // OpCooperativeMatrixMulAddKHR (4459): the product really is the hardware's.
+        let mul_adds = words.iter().filter(|&&w| w & 0xffff == 4459).count();
+        assert!(
+            mul_adds >= 4,
+            "{label}: {mul_adds} cooperative multiply-adds"
+        );
+        let tile = src.split("const TILE: u32 = ").nth(1).unwrap();
+        assert!(tile.starts_with(&format!("{}u;", 4 * MATMUL_LARGE.0)));
+        assert_eq!(MATMUL_LARGE.0, MATMUL_LARGE.1);
+    }
+
     /// Parse and validate every variant with naga (wgpu's shader compiler) without a GPU,
     /// then resolve its overrides with this module's constants, as pipeline creation does.
     #[cfg(not(target_arch = "wasm32"))]
@@ -447,10 +527,7 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{label}: {}", e.emit_to_string(&src)));
                 let info = naga::valid::Validator::new(
                     naga::valid::ValidationFlags::all(),
-                    // As wgpu grants them: subgroups with the SUBGROUP feature, f16
-                    // unpacking on every device that is not downlevel.
-                    naga::valid::Capabilities::SUBGROUP
-                        | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+                    capabilities(spec),
                 )
                 .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
                 .subgroup_operations(naga::valid::SubgroupOperationSet::all())

@@ -23,7 +23,11 @@ macro_rules! piece {
 }
 
 /// The pieces that kernels may include, by file name.
-const PIECES: &[(&str, &str)] = &[piece!("workgroup_reduce.wgsl"), piece!("elementwise.wgsl")];
+const PIECES: &[(&str, &str)] = &[
+    piece!("workgroup_reduce.wgsl"),
+    piece!("elementwise.wgsl"),
+    piece!("matmul_common.wgsl"),
+];
 
 /// Deeper than this is a cycle of includes.
 const MAX_DEPTH: usize = 8;

@@ -8,12 +8,15 @@
 #   tests/gpu-bench/run.sh run [KIT] [--batches 1,32,256] [--iterations 10] [--out DIR]
 #                                          on the GPU machine (or here, on lavapipe)
 #
-# `run` unpacks the loader when the machine has none, writes ViT-B/32 random weights with
+# `run` unpacks the loader when the machine has none, checks the GPU kernels against the CPU
+# engine there (the `gpu_kernels` test binary of the kit, the tensor-core matmul included
+# where the adapter has cooperative matrices), writes ViT-B/32 random weights with
 # `webclip gen-weights` (the generator and seed `webclip bench` uses, so both sides run the
 # same weights), then runs, one process each: `webclip bench --backend gpu` with f32 and with
-# f16 weight storage, and PyTorch on the same weights and GPU (float32 with TF32 off, TF32,
-# fp16 autocast; CPU float32 where there is no CUDA; skipped where torch is missing). It
-# prints one table and writes DIR/gpu-bench.json (default DIR: bench-out/gpu-bench/).
+# f16 weight storage (f16 twice where tensor cores are used: with them and without), and
+# PyTorch on the same weights and GPU (float32 with TF32 off, TF32, fp16 autocast; CPU float32
+# where there is no CUDA; skipped where torch is missing). It prints one table and writes
+# DIR/gpu-bench.json (default DIR: bench-out/gpu-bench/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/tests/gpu-bench"
@@ -27,6 +30,10 @@ prepare)
   mkdir -p "$kit/debs"
   (cd "$root" && cargo build --release --bin webclip)
   cp "$root/target/release/webclip" "$kit/webclip"
+  # The GPU kernel tests as one binary (cargo prints where it put it).
+  tests=$(cd "$root" && cargo test --release --test gpu_kernels --no-run --message-format=json |
+    python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+  cp "$tests" "$kit/gpu_kernels"
   # The loader and its GL/EGL companions for amd64, whatever this machine is (lists kept
   # apart from the system's own).
   lists=$(mktemp -d)
@@ -62,6 +69,14 @@ run)
     export __EGL_VENDOR_LIBRARY_FILENAMES="$nv/glvnd/egl_vendor.d/10_nvidia.json"
   fi
   mkdir -p "$out"
+  tests="$kit/gpu_kernels"
+  if [ -x "$tests" ]; then
+    echo "== the GPU kernels against the CPU engine" >&2
+    # --nocapture keeps the tests' notes, such as why the tensor-core matmul was skipped.
+    WEBCLIP_REQUIRE_GPU=1 "$tests" --test-threads 1 --nocapture > "$out/gpu-kernels.txt" 2>&1 ||
+      echo "GPU kernel tests FAILED: $out/gpu-kernels.txt" >&2
+    grep -E '^test result|skipping' "$out/gpu-kernels.txt" >&2 || true
+  fi
   model=$(mktemp -d)
   trap 'rm -rf "$model"' EXIT
   "$bin" gen-weights --preset vit-b-32 --seed 0 --dtype f32 --out "$model" > /dev/null
@@ -70,6 +85,12 @@ run)
     "$bin" bench --backend gpu --gpu-weights "$w" --batches "$batches" --iterations "$iterations" \
       | tee "$out/webclip-$w.txt" >&2
   done
+  rm -f "$out/webclip-f16-plain.txt"
+  if grep -q '^tensor cores: the' "$out/webclip-f16.txt"; then
+    echo "== the same without tensor cores" >&2
+    "$bin" bench --backend gpu --gpu-weights f16 --tensor-cores off --batches "$batches" \
+      --iterations "$iterations" | tee "$out/webclip-f16-plain.txt" >&2
+  fi
   echo "== PyTorch" >&2
   python3 "$here/torch_bench.py" "$model" --batches "$batches" --iterations "$iterations" \
     --out "$out/torch.json" >&2 || echo "PyTorch run failed (see above)" >&2
