@@ -67,6 +67,7 @@ export const DEFAULT_LABELS = [
 ];
 
 const MAX_FILE_BYTES = 256 * 2 ** 20; // larger files are refused before reading them
+const MAX_JOB_FAILURES = 1000; // failed files a job's record keeps (the count is exact)
 // Above this, decode once and hand the model a smaller copy: keeps the worker's memory low and
 // stays under the package's own decode limit (100 MP), which would refuse the photo.
 const HUGE_PIXELS = 50e6;
@@ -720,20 +721,21 @@ export class TaggerCore {
 
 // IndexedDB "webclip-tagger": images (one record per model x photo content), their
 // thumbnails (`thumbs`, by the same key: apart, so that reading a library back reads no Blob),
-// label embeddings (per model x template set x label) and settings. Falls back to memory when
+// label embeddings (per model x template set x label), settings, and the indexing job under
+// way (`jobs`, so that a tab closed halfway knows what was cut short). Falls back to memory when
 // IndexedDB is unavailable (some private modes), with a message saying nothing is kept.
 // Records written before version 3 hold their thumbnail themselves; they are moved to the
 // new layout as the library is read back (`migrate`), and read either way meanwhile.
 class Store {
   constructor() {
     this.db = null;
-    this.mem = { images: new Map(), thumbs: new Map(), labels: new Map(), settings: new Map() };
+    this.mem = { images: new Map(), thumbs: new Map(), labels: new Map(), settings: new Map(), jobs: new Map() };
   }
 
   async open() {
     if (!globalThis.indexedDB) throw new Error('this browser has no IndexedDB');
     this.db = await new Promise((resolve, reject) => {
-      const req = indexedDB.open('webclip-tagger', 3);
+      const req = indexedDB.open('webclip-tagger', 4);
       req.onupgradeneeded = (e) => {
         const db = req.result;
         if (e.oldVersion < 1) {
@@ -745,6 +747,8 @@ class Store {
         if (e.oldVersion < 2) req.transaction.objectStore('images').createIndex('added', ['model', 'added']);
         // Version 3: thumbnails in their own store, { key, thumb }.
         if (e.oldVersion < 3) db.createObjectStore('thumbs', { keyPath: 'key' });
+        // Version 4: the indexing job under way, per model (`JobLog`).
+        if (e.oldVersion < 4) db.createObjectStore('jobs', { keyPath: 'key' });
       };
       req.onsuccess = () => resolve(req.result);
       req.onerror = () => reject(req.error);
@@ -770,6 +774,11 @@ class Store {
   put(store, value) {
     if (!this.db) return Promise.resolve(void this.mem[store].set(value.key, value));
     return this._req(store, 'readwrite', (s) => s.put(value));
+  }
+
+  delete(store, key) {
+    if (!this.db) return Promise.resolve(void this.mem[store].delete(key));
+    return this._req(store, 'readwrite', (s) => s.delete(key));
   }
 
   putAll(store, values) {
@@ -893,6 +902,82 @@ class Store {
       });
       return out;
     });
+  }
+}
+
+/**
+ * An indexing job as storage keeps it while it runs, so that a tab closed halfway reopens
+ * knowing what was cut short: the job's files (path, size, modification time; written once),
+ * how many of them, in order, are settled (indexed, known or skipped), and which failed. Files
+ * are settled in order, except the photos being embedded, so the settled count is the first
+ * of those (or every file read so far). Removed when the job ends or is cancelled.
+ *
+ *   const job = new JobLog(store, model, files); await job.start();
+ *   job.reach(i); job.embedding(i); job.settle(i); job.fail(path, reason); job.save();
+ *   await job.end();
+ */
+class JobLog {
+  static key(model) { return `${model}\njob`; }
+
+  /** The cut-short job of `model` in `store`, `{ total, settled, failed, left }`, or null. */
+  static async cutShort(store, model) {
+    const key = JobLog.key(model);
+    const [meta, list] = await store.getMany('jobs', [key, `${key}\nfiles`]).catch(() => []);
+    if (!meta) return null;
+    const left = (list?.files ?? []).slice(meta.settled).map(([path]) => path);
+    return { total: meta.total, settled: meta.settled, failed: meta.failed, left };
+  }
+
+  static async forget(store, model) {
+    const key = JobLog.key(model);
+    await Promise.all([store.delete('jobs', key), store.delete('jobs', `${key}\nfiles`)]);
+  }
+
+  constructor(store, model, files) {
+    this.store = store;
+    this.model = model;
+    this.files = files;
+    this.key = JobLog.key(model);
+    this.read = 0; // files before this one are settled or being embedded
+    this.embeddingNow = new Set();
+    this.failed = [];
+    this.saving = Promise.resolve();
+  }
+
+  get settled() {
+    let first = this.read;
+    for (const i of this.embeddingNow) first = Math.min(first, i);
+    return first;
+  }
+
+  /** Writes the file list and the first state; a storage failure only loses the record. */
+  start() {
+    const list = { key: `${this.key}\nfiles`, files: this.files.map(({ path, file }) => [path, file.size, file.lastModified]) };
+    return this.store.putAll('jobs', [list, this._meta()]).catch(() => {});
+  }
+
+  _meta() {
+    return { key: this.key, model: this.model, total: this.files.length, settled: this.settled, failed: this.failed.slice(0, MAX_JOB_FAILURES) };
+  }
+
+  reach(i) { this.read = i; }
+  embedding(i) { this.embeddingNow.add(i); }
+  settle(i) {
+    this.embeddingNow.delete(i);
+    this.read = Math.max(this.read, i + 1); // the last file read may be the one just settled
+  }
+  fail(path, reason) { this.failed.push({ path, reason }); }
+  finish() { this.read = this.files.length; }
+
+  /** Records the state (one write at a time; a later call writes the latest). */
+  save() {
+    this.saving = this.saving.then(() => this.store.put('jobs', this._meta())).catch(() => {});
+    return this.saving;
+  }
+
+  async end() {
+    await this.saving;
+    await JobLog.forget(this.store, this.model).catch(() => {});
   }
 }
 
@@ -1320,7 +1405,15 @@ const TEMPLATE = `
   </div>
   <div data-ref="indexBox" class="hidden" style="margin-top:8px">
     <progress data-ref="indexProgress" max="1" aria-label="Indexing photos"></progress>
-    <div class="muted" data-ref="indexText"></div>
+    <div class="row">
+      <span class="muted" data-ref="indexText"></span>
+      <button type="button" class="secondary hidden" data-ref="pauseJob">Pause</button>
+      <button type="button" class="secondary hidden" data-ref="cancelJob">Cancel</button>
+    </div>
+  </div>
+  <div data-ref="jobBox" class="hidden row" role="status" style="margin-top:8px">
+    <span data-ref="jobText"></span>
+    <button type="button" class="secondary" data-ref="forgetJob">Forget it</button>
   </div>
   <details data-ref="skippedBox" class="hidden" style="margin-top:8px">
     <summary data-ref="skippedSummary"></summary>
@@ -1587,6 +1680,9 @@ export class WebclipTagger extends ElementBase {
     $.exportJson.addEventListener('click', () => exported('webclip-tags.json', 'application/json', () => this.exportJson()));
     $.exportCsv.addEventListener('click', () => exported('webclip-tags.csv', 'text/csv', () => this.exportCsv()));
     $.forget.addEventListener('click', () => this._forget());
+    $.pauseJob.addEventListener('click', () => (this._pauseGate ? this.resumeIndexing() : this.pauseIndexing()));
+    $.cancelJob.addEventListener('click', () => this.cancelIndexing());
+    $.forgetJob.addEventListener('click', () => this._forgetCutShortJob());
     $.grid.addEventListener('click', (e) => {
       const btn = e.target.closest('button[data-similar]');
       if (btn) this.moreLikeThis(btn.dataset.similar);
@@ -1940,6 +2036,7 @@ export class WebclipTagger extends ElementBase {
       this._progressDone();
       const n = this.order.length;
       if (ok && n) this._info(`Restored ${n} photos indexed earlier with this model (nothing recomputed).`);
+      this._showCutShortJob();
       if (this.query) this._search();
       // Tags of another vocabulary, or a review policy: scored as the cards are shown, once
       // the label embeddings are at hand.
@@ -2111,6 +2208,7 @@ export class WebclipTagger extends ElementBase {
   async _forget() {
     const n = this.records.size;
     this._cancelJobs();
+    await JobLog.forget(this.store, this.modelSpec.id).catch(() => {});
     await this.store.deleteImagesOf(this.modelSpec.id).catch((e) => this._error(`Could not delete saved photos: ${errMessage(e)}`));
     await this._restoreLibrary();
     this._search();
@@ -2121,6 +2219,7 @@ export class WebclipTagger extends ElementBase {
   _cancelJobs() {
     this.jobs.abort();
     this.jobs = new AbortController();
+    this.resumeIndexing(); // a paused job wakes to see it is cancelled
   }
 
   _enqueue(job) {
@@ -2213,27 +2312,38 @@ export class WebclipTagger extends ElementBase {
     let done = 0;
     let skipped = 0;
     let cached = 0;
+    let unchanged = 0;
     const copies = []; // [hash, path]: files whose content is a photo already here
+    // This job replaces one cut short earlier: its files are among these, or were dropped.
+    this.$.jobBox.classList.add('hidden');
+    const job = new JobLog(this.store, spec.id, files);
+    await job.start();
     const step = (what) => this._progress(done, total, `${done} of ${total} files · ${what}`);
     const tally = {
       step,
-      skip: (path, reason) => { this._skip(path, reason); skipped++; done++; },
+      skip: (path, reason) => { this._skip(path, reason); job.fail(path, reason); skipped++; done++; },
       cached: () => { this.core.stats.imagesCached++; cached++; done++; },
+      unchanged: () => { this.core.stats.imagesCached++; unchanged++; done++; },
       copy: (hash, path) => copies.push([hash, path]),
       duplicate: (hash, path) => { copies.push([hash, path]); done++; },
     };
+    this.$.pauseJob.classList.remove('hidden');
+    this.$.cancelJob.classList.remove('hidden');
     let result;
     try {
-      result = await this.core.index(this._newPhotos(files, signal, tally), {
+      result = await this.core.index(this._newPhotos(files, signal, tally, job), {
         signal,
         onBatch: (batch) => step(`embedding ${batch.length} photo${batch.length > 1 ? 's' : ''}…`),
-        onFailed: (p, err) => tally.skip(p.path, `the model could not read it (${errMessage(err)})`),
+        onFailed: (p, err) => {
+          tally.skip(p.path, `the model could not read it (${errMessage(err)})`);
+          job.settle(p.index);
+        },
         onAdded: async (added, { msPerImage }) => {
           if (msPerImage != null) this._timing(msPerImage);
           const records = added.map(({ photo: p, entry }, i) => ({
             key: `${spec.id}\n${p.key}`, model: spec.id, hash: p.key, name: p.file.name, path: p.path,
-            size: p.file.size, type: p.file.type, width: p.decoded.width, height: p.decoded.height,
-            thumb: p.decoded.thumb, note: p.decoded.note, embedding: entry.embedding,
+            size: p.file.size, mtime: p.file.lastModified, type: p.file.type, width: p.decoded.width,
+            height: p.decoded.height, thumb: p.decoded.thumb, note: p.decoded.note, embedding: entry.embedding,
             tags: entry.tags, vocabKey: entry.vocabKey, added: Date.now() + i / 1000,
           }));
           done += records.length;
@@ -2248,6 +2358,10 @@ export class WebclipTagger extends ElementBase {
           });
           // Saved: the thumbnails are read back from storage when a card shows them.
           if (saved) for (const r of records) if (this.records.get(r.hash) === r) this.records.set(r.hash, withoutThumb(r));
+          if (saved) {
+            for (const { photo } of added) job.settle(photo.index);
+            job.save();
+          }
           this._updateEmpty();
           if (this.query) this._searchSoon();
         },
@@ -2256,14 +2370,29 @@ export class WebclipTagger extends ElementBase {
       if (!(e instanceof ModelUnavailableError)) throw e;
       // The model's own message is already shown; say what it means for these photos.
       const n = total - done;
+      await job.end();
       throw new Error(`${n} photo${n === 1 ? ' was' : 's were'} not indexed because the model is not loaded ` +
         `(${errMessage(e.cause)}). Load a model, then add them again.`);
+    } finally {
+      this._pauseGate?.resolve();
+      this._pauseGate = null;
+      this.$.pauseJob.textContent = 'Pause';
+      this.$.pauseJob.classList.add('hidden');
+      this.$.cancelJob.classList.add('hidden');
     }
     const copied = await this._addCopies(spec, copies);
-    if (signal.aborted) return;
+    // Done or cancelled, the job is over: only a closed tab leaves its record behind.
+    await job.end();
+    if (signal.aborted) {
+      if (this._cancelled === signal) {
+        this._info(`Indexing cancelled: ${done} of ${total} files done. Add the rest again to go on; the files done are not read again.`);
+      }
+      return;
+    }
     if (this.query) this._search();
     const { computed } = result;
     const parts = [`${computed} photo${computed === 1 ? '' : 's'} indexed`];
+    if (unchanged) parts.push(`${unchanged} unchanged since indexed (not read again)`);
     if (cached) parts.push(`${cached} already known (from cache)`);
     if (copied.length) {
       const some = copied.slice(0, 3).map(([path, of]) => `${path} is ${of}`).join('; ');
@@ -2274,14 +2403,16 @@ export class WebclipTagger extends ElementBase {
       parts.push(`${skipped} skipped: ${some.join('; ')}${skipped > 3 ? '; … see the list' : ''}`);
     }
     this._message(skipped ? 'warn' : 'info', `${parts.join(', ')}.`);
-    this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, skipped, copies: copied.length } }));
+    this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, unchanged, skipped, copies: copied.length } }));
   }
 
   /**
    * The photos among `files` that need embedding, read, hashed and decoded one at a time as
-   * the core asks for them; the others are skipped, or known (in the core or in storage).
+   * the core asks for them; the others are skipped, or known: unchanged at their path since
+   * they were indexed (same size and modification time: not read at all), or by content (in
+   * the core or in storage). `job` follows which files are settled; a pause waits here.
    */
-  async *_newPhotos(files, signal, tally) {
+  async *_newPhotos(files, signal, tally, job) {
     const spec = this.modelSpec;
     const seen = new Map(); // hash -> the path it is known by
     // A known photo met at another path is a copy: its path is kept with the photo.
@@ -2290,8 +2421,22 @@ export class WebclipTagger extends ElementBase {
       if (record.path !== path && !record.copies?.includes(path)) tally.copy(hash, path);
       tally.cached();
     };
-    for (const { file, path } of files) {
+    // Built once a job: the photos indexed with their file's modification time, by path.
+    const byPath = new Map();
+    for (const r of this.records.values()) if (r.mtime != null) byPath.set(r.path, r);
+    for (const [i, { file, path }] of files.entries()) {
+      job.reach(i);
+      if (this._pauseGate) {
+        tally.step('paused');
+        await this._pauseGate.promise;
+      }
       if (signal.aborted) return;
+      const same = byPath.get(path);
+      if (same && same.size === file.size && same.mtime === file.lastModified && this.core.has(same.hash)) {
+        seen.set(same.hash, path);
+        tally.unchanged();
+        continue;
+      }
       tally.step(`reading ${path}`);
       const reason = rejectReason(file);
       if (reason) { tally.skip(path, reason); continue; }
@@ -2324,8 +2469,53 @@ export class WebclipTagger extends ElementBase {
       }
       if (decoded.note) this._warn(`${path}: ${decoded.note}.`);
       seen.set(hash, path);
-      yield { key: hash, input: decoded.input, file, path, decoded };
+      job.embedding(i);
+      yield { key: hash, input: decoded.input, file, path, decoded, index: i };
     }
+    job.finish();
+  }
+
+  // -- the indexing job: pause, resume, cancel; one cut short by a closed tab
+
+  /** Pauses indexing after the photo being read (what is being embedded still finishes). */
+  pauseIndexing() {
+    if (this._pauseGate || this.$.pauseJob.classList.contains('hidden')) return;
+    let resolve;
+    const promise = new Promise((r) => { resolve = r; });
+    this._pauseGate = { promise, resolve };
+    this.$.pauseJob.textContent = 'Resume';
+  }
+
+  resumeIndexing() {
+    const gate = this._pauseGate;
+    this._pauseGate = null;
+    this.$.pauseJob.textContent = 'Pause';
+    gate?.resolve();
+  }
+
+  /** Stops the indexing job (and those queued): what is indexed stays. */
+  cancelIndexing() {
+    this._cancelled = this.jobs.signal;
+    this._cancelJobs();
+  }
+
+  /** Says so when the last indexing job of this model was cut short (the tab was closed). */
+  async _showCutShortJob() {
+    const job = await JobLog.cutShort(this.store, this.modelSpec.id);
+    if (!job) { this.$.jobBox.classList.add('hidden'); return; }
+    const left = job.total - job.settled;
+    const some = job.left.slice(0, 3).join(', ');
+    const failed = job.failed.length ? `, ${job.failed.length} failed (listed below)` : '';
+    this.$.jobText.textContent = `Indexing of ${job.total} files was cut short when the page closed: ` +
+      `${job.settled} done, ${left} left (${some}${left > 3 ? ', …' : ''})${failed}. ` +
+      'Add the same files or folder again to finish; the ones done are not read again.';
+    for (const { path, reason } of job.failed) this._skip(path, reason);
+    this.$.jobBox.classList.remove('hidden');
+  }
+
+  async _forgetCutShortJob() {
+    await JobLog.forget(this.store, this.modelSpec.id).catch((e) => this._warn(`Could not forget the job: ${errMessage(e)}`));
+    this.$.jobBox.classList.add('hidden');
   }
 
   /**

@@ -20,7 +20,11 @@
 //     new tags) and keeps the thumbnails (moved to their own store) across a reload;
 //   - a review policy (label and threshold per line) flags exactly the photos whose score
 //     reaches it, on the cards and in both exports with the model fingerprint, and survives a
-//     reload; a threshold that is no score is refused.
+//     reload; a threshold that is no score is refused;
+//   - an indexing job pauses (nothing is indexed meanwhile), and a tab closed halfway leaves a
+//     record: the next tab says how much was done and what is left, and adding the same files
+//     again reads only those left (the others are known by path, size and modification time);
+//     a cancelled job keeps what it indexed and leaves no such record.
 // Run: cd tests/js && node --test demo.test.mjs   (needs pkg/ built by ./build.sh)
 // Artifact: tests/js/artifacts/demo.png (and demo-phone.png, demo-scale.png), screenshots to look at.
 
@@ -487,6 +491,109 @@ test('demo page: a SigLIP model loads by URL; its tags are sigmoid scores cut at
   }
   await page.close();
   assert.deepEqual(foreign, []);
+});
+
+test('demo page: an indexing job pauses, is cut short by a closed tab, and resumes without reading again what was done', { timeout: 3 * TIMEOUT }, async () => {
+  // Its own profile: the job and library here stay out of the other tests' storage.
+  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-job-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
+  });
+  const N = 120;
+  const open = async () => {
+    const page = await ctx.newPage();
+    const logs = [];
+    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+    page.logs = logs;
+    await page.goto(demoUrl());
+    await waitMessage(page, /Model .* ready/, TIMEOUT);
+    return page;
+  };
+  // `n` distinct small PNGs from `first` on, made in the page with fixed modification times
+  // (added again, they are the same files), added without waiting; `window.indexed` gets the
+  // job's summary, `window.reads` the names of the files read (hashed or decoded) meanwhile.
+  const add = (page, first, n) => page.evaluate(async ({ first, n }) => {
+    const files = [];
+    for (let i = first; i < first + n; i++) {
+      const c = new OffscreenCanvas(48, 40);
+      const g = c.getContext('2d');
+      g.fillStyle = `hsl(${(i * 47) % 360} 70% ${30 + (i % 5) * 10}%)`;
+      g.fillRect(0, 0, 48, 40);
+      g.fillStyle = '#000';
+      g.fillRect(i % 40, (i * 7) % 32, 8, 8);
+      const blob = await c.convertToBlob({ type: 'image/png' });
+      const name = `img-${String(i).padStart(4, '0')}.png`;
+      files.push({ file: new File([blob], name, { type: 'image/png', lastModified: 1.7e12 + i }), path: `trip/${name}` });
+    }
+    window.reads = [];
+    const read = Blob.prototype.arrayBuffer;
+    Blob.prototype.arrayBuffer = function () { if (this.name) window.reads.push(this.name); return read.call(this); };
+    const decode = window.createImageBitmap;
+    window.createImageBitmap = (src, ...rest) => { if (src?.name) window.reads.push(src.name); return decode(src, ...rest); };
+    const tagger = document.querySelector('webclip-tagger');
+    window.indexed = null;
+    tagger.addEventListener('webclip-indexed', (e) => { window.indexed = e.detail; }, { once: true });
+    tagger.addFiles(files);
+  }, { first, n });
+  const tagger = (page, fn, arg) => page.evaluate(({ fn, arg }) => new Function('t', 'arg', `return (${fn})(t, arg)`)(document.querySelector('webclip-tagger'), arg), { fn: fn.toString(), arg });
+  const shown = (page, ref) => page.locator(`webclip-tagger [data-ref=${ref}]`).evaluate((el) => !el.classList.contains('hidden') && el.textContent);
+  const job = (page) => tagger(page, (t) => t.store.get('jobs', `${t.modelSpec.id}\njob`));
+  try {
+    // A first tab starts the job, pauses it once some photos are saved, and is closed.
+    const first = await open();
+    await add(first, 0, N);
+    await first.waitForFunction(() => (document.querySelector('webclip-tagger').order.length >= 10), null, { timeout: TIMEOUT });
+    await first.locator('webclip-tagger [data-ref=pauseJob]').click();
+    assert.equal(await shown(first, 'pauseJob'), 'Resume');
+    await first.waitForFunction(() => /paused$/.test(document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=indexText]').textContent));
+    const pausedAt = await tagger(first, (t) => t.order.length);
+    await first.waitForTimeout(1500);
+    assert.equal(await tagger(first, (t) => t.order.length), pausedAt, 'nothing is indexed while paused');
+    const saved = await job(first);
+    assert.ok(saved && saved.total === N && saved.settled === pausedAt && pausedAt < N, JSON.stringify(saved));
+    await first.close();
+
+    // The next tab says what was cut short; adding the same files finishes the job and reads
+    // only the files that were left.
+    const second = await open();
+    await waitMessage(second, new RegExp(`Restored ${pausedAt} photos`), TIMEOUT);
+    await second.waitForFunction(() => !document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=jobBox]').classList.contains('hidden'));
+    const left = N - pausedAt;
+    const next = `trip/img-${String(pausedAt).padStart(4, '0')}.png`;
+    assert.match(await second.locator('webclip-tagger [data-ref=jobText]').textContent(), new RegExp(`^Indexing of ${N} files was cut short when the page closed: ${pausedAt} done, ${left} left \\(${next}, `));
+    await clearMessages(second);
+    await add(second, 0, N);
+    const summary = await waitMessage(second, /^\d+ photos? indexed/, TIMEOUT);
+    assert.match(summary, new RegExp(`^${left} photos indexed, ${pausedAt} unchanged since indexed \\(not read again\\)`));
+    const done = await second.evaluate(() => ({ indexed: window.indexed, reads: window.reads }));
+    assert.deepEqual([done.indexed.computed, done.indexed.unchanged, done.indexed.cached], [left, pausedAt, 0]);
+    const readNames = new Set(done.reads);
+    for (let i = 0; i < N; i++) {
+      const name = `img-${String(i).padStart(4, '0')}.png`;
+      assert.equal(readNames.has(name), i >= pausedAt, `${name} read: ${readNames.has(name)}`);
+    }
+    assert.equal(await shown(second, 'jobBox'), false, 'the finished job is no longer reported');
+    assert.equal(await job(second), undefined, 'a finished job leaves no record');
+    assert.equal(await tagger(second, (t) => t.order.length), N);
+
+    // Cancel: what is indexed stays, and nothing is reported as cut short afterwards.
+    await add(second, 1000, 60);
+    await second.waitForFunction((n) => document.querySelector('webclip-tagger').order.length >= n + 5, N, { timeout: TIMEOUT });
+    await second.locator('webclip-tagger [data-ref=cancelJob]').click();
+    const cancelled = await waitMessage(second, /^Indexing cancelled: \d+ of 60 files done/, TIMEOUT);
+    const kept = await tagger(second, (t) => t.order.length);
+    assert.ok(kept > N && kept < N + 60, `${kept} photos after the cancel (${cancelled})`);
+    assert.equal(await shown(second, 'cancelJob'), false);
+    await second.reload();
+    await waitMessage(second, new RegExp(`Restored ${kept} photos`), TIMEOUT);
+    await second.waitForTimeout(300);
+    assert.equal(await shown(second, 'jobBox'), false, 'a cancelled job is not reported as cut short');
+    assert.deepEqual(second.logs, []);
+    await second.close();
+  } finally {
+    await ctx.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('demo page at scale: 3,000 saved photos, a virtual grid, top matches exact, scrolling reveals the rest', { timeout: 3 * TIMEOUT }, async () => {
