@@ -74,6 +74,8 @@ const HUGE_PIXELS = 50e6;
 const DOWNSCALED_SHORT_SIDE = 1024; // >= 4x the CLIP input, so the model's own resize still decides
 const THUMB_SIDE = 320; // thumbnail's longer side in pixels (sharp on 2x screens at 160 CSS px)
 const IMAGE_BATCH = 4; // photos per embedImages call: progress stays live, memory stays bounded
+const PREPARE_AHEAD = 4; // files read, hashed and thumbnailed at once while indexing
+const PREPARE_BYTES = 64 * 2 ** 20; // ...unless they are this large together (a few big photos)
 const INDEX_BATCH = 1024; // photos per ClipIndex.addMany (about 10 ms of a task at 512 values)
 const TEXT_BATCH = 64; // prompts per embedTexts call
 const SEARCH_DEBOUNCE_MS = 250;
@@ -106,7 +108,7 @@ async function sha256(data) {
   if (!globalThis.crypto?.subtle) {
     throw new Error('this page is not a secure context (https or localhost), so the browser offers no SHA-256');
   }
-  const bytes = data instanceof Blob ? await data.arrayBuffer() : new TextEncoder().encode(data);
+  const bytes = data instanceof Blob ? await data.arrayBuffer() : ArrayBuffer.isView(data) ? data : new TextEncoder().encode(data);
   return toHex(await crypto.subtle.digest('SHA-256', bytes));
 }
 
@@ -516,7 +518,8 @@ export class TaggerCore {
    * refuses is retried photo by photo: the photos it still refuses go to `onFailed` and are
    * left out. Keys already indexed are not embedded again (counted in `stats.imagesCached`).
    * Hooks: `onBatch(photos)` before a batch is embedded; `onAdded(added, { msPerImage })`
-   * after, awaited, with `added` = `[{ photo, entry }]` (`entry` as `get` gives it;
+   * after (awaited before `index` resolves, one call at a time in batch order, while the next
+   * batch is embedded), with `added` = `[{ photo, entry }]` (`entry` as `get` gives it;
    * `msPerImage` null when the batch was retried); `onFailed(photo, error)`.
    * `signal` (an AbortSignal) stops the job: what is being embedded then is not added.
    * Throws ModelUnavailableError when the model or the label embeddings cannot be had.
@@ -525,9 +528,17 @@ export class TaggerCore {
   async index(photos, { signal = null, onBatch = null, onAdded = null, onFailed = null } = {}) {
     const counts = { computed: 0, cached: 0, failed: 0 };
     const pending = [];
+    const queued = new Set(); // keys pending or being embedded
     const flush = async () => {
       if (!pending.length) return;
       const batch = pending.splice(0);
+      try {
+        await embedBatch(batch);
+      } finally {
+        for (const p of batch) queued.delete(p.key);
+      }
+    };
+    const embedBatch = async (batch) => {
       let clip;
       let labels;
       try {
@@ -567,22 +578,44 @@ export class TaggerCore {
         const entry = this.add(photo.key, embeddings[i], { tags: this._tag(embeddings[i], labels), vocabKey: labels.vocab.key });
         added.push({ photo, entry });
       });
-      await onAdded?.(added, { msPerImage });
+      // The caller's saving runs behind the next batch's embedding, in batch order.
+      adding = adding.then(() => onAdded?.(added, { msPerImage }));
+      adding.catch(() => {}); // awaited at the end
     };
-    for await (const photo of photos) {
-      if (signal?.aborted) break;
-      if (this._photos.has(photo.key) || pending.some((p) => p.key === photo.key)) {
-        this.stats.imagesCached++;
-        counts.cached++;
-        continue;
+    // A small pipeline: while one batch is embedded (in the worker), the next is read and
+    // prepared here and the one before is handed to `onAdded` (saved), so none waits for the
+    // others; batches are embedded one at a time and added in order.
+    let embedding = null;
+    let adding = Promise.resolve();
+    const launch = async () => {
+      if (embedding) await embedding;
+      embedding = null;
+      if (signal?.aborted || !pending.length) return;
+      embedding = flush();
+      embedding.catch(() => {}); // awaited by the next launch or at the end
+    };
+    try {
+      for await (const photo of photos) {
+        if (signal?.aborted) break;
+        if (this._photos.has(photo.key) || queued.has(photo.key)) {
+          this.stats.imagesCached++;
+          counts.cached++;
+          continue;
+        }
+        pending.push(photo);
+        queued.add(photo.key);
+        if (pending.length >= this.batch) {
+          await launch();
+          if (signal?.aborted) break; // read no further
+        }
       }
-      pending.push(photo);
-      if (pending.length >= this.batch) {
-        await flush();
-        if (signal?.aborted) break; // read no further
-      }
+      if (!signal?.aborted) await launch();
+    } finally {
+      await embedding?.catch(() => {});
+      await adding.catch(() => {});
     }
-    if (!signal?.aborted) await flush();
+    await embedding; // rethrows the last batch's error (ModelUnavailableError)
+    await adding; // and the caller's
     return counts;
   }
 
@@ -1022,14 +1055,19 @@ function rejectReason(file) {
   return null;
 }
 
+/** Types the package decodes itself (as Python's PIL does), so it gets their bytes as they are. */
+const MODEL_DECODES = /^image\/(png|jpeg|jpg|webp|gif)$/i;
+
 /**
- * Decodes a photo once: its size, a JPEG thumbnail, and what to hand the model (the file itself,
- * or a downscaled PNG when it is huge, so the worker never holds hundreds of MB of pixels).
+ * Decodes a photo, `file` whose content is `bytes` (already read): its size, a JPEG thumbnail,
+ * and what to hand the model (the bytes, or for a type only the browser decodes a Blob of
+ * them; a downscaled PNG when it is huge, so the worker never holds hundreds of MB of pixels).
  */
-async function decodePhoto(file, maxPixels = HUGE_PIXELS) {
+async function decodePhoto(file, bytes, maxPixels = HUGE_PIXELS) {
+  const blob = new Blob([bytes], { type: file.type });
   let bitmap;
   try {
-    bitmap = await createImageBitmap(file);
+    bitmap = await createImageBitmap(blob);
   } catch (e) {
     throw new Error(`the browser could not decode it as an image (${errMessage(e)})`);
   }
@@ -1049,7 +1087,7 @@ async function decodePhoto(file, maxPixels = HUGE_PIXELS) {
     };
     const [tw, th] = fit(THUMB_SIDE);
     const thumb = await toBlob(tw, th, 'image/jpeg', 0.82);
-    let input = file;
+    let input = MODEL_DECODES.test(file.type) ? bytes : blob;
     let note = null;
     if (width * height > maxPixels) {
       // Small enough for the worker, never enlarged, and no smaller than the model's own resize needs.
@@ -2318,7 +2356,8 @@ export class WebclipTagger extends ElementBase {
     this.$.jobBox.classList.add('hidden');
     const job = new JobLog(this.store, spec.id, files);
     await job.start();
-    const step = (what) => this._progress(done, total, `${done} of ${total} files · ${what}`);
+    // While paused, the batch already being embedded still reports: the line says paused.
+    const step = (what) => this._progress(done, total, `${done} of ${total} files · ${this._pauseGate ? 'paused' : what}`);
     const tally = {
       step,
       skip: (path, reason) => { this._skip(path, reason); job.fail(path, reason); skipped++; done++; },
@@ -2424,6 +2463,56 @@ export class WebclipTagger extends ElementBase {
     // Built once a job: the photos indexed with their file's modification time, by path.
     const byPath = new Map();
     for (const r of this.records.values()) if (r.mtime != null) byPath.set(r.path, r);
+    const decoding = new Set(); // hashes a prepared file is being decoded for
+
+    // What one file turns out to be. The file is read once: hashed, decoded for its thumbnail
+    // and handed to the model from these bytes.
+    const prepare = async ({ file, path }) => {
+      const same = byPath.get(path);
+      if (same && same.size === file.size && same.mtime === file.lastModified && this.core.has(same.hash)) {
+        return { unchanged: same };
+      }
+      const reason = rejectReason(file);
+      if (reason) return { skip: reason };
+      let bytes;
+      let hash;
+      try {
+        bytes = new Uint8Array(await file.arrayBuffer());
+        hash = await sha256(bytes);
+      } catch (e) {
+        return { skip: `could not be read (${errMessage(e)})` };
+      }
+      if (this.core.has(hash)) return { hash };
+      const saved = await this.store.get('images', `${spec.id}\n${hash}`).catch(() => null);
+      if (saved) return { hash, saved };
+      // The same content earlier in the window: decoded there (taken in order, this is a copy).
+      if (decoding.has(hash)) return { hash, bytes };
+      decoding.add(hash);
+      try {
+        return { hash, bytes, decoded: await decodePhoto(file, bytes, this.maxPixels) };
+      } catch (e) {
+        return { hash, bytes, failed: errMessage(e) };
+      } finally {
+        decoding.delete(hash);
+      }
+    };
+
+    // A few files are prepared at once, so that their latencies (reading, the browser's
+    // decoding and thumbnail encoding) overlap; their outcomes are taken in file order. The
+    // window holds at least one file and at most PREPARE_AHEAD or PREPARE_BYTES of them.
+    const ahead = [];
+    let next = 0;
+    let bytesAhead = 0;
+    const fill = () => {
+      while (next < files.length && ahead.length < PREPARE_AHEAD && (!ahead.length || bytesAhead < PREPARE_BYTES)) {
+        const f = files[next++];
+        const size = f.file.size;
+        bytesAhead += size;
+        const outcome = prepare(f).finally(() => { bytesAhead -= size; });
+        outcome.catch(() => {});
+        ahead.push(outcome);
+      }
+    };
     for (const [i, { file, path }] of files.entries()) {
       job.reach(i);
       if (this._pauseGate) {
@@ -2431,21 +2520,17 @@ export class WebclipTagger extends ElementBase {
         await this._pauseGate.promise;
       }
       if (signal.aborted) return;
-      const same = byPath.get(path);
-      if (same && same.size === file.size && same.mtime === file.lastModified && this.core.has(same.hash)) {
-        seen.set(same.hash, path);
+      fill();
+      const out = await ahead.shift();
+      if (!this._pauseGate && !signal.aborted) fill();
+      if (out.unchanged) {
+        seen.set(out.unchanged.hash, path);
         tally.unchanged();
         continue;
       }
       tally.step(`reading ${path}`);
-      const reason = rejectReason(file);
-      if (reason) { tally.skip(path, reason); continue; }
-      let hash;
-      try {
-        hash = await sha256(file);
-      } catch (e) {
-        tally.skip(path, `could not be read (${errMessage(e)})`); continue;
-      }
+      if (!out.hash) { tally.skip(path, out.skip); continue; }
+      const { hash } = out;
       if (seen.has(hash)) { tally.duplicate(hash, path); continue; }
       if (this.core.has(hash)) {
         const record = this.records.get(hash);
@@ -2453,19 +2538,22 @@ export class WebclipTagger extends ElementBase {
         else tally.cached();
         continue;
       }
-      const saved = await this.store.get('images', `${spec.id}\n${hash}`).catch(() => null);
-      if (saved) {
-        known(hash, saved, path);
-        this._addItem(saved);
+      if (out.saved) {
+        known(hash, out.saved, path);
+        this._addItem(out.saved);
         if (!this.hits) this.grid.changed();
-        if (saved.vocabKey !== this.vocab.key) this._enqueue(() => this._tagStale());
+        if (out.saved.vocabKey !== this.vocab.key) this._enqueue(() => this._tagStale());
         continue;
       }
-      let decoded;
-      try {
-        decoded = await decodePhoto(file, this.maxPixels);
-      } catch (e) {
-        tally.skip(path, errMessage(e)); continue;
+      let { decoded } = out;
+      if (out.failed) { tally.skip(path, out.failed); continue; }
+      if (!decoded) {
+        // Its content was being decoded for an earlier file that failed: try it here.
+        try {
+          decoded = await decodePhoto(file, out.bytes, this.maxPixels);
+        } catch (e) {
+          tally.skip(path, errMessage(e)); continue;
+        }
       }
       if (decoded.note) this._warn(`${path}: ${decoded.note}.`);
       seen.set(hash, path);

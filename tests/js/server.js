@@ -46,11 +46,13 @@ const TYPES = {
 
 const FAULTS = ['norange', 'html', 'cut', 'short', 'missing'];
 
-export async function startServer({ port = 0, www = null, isolated: isolateAll = false } = {}) {
+export async function startServer({ port = 0, www = null, isolated: isolateAll = false, mounts: extra = [] } = {}) {
+  // `extra`: more [prefix, folder] pairs (a benchmark's model folder), ahead of the demo's `/`.
   const mounts = [
     ['/pkg/', path.join(repoRoot, 'pkg')],
     ['/pages/', path.join(here, 'pages')],
     ['/fixtures/', fixturesDir],
+    ...extra.map(([prefix, dir]) => [prefix, path.resolve(dir)]),
   ];
   if (www) mounts.push(['/', path.resolve(www)]);
   const log = [];
