@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU engine beside PyTorch on one GPU, for a machine with no network (an NVIDIA H200 is
-# sometimes lent for a few minutes: DEVELOPERS.md). Two steps:
+# sometimes lent to this project for a few minutes). Two steps:
 #
 #   tests/gpu-bench/run.sh prepare [KIT]   on a machine with network: the release `webclip`
 #                                          binary and the Vulkan loader's Debian packages
