@@ -1443,8 +1443,9 @@ const TEMPLATE = `
   </div>
   <div data-ref="indexBox" class="hidden" style="margin-top:8px">
     <progress data-ref="indexProgress" max="1" aria-label="Indexing photos"></progress>
-    <div class="row">
-      <span class="muted" data-ref="indexText"></span>
+    <div class="row" style="flex-wrap:nowrap">
+      <!-- The line changes with every file: it takes the room left, so the buttons stay put. -->
+      <span class="muted" data-ref="indexText" style="flex:1;min-width:0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap"></span>
       <button type="button" class="secondary hidden" data-ref="pauseJob">Pause</button>
       <button type="button" class="secondary hidden" data-ref="cancelJob">Cancel</button>
     </div>
@@ -2303,11 +2304,51 @@ export class WebclipTagger extends ElementBase {
 
   async _index(files) {
     try {
-      await this._indexFiles(files);
+      await this._withIndexLock(() => this._indexFiles(files));
     } finally {
       this._progressDone();
       this._updateEmpty();
       this._showStorage();
+    }
+  }
+
+  /** The Web Lock that one tab at a time holds while it indexes photos of this model. */
+  _indexLockName() { return `webclip-tagger index ${this.modelSpec.id}`; }
+
+  /**
+   * Runs `job` holding the index lock: a second tab indexing the same library waits for the
+   * first (saying so; Cancel stops the wait), so the two never interleave their job records
+   * and the second finds what the first saved. Without Web Locks the job just runs.
+   */
+  async _withIndexLock(job) {
+    const locks = globalThis.navigator?.locks;
+    if (!locks?.request) return job();
+    const name = this._indexLockName();
+    let ran = false;
+    let result;
+    await locks.request(name, { ifAvailable: true }, async (lock) => {
+      if (!lock) return;
+      ran = true;
+      result = await job();
+    });
+    if (ran) return result;
+    const { signal } = this.jobs;
+    this._info('Another tab is indexing photos into this library: these start when it is done.');
+    this._progress(null, null, 'waiting for the other tab…');
+    this.$.cancelJob.classList.remove('hidden');
+    try {
+      return await locks.request(name, { signal }, () => {
+        this.$.cancelJob.classList.add('hidden');
+        return job();
+      });
+    } catch (e) {
+      if (signal.aborted) {
+        if (this._cancelled === signal) this._info('Cancelled before it started: nothing was indexed.');
+        return undefined;
+      }
+      throw e;
+    } finally {
+      this.$.cancelJob.classList.add('hidden');
     }
   }
 
@@ -2590,7 +2631,10 @@ export class WebclipTagger extends ElementBase {
   /** Says so when the last indexing job of this model was cut short (the tab was closed). */
   async _showCutShortJob() {
     const job = await JobLog.cutShort(this.store, this.modelSpec.id);
-    if (!job) { this.$.jobBox.classList.add('hidden'); return; }
+    // A job another tab is running is not cut short.
+    const held = await globalThis.navigator?.locks?.query?.().catch(() => null);
+    const running = held?.held?.some((l) => l.name === this._indexLockName());
+    if (!job || running) { this.$.jobBox.classList.add('hidden'); return; }
     const left = job.total - job.settled;
     const some = job.left.slice(0, 3).join(', ');
     const failed = job.failed.length ? `, ${job.failed.length} failed (listed below)` : '';

@@ -24,7 +24,9 @@
 //   - an indexing job pauses (nothing is indexed meanwhile), and a tab closed halfway leaves a
 //     record: the next tab says how much was done and what is left, and adding the same files
 //     again reads only those left (the others are known by path, size and modification time);
-//     a cancelled job keeps what it indexed and leaves no such record.
+//     a cancelled job keeps what it indexed and leaves no such record;
+//   - two tabs indexing one library take turns (a Web Lock): the second says it waits, indexes
+//     nothing meanwhile, then finds the photos the first saved instead of embedding them again.
 // Run: cd tests/js && node --test demo.test.mjs   (needs pkg/ built by ./build.sh)
 // Artifact: tests/js/artifacts/demo.png (and demo-phone.png, demo-scale.png), screenshots to look at.
 
@@ -546,7 +548,9 @@ test('demo page: an indexing job pauses, is cut short by a closed tab, and resum
     const first = await open();
     await add(first, 0, N);
     await first.waitForFunction(() => (document.querySelector('webclip-tagger').order.length >= 10), null, { timeout: TIMEOUT });
-    await first.locator('webclip-tagger [data-ref=pauseJob]').click();
+    // dispatchEvent: the status line above re-wraps as its figures change, so the button may
+    // move between two frames, which Playwright's click waits out; the click is what counts.
+    await first.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
     assert.equal(await shown(first, 'pauseJob'), 'Resume');
     await first.waitForFunction(() => /paused$/.test(document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=indexText]').textContent));
     // The batch being embedded when the pause came still finishes: wait for it to be saved.
@@ -589,7 +593,7 @@ test('demo page: an indexing job pauses, is cut short by a closed tab, and resum
     // Cancel: what is indexed stays, and nothing is reported as cut short afterwards.
     await add(second, 1000, 60);
     await second.waitForFunction((n) => document.querySelector('webclip-tagger').order.length >= n + 5, N, { timeout: TIMEOUT });
-    await second.locator('webclip-tagger [data-ref=cancelJob]').click();
+    await second.locator('webclip-tagger [data-ref=cancelJob]').dispatchEvent('click');
     const cancelled = await waitMessage(second, /^Indexing cancelled: \d+ of 60 files done/, TIMEOUT);
     const kept = await photos(second);
     assert.ok(kept > N && kept < N + 60, `${kept} photos after the cancel (${cancelled})`);
@@ -600,6 +604,77 @@ test('demo page: an indexing job pauses, is cut short by a closed tab, and resum
     assert.equal(await shown(second, 'jobBox'), false, 'a cancelled job is not reported as cut short');
     assert.deepEqual(second.logs, []);
     await second.close();
+  } finally {
+    await ctx.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('demo page: two tabs indexing one library take turns, and the second finds what the first saved', { timeout: 3 * TIMEOUT }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-tabs-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
+  });
+  const open = async () => {
+    const page = await ctx.newPage();
+    const logs = [];
+    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+    page.logs = logs;
+    await page.goto(demoUrl());
+    await waitMessage(page, /Model .* ready/, TIMEOUT);
+    return page;
+  };
+  // Photos `first` .. `first + n - 1`; the same index gives the same file in any tab.
+  const add = (page, first, n) => page.evaluate(async ({ first, n }) => {
+    const files = [];
+    for (let i = first; i < first + n; i++) {
+      const c = new OffscreenCanvas(40, 40);
+      const g = c.getContext('2d');
+      g.fillStyle = `hsl(${(i * 53) % 360} 60% ${25 + (i % 7) * 8}%)`;
+      g.fillRect(0, 0, 40, 40);
+      g.fillStyle = '#fff';
+      g.fillRect(i % 32, (i * 5) % 32, 8, 8);
+      const name = `tab-${String(i).padStart(4, '0')}.png`;
+      files.push({ file: new File([await c.convertToBlob({ type: 'image/png' })], name, { type: 'image/png', lastModified: 1.7e12 + i }), path: `tabs/${name}` });
+    }
+    const tagger = document.querySelector('webclip-tagger');
+    window.indexed = null;
+    tagger.addEventListener('webclip-indexed', (e) => { window.indexed = e.detail; }, { once: true });
+    tagger.addFiles(files);
+  }, { first, n });
+  const photos = (page) => page.evaluate(() => document.querySelector('webclip-tagger').order.length);
+  const hidden = (page, ref) => page.locator(`webclip-tagger [data-ref=${ref}]`).evaluate((el) => el.classList.contains('hidden'));
+  try {
+    const a = await open();
+    const b = await open();
+    // Tab A indexes 100 photos and pauses on the way.
+    await add(a, 0, 100);
+    await a.waitForFunction(() => document.querySelector('webclip-tagger').order.length >= 8, null, { timeout: TIMEOUT });
+    await a.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+    // Tab B, reopened meanwhile, does not call A's job cut short.
+    await b.reload();
+    await waitMessage(b, /Model .* ready/, TIMEOUT);
+    await b.waitForTimeout(500);
+    assert.equal(await hidden(b, 'jobBox'), true, "a job another tab runs is not reported as cut short");
+    // B adds 20 photos A is indexing and 10 of its own: it waits for A.
+    await clearMessages(b);
+    await add(b, 80, 30);
+    await waitMessage(b, /^Another tab is indexing photos into this library/, TIMEOUT);
+    const before = await photos(b);
+    await b.waitForTimeout(1000);
+    assert.equal(await photos(b), before, 'nothing is indexed while the other tab holds the library');
+    // A goes on and finishes; then B runs, and the photos A saved are known, not embedded again.
+    await a.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+    await waitMessage(a, /^100 photos indexed/, TIMEOUT);
+    const summary = await waitMessage(b, /^\d+ photos? indexed/, TIMEOUT);
+    const detail = await b.evaluate(() => window.indexed);
+    assert.deepEqual([detail.computed, detail.cached + detail.unchanged], [10, 20], summary);
+    // B's page shows what it restored and what it added; all 110 are saved.
+    await b.reload();
+    await waitMessage(b, /Restored 110 photos/, TIMEOUT);
+    await b.waitForTimeout(300);
+    assert.equal(await hidden(b, 'jobBox'), true, 'both jobs ended: nothing cut short');
+    assert.deepEqual([...a.logs, ...b.logs], []);
   } finally {
     await ctx.close();
     await rm(dir, { recursive: true, force: true });
