@@ -2407,6 +2407,22 @@ export class WebclipTagger extends ElementBase {
       copy: (hash, path) => copies.push([hash, path]),
       duplicate: (hash, path) => { copies.push([hash, path]); done++; },
     };
+    // Photos embedded but refused by storage (`{ record, index }`): saved again on Resume.
+    const unsaved = [];
+    tally.resumed = async () => {
+      if (!unsaved.length) return true;
+      const batch = unsaved.splice(0);
+      try {
+        await this.store.putPhotos(batch.map((u) => u.record));
+      } catch (e) {
+        unsaved.unshift(...batch);
+        this.pauseIndexing();
+        this._warn(`Still not saved (${errMessage(e)}): indexing stays paused. Free some space, then press Resume.`);
+        return false;
+      }
+      this._saved(batch, job);
+      return true;
+    };
     this.$.pauseJob.classList.remove('hidden');
     this.$.cancelJob.classList.remove('hidden');
     let result;
@@ -2433,15 +2449,15 @@ export class WebclipTagger extends ElementBase {
           }
           if (!this.hits) this.grid.changed();
           const saved = await this.store.putPhotos(records).then(() => true, (e) => {
-            this._warn(`Results not saved (${errMessage(e)}); they stay until the page closes.`);
+            // Full or failing storage: pause rather than go on with results that would be lost.
+            unsaved.push(...added.map(({ photo }, i) => ({ record: records[i], index: photo.index })));
+            this.pauseIndexing();
+            this._warn(`The browser refused to save the results (${errMessage(e)}): indexing is paused, with ` +
+              `${unsaved.length} photo${unsaved.length === 1 ? '' : 's'} kept in this page until saved. ` +
+              'Free some disk space (or forget photos), then press Resume.');
             return false;
           });
-          // Saved: the thumbnails are read back from storage when a card shows them.
-          if (saved) for (const r of records) if (this.records.get(r.hash) === r) this.records.set(r.hash, withoutThumb(r));
-          if (saved) {
-            for (const { photo } of added) job.settle(photo.index);
-            job.save();
-          }
+          if (saved) this._saved(records.map((record, i) => ({ record, index: added[i].photo.index })), job);
           this._updateEmpty();
           if (this.query) this._searchSoon();
         },
@@ -2461,8 +2477,14 @@ export class WebclipTagger extends ElementBase {
       this.$.cancelJob.classList.add('hidden');
     }
     const copied = await this._addCopies(spec, copies);
-    // Done or cancelled, the job is over: only a closed tab leaves its record behind.
-    await job.end();
+    // Done or cancelled, the job is over: only a closed tab, or results storage refused to the
+    // end, leave its record behind (those files are then left to do on the next visit).
+    if (unsaved.length) {
+      this._warn(`${unsaved.length} photo${unsaved.length === 1 ? ' is' : 's are'} indexed but not saved: ` +
+        'they stay until the page closes. Free some space and add them again.');
+    } else {
+      await job.end();
+    }
     if (signal.aborted) {
       if (this._cancelled === signal) {
         this._info(`Indexing cancelled: ${done} of ${total} files done. Add the rest again to go on; the files done are not read again.`);
@@ -2484,6 +2506,14 @@ export class WebclipTagger extends ElementBase {
     }
     this._message(skipped ? 'warn' : 'info', `${parts.join(', ')}.`);
     this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, unchanged, skipped, copies: copied.length } }));
+  }
+
+  /** `saved` (`{ record, index }`) are in storage: the job counts them, the page lets go of their thumbnails. */
+  _saved(saved, job) {
+    // The thumbnails are read back from storage when a card shows them.
+    for (const { record: r } of saved) if (this.records.get(r.hash) === r) this.records.set(r.hash, withoutThumb(r));
+    for (const { index } of saved) job.settle(index);
+    job.save();
   }
 
   /**
@@ -2556,9 +2586,11 @@ export class WebclipTagger extends ElementBase {
     };
     for (const [i, { file, path }] of files.entries()) {
       job.reach(i);
-      if (this._pauseGate) {
+      // Paused (by the user, or by storage refusing results, which go first on Resume).
+      while (this._pauseGate && !signal.aborted) {
         tally.step('paused');
         await this._pauseGate.promise;
+        if (!signal.aborted && !(await tally.resumed())) continue;
       }
       if (signal.aborted) return;
       fill();

@@ -26,7 +26,9 @@
 //     again reads only those left (the others are known by path, size and modification time);
 //     a cancelled job keeps what it indexed and leaves no such record;
 //   - two tabs indexing one library take turns (a Web Lock): the second says it waits, indexes
-//     nothing meanwhile, then finds the photos the first saved instead of embedding them again.
+//     nothing meanwhile, then finds the photos the first saved instead of embedding them again;
+//   - storage refusing the results (a full disk) pauses the job with a message; Resume saves
+//     what was refused and goes on, and every photo is there after a reload.
 // Run: cd tests/js && node --test demo.test.mjs   (needs pkg/ built by ./build.sh)
 // Artifact: tests/js/artifacts/demo.png (and demo-phone.png, demo-scale.png), screenshots to look at.
 
@@ -675,6 +677,70 @@ test('demo page: two tabs indexing one library take turns, and the second finds 
     await b.waitForTimeout(300);
     assert.equal(await hidden(b, 'jobBox'), true, 'both jobs ended: nothing cut short');
     assert.deepEqual([...a.logs, ...b.logs], []);
+  } finally {
+    await ctx.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('demo page: storage refusing results pauses indexing; Resume saves them and goes on', { timeout: 3 * TIMEOUT }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-full-'));
+  const ctx = await chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
+  });
+  try {
+    const page = await ctx.newPage();
+    const logs = [];
+    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+    await page.goto(demoUrl());
+    await waitMessage(page, /Model .* ready/, TIMEOUT);
+    const N = 40;
+    // Storage refuses every write of photos while `window.full` is set, as a full disk does.
+    await page.evaluate(async (n) => {
+      const tagger = document.querySelector('webclip-tagger');
+      const put = tagger.store.putPhotos.bind(tagger.store);
+      window.full = false;
+      window.refused = 0;
+      tagger.store.putPhotos = (records) => {
+        if (!window.full) return put(records);
+        window.refused++;
+        return Promise.reject(new DOMException('The quota has been exceeded.', 'QuotaExceededError'));
+      };
+      const files = [];
+      for (let i = 0; i < n; i++) {
+        const c = new OffscreenCanvas(40, 40);
+        const g = c.getContext('2d');
+        g.fillStyle = `hsl(${(i * 61) % 360} 65% ${30 + (i % 6) * 9}%)`;
+        g.fillRect(0, 0, 40, 40);
+        g.fillStyle = '#000';
+        g.fillRect(i % 30, (i * 3) % 30, 10, 10);
+        const name = `full-${String(i).padStart(3, '0')}.png`;
+        files.push({ file: new File([await c.convertToBlob({ type: 'image/png' })], name, { type: 'image/png' }), path: name });
+      }
+      tagger.addEventListener('webclip-indexed', (e) => { window.indexed = e.detail; }, { once: true });
+      // Full from the second batch on.
+      const first = tagger.store.putPhotos;
+      let calls = 0;
+      tagger.store.putPhotos = (records) => { if (++calls === 2) window.full = true; return first(records); };
+      tagger.addFiles(files);
+    }, N);
+    await waitMessage(page, /^The browser refused to save the results \(.*quota.*\): indexing is paused/i, TIMEOUT);
+    assert.equal(await page.locator('webclip-tagger [data-ref=pauseJob]').textContent(), 'Resume');
+    await page.waitForTimeout(1000);
+    const held = await page.evaluate(() => document.querySelector('webclip-tagger').order.length);
+    await page.waitForTimeout(1000);
+    assert.equal(await page.evaluate(() => document.querySelector('webclip-tagger').order.length), held, 'paused');
+    assert.ok(held < N, `${held} photos when paused`);
+    // Space is freed: Resume saves what was refused, then the rest.
+    await page.evaluate(() => { window.full = false; });
+    await page.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+    await waitMessage(page, new RegExp(`^${N} photos indexed`), TIMEOUT);
+    assert.ok(await page.evaluate(() => window.refused) >= 1);
+    await page.reload();
+    await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+    await page.waitForTimeout(300);
+    assert.equal(await page.locator('webclip-tagger [data-ref=jobBox]').evaluate((el) => el.classList.contains('hidden')), true);
+    assert.deepEqual(logs, []);
   } finally {
     await ctx.close();
     await rm(dir, { recursive: true, force: true });
