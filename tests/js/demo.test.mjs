@@ -497,13 +497,35 @@ test('demo page: a SigLIP model loads by URL; its tags are sigmoid scores cut at
   assert.deepEqual(foreign, []);
 });
 
-test('demo page: an indexing job pauses, is cut short by a closed tab, and resumes without reading again what was done', { timeout: 3 * TIMEOUT }, async () => {
-  // Its own profile: the job and library here stay out of the other tests' storage.
-  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-job-'));
+/**
+ * Runs `fn({ ctx, open })` in a browser profile of its own, removed afterwards, so that what it
+ * stores stays out of the other tests' storage. `open()` is a new page of the demo with its
+ * model ready (`page.logs`: its page errors). Its pages have `testPhotos(first, n, folder)`:
+ * `{ file, path }` of `n` distinct small PNGs from index `first` on, the same index giving the
+ * same file (content, name and modification time) in any page.
+ */
+async function inOwnProfile(prefix, fn) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
   const ctx = await chromium.launchPersistentContext(dir, {
     executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
   });
-  const N = 120;
+  await ctx.addInitScript(() => {
+    window.testPhotos = async (first, n, folder) => {
+      const files = [];
+      for (let i = first; i < first + n; i++) {
+        const c = new OffscreenCanvas(48, 40);
+        const g = c.getContext('2d');
+        g.fillStyle = `hsl(${(i * 47) % 360} 70% ${30 + (i % 5) * 10}%)`;
+        g.fillRect(0, 0, 48, 40);
+        g.fillStyle = '#000';
+        g.fillRect(i % 40, (i * 7) % 32, 8, 8);
+        const blob = await c.convertToBlob({ type: 'image/png' });
+        const name = `img-${String(i).padStart(4, '0')}.png`;
+        files.push({ file: new File([blob], name, { type: 'image/png', lastModified: 1.7e12 + i }), path: `${folder}/${name}` });
+      }
+      return files;
+    };
+  });
   const open = async () => {
     const page = await ctx.newPage();
     const logs = [];
@@ -513,22 +535,21 @@ test('demo page: an indexing job pauses, is cut short by a closed tab, and resum
     await waitMessage(page, /Model .* ready/, TIMEOUT);
     return page;
   };
-  // `n` distinct small PNGs from `first` on, made in the page with fixed modification times
-  // (added again, they are the same files), added without waiting; `window.indexed` gets the
-  // job's summary, `window.reads` the names of the files read (hashed or decoded) meanwhile.
+  try {
+    return await fn({ ctx, open });
+  } finally {
+    await ctx.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test('demo page: an indexing job pauses, is cut short by a closed tab, and resumes without reading again what was done', { timeout: 3 * TIMEOUT }, () => inOwnProfile('webclip-demo-job-', async ({ open }) => {
+  const N = 120;
+  // `n` photos from `first` on (the same files when added again), added without waiting;
+  // `window.indexed` gets the job's summary, `window.reads` the names of the files read
+  // (hashed or decoded) meanwhile.
   const add = (page, first, n) => page.evaluate(async ({ first, n }) => {
-    const files = [];
-    for (let i = first; i < first + n; i++) {
-      const c = new OffscreenCanvas(48, 40);
-      const g = c.getContext('2d');
-      g.fillStyle = `hsl(${(i * 47) % 360} 70% ${30 + (i % 5) * 10}%)`;
-      g.fillRect(0, 0, 48, 40);
-      g.fillStyle = '#000';
-      g.fillRect(i % 40, (i * 7) % 32, 8, 8);
-      const blob = await c.convertToBlob({ type: 'image/png' });
-      const name = `img-${String(i).padStart(4, '0')}.png`;
-      files.push({ file: new File([blob], name, { type: 'image/png', lastModified: 1.7e12 + i }), path: `trip/${name}` });
-    }
+    const files = await window.testPhotos(first, n, 'trip');
     window.reads = [];
     const read = Blob.prototype.arrayBuffer;
     Blob.prototype.arrayBuffer = function () { if (this.name) window.reads.push(this.name); return read.call(this); };
@@ -545,100 +566,72 @@ test('demo page: an indexing job pauses, is cut short by a closed tab, and resum
     const t = document.querySelector('webclip-tagger');
     return t.store.get('jobs', `${t.modelSpec.id}\njob`);
   });
-  try {
-    // A first tab starts the job, pauses it once some photos are saved, and is closed.
-    const first = await open();
-    await add(first, 0, N);
-    await first.waitForFunction(() => (document.querySelector('webclip-tagger').order.length >= 10), null, { timeout: TIMEOUT });
-    // dispatchEvent: the status line above re-wraps as its figures change, so the button may
-    // move between two frames, which Playwright's click waits out; the click is what counts.
-    await first.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
-    assert.equal(await shown(first, 'pauseJob'), 'Resume');
-    await first.waitForFunction(() => /paused$/.test(document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=indexText]').textContent));
-    // The batch being embedded when the pause came still finishes: wait for it to be saved.
-    let pausedAt = -1;
-    for (let i = 0; i < 100; i++) {
-      const [n, record] = [await photos(first), await job(first)];
-      if (n === pausedAt && record?.settled === n) break;
-      pausedAt = n;
-      await first.waitForTimeout(300);
-    }
-    await first.waitForTimeout(1500);
-    assert.equal(await photos(first), pausedAt, 'nothing is indexed while paused');
-    const saved = await job(first);
-    assert.ok(saved && saved.total === N && saved.settled === pausedAt && pausedAt < N, JSON.stringify(saved));
-    await first.close();
-
-    // The next tab says what was cut short; adding the same files finishes the job and reads
-    // only the files that were left.
-    const second = await open();
-    await waitMessage(second, new RegExp(`Restored ${pausedAt} photos`), TIMEOUT);
-    await second.waitForFunction(() => !document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=jobBox]').classList.contains('hidden'));
-    const left = N - pausedAt;
-    const next = `trip/img-${String(pausedAt).padStart(4, '0')}.png`;
-    assert.match(await second.locator('webclip-tagger [data-ref=jobText]').textContent(), new RegExp(`^Indexing of ${N} files was cut short when the page closed: ${pausedAt} done, ${left} left \\(${next}, `));
-    await clearMessages(second);
-    await add(second, 0, N);
-    const summary = await waitMessage(second, /^\d+ photos? indexed/, TIMEOUT);
-    assert.match(summary, new RegExp(`^${left} photos indexed, ${pausedAt} unchanged since indexed \\(not read again\\)`));
-    const done = await second.evaluate(() => ({ indexed: window.indexed, reads: window.reads }));
-    assert.deepEqual([done.indexed.computed, done.indexed.unchanged, done.indexed.cached], [left, pausedAt, 0]);
-    const readNames = new Set(done.reads);
-    for (let i = 0; i < N; i++) {
-      const name = `img-${String(i).padStart(4, '0')}.png`;
-      assert.equal(readNames.has(name), i >= pausedAt, `${name} read: ${readNames.has(name)}`);
-    }
-    assert.equal(await shown(second, 'jobBox'), false, 'the finished job is no longer reported');
-    assert.equal(await job(second), undefined, 'a finished job leaves no record');
-    assert.equal(await photos(second), N);
-
-    // Cancel: what is indexed stays, and nothing is reported as cut short afterwards.
-    await add(second, 1000, 60);
-    await second.waitForFunction((n) => document.querySelector('webclip-tagger').order.length >= n + 5, N, { timeout: TIMEOUT });
-    await second.locator('webclip-tagger [data-ref=cancelJob]').dispatchEvent('click');
-    const cancelled = await waitMessage(second, /^Indexing cancelled: \d+ of 60 files done/, TIMEOUT);
-    const kept = await photos(second);
-    assert.ok(kept > N && kept < N + 60, `${kept} photos after the cancel (${cancelled})`);
-    assert.equal(await shown(second, 'cancelJob'), false);
-    await second.reload();
-    await waitMessage(second, new RegExp(`Restored ${kept} photos`), TIMEOUT);
-    await second.waitForTimeout(300);
-    assert.equal(await shown(second, 'jobBox'), false, 'a cancelled job is not reported as cut short');
-    assert.deepEqual(second.logs, []);
-    await second.close();
-  } finally {
-    await ctx.close();
-    await rm(dir, { recursive: true, force: true });
+  // A first tab starts the job, pauses it once some photos are saved, and is closed.
+  const first = await open();
+  await add(first, 0, N);
+  await first.waitForFunction(() => (document.querySelector('webclip-tagger').order.length >= 10), null, { timeout: TIMEOUT });
+  // dispatchEvent: the status line above re-wraps as its figures change, so the button may
+  // move between two frames, which Playwright's click waits out; the click is what counts.
+  await first.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+  assert.equal(await shown(first, 'pauseJob'), 'Resume');
+  await first.waitForFunction(() => /paused$/.test(document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=indexText]').textContent));
+  // The batch being embedded when the pause came still finishes: wait for it to be saved.
+  let pausedAt = -1;
+  for (let i = 0; i < 100; i++) {
+    const [n, record] = [await photos(first), await job(first)];
+    if (n === pausedAt && record?.settled === n) break;
+    pausedAt = n;
+    await first.waitForTimeout(300);
   }
-});
+  await first.waitForTimeout(1500);
+  assert.equal(await photos(first), pausedAt, 'nothing is indexed while paused');
+  const saved = await job(first);
+  assert.ok(saved && saved.total === N && saved.settled === pausedAt && pausedAt < N, JSON.stringify(saved));
+  await first.close();
 
-test('demo page: two tabs indexing one library take turns, and the second finds what the first saved', { timeout: 3 * TIMEOUT }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-tabs-'));
-  const ctx = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
-  });
-  const open = async () => {
-    const page = await ctx.newPage();
-    const logs = [];
-    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-    page.logs = logs;
-    await page.goto(demoUrl());
-    await waitMessage(page, /Model .* ready/, TIMEOUT);
-    return page;
-  };
+  // The next tab says what was cut short; adding the same files finishes the job and reads
+  // only the files that were left.
+  const second = await open();
+  await waitMessage(second, new RegExp(`Restored ${pausedAt} photos`), TIMEOUT);
+  await second.waitForFunction(() => !document.querySelector('webclip-tagger').shadowRoot.querySelector('[data-ref=jobBox]').classList.contains('hidden'));
+  const left = N - pausedAt;
+  const next = `trip/img-${String(pausedAt).padStart(4, '0')}.png`;
+  assert.match(await second.locator('webclip-tagger [data-ref=jobText]').textContent(), new RegExp(`^Indexing of ${N} files was cut short when the page closed: ${pausedAt} done, ${left} left \\(${next}, `));
+  await clearMessages(second);
+  await add(second, 0, N);
+  const summary = await waitMessage(second, /^\d+ photos? indexed/, TIMEOUT);
+  assert.match(summary, new RegExp(`^${left} photos indexed, ${pausedAt} unchanged since indexed \\(not read again\\)`));
+  const done = await second.evaluate(() => ({ indexed: window.indexed, reads: window.reads }));
+  assert.deepEqual([done.indexed.computed, done.indexed.unchanged, done.indexed.cached], [left, pausedAt, 0]);
+  const readNames = new Set(done.reads);
+  for (let i = 0; i < N; i++) {
+    const name = `img-${String(i).padStart(4, '0')}.png`;
+    assert.equal(readNames.has(name), i >= pausedAt, `${name} read: ${readNames.has(name)}`);
+  }
+  assert.equal(await shown(second, 'jobBox'), false, 'the finished job is no longer reported');
+  assert.equal(await job(second), undefined, 'a finished job leaves no record');
+  assert.equal(await photos(second), N);
+
+  // Cancel: what is indexed stays, and nothing is reported as cut short afterwards.
+  await add(second, 1000, 60);
+  await second.waitForFunction((n) => document.querySelector('webclip-tagger').order.length >= n + 5, N, { timeout: TIMEOUT });
+  await second.locator('webclip-tagger [data-ref=cancelJob]').dispatchEvent('click');
+  const cancelled = await waitMessage(second, /^Indexing cancelled: \d+ of 60 files done/, TIMEOUT);
+  const kept = await photos(second);
+  assert.ok(kept > N && kept < N + 60, `${kept} photos after the cancel (${cancelled})`);
+  assert.equal(await shown(second, 'cancelJob'), false);
+  await second.reload();
+  await waitMessage(second, new RegExp(`Restored ${kept} photos`), TIMEOUT);
+  await second.waitForTimeout(300);
+  assert.equal(await shown(second, 'jobBox'), false, 'a cancelled job is not reported as cut short');
+  assert.deepEqual(second.logs, []);
+  await second.close();
+}));
+
+test('demo page: two tabs indexing one library take turns, and the second finds what the first saved', { timeout: 3 * TIMEOUT }, () => inOwnProfile('webclip-demo-tabs-', async ({ open }) => {
   // Photos `first` .. `first + n - 1`; the same index gives the same file in any tab.
   const add = (page, first, n) => page.evaluate(async ({ first, n }) => {
-    const files = [];
-    for (let i = first; i < first + n; i++) {
-      const c = new OffscreenCanvas(40, 40);
-      const g = c.getContext('2d');
-      g.fillStyle = `hsl(${(i * 53) % 360} 60% ${25 + (i % 7) * 8}%)`;
-      g.fillRect(0, 0, 40, 40);
-      g.fillStyle = '#fff';
-      g.fillRect(i % 32, (i * 5) % 32, 8, 8);
-      const name = `tab-${String(i).padStart(4, '0')}.png`;
-      files.push({ file: new File([await c.convertToBlob({ type: 'image/png' })], name, { type: 'image/png', lastModified: 1.7e12 + i }), path: `tabs/${name}` });
-    }
+    const files = await window.testPhotos(first, n, 'tabs');
     const tagger = document.querySelector('webclip-tagger');
     window.indexed = null;
     tagger.addEventListener('webclip-indexed', (e) => { window.indexed = e.detail; }, { once: true });
@@ -646,262 +639,224 @@ test('demo page: two tabs indexing one library take turns, and the second finds 
   }, { first, n });
   const photos = (page) => page.evaluate(() => document.querySelector('webclip-tagger').order.length);
   const hidden = (page, ref) => page.locator(`webclip-tagger [data-ref=${ref}]`).evaluate((el) => el.classList.contains('hidden'));
-  try {
-    const a = await open();
-    const b = await open();
-    // Tab A indexes 100 photos and pauses on the way.
-    await add(a, 0, 100);
-    await a.waitForFunction(() => document.querySelector('webclip-tagger').order.length >= 8, null, { timeout: TIMEOUT });
-    await a.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
-    // Tab B, reopened meanwhile, does not call A's job cut short.
-    await b.reload();
-    await waitMessage(b, /Model .* ready/, TIMEOUT);
-    await b.waitForTimeout(500);
-    assert.equal(await hidden(b, 'jobBox'), true, "a job another tab runs is not reported as cut short");
-    // B adds 20 photos A is indexing and 10 of its own: it waits for A.
-    await clearMessages(b);
-    await add(b, 80, 30);
-    await waitMessage(b, /^Another tab is indexing photos into this library/, TIMEOUT);
-    const before = await photos(b);
-    await b.waitForTimeout(1000);
-    assert.equal(await photos(b), before, 'nothing is indexed while the other tab holds the library');
-    // A goes on and finishes; then B runs, and the photos A saved are known, not embedded again.
-    await a.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
-    await waitMessage(a, /^100 photos indexed/, TIMEOUT);
-    const summary = await waitMessage(b, /^\d+ photos? indexed/, TIMEOUT);
-    const detail = await b.evaluate(() => window.indexed);
-    assert.deepEqual([detail.computed, detail.cached + detail.unchanged], [10, 20], summary);
-    // B's page shows what it restored and what it added; all 110 are saved.
-    await b.reload();
-    await waitMessage(b, /Restored 110 photos/, TIMEOUT);
-    await b.waitForTimeout(300);
-    assert.equal(await hidden(b, 'jobBox'), true, 'both jobs ended: nothing cut short');
-    assert.deepEqual([...a.logs, ...b.logs], []);
-  } finally {
-    await ctx.close();
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  const a = await open();
+  const b = await open();
+  // Tab A indexes 100 photos and pauses on the way.
+  await add(a, 0, 100);
+  await a.waitForFunction(() => document.querySelector('webclip-tagger').order.length >= 8, null, { timeout: TIMEOUT });
+  await a.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+  // Tab B, reopened meanwhile, does not call A's job cut short.
+  await b.reload();
+  await waitMessage(b, /Model .* ready/, TIMEOUT);
+  await b.waitForTimeout(500);
+  assert.equal(await hidden(b, 'jobBox'), true, "a job another tab runs is not reported as cut short");
+  // B adds 20 photos A is indexing and 10 of its own: it waits for A.
+  await clearMessages(b);
+  await add(b, 80, 30);
+  await waitMessage(b, /^Another tab is indexing photos into this library/, TIMEOUT);
+  const before = await photos(b);
+  await b.waitForTimeout(1000);
+  assert.equal(await photos(b), before, 'nothing is indexed while the other tab holds the library');
+  // A goes on and finishes; then B runs, and the photos A saved are known, not embedded again.
+  await a.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+  await waitMessage(a, /^100 photos indexed/, TIMEOUT);
+  const summary = await waitMessage(b, /^\d+ photos? indexed/, TIMEOUT);
+  const detail = await b.evaluate(() => window.indexed);
+  assert.deepEqual([detail.computed, detail.cached + detail.unchanged], [10, 20], summary);
+  // B's page shows what it restored and what it added; all 110 are saved.
+  await b.reload();
+  await waitMessage(b, /Restored 110 photos/, TIMEOUT);
+  await b.waitForTimeout(300);
+  assert.equal(await hidden(b, 'jobBox'), true, 'both jobs ended: nothing cut short');
+  assert.deepEqual([...a.logs, ...b.logs], []);
+}));
 
-test('demo page: storage refusing results pauses indexing; Resume saves them and goes on', { timeout: 3 * TIMEOUT }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-full-'));
-  const ctx = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
+test('demo page: storage refusing results pauses indexing; Resume saves them and goes on', { timeout: 3 * TIMEOUT }, () => inOwnProfile('webclip-demo-full-', async ({ open }) => {
+  const page = await open();
+  const N = 40;
+  // Storage refuses every write of photos while `window.full` is set, as a full disk does.
+  await page.evaluate(async (n) => {
+    const tagger = document.querySelector('webclip-tagger');
+    const put = tagger.store.putPhotos.bind(tagger.store);
+    window.full = false;
+    window.refused = 0;
+    tagger.store.putPhotos = (records) => {
+      if (!window.full) return put(records);
+      window.refused++;
+      return Promise.reject(new DOMException('The quota has been exceeded.', 'QuotaExceededError'));
+    };
+    const files = await window.testPhotos(0, n, 'full');
+    tagger.addEventListener('webclip-indexed', (e) => { window.indexed = e.detail; }, { once: true });
+    // Full from the second batch on.
+    const first = tagger.store.putPhotos;
+    let calls = 0;
+    tagger.store.putPhotos = (records) => { if (++calls === 2) window.full = true; return first(records); };
+    tagger.addFiles(files);
+  }, N);
+  await waitMessage(page, /^The browser refused to save the results \(.*quota.*\): indexing is paused/i, TIMEOUT);
+  assert.equal(await page.locator('webclip-tagger [data-ref=pauseJob]').textContent(), 'Resume');
+  await page.waitForTimeout(1000);
+  const held = await page.evaluate(() => document.querySelector('webclip-tagger').order.length);
+  await page.waitForTimeout(1000);
+  assert.equal(await page.evaluate(() => document.querySelector('webclip-tagger').order.length), held, 'paused');
+  assert.ok(held < N, `${held} photos when paused`);
+  // Space is freed: Resume saves what was refused, then the rest.
+  await page.evaluate(() => { window.full = false; });
+  await page.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
+  await waitMessage(page, new RegExp(`^${N} photos indexed`), TIMEOUT);
+  assert.ok(await page.evaluate(() => window.refused) >= 1);
+  await page.reload();
+  await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+  await page.waitForTimeout(300);
+  assert.equal(await page.locator('webclip-tagger [data-ref=jobBox]').evaluate((el) => el.classList.contains('hidden')), true);
+  assert.deepEqual(page.logs, []);
+}));
+
+test('demo page at scale: 3,000 saved photos, a virtual grid, top matches exact, scrolling reveals the rest', { timeout: 3 * TIMEOUT }, () => inOwnProfile('webclip-demo-scale-', async ({ ctx }) => {
+  const N = 3000;
+  const model = modelUrl();
+  const page = await ctx.newPage();
+  const logs = [];
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  page.logs = logs;
+  await page.goto(demoUrl());
+  // As the tagger wrote them before thumbnails had their own store: they are moved as they are read.
+  const written = await writeLibrary(page, { n: N, dim: 32, model, seed: 7, layout: 'inline' });
+  assert.equal(written.n, N);
+  await page.reload();
+  await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+
+  const name = (i) => `photo-${String(i).padStart(7, '0')}.jpg`;
+  const grid = () => page.evaluate(() => {
+    const root = document.querySelector('webclip-tagger').shadowRoot;
+    const ul = root.querySelector('[data-ref=grid]');
+    const cards = [...ul.querySelectorAll('.card')];
+    const vh = innerHeight;
+    return {
+      height: ul.getBoundingClientRect().height,
+      cardHeight: cards[0]?.getBoundingClientRect().height,
+      names: cards.map((c) => c.dataset.name),
+      positions: cards.map((c) => Number(c.getAttribute('aria-posinset'))),
+      visible: cards.filter((c) => { const r = c.getBoundingClientRect(); return r.bottom > 0 && r.top < vh; })
+        .map((c) => ({ name: c.dataset.name, loaded: c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0 })),
+    };
   });
-  try {
-    const page = await ctx.newPage();
-    const logs = [];
-    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-    await page.goto(demoUrl());
-    await waitMessage(page, /Model .* ready/, TIMEOUT);
-    const N = 40;
-    // Storage refuses every write of photos while `window.full` is set, as a full disk does.
-    await page.evaluate(async (n) => {
-      const tagger = document.querySelector('webclip-tagger');
-      const put = tagger.store.putPhotos.bind(tagger.store);
-      window.full = false;
-      window.refused = 0;
-      tagger.store.putPhotos = (records) => {
-        if (!window.full) return put(records);
-        window.refused++;
-        return Promise.reject(new DOMException('The quota has been exceeded.', 'QuotaExceededError'));
-      };
-      const files = [];
-      for (let i = 0; i < n; i++) {
-        const c = new OffscreenCanvas(40, 40);
-        const g = c.getContext('2d');
-        g.fillStyle = `hsl(${(i * 61) % 360} 65% ${30 + (i % 6) * 9}%)`;
-        g.fillRect(0, 0, 40, 40);
-        g.fillStyle = '#000';
-        g.fillRect(i % 30, (i * 3) % 30, 10, 10);
-        const name = `full-${String(i).padStart(3, '0')}.png`;
-        files.push({ file: new File([await c.convertToBlob({ type: 'image/png' })], name, { type: 'image/png' }), path: name });
-      }
-      tagger.addEventListener('webclip-indexed', (e) => { window.indexed = e.detail; }, { once: true });
-      // Full from the second batch on.
-      const first = tagger.store.putPhotos;
-      let calls = 0;
-      tagger.store.putPhotos = (records) => { if (++calls === 2) window.full = true; return first(records); };
-      tagger.addFiles(files);
-    }, N);
-    await waitMessage(page, /^The browser refused to save the results \(.*quota.*\): indexing is paused/i, TIMEOUT);
-    assert.equal(await page.locator('webclip-tagger [data-ref=pauseJob]').textContent(), 'Resume');
-    await page.waitForTimeout(1000);
-    const held = await page.evaluate(() => document.querySelector('webclip-tagger').order.length);
-    await page.waitForTimeout(1000);
-    assert.equal(await page.evaluate(() => document.querySelector('webclip-tagger').order.length), held, 'paused');
-    assert.ok(held < N, `${held} photos when paused`);
-    // Space is freed: Resume saves what was refused, then the rest.
-    await page.evaluate(() => { window.full = false; });
-    await page.locator('webclip-tagger [data-ref=pauseJob]').dispatchEvent('click');
-    await waitMessage(page, new RegExp(`^${N} photos indexed`), TIMEOUT);
-    assert.ok(await page.evaluate(() => window.refused) >= 1);
-    await page.reload();
-    await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
-    await page.waitForTimeout(300);
-    assert.equal(await page.locator('webclip-tagger [data-ref=jobBox]').evaluate((el) => el.classList.contains('hidden')), true);
-    assert.deepEqual(logs, []);
-  } finally {
-    await ctx.close();
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  const g0 = await grid();
+  assert.ok(g0.names.length > 0 && g0.names.length < 300, `only the cards near the viewport exist: ${g0.names.length} of ${N}`);
+  assert.equal(g0.names[0], name(0), 'the grid starts with the first photo added');
+  assert.deepEqual(g0.positions, g0.positions.map((_, i) => i + 1), 'the cards in the DOM are the first ones, in order');
+  assert.ok(g0.height >= (N / 12) * g0.cardHeight, `the grid is as tall as every card would be (${g0.height} px)`);
 
-test('demo page at scale: 3,000 saved photos, a virtual grid, top matches exact, scrolling reveals the rest', { timeout: 3 * TIMEOUT }, async () => {
-  // Its own profile: the library written here stays out of the other tests' storage.
-  const dir = await mkdtemp(join(tmpdir(), 'webclip-demo-scale-'));
-  const ctx = await chromium.launchPersistentContext(dir, {
-    executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 },
+  // Scrolling to the end shows the last photos (and the first are recycled).
+  await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+  await page.waitForFunction((last) => [...document.querySelector('webclip-tagger').shadowRoot.querySelectorAll('.card')]
+    .some((c) => c.dataset.name === last && c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0), name(N - 1));
+  const g1 = await grid();
+  assert.ok(g1.visible.some((c) => c.name === name(N - 1) && c.loaded), `the last photo is visible with its thumbnail: ${JSON.stringify(g1.visible.slice(-3))}`);
+  assert.ok(!g1.names.includes(name(0)), 'the first cards were recycled');
+  assert.ok(g1.names.length < 300, `still only ${g1.names.length} cards`);
+  assert.ok(Math.min(...g1.positions) > N - 300);
+
+  // Keyboard: Home and End move focus through the whole library, arrows by card and by row.
+  const focused = () => page.evaluate(() => {
+    const a = document.querySelector('webclip-tagger').shadowRoot.activeElement;
+    return a?.closest('.card')?.dataset.name ?? null;
   });
-  try {
-    const N = 3000;
-    const model = modelUrl();
-    const page = await ctx.newPage();
-    const logs = [];
-    page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-    page.logs = logs;
-    await page.goto(demoUrl());
-    // As the tagger wrote them before thumbnails had their own store: they are moved as they are read.
-    const written = await writeLibrary(page, { n: N, dim: 32, model, seed: 7, layout: 'inline' });
-    assert.equal(written.n, N);
-    await page.reload();
-    await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+  await page.locator(`webclip-tagger .card[data-name="${name(N - 1)}"] button`).focus();
+  await page.keyboard.press('Home');
+  assert.equal(await focused(), name(0));
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await focused(), name(1));
+  await page.keyboard.press('End');
+  assert.equal(await focused(), name(N - 1));
+  assert.ok((await grid()).names.length < 300);
 
-    const name = (i) => `photo-${String(i).padStart(7, '0')}.jpg`;
-    const grid = () => page.evaluate(() => {
-      const root = document.querySelector('webclip-tagger').shadowRoot;
-      const ul = root.querySelector('[data-ref=grid]');
-      const cards = [...ul.querySelectorAll('.card')];
-      const vh = innerHeight;
-      return {
-        height: ul.getBoundingClientRect().height,
-        cardHeight: cards[0]?.getBoundingClientRect().height,
-        names: cards.map((c) => c.dataset.name),
-        positions: cards.map((c) => Number(c.getAttribute('aria-posinset'))),
-        visible: cards.filter((c) => { const r = c.getBoundingClientRect(); return r.bottom > 0 && r.top < vh; })
-          .map((c) => ({ name: c.dataset.name, loaded: c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0 })),
-      };
-    });
-    const g0 = await grid();
-    assert.ok(g0.names.length > 0 && g0.names.length < 300, `only the cards near the viewport exist: ${g0.names.length} of ${N}`);
-    assert.equal(g0.names[0], name(0), 'the grid starts with the first photo added');
-    assert.deepEqual(g0.positions, g0.positions.map((_, i) => i + 1), 'the cards in the DOM are the first ones, in order');
-    assert.ok(g0.height >= (N / 12) * g0.cardHeight, `the grid is as tall as every card would be (${g0.height} px)`);
-
-    // Scrolling to the end shows the last photos (and the first are recycled).
-    await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
-    await page.waitForFunction((last) => [...document.querySelector('webclip-tagger').shadowRoot.querySelectorAll('.card')]
-      .some((c) => c.dataset.name === last && c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0), name(N - 1));
-    const g1 = await grid();
-    assert.ok(g1.visible.some((c) => c.name === name(N - 1) && c.loaded), `the last photo is visible with its thumbnail: ${JSON.stringify(g1.visible.slice(-3))}`);
-    assert.ok(!g1.names.includes(name(0)), 'the first cards were recycled');
-    assert.ok(g1.names.length < 300, `still only ${g1.names.length} cards`);
-    assert.ok(Math.min(...g1.positions) > N - 300);
-
-    // Keyboard: Home and End move focus through the whole library, arrows by card and by row.
-    const focused = () => page.evaluate(() => {
-      const a = document.querySelector('webclip-tagger').shadowRoot.activeElement;
-      return a?.closest('.card')?.dataset.name ?? null;
-    });
-    await page.locator(`webclip-tagger .card[data-name="${name(N - 1)}"] button`).focus();
-    await page.keyboard.press('Home');
-    assert.equal(await focused(), name(0));
-    await page.keyboard.press('ArrowRight');
-    assert.equal(await focused(), name(1));
-    await page.keyboard.press('End');
-    assert.equal(await focused(), name(N - 1));
-    assert.ok((await grid()).names.length < 300);
-
-    // Text search: the best 50, exactly those of a ranking of every stored embedding.
-    await waitMessage(page, /Model .* ready/, TIMEOUT);
-    const query = 'a photo of a cat';
-    const textEmbedding = await page.evaluate(async ({ model, query }) => {
-      const { Clip } = await import('/pkg/index.js');
-      const clip = await Clip.load({ model, backend: 'cpu', cache: false });
-      try {
-        return Array.from((await clip.embedTexts([query]))[0]);
-      } finally {
-        clip.dispose();
-      }
-    }, { model, query });
-    const exact = await exactRanking(page, { model, query: textEmbedding, k: 100 });
-    const ranking = () => page.evaluate(() => document.querySelector('webclip-tagger').lastRanking);
-    await page.evaluate((q) => document.querySelector('webclip-tagger').search(q), query);
-    let got = await ranking();
-    assert.equal(got.length, 50, 'the top 50 by default');
-    assert.deepEqual(got.map((r) => r.name), exact.slice(0, 50).map((r) => r.name), 'the exact top 50, in order');
-    got.forEach((r, i) => assert.ok(Math.abs(r.score - exact[i].score) < 1e-5, `${r.name}: ${r.score} vs ${exact[i].score}`));
-    assert.match(await page.locator('webclip-tagger [data-ref=searchInfo]').textContent(), new RegExp(`best 50 of ${N}`));
-    const g2 = await grid();
-    assert.deepEqual(g2.names, exact.slice(0, g2.names.length).map((r) => r.name), 'the grid shows the matches in order');
-    assert.ok(g2.names.length <= 50);
-    // "Show more": the next 50.
-    await page.locator('webclip-tagger [data-ref=more]').click();
-    await page.waitForFunction(() => document.querySelector('webclip-tagger').lastRanking.length === 100);
-    got = await ranking();
-    assert.deepEqual(got.map((r) => r.name), exact.map((r) => r.name), 'the exact top 100 after "Show more"');
-    // Back to the library.
-    await page.locator('webclip-tagger [data-ref=clearSearch]').click();
-    await page.waitForFunction((first) => document.querySelector('webclip-tagger').shadowRoot.querySelector('.card')?.dataset.name === first, name(0));
-    assert.ok((await grid()).height >= (N / 12) * g0.cardHeight);
-    await page.screenshot({ path: join(ARTIFACTS, 'demo-scale.png') });
-
-    // Another vocabulary retags every photo lazily: the cards shown get the new tags, and
-    // only their records are rewritten (not all N); every record has moved its thumbnail to
-    // its own store. After a reload the photos keep their thumbnails and show the new tags,
-    // and the export has the new tags for every photo.
-    await page.locator('webclip-tagger [data-ref=labelsBox] summary').click();
-    await page.locator('webclip-tagger textarea[data-ref=labels]').fill('cat\ndog\nrocket');
-    await page.locator('webclip-tagger [data-ref=applyLabels]').click();
-    await waitMessage(page, new RegExp(`Retagged ${N} photos with 3 labels`), TIMEOUT);
-    const NEW = ['cat', 'dog', 'rocket'];
-    const shownTags = await cardTags(page);
-    const shown = Object.keys(shownTags).length;
-    assert.ok(shown > 0 && shown < 300, `${shown} cards`);
-    for (const [photo, labels] of Object.entries(shownTags)) {
-      assert.ok(labels.length > 0 && labels.every((l) => NEW.includes(l)), `${photo}: ${labels}`);
+  // Text search: the best 50, exactly those of a ranking of every stored embedding.
+  await waitMessage(page, /Model .* ready/, TIMEOUT);
+  const query = 'a photo of a cat';
+  const textEmbedding = await page.evaluate(async ({ model, query }) => {
+    const { Clip } = await import('/pkg/index.js');
+    const clip = await Clip.load({ model, backend: 'cpu', cache: false });
+    try {
+      return Array.from((await clip.embedTexts([query]))[0]);
+    } finally {
+      clip.dispose();
     }
-    const storedNow = () => page.evaluate(() => new Promise((resolve, reject) => {
-      const key = document.querySelector('webclip-tagger').vocab.key;
-      const open = indexedDB.open('webclip-tagger');
-      open.onerror = () => reject(open.error);
-      open.onsuccess = () => {
-        const tx = open.result.transaction(['images', 'thumbs']);
-        const out = {};
-        tx.objectStore('thumbs').count().onsuccess = (e) => { out.thumbs = e.target.result; };
-        tx.objectStore('images').getAll().onsuccess = (e) => {
-          out.inline = e.target.result.filter((r) => r.thumb).length;
-          out.rewritten = e.target.result.filter((r) => r.vocabKey === key).length;
-        };
-        tx.oncomplete = () => { open.result.close(); resolve(out); };
-      };
-    }));
-    let stored = await storedNow();
-    for (let i = 0; i < 50 && stored.rewritten < shown; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      stored = await storedNow();
-    }
-    assert.deepEqual([stored.thumbs, stored.inline], [N, 0], 'every thumbnail moved to its own store');
-    assert.ok(stored.rewritten >= shown && stored.rewritten < N / 10, `${stored.rewritten} records rewritten for ${shown} cards shown, of ${N}`);
-    await page.reload();
-    await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
-    await page.waitForFunction(() => {
-      const img = document.querySelector('webclip-tagger').shadowRoot.querySelector('.card img');
-      return img?.complete && img.naturalWidth > 0;
-    });
-    const after = await cardTags(page);
-    assert.ok(Object.keys(after).length > 0 && Object.keys(after).length < 300);
-    for (const [photo, labels] of Object.entries(after)) {
-      assert.ok(labels.length > 0 && labels.every((l) => NEW.includes(l)), `${photo}: ${labels}`);
-    }
-    const exported = JSON.parse(await page.evaluate(() => document.querySelector('webclip-tagger').exportJson()));
-    assert.equal(exported.photos.length, N);
-    const old = exported.photos.filter((p) => !(p.tags.length && p.tags.every((t) => NEW.includes(t.label))));
-    assert.deepEqual(old.map((p) => p.file), [], 'the export tags every photo with the new labels');
-    assert.deepEqual(logs, []);
-    await page.close();
-  } finally {
-    await ctx.close();
-    await rm(dir, { recursive: true, force: true });
+  }, { model, query });
+  const exact = await exactRanking(page, { model, query: textEmbedding, k: 100 });
+  const ranking = () => page.evaluate(() => document.querySelector('webclip-tagger').lastRanking);
+  await page.evaluate((q) => document.querySelector('webclip-tagger').search(q), query);
+  let got = await ranking();
+  assert.equal(got.length, 50, 'the top 50 by default');
+  assert.deepEqual(got.map((r) => r.name), exact.slice(0, 50).map((r) => r.name), 'the exact top 50, in order');
+  got.forEach((r, i) => assert.ok(Math.abs(r.score - exact[i].score) < 1e-5, `${r.name}: ${r.score} vs ${exact[i].score}`));
+  assert.match(await page.locator('webclip-tagger [data-ref=searchInfo]').textContent(), new RegExp(`best 50 of ${N}`));
+  const g2 = await grid();
+  assert.deepEqual(g2.names, exact.slice(0, g2.names.length).map((r) => r.name), 'the grid shows the matches in order');
+  assert.ok(g2.names.length <= 50);
+  // "Show more": the next 50.
+  await page.locator('webclip-tagger [data-ref=more]').click();
+  await page.waitForFunction(() => document.querySelector('webclip-tagger').lastRanking.length === 100);
+  got = await ranking();
+  assert.deepEqual(got.map((r) => r.name), exact.map((r) => r.name), 'the exact top 100 after "Show more"');
+  // Back to the library.
+  await page.locator('webclip-tagger [data-ref=clearSearch]').click();
+  await page.waitForFunction((first) => document.querySelector('webclip-tagger').shadowRoot.querySelector('.card')?.dataset.name === first, name(0));
+  assert.ok((await grid()).height >= (N / 12) * g0.cardHeight);
+  await page.screenshot({ path: join(ARTIFACTS, 'demo-scale.png') });
+
+  // Another vocabulary retags every photo lazily: the cards shown get the new tags, and
+  // only their records are rewritten (not all N); every record has moved its thumbnail to
+  // its own store. After a reload the photos keep their thumbnails and show the new tags,
+  // and the export has the new tags for every photo.
+  await page.locator('webclip-tagger [data-ref=labelsBox] summary').click();
+  await page.locator('webclip-tagger textarea[data-ref=labels]').fill('cat\ndog\nrocket');
+  await page.locator('webclip-tagger [data-ref=applyLabels]').click();
+  await waitMessage(page, new RegExp(`Retagged ${N} photos with 3 labels`), TIMEOUT);
+  const NEW = ['cat', 'dog', 'rocket'];
+  const shownTags = await cardTags(page);
+  const shown = Object.keys(shownTags).length;
+  assert.ok(shown > 0 && shown < 300, `${shown} cards`);
+  for (const [photo, labels] of Object.entries(shownTags)) {
+    assert.ok(labels.length > 0 && labels.every((l) => NEW.includes(l)), `${photo}: ${labels}`);
   }
-});
+  const storedNow = () => page.evaluate(() => new Promise((resolve, reject) => {
+    const key = document.querySelector('webclip-tagger').vocab.key;
+    const open = indexedDB.open('webclip-tagger');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction(['images', 'thumbs']);
+      const out = {};
+      tx.objectStore('thumbs').count().onsuccess = (e) => { out.thumbs = e.target.result; };
+      tx.objectStore('images').getAll().onsuccess = (e) => {
+        out.inline = e.target.result.filter((r) => r.thumb).length;
+        out.rewritten = e.target.result.filter((r) => r.vocabKey === key).length;
+      };
+      tx.oncomplete = () => { open.result.close(); resolve(out); };
+    };
+  }));
+  let stored = await storedNow();
+  for (let i = 0; i < 50 && stored.rewritten < shown; i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    stored = await storedNow();
+  }
+  assert.deepEqual([stored.thumbs, stored.inline], [N, 0], 'every thumbnail moved to its own store');
+  assert.ok(stored.rewritten >= shown && stored.rewritten < N / 10, `${stored.rewritten} records rewritten for ${shown} cards shown, of ${N}`);
+  await page.reload();
+  await waitMessage(page, new RegExp(`Restored ${N} photos`), TIMEOUT);
+  await page.waitForFunction(() => {
+    const img = document.querySelector('webclip-tagger').shadowRoot.querySelector('.card img');
+    return img?.complete && img.naturalWidth > 0;
+  });
+  const after = await cardTags(page);
+  assert.ok(Object.keys(after).length > 0 && Object.keys(after).length < 300);
+  for (const [photo, labels] of Object.entries(after)) {
+    assert.ok(labels.length > 0 && labels.every((l) => NEW.includes(l)), `${photo}: ${labels}`);
+  }
+  const exported = JSON.parse(await page.evaluate(() => document.querySelector('webclip-tagger').exportJson()));
+  assert.equal(exported.photos.length, N);
+  const old = exported.photos.filter((p) => !(p.tags.length && p.tags.every((t) => NEW.includes(t.label))));
+  assert.deepEqual(old.map((p) => p.file), [], 'the export tags every photo with the new labels');
+  assert.deepEqual(logs, []);
+  await page.close();
+}));
