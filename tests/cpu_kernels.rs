@@ -138,10 +138,14 @@ fn matmul_matches_scalar_reference_on_every_isa() {
     }
 }
 
-/// The int8 matmul (panels dequantised block by block inside the loop nest) against the
-/// scalar reference on the dequantised matrix: the same sums, so the f32 tolerance holds.
+/// The int8 matmul against the scalar references. Where the ISA has integer dot products
+/// (`qdot`): against `matmul_nt_int8_codes`, the same quantised activations and integer
+/// sums in f64, and within a bound of the float product (7-bit activations). Elsewhere
+/// (panels dequantised block by block inside the loop nest): against the float product on
+/// the dequantised matrix, the same sums, so the f32 tolerance holds.
 #[test]
 fn int8_matmul_matches_scalar_reference_on_every_isa() {
+    use webclip::cpu::qdot;
     use webclip::model::quantize::Q8;
     let isas = isas();
     let mut rng = Rng::new(11);
@@ -167,21 +171,41 @@ fn int8_matmul_matches_scalar_reference_on_every_isa() {
                 let res = rng.fill_uniform(m * n, 1.0);
                 let (use_bias, act, use_res) = epilogue_case(case);
                 case += 1;
-                let mut want = vec![0f32; m * n];
-                reference::matmul_nt(&a, &deq, &mut want, m, k, n);
-                reference::epilogue(
-                    &mut want,
-                    n,
-                    use_bias.then_some(&bias[..]),
-                    act,
-                    use_res.then_some(&res[..]),
+                let finish = |mut out: Vec<f32>| {
+                    reference::epilogue(
+                        &mut out,
+                        n,
+                        use_bias.then_some(&bias[..]),
+                        act,
+                        use_res.then_some(&res[..]),
+                    );
+                    out
+                };
+                let mut float = vec![0f32; m * n];
+                reference::matmul_nt(&a, &deq, &mut float, m, k, n);
+                let mut coded = vec![0f32; m * n];
+                reference::matmul_nt_int8_codes(&a, &q, &mut coded, m);
+                // 7-bit activations: uniform rounding errors of step / sqrt(12) per input
+                // put the coded product about 0.8 % (RMS) off the float one here.
+                let rms = |x: &mut dyn Iterator<Item = f32>| {
+                    (x.map(|v| f64::from(v * v)).sum::<f64>() / (m * n) as f64).sqrt()
+                };
+                let off = rms(&mut coded.iter().zip(&float).map(|(c, f)| c - f));
+                let size = rms(&mut float.iter().copied());
+                assert!(
+                    off <= 0.02 * size,
+                    "{n}x{k} group {group}: {off} RMS off {size}"
                 );
+                let (float, coded) = (finish(float), finish(coded));
                 let packed = PackedMatrix::pack_i8(&q).unwrap();
                 assert!(packed.is_i8());
                 assert_eq!(packed.unpack(), deq, "{n}x{k} group {group}");
-                // A quarter of f32, plus the scales.
+                // A quarter of f32 (quads of 4 inputs), plus scales and sums per group.
                 let npad = n.div_ceil(16) * 16;
-                assert_eq!(packed.bytes(), npad * k + 4 * npad * q.groups());
+                assert_eq!(
+                    packed.bytes(),
+                    npad * k.div_ceil(4) * 4 + 8 * npad * q.groups()
+                );
                 let ep = Epilogue {
                     bias: use_bias.then_some(&bias[..]),
                     activation: act,
@@ -190,10 +214,16 @@ fn int8_matmul_matches_scalar_reference_on_every_isa() {
                 for &isa in &isas {
                     let mut buf = guarded(m * n);
                     gemm::matmul(isa, &a, m, &packed, &mut buf[GUARD..GUARD + m * n], &ep).unwrap();
-                    let what = format!("{} int8 matmul {m}x{k}x{n} group {group}", isa.name());
+                    let dot = qdot::available(isa, q.group);
+                    let what = format!(
+                        "{} int8 matmul {m}x{k}x{n} group {group} ({})",
+                        isa.name(),
+                        if dot { "integer" } else { "dequantised" }
+                    );
                     check_guards(&buf, &what);
+                    let want = if dot { &coded } else { &float };
                     let tol = 1e-6 * k as f32 + 1e-6;
-                    let (e, i) = worst(&buf[GUARD..GUARD + m * n], &want, tol, 1e-6);
+                    let (e, i) = worst(&buf[GUARD..GUARD + m * n], want, tol, 1e-6);
                     assert!(
                         e <= 1.0,
                         "{what}: element {i} is {} instead of {} (error {e} x tolerance)",

@@ -445,9 +445,11 @@ fn quantising_at_load_matches_the_converted_file() {
     let texts = ["a photo of a cat", "a rocket"];
     let a = pollster::block_on(at_load.text_features(&texts)).unwrap();
     let b = pollster::block_on(from_file.text_features(&texts)).unwrap();
-    // Same int8 values; only the f16 rounding of the file's other tensors differs.
+    // Same int8 values; only the f16 rounding of the file's other tensors differs, which
+    // the activations' 7-bit codes (where the CPU has integer dot products) can round to
+    // the next code: 0.9997 here, against 0.99999 for float activations.
     for (x, y) in a.iter().zip(b.iter()) {
-        assert!(cosine(x, y) > 0.9999, "{}", cosine(x, y));
+        assert!(cosine(x, y) > 0.999, "{}", cosine(x, y));
     }
 }
 

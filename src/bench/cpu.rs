@@ -207,9 +207,13 @@ pub fn run_bench(
     }
     if let Some((m8, held_i8)) = &int8_model {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        let how = match crate::cpu::qdot::available(isa, DEFAULT_GROUP) {
+            true => "integer dot products on 7-bit activations",
+            false => "dequantised per block in the matmul",
+        };
         writeln!(
             out,
-            "\n## int8 weights (group {DEFAULT_GROUP}, dequantised per block in the matmul) vs f32, runs alternating\n"
+            "\n## int8 weights (group {DEFAULT_GROUP}, {how}) vs f32, runs alternating\n"
         )
         .map_err(io)?;
         writeln!(

@@ -93,14 +93,12 @@ impl PackedMatrix {
     /// of f32, plus the scales) and is dequantised block by block in [`matmul`].
     pub fn pack_i8(q: &Q8) -> Result<Self> {
         let (n, k) = (q.rows, q.cols);
-        let kc = slice_depth(k);
         let npad = n.div_ceil(NR) * NR;
-        let panels = I8Panels::pack(q, npad, |kk, p| Self::offset(kc, k, npad, kk, p))?;
         Ok(PackedMatrix {
             n,
             k,
-            kc,
-            panels: Panels::I8(panels),
+            kc: slice_depth(k),
+            panels: Panels::I8(I8Panels::pack(q, npad)?),
         })
     }
 
@@ -166,10 +164,9 @@ impl PackedMatrix {
         let mut w = vec![0f32; self.n * self.k];
         for (r, row) in w.chunks_exact_mut(self.k.max(1)).enumerate().take(self.n) {
             for (kk, x) in row.iter_mut().enumerate() {
-                let at = Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR;
                 *x = match &self.panels {
-                    Panels::F32(d) => d[at],
-                    Panels::I8(q) => q.get(at, kk, r, npad),
+                    Panels::F32(d) => d[Self::offset(self.kc, self.k, npad, kk, r / NR) + r % NR],
+                    Panels::I8(q) => q.get(kk, r, npad),
                 };
             }
         }
@@ -239,6 +236,19 @@ unsafe fn tile<S: Simd, const MR: usize, const R: usize, const NV: usize>(
             }
         }
     }
+    store_tile::<S, R, NV>(&acc, c, ldc, ncols, accumulate);
+}
+
+/// Write (`accumulate`: add) an `R x NR` tile of accumulators to `c`, of which only the
+/// first `ncols` columns exist.
+#[inline(always)]
+pub(super) unsafe fn store_tile<S: Simd, const R: usize, const NV: usize>(
+    acc: &[[S::V; NV]; R],
+    c: *mut f32, // [R, ldc]
+    ldc: usize,
+    ncols: usize,
+    accumulate: bool,
+) {
     if ncols == NR {
         for (r, row) in acc.iter().enumerate() {
             for (v, &x) in row.iter().enumerate() {
@@ -379,12 +389,7 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize, B: BlockSource>(
         for r in 0..m {
             std::ptr::write_bytes(c.add(r * ldc + first), 0, end - first);
         }
-        let block = RawEpilogue {
-            bias: ep.bias.map(|p| p.add(first)),
-            activation: ep.activation,
-            residual: ep.residual.map(|(p, ld)| (p.add(first), ld)),
-        };
-        epilogue_block::<S>(c.add(first), ldc, m, end - first, block);
+        epilogue_block::<S>(c.add(first), ldc, m, end - first, ep.at(0, first));
         return;
     }
     let mut jc = first;
@@ -422,12 +427,7 @@ unsafe fn gemm_impl<S: Simd, const MR: usize, const NV: usize, B: BlockSource>(
                     jr += NR;
                 }
                 if last {
-                    let block = RawEpilogue {
-                        bias: ep.bias.map(|p| p.add(jc)),
-                        activation: ep.activation,
-                        residual: ep.residual.map(|(p, ld)| (p.add(ic * ld + jc), ld)),
-                    };
-                    epilogue_block::<S>(c.add(ic * ldc + jc), ldc, mc, nc, block);
+                    epilogue_block::<S>(c.add(ic * ldc + jc), ldc, mc, nc, ep.at(ic, jc));
                 }
                 ic += mc;
             }
@@ -488,6 +488,16 @@ pub fn matmul_threads(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let raw_ep = RawEpilogue {
+        bias: ep.bias.map(|b| b.as_ptr()),
+        activation: ep.activation,
+        residual: ep.residual.map(|r| (r.as_ptr(), n)),
+    };
+    if let Panels::I8(q) = &w.panels {
+        if super::qdot::available(isa, q.group) {
+            return super::qdot::matmul(isa, threads, a, m, q, (k, n), out, raw_ep);
+        }
+    }
     let mr = match isa {
         Isa::Avx2Fma => MR_AVX2,
         Isa::Sse2 | Isa::Simd128 => MR_128,
@@ -506,11 +516,7 @@ pub fn matmul_threads(
         b: (),
         c: out.as_mut_ptr(),
         ldc: n,
-        ep: RawEpilogue {
-            bias: ep.bias.map(|b| b.as_ptr()),
-            activation: ep.activation,
-            residual: ep.residual.map(|r| (r.as_ptr(), n)),
-        },
+        ep: raw_ep,
         kc_max,
         mc_max,
     };
@@ -539,13 +545,7 @@ pub fn matmul_threads(
                             &mut scratch.borrow_mut(),
                             kc_max * NC.min(n.div_ceil(NR) * NR),
                         );
-                        let b = RawI8 {
-                            values: q.values.as_ptr(),
-                            scales: q.scales.as_ptr(),
-                            group: q.group,
-                            scratch,
-                        };
-                        run(isa, &whole.part(cols, b), apack)
+                        run(isa, &whole.part(cols, q.raw(scratch)), apack)
                     }),
                 }
             }

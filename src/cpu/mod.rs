@@ -14,6 +14,7 @@
 pub mod gemm;
 pub mod ops;
 pub mod pool;
+pub mod qdot;
 pub mod quant;
 pub mod reference;
 pub mod simd;

@@ -98,6 +98,21 @@ pub(crate) struct RawEpilogue {
     pub residual: Option<(*const f32, usize)>, // [rows, ld]
 }
 
+impl RawEpilogue {
+    /// The same epilogue for the block whose first element is at (`row`, `col`).
+    ///
+    /// # Safety
+    /// The block lies inside the bias and residual this epilogue points to.
+    #[inline(always)]
+    pub(crate) unsafe fn at(self, row: usize, col: usize) -> RawEpilogue {
+        RawEpilogue {
+            bias: self.bias.map(|p| p.add(col)),
+            activation: self.activation,
+            residual: self.residual.map(|(p, ld)| (p.add(row * ld + col), ld)),
+        }
+    }
+}
+
 /// `c = act(c + bias) + residual` on a `rows x cols` block of `c` (row stride `ldc`).
 #[inline(always)]
 pub(crate) unsafe fn epilogue_block<S: Simd>(

@@ -2,7 +2,9 @@
 //! `ops.rs`) are tested against, and the accuracy reference for `erf`. Not used by the
 //! backend itself.
 
+use super::qdot::quantize_row;
 use crate::graph::AttentionShape;
+use crate::model::quantize::Q8;
 use crate::model::Activation;
 
 /// `out[m, n] = sum_k a[m, k] * b[n, k]`: activations times a `[out, in]` weight.
@@ -125,6 +127,32 @@ pub fn attention(
                     o.iter_mut().zip(vj).for_each(|(o, v)| *o += p * v);
                 }
             }
+        }
+    }
+}
+
+/// The integer matmul's arithmetic (`cpu::qdot`) in f64: each row of `a` (`[m, k]`)
+/// quantised per weight group as the kernel quantises it, times the int8 weight `w`
+/// (`[n, k]`), each group's exact integer dot product scaled back.
+pub fn matmul_nt_int8_codes(a: &[f32], w: &Q8, out: &mut [f32], m: usize) {
+    let (n, k, group, groups) = (w.rows, w.cols, w.group, w.groups());
+    let mut codes = vec![0u8; k.div_ceil(4) * 4];
+    let (mut step, mut lo) = (vec![0f32; groups], vec![0f32; groups]);
+    for i in 0..m {
+        quantize_row(&a[i * k..][..k], group, &mut codes, &mut step, &mut lo);
+        for j in 0..n {
+            let mut total = 0f64;
+            for g in 0..groups {
+                let (mut dot, mut sum) = (0i64, 0i64);
+                let inputs = g * group..((g + 1) * group).min(k);
+                for (&c, &v) in codes[inputs.clone()].iter().zip(&w.values[j * k..][inputs]) {
+                    dot += i64::from(c) * i64::from(v);
+                    sum += i64::from(v);
+                }
+                let (s, l) = (f64::from(step[g]), f64::from(lo[g]));
+                total += f64::from(w.scales[j * groups + g]) * (s * dot as f64 + l * sum as f64);
+            }
+            out[i * n + j] = total as f32;
         }
     }
 }

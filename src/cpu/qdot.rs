@@ -1,0 +1,413 @@
+//! int8 matmuls on integer dot products, where the ISA has them (AVX2 natively, relaxed
+//! SIMD in wasm); elsewhere `gemm.rs` dequantises the int8 panels and multiplies in f32.
+//!
+//! The activations are quantised as each matmul starts, per row and per group of the
+//! weight's scales, to 7 bits: `a ~ lo + step * q` with `q` in 0..=127, `lo` the group's
+//! least value and `step = (max - min) / 127`. Seven bits are what the instructions take:
+//! relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add` is only defined for a 7-bit second
+//! operand, and AVX2's `vpmaddubsw` (unsigned times signed bytes, pairs summed in i16)
+//! cannot saturate when the unsigned side is at most 127 (2 x 127 x 127 < 32,767). An offset
+//! per group, rather than a symmetric range, spends all 128 codes on the values there are,
+//! which matters for the skewed inputs of `fc2` (GELU outputs). For output column `j`:
+//!
+//! ```text
+//! sum_i a_i w_ij = sum_groups scale_gj * (step_g * sum_i q_i v_ij + lo_g * sum_i v_ij)
+//! ```
+//!
+//! with `v` the int8 weights, `sum_i q_i v_ij` exact in i32 (four products per 32-bit lane
+//! per instruction: the quad layout of `quant.rs`), and `sum_i v_ij` stored at pack time.
+//! The f32 arithmetic is per group (64 inputs by default), not per input.
+//!
+//! The loop nest: the columns are cut into whole panels per thread; a block of panels (its
+//! int8 values about 128 KiB, in L2) is swept by strips of MR rows (their codes in L1), and
+//! each strip's bias, activation and residual are applied while its block is hot.
+
+// Builds with no integer kernel (wasm without relaxed SIMD, other targets) never reach the
+// loop nest: `available` is false there.
+#![cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "relaxed-simd")
+    )),
+    allow(dead_code)
+)]
+
+use super::gemm::NR;
+use super::ops::{epilogue_block, internal, RawEpilogue};
+use super::pool::{self, Shared};
+use super::quant::{I8Panels, QUAD};
+use super::simd::{Isa, Simd};
+use crate::error::Result;
+
+/// The largest activation code: 7 bits.
+pub const QMAX: f32 = 127.0;
+
+/// int8 values of the panels one block of a strip's sweep covers.
+const BLOCK_BYTES: usize = 128 << 10;
+
+/// Whether this build multiplies int8 panels with `group` inputs per scale by integer dot
+/// products on `isa` (groups must hold whole quads).
+pub fn available(isa: Isa, group: usize) -> bool {
+    group.is_multiple_of(4)
+        && match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => true,
+            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            Isa::Simd128 => true,
+            _ => false,
+        }
+}
+
+/// Quantise one row of activations, `group` inputs at a time: the codes into `codes`
+/// (`ceil(k / 4) * 4` bytes; past `k`, zero), each group's `step` and `lo`. A group holding
+/// a NaN or an infinity gets a NaN step, so its outputs are NaN, as the f32 product's are.
+pub fn quantize_row(a: &[f32], group: usize, codes: &mut [u8], step: &mut [f32], lo: &mut [f32]) {
+    for (g, x) in a.chunks(group.max(1)).enumerate() {
+        let (mut min, mut max, mut sum) = (f32::INFINITY, f32::NEG_INFINITY, 0f32);
+        for &v in x {
+            min = min.min(v);
+            max = max.max(v);
+            sum += v;
+        }
+        let s = (max - min) / QMAX;
+        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+        // (v - min) * inv lies in [0, 127] up to rounding; `as` saturates what is past it.
+        for (c, &v) in codes[g * group..].iter_mut().zip(x) {
+            *c = ((v - min) * inv + 0.5) as u8;
+        }
+        step[g] = if sum.is_finite() { s } else { f32::NAN };
+        lo[g] = min;
+    }
+    codes[a.len()..].fill(0);
+}
+
+thread_local! {
+    /// The calling thread's codes, and steps and offsets, kept across calls.
+    static ROWS: std::cell::RefCell<(Vec<u8>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `out = act(a w^T + bias) + residual` on integer dot products: `a` `[m, k]`, `w` packed
+/// from `[n, k]`, on up to `threads` threads. The caller has checked every length against
+/// `m`, `k`, `n`, and that [`available`] holds.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul(
+    isa: Isa,
+    threads: usize,
+    a: &[f32],
+    m: usize,
+    w: &I8Panels,
+    (k, n): (usize, usize),
+    out: &mut [f32],
+    ep: RawEpilogue,
+) -> Result<()> {
+    if !available(isa, w.group) || w.quads != k.div_ceil(4) {
+        return Err(internal(format_args!(
+            "no integer matmul on {} for groups of {} ({k} inputs in {} quads)",
+            isa.name(),
+            w.group,
+            w.quads
+        )));
+    }
+    let groups = k.div_ceil(w.group);
+    let lda = w.quads * 4;
+    ROWS.with(|rows| {
+        let (codes, scales) = &mut *rows.borrow_mut();
+        if codes.len() < m * lda {
+            codes.resize(m * lda, 0);
+        }
+        if scales.len() < 2 * m * groups {
+            scales.resize(2 * m * groups, 0.0);
+        }
+        let (steps, los) = scales.split_at_mut(m * groups);
+        // Quantise, rows split across the threads.
+        let (c, s, l) = (
+            Shared(codes.as_mut_ptr()),
+            Shared(steps.as_mut_ptr()),
+            Shared(los.as_mut_ptr()),
+        );
+        let parts = pool::parts(threads, 4 * m * k, m);
+        pool::parallel_for(parts, parts, &|part| {
+            for r in pool::split(m, 1, parts, part) {
+                // SAFETY: each part writes its own rows of the three buffers, sized above.
+                unsafe {
+                    quantize_row(
+                        &a[r * k..][..k],
+                        w.group,
+                        std::slice::from_raw_parts_mut(c.get().add(r * lda), lda),
+                        std::slice::from_raw_parts_mut(s.get().add(r * groups), groups),
+                        std::slice::from_raw_parts_mut(l.get().add(r * groups), groups),
+                    )
+                }
+            }
+        });
+        let job = Job {
+            codes: codes.as_ptr(),
+            lda,
+            steps: steps.as_ptr(),
+            los: los.as_ptr(),
+            groups,
+            values: w.values.as_ptr(),
+            scales: w.scales.as_ptr(),
+            sums: w.sums.as_ptr(),
+            quads: w.quads,
+            qpg: w.group / 4,
+            npad: n.div_ceil(NR) * NR,
+            c: out.as_mut_ptr(),
+            m,
+            n,
+            ep,
+        };
+        let parts = pool::parts(threads, 2 * m * n * k.max(1), n.div_ceil(NR));
+        let job = &job;
+        pool::parallel_for(parts, parts, &|part| {
+            let cols = pool::split(n, NR, parts, part);
+            // SAFETY: the ISA is available (checked above), every buffer covers m, k, n,
+            // and each part writes its own columns.
+            unsafe { run(isa, job, cols.start / NR, cols.end.div_ceil(NR)) }
+        });
+        Ok(())
+    })
+}
+
+/// One matmul as raw parts.
+struct Job {
+    codes: *const u8, // [m, lda]
+    lda: usize,
+    steps: *const f32, // [m, groups]
+    los: *const f32,   // [m, groups]
+    groups: usize,
+    values: *const i8, // I8Panels
+    scales: *const f32,
+    sums: *const f32,
+    quads: usize,
+    /// Quads per group.
+    qpg: usize,
+    npad: usize,
+    c: *mut f32, // [m, n]
+    m: usize,
+    n: usize,
+    ep: RawEpilogue,
+}
+
+// SAFETY: only `c` is written, each thread its own columns; everything outlives the loop.
+unsafe impl Sync for Job {}
+
+/// One strip of rows against one panel.
+struct Tile {
+    a: *const u8, // the strip's codes, rows `lda` apart
+    lda: usize,
+    steps: *const f32, // the strip's steps and offsets, rows `groups` apart
+    los: *const f32,
+    groups: usize,
+    b: *const i8,       // the panel: [quads, NR, 4]
+    scales: *const f32, // the panel's first column of [groups, npad]
+    sums: *const f32,
+    npad: usize,
+    quads: usize,
+    qpg: usize,
+    c: *mut f32, // [rows, ldc]
+    ldc: usize,
+    ncols: usize,
+}
+
+/// One ISA's micro-kernel.
+trait Kernel {
+    type S: Simd;
+    /// Rows per strip (at most 4).
+    const MR: usize;
+    /// `R` rows by NR columns of the strip against the panel, written to `t.c`.
+    unsafe fn tile<const R: usize>(t: &Tile);
+}
+
+/// Panels `[p0, p1)` of the job on kernel `K`.
+#[inline(always)]
+unsafe fn part<K: Kernel>(j: &Job, p0: usize, p1: usize) {
+    let block = (BLOCK_BYTES / (j.quads * QUAD).max(1)).max(1);
+    let mut pb = p0;
+    while pb < p1 {
+        let pe = (pb + block).min(p1);
+        let (c0, c1) = (pb * NR, (pe * NR).min(j.n));
+        let mut i = 0;
+        while i < j.m {
+            let rows = K::MR.min(j.m - i);
+            for p in pb..pe {
+                let col = p * NR;
+                let t = Tile {
+                    a: j.codes.add(i * j.lda),
+                    lda: j.lda,
+                    steps: j.steps.add(i * j.groups),
+                    los: j.los.add(i * j.groups),
+                    groups: j.groups,
+                    b: j.values.add(p * j.quads * QUAD),
+                    scales: j.scales.add(col),
+                    sums: j.sums.add(col),
+                    npad: j.npad,
+                    quads: j.quads,
+                    qpg: j.qpg,
+                    c: j.c.add(i * j.n + col),
+                    ldc: j.n,
+                    ncols: NR.min(j.n - col),
+                };
+                match rows {
+                    1 => K::tile::<1>(&t),
+                    2 => K::tile::<2>(&t),
+                    3 => K::tile::<3>(&t),
+                    _ => K::tile::<4>(&t),
+                }
+            }
+            let ep = j.ep.at(i, c0);
+            epilogue_block::<K::S>(j.c.add(i * j.n + c0), j.n, rows, c1 - c0, ep);
+            i += rows;
+        }
+        pb = pe;
+    }
+}
+
+/// Panels `[p0, p1)` on `isa`'s kernel.
+///
+/// # Safety
+/// [`available`] holds for `isa`; the job's pointers cover its shapes.
+unsafe fn run(isa: Isa, j: &Job, p0: usize, p1: usize) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2(j: &Job, p0: usize, p1: usize) {
+        part::<x86::Avx2>(j, p0, p1)
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => avx2(j, p0, p1),
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        Isa::Simd128 => part::<wasm::Relaxed>(j, p0, p1),
+        // Unreachable: `matmul` checked `available`.
+        _ => {
+            let _ = (j, p0, p1);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Kernel, Tile, QUAD};
+    use crate::cpu::gemm::store_tile;
+    use crate::cpu::simd::Avx2Fma;
+    use std::arch::x86_64::*;
+
+    /// AVX2: a row's 16 columns are two vectors of 8 i32 lanes, each lane one column's
+    /// four-input dot product (`vpmaddubsw` to i16 pairs, `vpmaddwd` by ones to i32).
+    /// 4 rows: 8 integer accumulators + 2 B + 1 broadcast + ones + a temporary of the 16
+    /// registers; the 8 f32 sums, touched once a group, may live on the stack.
+    pub(super) struct Avx2;
+
+    impl Kernel for Avx2 {
+        type S = Avx2Fma;
+        const MR: usize = 4;
+
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(t: &Tile) {
+            let ones = _mm256_set1_epi16(1);
+            let mut sum = [[_mm256_setzero_ps(); 2]; R];
+            let mut q = 0;
+            for g in 0..t.groups {
+                let end = (q + t.qpg).min(t.quads);
+                let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                while q < end {
+                    let bp = t.b.add(q * QUAD);
+                    let b = [
+                        _mm256_loadu_si256(bp as *const __m256i),
+                        _mm256_loadu_si256(bp.add(32) as *const __m256i),
+                    ];
+                    #[allow(clippy::needless_range_loop)]
+                    for r in 0..R {
+                        let quad =
+                            std::ptr::read_unaligned(t.a.add(r * t.lda + q * 4) as *const i32);
+                        let av = _mm256_set1_epi32(quad);
+                        for v in 0..2 {
+                            let pairs = _mm256_maddubs_epi16(av, b[v]);
+                            acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(pairs, ones));
+                        }
+                    }
+                    q += 1;
+                }
+                let at = g * t.npad;
+                let sw = [
+                    _mm256_loadu_ps(t.scales.add(at)),
+                    _mm256_loadu_ps(t.scales.add(at + 8)),
+                ];
+                let sv = [
+                    _mm256_loadu_ps(t.sums.add(at)),
+                    _mm256_loadu_ps(t.sums.add(at + 8)),
+                ];
+                for r in 0..R {
+                    let step = _mm256_set1_ps(*t.steps.add(r * t.groups + g));
+                    let lo = _mm256_set1_ps(*t.los.add(r * t.groups + g));
+                    for v in 0..2 {
+                        let dot = _mm256_cvtepi32_ps(acc[r][v]);
+                        let x = _mm256_fmadd_ps(step, dot, _mm256_mul_ps(lo, sv[v]));
+                        sum[r][v] = _mm256_fmadd_ps(sw[v], x, sum[r][v]);
+                    }
+                }
+            }
+            store_tile::<Avx2Fma, R, 2>(&sum, t.c, t.ldc, t.ncols, false);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod wasm {
+    use super::{Kernel, Tile, QUAD};
+    use crate::cpu::gemm::store_tile;
+    use crate::cpu::simd::Simd128;
+    use core::arch::wasm32::*;
+
+    /// Relaxed SIMD: a row's 16 columns are four vectors of 4 i32 lanes, each lane one
+    /// column's four-input dot product (`i32x4.relaxed_dot_i8x16_i7x16_add`: int8 weights
+    /// first, the 7-bit codes second). 2 rows: 8 accumulators + 4 B + 1 broadcast, and
+    /// the two temporaries V8 uses to lower the instruction without AVX-VNNI.
+    pub(super) struct Relaxed;
+
+    impl Kernel for Relaxed {
+        type S = Simd128;
+        const MR: usize = 2;
+
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(t: &Tile) {
+            let mut sum = [[f32x4_splat(0.0); 4]; R];
+            let mut q = 0;
+            for g in 0..t.groups {
+                let end = (q + t.qpg).min(t.quads);
+                let mut acc = [[i32x4_splat(0); 4]; R];
+                while q < end {
+                    let bp = t.b.add(q * QUAD) as *const v128;
+                    let b = [
+                        v128_load(bp),
+                        v128_load(bp.add(1)),
+                        v128_load(bp.add(2)),
+                        v128_load(bp.add(3)),
+                    ];
+                    #[allow(clippy::needless_range_loop)]
+                    for r in 0..R {
+                        let av = v128_load32_splat(t.a.add(r * t.lda + q * 4) as *const u32);
+                        for v in 0..4 {
+                            acc[r][v] = i32x4_relaxed_dot_i8x16_i7x16_add(b[v], av, acc[r][v]);
+                        }
+                    }
+                    q += 1;
+                }
+                let at = t.scales.add(g * t.npad) as *const v128;
+                let sums = t.sums.add(g * t.npad) as *const v128;
+                for r in 0..R {
+                    let step = f32x4_splat(*t.steps.add(r * t.groups + g));
+                    let lo = f32x4_splat(*t.los.add(r * t.groups + g));
+                    for v in 0..4 {
+                        let dot = f32x4_convert_i32x4(acc[r][v]);
+                        let x =
+                            f32x4_relaxed_madd(step, dot, f32x4_mul(lo, v128_load(sums.add(v))));
+                        sum[r][v] = f32x4_relaxed_madd(v128_load(at.add(v)), x, sum[r][v]);
+                    }
+                }
+            }
+            store_tile::<Simd128, R, 4>(&sum, t.c, t.ldc, t.ncols, false);
+        }
+    }
+}
