@@ -10,6 +10,7 @@ use crate::model::{ClipConfig, ClipModel, Family, HostTensor, SafeTensors, Tower
 use crate::preprocess::{ImageInput, PreprocessConfig, Preprocessor};
 use crate::tokenizer::{Tokenizer, TokenizerFiles};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Which backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -711,10 +712,22 @@ impl Clip {
             dim: self.config.projection_dim,
             data: Vec::new(),
         };
+        let threads = self.preprocess_threads();
         for chunk in images.chunks(self.max_batch) {
+            // Each image is decoded and preprocessed on its own thread (one at a time per
+            // thread, so at most `threads` decoded images are held at once): on the CPU
+            // engine the model's threads are idle while a batch is prepared.
+            let slots: Vec<Mutex<Option<Result<Vec<f32>>>>> =
+                chunk.iter().map(|_| Mutex::new(None)).collect();
+            crate::cpu::pool::parallel_for(threads, chunk.len(), &|i| {
+                let px = self.preprocessor.pixel_values(&chunk[i]);
+                *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(px);
+            });
             let mut pixels = Vec::new();
-            for (i, img) in chunk.iter().enumerate() {
-                pixels.extend(self.preprocessor.pixel_values(img).map_err(|e| match e {
+            for (i, slot) in slots.into_iter().enumerate() {
+                let px = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+                let px = px.expect("parallel_for runs every task");
+                pixels.extend(px.map_err(|e| match e {
                     ClipError::Image(m) if chunk.len() > 1 || images.len() > 1 => {
                         ClipError::Image(format!("image {}: {m}", out.rows + i))
                     }
@@ -724,6 +737,15 @@ impl Clip {
             out.extend(self.pixel_features(&pixels, chunk.len()).await?);
         }
         Ok(out)
+    }
+
+    /// Threads that decode and preprocess a batch's images: the CPU engine's own (what the
+    /// caller allowed it), or on the GPU engine the pool's workers that exist.
+    fn preprocess_threads(&self) -> usize {
+        match &self.loaded {
+            Loaded::Cpu(e) => e.backend.threads(),
+            Loaded::Gpu(_) => crate::cpu::pool::available(),
+        }
     }
 
     /// Projected features for token id sequences (`<|startoftext|> ... <|endoftext|>`).

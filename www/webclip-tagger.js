@@ -159,6 +159,19 @@ function withoutThumb(record) {
   return rest;
 }
 
+/**
+ * A saved record as the page keeps it: without its thumbnail nor its float32 embedding (2 KiB
+ * at 512 values, 200 MiB for 100,000 photos), which are read from storage when needed (the
+ * search index keeps its own compact row).
+ */
+function pageRecord(record) {
+  const { thumb, embedding, ...rest } = record;
+  return rest;
+}
+
+/** Embeddings the page reads back for its cards (tags of another vocabulary, review flags). */
+const VECTOR_CACHE = 2000;
+
 const errMessage = (e) => (e && (e.message || String(e))) || 'unknown error';
 
 // -------------------------------------------------------------------------------- tagger core
@@ -221,6 +234,11 @@ export class TaggerCore {
    * @param {{ get(keys: string[]): Promise<(Float32Array | undefined)[]>,
    *           put(rows: { key: string, embedding: Float32Array }[]): Promise<void> }} [options.labelStore]
    *   where label embeddings are kept, keyed by model id, template set and label (default: memory)
+   * @param {{ get(keys: string[]): Promise<(Float32Array | null | undefined)[]> }} [options.embeddingStore]
+   *   where the photos' exact embeddings can be read back by key. With it (and `ClipIndex`),
+   *   a photo's embedding is let go once the index holds its compact row (`get(key).embedding`
+   *   is then null): search re-scores its few candidates, and `moreLikeThis`, `embeddingOf` and
+   *   `retag` read theirs, from the store. Default: every embedding stays in memory.
    * @param {number} [options.top] tags kept per photo (default 3)
    * @param {number} [options.threshold] the least score a tag is kept with (default: 0.1 for
    *   SigLIP's per-label sigmoid probabilities, 0 for CLIP's softmax)
@@ -229,12 +247,13 @@ export class TaggerCore {
    * @param {(p: { done: number, total: number, labels: number }) => void} [options.onLabelProgress]
    *   prompts embedded so far while new labels are prepared (`done === total` at the end)
    */
-  constructor({ Clip, ClipIndex = null, labelStore = new MemoryLabelStore(), top = 3, threshold = null, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
+  constructor({ Clip, ClipIndex = null, labelStore = new MemoryLabelStore(), embeddingStore = null, top = 3, threshold = null, batch = IMAGE_BATCH, textBatch = TEXT_BATCH, onLabelProgress = null } = {}) {
     if (typeof Clip?.rank !== 'function' || typeof Clip?.softmax !== 'function') {
       throw new TypeError("TaggerCore needs the webclip package's Clip class (it ranks and scores with Clip.rank and Clip.softmax)");
     }
     this.Clip = Clip;
     this.labelStore = labelStore;
+    this.embeddingStore = embeddingStore;
     this.top = top;
     /** `null`: the family's default (see `scoreThreshold`). */
     this.threshold = threshold;
@@ -248,7 +267,7 @@ export class TaggerCore {
     this.clip = null;
     /** `{ labels, templates, key }`; `key` names this vocabulary in the photos' `vocabKey`. */
     this.vocab = null;
-    this._photos = new Map(); // key -> { key, embedding, tags, vocabKey }, in insertion order
+    this._photos = new Map(); // key -> { key, embedding (null once let go), tags, vocabKey }, in insertion order
     this._labelMatrix = null; // { model, vocab, embeddings }
     /** `[{ label, threshold }]`: labels that flag a photo for review (`setPolicy`). */
     this.policy = [];
@@ -455,10 +474,34 @@ export class TaggerCore {
     const m = await this._labels();
     if (m.vocab !== this.vocab || m.model !== this.modelId) return null;
     const out = [];
-    for (const photo of this._photos.values()) {
-      photo.tags = this._tag(photo.embedding, m);
-      photo.vocabKey = m.vocab.key;
-      out.push(photo);
+    const photos = [...this._photos.values()];
+    for (let i = 0; i < photos.length; i += RESTORE_BATCH) {
+      const slice = photos.slice(i, i + RESTORE_BATCH);
+      const embeddings = await this._embeddingsOf(slice);
+      if (m.vocab !== this.vocab || m.model !== this.modelId) return null;
+      slice.forEach((photo, j) => {
+        if (!embeddings[j]) return; // gone from the store: its old tags stay
+        photo.tags = this._tag(embeddings[j], m);
+        photo.vocabKey = m.vocab.key;
+        out.push(photo);
+      });
+    }
+    return out;
+  }
+
+  /** The exact embedding of photo `key`: in memory, else from `embeddingStore`; null when unknown. */
+  async embeddingOf(key) {
+    const photo = this._photos.get(key);
+    return photo ? (await this._embeddingsOf([photo]))[0] : null;
+  }
+
+  /** The embeddings of `photos` (entries of `_photos`), those let go read from the store in one call. */
+  async _embeddingsOf(photos) {
+    const out = photos.map((p) => p.embedding ?? null);
+    const missing = photos.flatMap((p, i) => (p.embedding ? [] : [i]));
+    if (missing.length && this.embeddingStore) {
+      const got = await this.embeddingStore.get(missing.map((i) => photos[i].key)).catch(() => []);
+      missing.forEach((i, j) => { out[i] = got[j] ? asF32(got[j]) : null; });
     }
     return out;
   }
@@ -497,7 +540,7 @@ export class TaggerCore {
     return this._photos.has(key);
   }
 
-  /** `{ key, embedding, tags, vocabKey }`, or undefined. */
+  /** `{ key, embedding, tags, vocabKey }` (`embedding` null once let go: see `embeddingStore`), or undefined. */
   get(key) {
     return this._photos.get(key);
   }
@@ -519,7 +562,8 @@ export class TaggerCore {
    * left out. Keys already indexed are not embedded again (counted in `stats.imagesCached`).
    * Hooks: `onBatch(photos)` before a batch is embedded; `onAdded(added, { msPerImage })`
    * after (awaited before `index` resolves, one call at a time in batch order, while the next
-   * batch is embedded), with `added` = `[{ photo, entry }]` (`entry` as `get` gives it;
+   * batch is embedded), with `added` = `[{ photo, entry, embedding }]` (`entry` as `get` gives it,
+   * `embedding` its embedding, which `entry` lets go once indexed when there is an `embeddingStore`;
    * `msPerImage` null when the batch was retried); `onFailed(photo, error)`.
    * `signal` (an AbortSignal) stops the job: what is being embedded then is not added.
    * Throws ModelUnavailableError when the model or the label embeddings cannot be had.
@@ -576,7 +620,7 @@ export class TaggerCore {
         this.stats.imagesComputed++;
         counts.computed++;
         const entry = this.add(photo.key, embeddings[i], { tags: this._tag(embeddings[i], labels), vocabKey: labels.vocab.key });
-        added.push({ photo, entry });
+        added.push({ photo, entry, embedding: entry.embedding });
       });
       // The caller's saving runs behind the next batch's embedding, in batch order.
       adding = adding.then(() => onAdded?.(added, { msPerImage }));
@@ -661,7 +705,6 @@ export class TaggerCore {
   // storage is `_photos` itself (nothing is written: the element keeps the records in
   // IndexedDB). So memory grows by the int8 rows only, and ranking is one SIMD scan.
   _indexStorage() {
-    const photos = this._photos;
     const unit = (e) => {
       let n = 0;
       for (let i = 0; i < e.length; i++) n += e[i] * e[i];
@@ -676,10 +719,12 @@ export class TaggerCore {
       delete: async () => {},
       clear: async () => {},
       close() {},
-      exact: async (keys) => keys.map((k) => {
-        const p = photos.get(k);
-        return p ? unit(p.embedding) : null;
-      }),
+      exact: async (keys) => {
+        const photos = keys.map((k) => this._photos.get(k));
+        const known = photos.filter(Boolean);
+        const got = new Map((await this._embeddingsOf(known)).map((e, i) => [known[i], e]));
+        return photos.map((p) => (p && got.get(p) ? unit(got.get(p)) : null));
+      },
     };
   }
 
@@ -724,6 +769,9 @@ export class TaggerCore {
         const entries = batch.filter((p) => this._photos.get(p.key) === p).map((p) => ({ key: p.key, embedding: p.embedding }));
         try {
           await index.addMany(entries);
+          // The index holds their rows now: with a store to read them back from, the page
+          // keeps no float32 copy (2 KiB a photo at 512 values).
+          if (this.embeddingStore) for (const p of batch) p.embedding = null;
           // Let the page breathe between slices: a restore of 100,000 photos adds them all.
           if (this._toAdd.size && globalThis.setTimeout) await new Promise((r) => setTimeout(r, 0));
         } catch {
@@ -745,8 +793,8 @@ export class TaggerCore {
 
   /** Photos ranked by likeness to the photo `key` (itself first); null for an unknown key. */
   async moreLikeThis(key, options) {
-    const photo = this._photos.get(key);
-    return photo ? this.search(photo.embedding, options) : null;
+    const embedding = await this.embeddingOf(key);
+    return embedding ? this.search(embedding, options) : null;
   }
 }
 
@@ -1529,6 +1577,10 @@ export class WebclipTagger extends ElementBase {
     this._libGen = 0; // bumped when the library is reloaded: a restore still running stops
     this._restoring = null; // the rest of a restore, after its first page
     this._thumbs = new Map(); // hash -> thumbnail read with the first page, until a card shows it
+    // Embeddings read back for the cards shown (`_vectorOf`): the most recent VECTOR_CACHE.
+    this._vectors = new Map();
+    this._vectorWanted = new Set();
+    this._vectorQueue = [];
     this.grid = new VirtualGrid(this.$.grid, {
       create: () => this._newCard(),
       bind: (card, hash, index, inView) => this._bindCard(card, hash, inView),
@@ -1596,6 +1648,9 @@ export class WebclipTagger extends ElementBase {
           get: (keys) => this.store.getMany('labels', keys).then((rows) => rows.map((r) => r?.embedding), () => []),
           put: (rows) => this.store.putAll('labels', rows).catch((e) => this._warn(`Label embeddings not saved: ${errMessage(e)}`)),
         },
+        // The photos' exact embeddings stay in storage: the core lets its copy go once the
+        // index has the compact row (a record not saved yet still holds its own).
+        embeddingStore: { get: (hashes) => this._storedEmbeddings(hashes) },
         onLabelProgress: ({ done, total, labels }) => {
           if (done === total) this._progressDone();
           else this._progress(done, total, done ? `Preparing labels: ${done} of ${total} prompts` : `Preparing ${labels} labels…`);
@@ -1714,7 +1769,7 @@ export class WebclipTagger extends ElementBase {
     // they are worked out from are made ready first (they are, unless the library was just
     // read back).
     const exported = (name, type, make) => this._scoringReady().then(
-      () => this._download(name, type, make()),
+      () => make().then((text) => this._download(name, type, text)),
       (e) => this._error(`The export needs the label embeddings, which could not be made: ${errMessage(e)}`));
     $.exportJson.addEventListener('click', () => exported('webclip-tags.json', 'application/json', () => this.exportJson()));
     $.exportCsv.addEventListener('click', () => exported('webclip-tags.csv', 'text/csv', () => this.exportCsv()));
@@ -1936,18 +1991,61 @@ export class WebclipTagger extends ElementBase {
   }
 
   /**
+   * The exact embeddings of photos `hashes` (null where unknown): the core's copy or the
+   * record's own until they are indexed and saved, else read from storage in one transaction.
+   */
+  async _storedEmbeddings(hashes) {
+    const out = hashes.map((h) => this.core.get(h)?.embedding ?? this.records.get(h)?.embedding ?? null);
+    const read = hashes.flatMap((h, i) => (!out[i] && this.records.has(h) ? [i] : []));
+    if (read.length) {
+      const rows = await this.store.getMany('images', read.map((i) => this.records.get(hashes[i]).key)).catch(() => []);
+      read.forEach((i, j) => { out[i] = rows[j]?.embedding ?? null; });
+    }
+    return out;
+  }
+
+  /**
+   * Photo `r`'s embedding for its card when it is at hand (in memory, or read back lately);
+   * else null, and it is read from storage with the other cards' of this task, then the card
+   * is bound again.
+   */
+  _vectorOf(r) {
+    const at = this.core.get(r.hash)?.embedding ?? r.embedding ?? this._vectors.get(r.hash);
+    if (at) return at;
+    if (this._vectorWanted.has(r.hash)) return null; // being read (or not in storage)
+    this._vectorWanted.add(r.hash);
+    this._vectorQueue.push(r.hash);
+    if (this._vectorQueue.length === 1) {
+      queueMicrotask(async () => {
+        const hashes = this._vectorQueue.splice(0);
+        const gen = this._libGen;
+        const got = await this._storedEmbeddings(hashes);
+        if (gen !== this._libGen) return;
+        hashes.forEach((h, i) => {
+          if (!got[i]) return; // not in storage: its stored tags are shown
+          this._vectorWanted.delete(h);
+          this._vectors.set(h, got[i]);
+          // The most recently read ones stay (Map order is insertion order).
+          if (this._vectors.size > VECTOR_CACHE) this._vectors.delete(this._vectors.keys().next().value);
+          this.grid.refresh(h);
+        });
+      });
+    }
+    return null;
+  }
+
+  /**
    * The policy labels that flag this photo for review (`TaggerCore.review`), worked out from
    * its embedding when its card is shown or the library exported, and kept until the
    * vocabulary or the policy changes; [] until the policy's embeddings are ready.
    */
-  _reviewOf(r) {
+  _reviewOf(r, embedding = this._vectorOf(r)) {
     const { policy, vocab } = this.core;
     if (!policy.length) return [];
     const seen = this._reviewFresh.get(r);
     if (seen?.policy === policy && seen.vocab === vocab) return seen.list;
-    const photo = this.core.get(r.hash);
-    if (!photo || !this.core.policyReady()) return [];
-    const list = this.core.review(photo.embedding);
+    if (!embedding || !this.core.policyReady()) return [];
+    const list = this.core.review(embedding);
     this._reviewFresh.set(r, { policy, vocab, list });
     return list;
   }
@@ -1990,13 +2088,14 @@ export class WebclipTagger extends ElementBase {
    * vocabulary, else worked out from its embedding (when the label embeddings are ready)
    * and, with `save`, written back soon.
    */
-  _tagsOf(r, { save = true } = {}) {
+  _tagsOf(r, { save = true, embedding = undefined } = {}) {
     // The vocabulary's key names its labels and templates, and `top` and `threshold` are
     // fixed for the page: tags of the vocabulary in use are current.
     if (r.vocabKey === this.vocab?.key) return r.tags || [];
-    const photo = this.core.get(r.hash);
-    if (!photo || !this.core.labelsReady()) return r.tags || [];
-    const tags = this.core.tagsFor(photo.embedding);
+    if (!this.core.labelsReady()) return r.tags || [];
+    if (embedding === undefined) embedding = this._vectorOf(r);
+    if (!embedding) return r.tags || [];
+    const tags = this.core.tagsFor(embedding);
     // Without `save` (an export) the record keeps its old tags, so that its card still
     // writes the new ones when it shows.
     if (!save) return tags;
@@ -2029,6 +2128,8 @@ export class WebclipTagger extends ElementBase {
     const gen = ++this._libGen;
     this.records.clear();
     this._thumbs.clear();
+    this._vectors.clear();
+    this._vectorWanted.clear();
     this.order = [];
     this.core.clear();
     this.hits = null;
@@ -2097,7 +2198,7 @@ export class WebclipTagger extends ElementBase {
   _addItem(record) {
     this.core.add(record.hash, record.embedding, { tags: record.tags, vocabKey: record.vocabKey });
     if (!this.records.has(record.hash)) this.order.push(record.hash);
-    this.records.set(record.hash, withoutThumb(record));
+    this.records.set(record.hash, pageRecord(record));
   }
 
   /** An unbound card: the grid binds it to a photo, and again to another as the page scrolls. */
@@ -2436,10 +2537,10 @@ export class WebclipTagger extends ElementBase {
         },
         onAdded: async (added, { msPerImage }) => {
           if (msPerImage != null) this._timing(msPerImage);
-          const records = added.map(({ photo: p, entry }, i) => ({
+          const records = added.map(({ photo: p, entry, embedding }, i) => ({
             key: `${spec.id}\n${p.key}`, model: spec.id, hash: p.key, name: p.file.name, path: p.path,
             size: p.file.size, mtime: p.file.lastModified, type: p.file.type, width: p.decoded.width,
-            height: p.decoded.height, thumb: p.decoded.thumb, note: p.decoded.note, embedding: entry.embedding,
+            height: p.decoded.height, thumb: p.decoded.thumb, note: p.decoded.note, embedding,
             tags: entry.tags, vocabKey: entry.vocabKey, added: Date.now() + i / 1000,
           }));
           done += records.length;
@@ -2508,10 +2609,10 @@ export class WebclipTagger extends ElementBase {
     this.dispatchEvent(new CustomEvent('webclip-indexed', { detail: { count: total, computed, cached, unchanged, skipped, copies: copied.length } }));
   }
 
-  /** `saved` (`{ record, index }`) are in storage: the job counts them, the page lets go of their thumbnails. */
+  /** `saved` (`{ record, index }`) are in storage: the job counts them, the page lets go of their thumbnails and embeddings. */
   _saved(saved, job) {
-    // The thumbnails are read back from storage when a card shows them.
-    for (const { record: r } of saved) if (this.records.get(r.hash) === r) this.records.set(r.hash, withoutThumb(r));
+    // The thumbnails and embeddings are read back from storage when needed.
+    for (const { record: r } of saved) if (this.records.get(r.hash) === r) this.records.set(r.hash, pageRecord(r));
     for (const { index } of saved) job.settle(index);
     job.save();
   }
@@ -2816,15 +2917,29 @@ export class WebclipTagger extends ElementBase {
   }
 
   // -- export
-  _exportRows() {
-    return this.order.map((h) => this.records.get(h));
+  /**
+   * `f(record, embedding)` of every photo in the order added. The embeddings that the tags
+   * (another vocabulary's) or the review flags (a policy) need are read from storage a slice
+   * at a time, so that an export of 100,000 photos never holds them all; null where unneeded.
+   */
+  async _exportRows(f) {
+    const out = [];
+    for (let i = 0; i < this.order.length; i += RESTORE_BATCH) {
+      const slice = this.order.slice(i, i + RESTORE_BATCH).map((h) => this.records.get(h));
+      const need = slice.filter((r) => this.core.policy.length || r.vocabKey !== this.vocab?.key);
+      const got = need.length ? await this._storedEmbeddings(need.map((r) => r.hash)) : [];
+      const vectors = new Map(need.map((r, j) => [r, got[j]]));
+      for (const r of slice) out.push(f(r, vectors.get(r) ?? null));
+    }
+    return out;
   }
 
-  exportJson() {
-    const rows = this._exportRows().map((r) => ({
+  /** The library as JSON (a Promise of the text): what `Export JSON` downloads. */
+  async exportJson() {
+    const rows = await this._exportRows((r, embedding) => ({
       file: r.path, copies: r.copies ?? [], sha256: r.hash, width: r.width, height: r.height,
-      tags: this._tagsOf(r, { save: false }).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
-      review: this._reviewOf(r).map((f) => ({ label: f.label, score: Number(f.score.toFixed(4)), threshold: f.threshold })),
+      tags: this._tagsOf(r, { save: false, embedding }).map((t) => ({ label: t.label, score: Number(t.score.toFixed(4)) })),
+      review: this._reviewOf(r, embedding).map((f) => ({ label: f.label, score: Number(f.score.toFixed(4)), threshold: f.threshold })),
     }));
     // What a review decision rests on, for an audit later: the model (its fingerprint: the
     // weights' header and config), the vocabulary and templates, the policy.
@@ -2834,7 +2949,8 @@ export class WebclipTagger extends ElementBase {
     }, null, 2);
   }
 
-  exportCsv() {
+  /** The library as CSV (a Promise of the text): what `Export CSV` downloads. */
+  async exportCsv() {
     const k = this.topK;
     const cell = (v) => (/[",\n\r]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
     const head = ['file', 'sha256'];
@@ -2842,17 +2958,17 @@ export class WebclipTagger extends ElementBase {
     head.push('copies'); // other paths of the same content, separated by |
     head.push('review'); // policy labels that flag the photo, label:score separated by |
     const lines = [head.join(',')];
-    for (const r of this._exportRows()) {
+    lines.push(...await this._exportRows((r, embedding) => {
       const row = [r.path, r.hash];
-      const tags = this._tagsOf(r, { save: false });
+      const tags = this._tagsOf(r, { save: false, embedding });
       for (let i = 0; i < k; i++) {
         const t = tags[i];
         row.push(t ? t.label : '', t ? t.score.toFixed(4) : '');
       }
       row.push((r.copies ?? []).join('|'));
-      row.push(this._reviewOf(r).map((f) => `${f.label}:${f.score.toFixed(4)}`).join('|'));
-      lines.push(row.map(cell).join(','));
-    }
+      row.push(this._reviewOf(r, embedding).map((f) => `${f.label}:${f.score.toFixed(4)}`).join('|'));
+      return row.map(cell).join(',');
+    }));
     return `${lines.join('\r\n')}\r\n`;
   }
 

@@ -296,7 +296,7 @@ test('demo page: a review policy flags photos whose score reaches a threshold; t
   await waitMessage(page, /Model .* ready/, TIMEOUT);
   const files = await Promise.all(PHOTOS.map((p) => upload(join(fixturesDir, 'images', p))));
   await addPhotos(page, files);
-  const tagger = () => page.evaluate(() => JSON.parse(document.querySelector('webclip-tagger').exportJson()));
+  const tagger = () => page.evaluate(async () => JSON.parse(await document.querySelector('webclip-tagger').exportJson()));
   const flagged = () => page.evaluate(() => Object.fromEntries([...document.querySelector('webclip-tagger').shadowRoot
     .querySelectorAll('.card')].map((c) => [c.dataset.name, c.classList.contains('flag') ? c.querySelector('.sim').textContent : null])));
   const apply = async (policy) => {

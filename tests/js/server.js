@@ -46,10 +46,11 @@ const TYPES = {
 
 const FAULTS = ['norange', 'html', 'cut', 'short', 'missing'];
 
-export async function startServer({ port = 0, www = null, isolated: isolateAll = false, mounts: extra = [] } = {}) {
+export async function startServer({ port = 0, www = null, pkg = path.join(repoRoot, 'pkg'), isolated: isolateAll = false, mounts: extra = [] } = {}) {
   // `extra`: more [prefix, folder] pairs (a benchmark's model folder), ahead of the demo's `/`.
+  // `pkg`: the package served at /pkg/ (a benchmark gives an older checkout's beside its demo).
   const mounts = [
-    ['/pkg/', path.join(repoRoot, 'pkg')],
+    ['/pkg/', path.resolve(pkg)],
     ['/pages/', path.join(here, 'pages')],
     ['/fixtures/', fixturesDir],
     ...extra.map(([prefix, dir]) => [prefix, path.resolve(dir)]),

@@ -1,11 +1,13 @@
 // Indexing throughput of the demo (<webclip-tagger>, www/) in headless Chromium, CPU engine:
 //
-//   node tests/js/bench/demo-index.mjs [--n 2000] [--model-dir DIR] [--side 640] [--www DIR[,DIR...]]
+//   node tests/js/bench/demo-index.mjs [--n 2000] [--model-dir DIR] [--side 640] [--www DIR[,DIR...]] [--rounds 1]
 //
 // Makes `n` distinct JPEG photos of side x 3/4 side in the page (64 synthetic pictures, as
 // tests/js/demo-library.js draws them, each file made unique by trailing bytes decoders
 // ignore), adds them through `tagger.addFiles` to an empty library and prints, per demo folder
-// given with --www (default: www/; give an older copy beside it to compare in one run):
+// given with --www (default: www/; give an older checkout's www/ beside it to compare in one
+// run: each demo runs with the package built beside it, DIR/../pkg, when there is one; with
+// --rounds R the demos take turns R times, so a busy machine slows each alike):
 //   - the time to embed the label vocabulary first (the text tower; once per model and
 //     vocabulary, then cached), outside the figures below;
 //   - photos per second over the whole job (read, hash, thumbnail, embed, save);
@@ -20,6 +22,7 @@
 // of the engine's own per-image time.
 
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -36,9 +39,13 @@ const WWW = arg('www', join(repoRoot, 'www')).split(',').map((d) => resolve(d));
 const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
 const cpu = (await readFile('/proc/cpuinfo', 'utf8').catch(() => '')).match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model;
 
+// A demo folder runs with the package built beside it (DIR/../pkg, as in a checkout), else this one's.
+const pkgOf = (www) => (existsSync(join(www, '..', 'pkg', 'index.js')) ? join(www, '..', 'pkg') : join(repoRoot, 'pkg'));
+
+const ROUNDS = Number(arg('rounds', 1));
 const rows = [];
-for (const www of WWW) {
-  const server = await startServer({ www, isolated: true, mounts: MODEL_DIR ? [['/models/bench/', MODEL_DIR]] : [] });
+for (let round = 0; round < ROUNDS; round++) for (const www of WWW) {
+  const server = await startServer({ www, pkg: pkgOf(www), isolated: true, mounts: MODEL_DIR ? [['/models/bench/', MODEL_DIR]] : [] });
   const profile = await mkdtemp(join(tmpdir(), 'webclip-demo-index-'));
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, viewport: { width: 1280, height: 900 },
@@ -129,4 +136,7 @@ console.log('|---|---|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   console.log(`| ${r.www.replace(repoRoot + '/', '')} | ${r.backend} | ${r.labelsS.toFixed(1)} | ${r.photosPerS.toFixed(1)} | ${r.wallMs.toFixed(1)} | ${r.engineMs.toFixed(1)} | ${(r.wallMs / r.engineMs).toFixed(2)} |`);
 }
-if (rows.length > 1) console.log(`\nphotos/s, first over second: ${(rows[0].photosPerS / rows[1].photosPerS).toFixed(2)}x`);
+if (WWW.length > 1) {
+  const mean = (www) => { const r = rows.filter((x) => x.www === www); return r.reduce((a, x) => a + x.photosPerS, 0) / r.length; };
+  console.log(`\nphotos/s (mean of ${ROUNDS} run${ROUNDS > 1 ? 's' : ''} each), first over second: ${mean(WWW[0]).toFixed(1)} / ${mean(WWW[1]).toFixed(1)} = ${(mean(WWW[0]) / mean(WWW[1])).toFixed(2)}x`);
+}

@@ -1,6 +1,6 @@
 // The demo at scale: a library of N photos in <webclip-tagger> (www/), headless Chromium.
 //
-//   node tests/js/bench/demo-scale.mjs [--n 100000] [--model b32|tiny] [--profile DIR]
+//   node tests/js/bench/demo-scale.mjs [--n 100000] [--model b32|tiny] [--profile DIR] [--www DIR]
 //
 // Writes N synthetic photo records (tests/js/demo-library.js: a 320x240 JPEG thumbnail, an
 // embedding, three tags; the demo's own record format) straight into the demo's IndexedDB,
@@ -23,10 +23,13 @@
 //   - storage per photo (navigator.storage.estimate() before and after writing).
 // --profile DIR keeps the browser profile (and so the written library) for another run: a
 // run that finds the library there does not write it again (the server then listens on
-// --port, 8765 by default, so that the origin, and so the storage, is the same). Goals (issue 12): first photos
+// --port, 8765 by default, so that the origin, and so the storage, is the same). --www DIR: another
+// demo folder (an older checkout's, run with the package built beside it, DIR/../pkg): run the
+// script for each in turn over one --profile to compare them. Goals (issue 12): first photos
 // within 1 s, no task over 200 ms, search to painted top 50 <= 150 ms, >= 50 fps, < 1 GB.
 
 import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -45,7 +48,9 @@ const DEFAULT_MODEL = 'https://huggingface.co/openai/clip-vit-base-patch32/resol
 if (!['b32', 'tiny'].includes(MODEL)) throw new Error('--model b32 or tiny');
 
 // A kept profile needs the same origin (IndexedDB is per origin): a fixed port then.
-const server = await startServer({ www: join(repoRoot, 'www'), port: PROFILE ? Number(arg('port', 8765)) : 0 });
+const WWW = resolve(arg('www', join(repoRoot, 'www')));
+const PKG = existsSync(join(WWW, '..', 'pkg', 'index.js')) ? join(WWW, '..', 'pkg') : join(repoRoot, 'pkg');
+const server = await startServer({ www: WWW, pkg: PKG, port: PROFILE ? Number(arg('port', 8765)) : 0 });
 const profile = PROFILE ?? await mkdtemp(join(tmpdir(), 'webclip-demo-scale-'));
 const ctx = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM,
@@ -257,7 +262,7 @@ const report = {
 };
 console.log(JSON.stringify(report, null, 2));
 console.log(`
-${N} photos (${report.model}), headless Chromium:
+${N} photos (${report.model}), headless Chromium, demo ${WWW.replace(repoRoot + '/', '')}:
   first photos visible     ${fmt(load.firstPhoto)} ms after navigation (goal <= 1000); whole library loaded at ${fmt(restored)} ms
   longest task             ${fmt(report.longestTaskMs.overall)} ms (reopening ${fmt(report.longestTaskMs.reopen)}, scrolling ${fmt(report.longestTaskMs.scroll)}); ${report.longestTaskMs.over200} over 200 ms (goal 0)
   search to painted top 50 median ${fmt(sMs[2])} ms, worst ${fmt(sMs[4])} ms (goal <= 150); their thumbnails in view decoded: median ${fmt(tMs[2])} ms

@@ -169,6 +169,48 @@ for (const [how, options] of [['Clip.rank', {}], ['ClipIndex (int8 scan, exact r
   }
 });
 
+test('with an embeddingStore the core lets each embedding go once indexed, and reads the exact ones back to re-score, for more-like-this and to retag', async () => {
+  const stored = new Map();
+  const reads = [];
+  const embeddingStore = { get: async (keys) => { reads.push(...keys); return keys.map((k) => stored.get(k)); } };
+  const { core } = newCore({ ClipIndex, embeddingStore });
+  await core.setVocab(LABELS, [TEMPLATE]);
+  await core.index(photos(), { onAdded: (added) => { for (const { photo, embedding } of added) stored.set(photo.key, embedding); } });
+  await core._syncIndex();
+  for (const [i, name] of PHOTOS.entries()) {
+    assert.equal(core.get(name).embedding, null, `${name}: let go once indexed`);
+    assert.deepEqual(Array.from(stored.get(name)), Array.from(direct[i]), `${name}: onAdded gives the embedding`);
+  }
+  const [q] = await clip.embedTexts(['a photo of a cat']);
+  assertSameRanking(await core.search(q), q, 'search, re-scored with the stored embeddings');
+  assert.deepEqual([...new Set(reads)].sort(), [...PHOTOS].sort(), 'the candidates were read from the store');
+  const k = PHOTOS.indexOf('rocket.png');
+  assert.deepEqual(Array.from(await core.embeddingOf('rocket.png')), Array.from(direct[k]));
+  assert.equal(await core.embeddingOf('no-such-photo'), null);
+  assertSameRanking(await core.moreLikeThis('rocket.png'), direct[k], 'more like rocket.png, its embedding from the store');
+
+  // Retagging reads them back too: the tags of a core that kept every embedding.
+  const other = ['a cat', 'coffee', 'a camera'];
+  const { core: kept } = newCore();
+  await kept.setVocab(other, [TEMPLATE]);
+  PHOTOS.forEach((name, i) => kept.add(name, direct[i]));
+  await kept.retag();
+  await core.setVocab(other, [TEMPLATE]);
+  assert.equal((await core.retag()).length, PHOTOS.length);
+  for (const name of PHOTOS) assert.deepEqual(core.get(name).tags, kept.get(name).tags, name);
+
+  // A photo the store lost keeps its old tags and its compact (int8) score.
+  stored.delete('rocket.png');
+  await core.setVocab(LABELS, [TEMPLATE]);
+  const retagged = await core.retag();
+  assert.deepEqual(retagged.map((p) => p.key).sort(), PHOTOS.filter((n) => n !== 'rocket.png').sort());
+  assert.deepEqual(core.get('rocket.png').tags, kept.get('rocket.png').tags);
+  const hits = await core.search(q);
+  assert.equal(hits.length, PHOTOS.length);
+  const rocket = hits.find((h) => h.key === 'rocket.png');
+  assert.ok(Math.abs(rocket.score - clip.rank(q, [direct[k]])[0].score) < 0.05, `compact score ${rocket.score}`);
+});
+
 test('changing the vocabulary retags from stored embeddings, reusing cached label embeddings', async () => {
   const labelStore = new MemoryLabelStore();
   const templates = [TEMPLATE, 'a picture of {}.'];
