@@ -122,6 +122,9 @@ export interface WasmBuild {
   /** Threads its pool has (the calling thread included). */
   threads: number;
   reason: string;
+  /** The instruction its int8 matmuls multiply with (`'i32x4.relaxed_dot_i8x16_i7x16_add'`
+   * with relaxed SIMD, else `'i32x4.dot_i16x8_s'`), on 7-bit activation codes. */
+  integerDot: string | null;
 }
 
 /**

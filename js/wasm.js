@@ -30,6 +30,25 @@ const RELAXED_PROBE = new Uint8Array([
   253, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
   253, 133, 2, 11,
 ]);
+// (func (export "f") (result i32) (i32x4.extract_lane 0 (i32x4.relaxed_dot_i8x16_i7x16_add_s
+//   (v128.const i8x16 -1 ...) (v128.const i8x16 2 ...) (v128.const i32x4 0 0 0 0)))): -8 where
+// the first operand is the signed one, as the engine's int8 kernel expects (V8 before 11.4,
+// Node.js 20 with --experimental-wasm-relaxed-simd, answers otherwise).
+const RELAXED_DOT_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0,
+  10, 64, 1, 62, 0,
+  253, 12, ...new Array(16).fill(255),
+  253, 12, ...new Array(16).fill(2),
+  253, 12, ...new Array(16).fill(0),
+  253, 147, 2, 253, 27, 0, 11,
+]);
+const relaxedDotWorks = () => {
+  try {
+    return new WebAssembly.Instance(new WebAssembly.Module(RELAXED_DOT_PROBE)).exports.f() === -8;
+  } catch {
+    return false;
+  }
+};
 // (memory 1 1 shared): the threads proposal.
 const THREADS_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 5, 4, 1, 3, 1, 1]);
 
@@ -45,6 +64,7 @@ const validates = (bytes) => {
 export async function wasmFeatures() {
   const simd = validates(SIMD_PROBE);
   const relaxedSimd = simd && validates(RELAXED_PROBE);
+  const relaxedDot = relaxedSimd && relaxedDotWorks();
   const atomics = validates(THREADS_PROBE) && typeof SharedArrayBuffer === 'function';
   // Browsers hand out SharedArrayBuffer (and shared wasm memory) only to cross-origin
   // isolated pages; Node.js always has it.
@@ -52,7 +72,7 @@ export async function wasmFeatures() {
   const cores = isNode
     ? (await import(/* webpackIgnore: true */ 'node:os')).availableParallelism()
     : globalThis.navigator?.hardwareConcurrency || 1;
-  return { simd, relaxedSimd, threads: atomics && isolated, atomics, isolated, cores };
+  return { simd, relaxedSimd, relaxedDot, threads: atomics && isolated, atomics, isolated, cores };
 }
 
 /** The most threads a model takes by default: beyond this the matmuls' panels get thin. */
@@ -122,6 +142,8 @@ export function loadWasm(choice) {
     const exports = await bindings.default({ module_or_path: module });
     wasm = bindings;
     memory = exports.memory;
+    // The int8 matmuls use relaxed SIMD's dot product only where it answers as specified.
+    bindings.setRelaxedDot((await wasmFeatures()).relaxedDot);
     let { threads, reason } = choice;
     if (threads > 1) {
       const started = await startPool(glue.href, module, exports.memory, threads - 1);
@@ -130,7 +152,7 @@ export function loadWasm(choice) {
         threads = started + 1;
       }
     }
-    return { name: choice.name, features: bindings.buildFeatures(), threads, reason };
+    return { name: choice.name, features: bindings.buildFeatures(), threads, reason, integerDot: bindings.integerDot() ?? null };
   })().catch((e) => {
     loading = null; // let a later call try again
     throw webclipError('wasm', `webclip: could not load ${choice.name}_bg.wasm: ${e?.message ?? e}`, e);

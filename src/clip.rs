@@ -726,7 +726,9 @@ impl Clip {
             let mut pixels = Vec::new();
             for (i, slot) in slots.into_iter().enumerate() {
                 let px = slot.into_inner().unwrap_or_else(|e| e.into_inner());
-                let px = px.expect("parallel_for runs every task");
+                let px = px.ok_or_else(|| {
+                    ClipError::Internal(format!("image {} was not preprocessed", out.rows + i))
+                })?;
                 pixels.extend(px.map_err(|e| match e {
                     ClipError::Image(m) if chunk.len() > 1 || images.len() > 1 => {
                         ClipError::Image(format!("image {}: {m}", out.rows + i))

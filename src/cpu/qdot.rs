@@ -1,5 +1,7 @@
-//! int8 matmuls on integer dot products, where the ISA has them (AVX2 natively, relaxed
-//! SIMD in wasm); elsewhere `gemm.rs` dequantises the int8 panels and multiplies in f32.
+//! int8 matmuls on integer dot products, where the ISA has them (AVX2 natively; in wasm
+//! relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add`, or simd128's `i32x4.dot_i16x8_s` on
+//! widened bytes); elsewhere (SSE2, scalar) `gemm.rs` dequantises the int8 panels and
+//! multiplies in f32.
 //!
 //! The activations are quantised as each matmul starts, per row and per group of the
 //! weight's scales, to 7 bits: `a ~ lo + step * q` with `q` in 0..=127, `lo` the group's
@@ -22,12 +24,12 @@
 //! int8 values about 128 KiB, in L2) is swept by strips of MR rows (their codes in L1), and
 //! each strip's bias, activation and residual are applied while its block is hot.
 
-// Builds with no integer kernel (wasm without relaxed SIMD, other targets) never reach the
-// loop nest: `available` is false there.
+// Builds with no integer kernel (wasm without SIMD, other targets) never reach the loop
+// nest: `available` is false there.
 #![cfg_attr(
     not(any(
         target_arch = "x86_64",
-        all(target_arch = "wasm32", target_feature = "relaxed-simd")
+        all(target_arch = "wasm32", target_feature = "simd128")
     )),
     allow(dead_code)
 )]
@@ -38,12 +40,41 @@ use super::pool::{self, Shared};
 use super::quant::{I8Panels, QUAD};
 use super::simd::{Isa, Simd};
 use crate::error::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest activation code: 7 bits.
 pub const QMAX: f32 = 127.0;
 
 /// int8 values of the panels one block of a strip's sweep covers.
 const BLOCK_BYTES: usize = 128 << 10;
+
+/// Whether the runtime's `i32x4.relaxed_dot_i8x16_i7x16_add` gives the answer this code is
+/// written for. The JS layer probes it before loading and says so ([`set_relaxed_dot`]):
+/// V8 before 11.4 (Node.js 20 with `--experimental-wasm-relaxed-simd`) answers otherwise.
+static RELAXED_DOT: AtomicBool = AtomicBool::new(true);
+
+/// Use (or not) relaxed SIMD's integer dot product; without it the relaxed builds use the
+/// plain simd128 kernel (`i32x4.dot_i16x8_s` on widened bytes).
+pub fn set_relaxed_dot(ok: bool) {
+    RELAXED_DOT.store(ok, Ordering::Relaxed);
+}
+
+/// The instruction the int8 matmuls of groups of `group` inputs multiply with on `isa`, or
+/// None where they dequantise.
+pub fn instruction(isa: Isa, group: usize) -> Option<&'static str> {
+    if !available(isa, group) {
+        return None;
+    }
+    Some(match isa {
+        Isa::Simd128
+            if cfg!(target_feature = "relaxed-simd") && RELAXED_DOT.load(Ordering::Relaxed) =>
+        {
+            "i32x4.relaxed_dot_i8x16_i7x16_add"
+        }
+        Isa::Simd128 => "i32x4.dot_i16x8_s",
+        _ => "vpmaddubsw",
+    })
+}
 
 /// Whether this build multiplies int8 panels with `group` inputs per scale by integer dot
 /// products on `isa` (groups must hold whole quads).
@@ -52,7 +83,7 @@ pub fn available(isa: Isa, group: usize) -> bool {
         && match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2Fma => true,
-            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             Isa::Simd128 => true,
             _ => false,
         }
@@ -277,8 +308,14 @@ unsafe fn run(isa: Isa, j: &Job, p0: usize, p1: usize) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => avx2(j, p0, p1),
-        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        Isa::Simd128 => part::<wasm::Relaxed>(j, p0, p1),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => {
+            #[cfg(target_feature = "relaxed-simd")]
+            if RELAXED_DOT.load(Ordering::Relaxed) {
+                return part::<wasm::Relaxed>(j, p0, p1);
+            }
+            part::<wasm::Widened>(j, p0, p1)
+        }
         // Unreachable: `matmul` checked `available`.
         _ => {
             let _ = (j, p0, p1);
@@ -353,7 +390,7 @@ mod x86 {
     }
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
     use super::{Kernel, Tile, QUAD};
     use crate::cpu::gemm::store_tile;
@@ -364,8 +401,10 @@ mod wasm {
     /// column's four-input dot product (`i32x4.relaxed_dot_i8x16_i7x16_add`: int8 weights
     /// first, the 7-bit codes second). 2 rows: 8 accumulators + 4 B + 1 broadcast, and
     /// the two temporaries V8 uses to lower the instruction without AVX-VNNI.
+    #[cfg(target_feature = "relaxed-simd")]
     pub(super) struct Relaxed;
 
+    #[cfg(target_feature = "relaxed-simd")]
     impl Kernel for Relaxed {
         type S = Simd128;
         const MR: usize = 2;
@@ -404,6 +443,71 @@ mod wasm {
                         let x =
                             f32x4_relaxed_madd(step, dot, f32x4_mul(lo, v128_load(sums.add(v))));
                         sum[r][v] = f32x4_relaxed_madd(v128_load(at.add(v)), x, sum[r][v]);
+                    }
+                }
+            }
+            store_tile::<Simd128, R, 4>(&sum, t.c, t.ldc, t.ncols, false);
+        }
+    }
+
+    /// Plain simd128: `i32x4.dot_i16x8_s` (`pmaddwd`) on bytes widened to i16. Each 16-byte
+    /// quad vector (4 columns x 4 inputs) widens to two i16 vectors of two columns each; a
+    /// dot product by the row's four codes (repeated) leaves two partial sums per column,
+    /// added once per group. The 16 columns go in two halves of 8, so that 2 rows keep 8
+    /// accumulators + 4 widened B + 2 codes in the 16 registers.
+    pub(super) struct Widened;
+
+    impl Kernel for Widened {
+        type S = Simd128;
+        const MR: usize = 2;
+
+        #[inline(always)]
+        unsafe fn tile<const R: usize>(t: &Tile) {
+            let mut sum = [[f32x4_splat(0.0); 4]; R];
+            for half in 0..2 {
+                let mut q = 0;
+                for g in 0..t.groups {
+                    let end = (q + t.qpg).min(t.quads);
+                    // Per row: columns (0, 1), (2, 3) of the half's first vector, then its
+                    // second's, two lanes a column.
+                    let mut acc = [[i32x4_splat(0); 4]; R];
+                    while q < end {
+                        let bp = (t.b.add(q * QUAD) as *const v128).add(2 * half);
+                        let (b0, b1) = (v128_load(bp), v128_load(bp.add(1)));
+                        let w = [
+                            i16x8_extend_low_i8x16(b0),
+                            i16x8_extend_high_i8x16(b0),
+                            i16x8_extend_low_i8x16(b1),
+                            i16x8_extend_high_i8x16(b1),
+                        ];
+                        #[allow(clippy::needless_range_loop)]
+                        for r in 0..R {
+                            let codes = v128_load32_splat(t.a.add(r * t.lda + q * 4) as *const u32);
+                            let av = u16x8_extend_low_u8x16(codes);
+                            for v in 0..4 {
+                                acc[r][v] = i32x4_add(acc[r][v], i32x4_dot_i16x8(av, w[v]));
+                            }
+                        }
+                        q += 1;
+                    }
+                    let at = t.scales.add(g * t.npad + 8 * half) as *const v128;
+                    let sums = t.sums.add(g * t.npad + 8 * half) as *const v128;
+                    for r in 0..R {
+                        let step = f32x4_splat(*t.steps.add(r * t.groups + g));
+                        let lo = f32x4_splat(*t.los.add(r * t.groups + g));
+                        for j in 0..2 {
+                            let (l, h) = (acc[r][2 * j], acc[r][2 * j + 1]);
+                            let dot = i32x4_add(
+                                i32x4_shuffle::<0, 2, 4, 6>(l, h),
+                                i32x4_shuffle::<1, 3, 5, 7>(l, h),
+                            );
+                            let x = f32x4_add(
+                                f32x4_mul(step, f32x4_convert_i32x4(dot)),
+                                f32x4_mul(lo, v128_load(sums.add(j))),
+                            );
+                            let s = &mut sum[r][2 * half + j];
+                            *s = f32x4_add(f32x4_mul(v128_load(at.add(j)), x), *s);
+                        }
                     }
                 }
             }

@@ -135,13 +135,16 @@ pub(super) unsafe fn dequantize_block(
             // conversion stay in vector registers.
             let quad: [i8; QUAD] =
                 std::ptr::read_unaligned(src.add((kk / 4) * QUAD) as *const [i8; QUAD]);
+            // Transposed first (a fixed shuffle), so each input's row is contiguous.
+            let rows: [[i8; NR]; 4] =
+                std::array::from_fn(|d| std::array::from_fn(|j| quad[j * 4 + d]));
             let end = (kk - kk % 4 + 4).min(pc + kc);
             while kk < end {
-                let d = kk % 4;
+                let v = &rows[kk % 4];
                 // The NR scales of this input's group: contiguous.
                 let s = q.scales.add((kk / q.group) * npad + jc + p * NR);
                 let sc: [f32; NR] = std::ptr::read_unaligned(s as *const [f32; NR]);
-                let row: [f32; NR] = std::array::from_fn(|j| f32::from(quad[j * 4 + d]) * sc[j]);
+                let row: [f32; NR] = std::array::from_fn(|j| f32::from(v[j]) * sc[j]);
                 std::ptr::write_unaligned(dst.add((kk - pc) * NR) as *mut [f32; NR], row);
                 kk += 1;
             }

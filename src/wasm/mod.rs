@@ -49,6 +49,20 @@ pub fn start() {
 
 /// What this build of the module can do, as the JS layer reports it: `simd128`, then
 /// `relaxed-simd` (fused multiply-add) and `threads` (shared memory) when built with them.
+/// Whether relaxed SIMD's integer dot product may be used (js/wasm.js probes the runtime).
+#[wasm_bindgen(js_name = setRelaxedDot)]
+pub fn set_relaxed_dot(ok: bool) {
+    crate::cpu::qdot::set_relaxed_dot(ok);
+}
+
+/// The instruction this build's int8 matmuls multiply with here, or undefined where they
+/// dequantise the weights and multiply in f32.
+#[wasm_bindgen(js_name = integerDot)]
+pub fn integer_dot() -> Option<String> {
+    let isa = crate::cpu::Isa::best();
+    crate::cpu::qdot::instruction(isa, crate::model::quantize::DEFAULT_GROUP).map(String::from)
+}
+
 #[wasm_bindgen(js_name = buildFeatures)]
 pub fn build_features() -> Vec<String> {
     let mut f = vec![];

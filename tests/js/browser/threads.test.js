@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useBrowser } from './harness.js';
-import { MODELS, golden, assertParity } from '../common.js';
+import { MODELS, golden, assertParity, cosine } from '../common.js';
 
 const env = useBrowser();
 
@@ -59,6 +59,24 @@ test('a cross-origin isolated page runs the threaded relaxed-SIMD build on 2 thr
   assert.ok(loops > 0 && tasks > 0, `the pool's Web Workers ran no task: ${r.poolStats}`);
   assertAllParity(r, build.name);
 });
+
+// The int8 matmuls on relaxed SIMD's integer dot product, on 1 and 2 threads: within the
+// fidelity goal of float32 (a wrong dot product gives cosines near 0).
+for (const [prefix, build] of [['/isolated', 'webclip_mt_relaxed'], ['', 'webclip_relaxed']]) {
+  test(`${build}: int8 weights run on integer dot products and stay within cosine 0.995 of float32`, async () => {
+    const r = await embedEverywhere(prefix, { threads: 2, weights: 'int8' });
+    assert.equal(r.backendInfo.build.name, build, r.backendInfo.build.reason);
+    assert.equal(r.backendInfo.build.integerDot, 'i32x4.relaxed_dot_i8x16_i7x16_add');
+    assert.equal(r.backendInfo.weights, 'int8');
+    for (const model of MODELS) {
+      const g = golden(model);
+      for (const [got, want, what] of [[r.models[model].texts, g.textEmbeds, 'texts'], [r.models[model].images, g.imageEmbeds, 'images']]) {
+        const least = Math.min(...got.map((e, i) => cosine(e, want[i])));
+        assert.ok(least >= 0.995, `${build} int8 ${model} ${what}: cosine ${least}`);
+      }
+    }
+  });
+}
 
 test('threads work inside worker: true too', async () => {
   const r = await embedEverywhere('/isolated', { threads: 2, worker: true });
