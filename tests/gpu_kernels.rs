@@ -61,6 +61,15 @@ impl TestBackend for CpuBackend {
     fn weight(&self, role: WeightRole, shape: &[usize], data: &[f32]) -> Self::Weight {
         cpu::make_weight(role, host(shape, data)).unwrap()
     }
+    /// The GPU multiplies int8 matrices with f32 activations, where the CPU's integer matmul
+    /// quantises its activations (`cpu::qdot`): the reference for a matrix is the CPU's f32
+    /// product on its dequantised values. Tables stay int8 (rows dequantised exactly).
+    fn weight_i8(&self, role: WeightRole, q: &Q8) -> Self::Weight {
+        match role {
+            WeightRole::Matrix => self.weight(role, &[q.rows, q.cols], &q.dequantize()),
+            _ => self.make(role, host_i8(q)),
+        }
+    }
     fn make(&self, role: WeightRole, t: HostTensor) -> Self::Weight {
         cpu::make_weight(role, t).unwrap()
     }
