@@ -714,9 +714,11 @@ impl Clip {
         };
         let threads = self.preprocess_threads();
         for chunk in images.chunks(self.max_batch) {
-            // Each image is decoded and preprocessed on its own thread (one at a time per
-            // thread, so at most `threads` decoded images are held at once): on the CPU
-            // engine the model's threads are idle while a batch is prepared.
+            // Each image is decoded and preprocessed on its own thread (on the CPU engine
+            // the model's threads are idle while a batch is prepared), unless the images
+            // together declare more pixels than one image may have: then one at a time, so
+            // the decoded pixels held at once stay within that one image's bound.
+            let threads = if self.preprocessor.fits_at_once(chunk) { threads } else { 1 };
             let slots: Vec<Mutex<Option<Result<Vec<f32>>>>> =
                 chunk.iter().map(|_| Mutex::new(None)).collect();
             crate::cpu::pool::parallel_for(threads, chunk.len(), &|i| {

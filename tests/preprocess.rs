@@ -383,3 +383,23 @@ fn exif_orientation_is_applied() {
         at(16, 56)
     );
 }
+
+#[test]
+fn images_are_decoded_side_by_side_only_within_one_images_pixel_bound() {
+    let (_, mut pre) = first_golden();
+    pre.max_pixels = 1000;
+    let rgba = vec![0u8; 20 * 20 * 4];
+    let square = || ImageInput::Rgba {
+        width: 20,
+        height: 20,
+        data: &rgba,
+    };
+    // Headers are read, nothing is decoded: 400 + 400 declared pixels fit 1000, 3 x 400 not.
+    let (small, large) = (png_header(20, 20), png_header(30, 30));
+    assert!(pre.fits_at_once(&[square(), ImageInput::Encoded(&small)]));
+    assert!(!pre.fits_at_once(&[square(), square(), ImageInput::Encoded(&small)]));
+    assert!(!pre.fits_at_once(&[square(), ImageInput::Encoded(&large)]));
+    // A header that cannot be read counts as the largest image.
+    assert!(pre.fits_at_once(&[ImageInput::Encoded(b"not an image")]));
+    assert!(!pre.fits_at_once(&[square(), ImageInput::Encoded(b"not an image")]));
+}

@@ -33,6 +33,20 @@ pub fn pixels(input: &ImageInput, max_pixels: u64) -> Result<Pixels> {
     }
 }
 
+/// Pixels the image declares (its header's width times height; an RGBA buffer's own), read
+/// without decoding; None where the header cannot be read (decoding then says why).
+pub fn declared_pixels(input: &ImageInput) -> Option<u64> {
+    let (width, height) = match *input {
+        ImageInput::Encoded(bytes) => ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()?
+            .into_dimensions()
+            .ok()?,
+        ImageInput::Rgba { width, height, .. } => (width, height),
+    };
+    Some(u64::from(width) * u64::from(height))
+}
+
 fn check_size(width: u32, height: u32, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(ClipError::Image(format!(

@@ -259,6 +259,21 @@ impl Preprocessor {
         self.pixel_values_from(&px)
     }
 
+    /// Whether `images` may be decoded at once: the pixels their headers declare, together,
+    /// within what one image may hold (`max_pixels`), so decoding them side by side needs no
+    /// more memory than the largest single image could. A header that cannot be read counts
+    /// as the largest.
+    pub fn fits_at_once(&self, images: &[ImageInput]) -> bool {
+        let mut total = 0u64;
+        for img in images {
+            total = total.saturating_add(decode::declared_pixels(img).unwrap_or(self.max_pixels));
+            if total > self.max_pixels {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Decoded pixels (gray or RGB, alpha already composited), `[height, width, channels]`.
     pub fn decode(&self, input: &ImageInput) -> Result<Pixels> {
         decode::pixels(input, self.max_pixels)
