@@ -718,7 +718,11 @@ impl Clip {
             // the model's threads are idle while a batch is prepared), unless the images
             // together declare more pixels than one image may have: then one at a time, so
             // the decoded pixels held at once stay within that one image's bound.
-            let threads = if self.preprocessor.fits_at_once(chunk) { threads } else { 1 };
+            let threads = if self.preprocessor.fits_at_once(chunk) {
+                threads
+            } else {
+                1
+            };
             let slots: Vec<Mutex<Option<Result<Vec<f32>>>>> =
                 chunk.iter().map(|_| Mutex::new(None)).collect();
             crate::cpu::pool::parallel_for(threads, chunk.len(), &|i| {

@@ -242,6 +242,20 @@ struct Tile {
     ncols: usize,
 }
 
+/// One group's share of an output vector, its integer sums `dot` scaled back:
+/// `sum + scale * (step * dot + lo * weight_sum)` (the formula at the top of this file).
+#[inline(always)]
+unsafe fn add_group<S: Simd>(
+    sum: S::V,
+    dot: S::V,
+    step: S::V,
+    lo: S::V,
+    scale: S::V,
+    weight_sum: S::V,
+) -> S::V {
+    S::fma(scale, S::fma(step, dot, S::mul(lo, weight_sum)), sum)
+}
+
 /// One ISA's micro-kernel.
 trait Kernel {
     type S: Simd;
@@ -325,7 +339,7 @@ unsafe fn run(isa: Isa, j: &Job, p0: usize, p1: usize) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Kernel, Tile, QUAD};
+    use super::{add_group, Kernel, Tile, QUAD};
     use crate::cpu::gemm::store_tile;
     use crate::cpu::simd::Avx2Fma;
     use std::arch::x86_64::*;
@@ -380,8 +394,7 @@ mod x86 {
                     let lo = _mm256_set1_ps(*t.los.add(r * t.groups + g));
                     for v in 0..2 {
                         let dot = _mm256_cvtepi32_ps(acc[r][v]);
-                        let x = _mm256_fmadd_ps(step, dot, _mm256_mul_ps(lo, sv[v]));
-                        sum[r][v] = _mm256_fmadd_ps(sw[v], x, sum[r][v]);
+                        sum[r][v] = add_group::<Avx2Fma>(sum[r][v], dot, step, lo, sw[v], sv[v]);
                     }
                 }
             }
@@ -392,7 +405,7 @@ mod x86 {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
-    use super::{Kernel, Tile, QUAD};
+    use super::{add_group, Kernel, Tile, QUAD};
     use crate::cpu::gemm::store_tile;
     use crate::cpu::simd::Simd128;
     use core::arch::wasm32::*;
@@ -440,9 +453,8 @@ mod wasm {
                     let lo = f32x4_splat(*t.los.add(r * t.groups + g));
                     for v in 0..4 {
                         let dot = f32x4_convert_i32x4(acc[r][v]);
-                        let x =
-                            f32x4_relaxed_madd(step, dot, f32x4_mul(lo, v128_load(sums.add(v))));
-                        sum[r][v] = f32x4_relaxed_madd(v128_load(at.add(v)), x, sum[r][v]);
+                        let (sw, sv) = (v128_load(at.add(v)), v128_load(sums.add(v)));
+                        sum[r][v] = add_group::<Simd128>(sum[r][v], dot, step, lo, sw, sv);
                     }
                 }
             }
@@ -501,12 +513,16 @@ mod wasm {
                                 i32x4_shuffle::<0, 2, 4, 6>(l, h),
                                 i32x4_shuffle::<1, 3, 5, 7>(l, h),
                             );
-                            let x = f32x4_add(
-                                f32x4_mul(step, f32x4_convert_i32x4(dot)),
-                                f32x4_mul(lo, v128_load(sums.add(j))),
-                            );
+                            let (sw, sv) = (v128_load(at.add(j)), v128_load(sums.add(j)));
                             let s = &mut sum[r][2 * half + j];
-                            *s = f32x4_add(f32x4_mul(v128_load(at.add(j)), x), *s);
+                            *s = add_group::<Simd128>(
+                                *s,
+                                f32x4_convert_i32x4(dot),
+                                step,
+                                lo,
+                                sw,
+                                sv,
+                            );
                         }
                     }
                 }
