@@ -143,7 +143,7 @@ export function loadWasm(choice) {
     wasm = bindings;
     memory = exports.memory;
     // The int8 matmuls use relaxed SIMD's dot product only where it answers as specified.
-    bindings.setRelaxedDot((await wasmFeatures()).relaxedDot);
+    bindings.setRelaxedDot(relaxedDotWorks());
     let { threads, reason } = choice;
     if (threads > 1) {
       const started = await startPool(glue.href, module, exports.memory, threads - 1);
