@@ -20,7 +20,7 @@
 // /cut/ cuts it; later ones are served.
 
 import { createServer } from 'node:http';
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -46,9 +46,14 @@ const TYPES = {
 
 const FAULTS = ['norange', 'html', 'cut', 'short', 'missing'];
 
-export async function startServer({ port = 0, www = null, pkg = path.join(repoRoot, 'pkg'), isolated: isolateAll = false, mounts: extra = [] } = {}) {
+/** The package a demo folder runs with: the one built beside it (`www/../pkg`, as in a
+ * checkout: an older checkout's demo runs with its own), else this checkout's. */
+const packageFor = (www) =>
+  www && existsSync(path.join(www, '..', 'pkg', 'index.js')) ? path.join(www, '..', 'pkg') : path.join(repoRoot, 'pkg');
+
+export async function startServer({ port = 0, www = null, pkg = packageFor(www), isolated: isolateAll = false, mounts: extra = [] } = {}) {
   // `extra`: more [prefix, folder] pairs (a benchmark's model folder), ahead of the demo's `/`.
-  // `pkg`: the package served at /pkg/ (a benchmark gives an older checkout's beside its demo).
+  // `pkg`: the package served at /pkg/ (by default the one beside `www`).
   const mounts = [
     ['/pkg/', path.resolve(pkg)],
     ['/pages/', path.join(here, 'pages')],

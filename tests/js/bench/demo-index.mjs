@@ -22,7 +22,6 @@
 // of the engine's own per-image time.
 
 import { mkdtemp, rm, readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -39,13 +38,10 @@ const WWW = arg('www', join(repoRoot, 'www')).split(',').map((d) => resolve(d));
 const CHROMIUM = process.env.WEBCLIP_CHROMIUM ?? '/usr/bin/chromium';
 const cpu = (await readFile('/proc/cpuinfo', 'utf8').catch(() => '')).match(/model name\s*:\s*(.*)/)?.[1] ?? cpus()[0]?.model;
 
-// A demo folder runs with the package built beside it (DIR/../pkg, as in a checkout), else this one's.
-const pkgOf = (www) => (existsSync(join(www, '..', 'pkg', 'index.js')) ? join(www, '..', 'pkg') : join(repoRoot, 'pkg'));
-
 const ROUNDS = Number(arg('rounds', 1));
 const rows = [];
 for (let round = 0; round < ROUNDS; round++) for (const www of WWW) {
-  const server = await startServer({ www, pkg: pkgOf(www), isolated: true, mounts: MODEL_DIR ? [['/models/bench/', MODEL_DIR]] : [] });
+  const server = await startServer({ www, isolated: true, mounts: MODEL_DIR ? [['/models/bench/', MODEL_DIR]] : [] });
   const profile = await mkdtemp(join(tmpdir(), 'webclip-demo-index-'));
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM, headless: true, viewport: { width: 1280, height: 900 },

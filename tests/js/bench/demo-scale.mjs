@@ -29,7 +29,6 @@
 // within 1 s, no task over 200 ms, search to painted top 50 <= 150 ms, >= 50 fps, < 1 GB.
 
 import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -49,8 +48,7 @@ if (!['b32', 'tiny'].includes(MODEL)) throw new Error('--model b32 or tiny');
 
 // A kept profile needs the same origin (IndexedDB is per origin): a fixed port then.
 const WWW = resolve(arg('www', join(repoRoot, 'www')));
-const PKG = existsSync(join(WWW, '..', 'pkg', 'index.js')) ? join(WWW, '..', 'pkg') : join(repoRoot, 'pkg');
-const server = await startServer({ www: WWW, pkg: PKG, port: PROFILE ? Number(arg('port', 8765)) : 0 });
+const server = await startServer({ www: WWW, port: PROFILE ? Number(arg('port', 8765)) : 0 });
 const profile = PROFILE ?? await mkdtemp(join(tmpdir(), 'webclip-demo-scale-'));
 const ctx = await chromium.launchPersistentContext(profile, {
   executablePath: CHROMIUM,
