@@ -193,17 +193,22 @@ pub fn run_bench(
             ms: timing.best.as_secs_f64() * 1e3,
         });
     }
-    // Where the time goes: each operation timed inside the fastest of three passes.
-    for (batch, px) in &image_ms {
-        let (total, ops) =
-            super::profile::fastest_vision_pass(&mut backend, vision, px, *batch, 3)?;
-        writeln!(
-            out,
-            "\n## Image batch {batch}, by operation ({:.1} ms in all)\n\n{}",
-            total.as_secs_f64() * 1e3,
-            super::profile::table(&ops, total)
-        )
-        .map_err(io)?;
+    // Where the time goes: each operation timed inside the fastest of three passes, on
+    // f32 weights and (with `int8`) on int8 ones.
+    let profiled = std::iter::once(("", &model))
+        .chain(int8_model.iter().map(|(m8, _)| (" on int8 weights", m8)));
+    for (weights, m) in profiled {
+        for (batch, px) in &image_ms {
+            let (total, ops) =
+                super::profile::fastest_vision_pass(&mut backend, m.vision()?, px, *batch, 3)?;
+            writeln!(
+                out,
+                "\n## Image batch {batch}{weights}, by operation ({:.1} ms in all)\n\n{}",
+                total.as_secs_f64() * 1e3,
+                super::profile::table(&ops, total)
+            )
+            .map_err(io)?;
+        }
     }
     if let Some((m8, held_i8)) = &int8_model {
         let mib = |b: usize| b as f64 / (1 << 20) as f64;
