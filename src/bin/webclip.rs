@@ -46,7 +46,8 @@ usage:
       --batches, --iterations, --gpu-weights and --tensor-cores for the GPU: the f16 matmul
       runs on tensor cores where the adapter has cooperative matrices, unless off); several presets are run one
       after the other and their encoder latencies printed side by side; --weights int8 adds
-      the image encoder on int8 weights next to f32 (ms per image, bytes held after load)
+      the image encoder on int8 weights next to f32 (ms per image, bytes held after load, and
+      its pass by operation)
 
 --threads N: threads of the CPU backend (default 0: every core).
 
