@@ -151,13 +151,16 @@ pub(super) fn matmul(
             scales.resize(2 * m * groups, 0.0);
         }
         let (steps, los) = scales.split_at_mut(m * groups);
-        // Quantise, rows split across the threads.
+        // Quantise, rows split across the threads. Weighed as 64 flops a value (two passes,
+        // the first a chain of dependent adds: about 2 ns a value), so that batch 1's 50 rows
+        // split too; weighed as 4 they ran on one thread, a serial share that cost int8 on two
+        // threads a fifth of its speed.
         let (c, s, l) = (
             Shared(codes.as_mut_ptr()),
             Shared(steps.as_mut_ptr()),
             Shared(los.as_mut_ptr()),
         );
-        let parts = pool::parts(threads, 4 * m * k, m);
+        let parts = pool::parts(threads, 64 * m * k, m);
         pool::parallel_for(parts, parts, &|part| {
             for r in pool::split(m, 1, parts, part) {
                 // SAFETY: each part writes its own rows of the three buffers, sized above.
